@@ -1,0 +1,12 @@
+// Each subcommand of the `bitttt` command registers itself on the top-level CLI11 app.
+// Errors inside a command are thrown as bitttt::Error and reported by main() as one line.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace bitttt::cli {
+
+void register_bench(CLI::App& app);
+void register_demo(CLI::App& app);
+
+}  // namespace bitttt::cli

@@ -1,0 +1,33 @@
+// The `bitttt` command: one binary, one subcommand per job (DESIGN.md §1).
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+
+int main(int argc, char** argv) {
+    CLI::App app{"bitttt: the Bit-TTT engine (ternary BitNet b1.58 weights + Test-Time-Training layers)",
+                 "bitttt"};
+    app.set_version_flag("--version", BITTTT_VERSION);
+    app.require_subcommand(1);
+    bitttt::cli::register_bench(app);
+    bitttt::cli::register_demo(app);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    } catch (const bitttt::Error& e) {
+        fmt::print(stderr, "bitttt: error: {}\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc&) {
+        fmt::print(stderr, "bitttt: error: out of memory\n");
+        return 1;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "bitttt: error: {}\n", e.what());
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,52 @@
+// Ternary x int8 products: the scalar reference and the ISA dispatch.
+#include <omp.h>
+
+#include "core/cpu_features.hpp"
+#include "kernels/cpu/ternary.hpp"
+#include "kernels/cpu/ternary_isa.hpp"
+
+namespace bitttt::kernels {
+
+void ternary_matmul_scalar(const TernaryWeights& w, const int8_t* xq, int64_t xq_stride,
+                           const float* act_scale, int64_t m, float* y, int64_t y_stride) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < w.rows; ++n) {
+        for (int64_t i = 0; i < m; ++i) {
+            const int8_t* xi = xq + i * xq_stride;
+            int32_t acc = 0;
+            for (int64_t k = 0; k < w.cols; ++k) {
+                int code = (w.codes[packed_byte_index(n, k, w.cols)] >> packed_bit_shift(k)) & 3;
+                acc += (code - 1) * xi[k];
+            }
+            y[i * y_stride + n] = static_cast<float>(acc) * (w.scale * act_scale[i]);
+        }
+    }
+}
+
+void ternary_matmul(const TernaryWeights& w, const int8_t* xq, int64_t xq_stride,
+                    const float* act_scale, int64_t m, float* y, int64_t y_stride) {
+    switch (active_isa()) {
+        case Isa::kAvx512: return ternary_matmul_avx512(w, xq, xq_stride, act_scale, m, y, y_stride);
+        case Isa::kAvx2: return ternary_matmul_avx2(w, xq, xq_stride, act_scale, m, y, y_stride);
+        case Isa::kScalar: break;
+    }
+    ternary_matmul_scalar(w, xq, xq_stride, act_scale, m, y, y_stride);
+}
+
+void ternary_matmul_f32(const TernaryWeights& w, const float* x, int64_t x_stride, int64_t m,
+                        float* y, int64_t y_stride) {
+#pragma omp parallel for schedule(static)
+    for (int64_t n = 0; n < w.rows; ++n) {
+        for (int64_t i = 0; i < m; ++i) {
+            const float* xi = x + i * x_stride;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < w.cols; ++k) {
+                int code = (w.codes[packed_byte_index(n, k, w.cols)] >> packed_bit_shift(k)) & 3;
+                acc += code == 2 ? xi[k] : (code == 0 ? -xi[k] : 0.0f);
+            }
+            y[i * y_stride + n] = acc * w.scale;
+        }
+    }
+}
+
+}  // namespace bitttt::kernels
