@@ -1,7 +1,7 @@
 #include "cli/bench.hpp"
 
-#include <fmt/format.h>
 #include <emmintrin.h>  // SSE2 is baseline x86-64; streaming reads are memory-bound anyway
+#include <fmt/format.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -19,10 +19,14 @@ BenchReporter::BenchReporter(const BenchOptions& options) : options_(options) {}
 
 void BenchReporter::report(const BenchResult& r) {
     if (options_.json) {
-        nlohmann::json j = {{"name", r.name},         {"value", r.value},
-                            {"unit", r.unit},         {"reference", r.reference},
-                            {"ratio", r.ratio},       {"threads", num_threads()},
-                            {"isa", isa_name(active_isa())}, {"cpu", cpu_model_name()}};
+        nlohmann::json j = {{"name", r.name},
+                            {"value", r.value},
+                            {"unit", r.unit},
+                            {"reference", r.reference},
+                            {"ratio", r.ratio},
+                            {"threads", num_threads()},
+                            {"isa", isa_name(active_isa())},
+                            {"cpu", cpu_model_name()}};
         fmt::print("{}\n", j.dump());
     } else {
         if (!header_printed_) {
@@ -92,7 +96,8 @@ void register_bench(CLI::App& app) {
     auto options = std::make_shared<BenchOptions>();
     auto names = std::make_shared<std::vector<std::string>>();
     std::string list;
-    for (const auto& e : bench_entries()) list += fmt::format("\n  {:<12} {}", e.name, e.description);
+    for (const auto& e : bench_entries())
+        list += fmt::format("\n  {:<12} {}", e.name, e.description);
     cmd->add_option("names", *names, "Benchmarks to run ('all' for every one):" + list)->required();
     cmd->add_option("-t,--threads", options->threads, "Threads (0: all cores)")
         ->check(CLI::Range(0, 4096));
@@ -114,8 +119,8 @@ void register_bench(CLI::App& app) {
                     found = true;
                 }
             }
-            check(found, ErrorKind::kInvalidArgument, "unknown benchmark '{}' (see bitttt bench --help)",
-                  name);
+            check(found, ErrorKind::kInvalidArgument,
+                  "unknown benchmark '{}' (see bitttt bench --help)", name);
         }
         BenchReporter reporter(*options);
         for (const auto* e : selected) e->run(*options, reporter);

@@ -10,10 +10,10 @@
 namespace bitttt::cli {
 
 struct BenchOptions {
-    int threads = 0;      // 0: all cores
-    bool json = false;    // one JSON object per result instead of a table
-    bool quick = false;   // smaller sizes, for smoke tests
-    std::string model;    // optional model path for model benchmarks
+    int threads = 0;     // 0: all cores
+    bool json = false;   // one JSON object per result instead of a table
+    bool quick = false;  // smaller sizes, for smoke tests
+    std::string model;   // optional model path for model benchmarks
 };
 
 struct BenchResult {
@@ -26,11 +26,11 @@ struct BenchResult {
 
 // Prints results as they come: a readable table, or JSON lines with threads, isa and cpu added.
 class BenchReporter {
-public:
+  public:
     explicit BenchReporter(const BenchOptions& options);
     void report(const BenchResult& result);
 
-private:
+  private:
     const BenchOptions& options_;
     bool header_printed_ = false;
 };

@@ -9,8 +9,9 @@
 #include "core/error.hpp"
 
 int main(int argc, char** argv) {
-    CLI::App app{"bitttt: the Bit-TTT engine (ternary BitNet b1.58 weights + Test-Time-Training layers)",
-                 "bitttt"};
+    CLI::App app{
+        "bitttt: the Bit-TTT engine (ternary BitNet b1.58 weights + Test-Time-Training layers)",
+        "bitttt"};
     app.set_version_flag("--version", BITTTT_VERSION);
     app.require_subcommand(1);
     bitttt::cli::register_bench(app);

@@ -20,7 +20,7 @@ template <typename T>
 class AlignedBuffer {
     static_assert(std::is_trivially_copyable_v<T>, "AlignedBuffer holds plain data only");
 
-public:
+  public:
     AlignedBuffer() = default;
     explicit AlignedBuffer(std::size_t count) { resize(count); }
     AlignedBuffer(const AlignedBuffer& other) : AlignedBuffer(other.size_) {
@@ -77,7 +77,7 @@ public:
         std::swap(size_, other.size_);
     }
 
-private:
+  private:
     T* data_ = nullptr;
     std::size_t size_ = 0;
 };

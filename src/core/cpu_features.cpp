@@ -56,8 +56,8 @@ Isa initial_active_isa() {
     const char* forced = std::getenv("BITTTT_ISA");
     if (!forced || !*forced) return best;
     Isa want = parse_isa(forced);
-    check(want <= best, ErrorKind::kUnsupported, "BITTTT_ISA={} asks for more than this CPU has ({})",
-          forced, isa_name(best));
+    check(want <= best, ErrorKind::kUnsupported,
+          "BITTTT_ISA={} asks for more than this CPU has ({})", forced, isa_name(best));
     return want;
 }
 
@@ -70,9 +70,12 @@ std::atomic<int>& active_isa_slot() {
 
 std::string_view isa_name(Isa isa) {
     switch (isa) {
-        case Isa::kScalar: return "scalar";
-        case Isa::kAvx2: return "avx2";
-        case Isa::kAvx512: return "avx512";
+        case Isa::kScalar:
+            return "scalar";
+        case Isa::kAvx2:
+            return "avx2";
+        case Isa::kAvx512:
+            return "avx512";
     }
     return "unknown";
 }
@@ -89,11 +92,13 @@ Isa detected_isa() {
     return isa;
 }
 
-Isa active_isa() { return static_cast<Isa>(active_isa_slot().load(std::memory_order_relaxed)); }
+Isa active_isa() {
+    return static_cast<Isa>(active_isa_slot().load(std::memory_order_relaxed));
+}
 
 void set_active_isa(Isa isa) {
-    check(isa <= detected_isa(), ErrorKind::kUnsupported, "ISA {} is not available on this CPU ({})",
-          isa_name(isa), isa_name(detected_isa()));
+    check(isa <= detected_isa(), ErrorKind::kUnsupported,
+          "ISA {} is not available on this CPU ({})", isa_name(isa), isa_name(detected_isa()));
     active_isa_slot().store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 

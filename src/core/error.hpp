@@ -21,11 +21,12 @@ enum class ErrorKind {
 };
 
 class Error : public std::runtime_error {
-public:
-    Error(ErrorKind kind, std::string message) : std::runtime_error(std::move(message)), kind_(kind) {}
+  public:
+    Error(ErrorKind kind, std::string message)
+        : std::runtime_error(std::move(message)), kind_(kind) {}
     ErrorKind kind() const noexcept { return kind_; }
 
-private:
+  private:
     ErrorKind kind_;
 };
 

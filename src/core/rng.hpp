@@ -17,7 +17,7 @@ inline uint64_t splitmix64(uint64_t& state) {
 
 // xoshiro256** (Blackman & Vigna): fast, 256-bit state, passes BigCrush.
 class Rng {
-public:
+  public:
     explicit Rng(uint64_t seed = 0) { reseed(seed); }
 
     void reseed(uint64_t seed) {
@@ -49,7 +49,8 @@ public:
     float normal() {
         double u1 = 1.0 - uniform_double();  // (0, 1]
         double u2 = uniform_double();
-        return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+        return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) *
+                                  std::cos(6.283185307179586 * u2));
     }
 
     // Full state, for checkpoints that resume bit for bit.
@@ -58,7 +59,7 @@ public:
         for (int i = 0; i < 4; ++i) s_[i] = state[i];
     }
 
-private:
+  private:
     static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
     uint64_t s_[4];
 };

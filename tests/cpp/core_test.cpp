@@ -12,7 +12,8 @@
 namespace bitttt {
 
 TEST(CpuFeatures, ParseIsaRoundTripsAndRejectsUnknown) {
-    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) EXPECT_EQ(parse_isa(isa_name(isa)), isa);
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512})
+        EXPECT_EQ(parse_isa(isa_name(isa)), isa);
     EXPECT_THROW(parse_isa("sse9"), Error);
 }
 
