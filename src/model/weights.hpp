@@ -1,0 +1,66 @@
+// The weights of a loaded model, as the inference forward reads them (llama2.c's
+// TransformerWeights): floating-point tensors as float pointers and BitLinear tensors as packed
+// ternary views. The pointers point into a memory-mapped .bitt file where possible, or into
+// buffers this object owns; `storage` keeps either alive.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/ternary.hpp"
+#include "model/config.hpp"
+
+namespace bitttt {
+
+struct LayerWeights {
+    const float* norm1 = nullptr;  // [D]
+    const float* norm2 = nullptr;  // [D]
+    // reconstruct rule
+    kernels::TernaryWeights ttt_down;  // [Dt, D]
+    kernels::TernaryWeights ttt_up;    // [D, Dt]
+    // delta rule
+    kernels::TernaryWeights ttt_q, ttt_k, ttt_v;  // [Dt, D]
+    kernels::TernaryWeights ttt_o;                // [D, Dt]
+    const float* ttt_lr_weight = nullptr;         // [heads, D]
+    const float* ttt_lr_bias = nullptr;           // [heads]
+    // SwiGLU MLP
+    kernels::TernaryWeights gate_proj, up_proj;  // [M, D]
+    kernels::TernaryWeights down_proj;           // [D, M]
+};
+
+// One entry per ParamSpec of parameter_table(config), same order.
+struct TensorRef {
+    const float* f32 = nullptr;       // floating-point tensors (kind != kBitLinear)
+    kernels::TernaryWeights ternary;  // BitLinear tensors
+};
+
+class ModelWeights {
+  public:
+    ModelConfig config;
+    std::vector<ParamSpec> table;    // parameter_table(config)
+    std::vector<TensorRef> tensors;  // parallel to table
+    const float* embed = nullptr;    // [V, D]
+    const float* norm_f = nullptr;   // [D]
+    const float* lm_head = nullptr;  // [V, D]
+    std::vector<LayerWeights> layers;
+    // Whatever the pointers point into (a file mapping, owned buffers).
+    std::vector<std::shared_ptr<const void>> storage;
+
+    // Builds from floating-point master weights (as training holds them): `lookup` returns the
+    // fp32 data of each ParamSpec (numel() floats, row-major). BitLinear tensors are quantized
+    // (absmean, DESIGN.md §2.1) and packed; the others are copied.
+    static ModelWeights from_master(const ModelConfig& config,
+                                    const std::function<const float*(const ParamSpec&)>& lookup);
+    // A model with random weights (normal, std 1/sqrt(fan_in); norms 1) for tests and benchmarks.
+    static ModelWeights random(const ModelConfig& config, uint64_t seed);
+
+    // Fills embed/norm_f/lm_head/layers from `tensors` (call after filling tensors).
+    void link();
+    // Looks a tensor up by name; throws Error if there is none.
+    const TensorRef& tensor(const std::string& name) const;
+};
+
+}  // namespace bitttt
