@@ -11,7 +11,7 @@ PIP_PACKAGES := numpy pytest safetensors tokenizers nanobind scikit-build-core
 
 BITTTT := $(BUILD_DIR)/bitttt
 
-.PHONY: all deps build run test test-cpp test-python bench clean format
+.PHONY: all deps build python run test bench clean format
 
 all: build
 
@@ -33,7 +33,11 @@ build: deps
 run: build
 	@$(BITTTT) demo
 
-test: build
+# The Python package (`import bitttt`, `import cortex_rust`), built by scikit-build-core.
+python: deps
+	@$(PYTHON) -m pip install -q --no-build-isolation --root-user-action=ignore .
+
+test: build python
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	@BITTTT_BUILD_DIR=$(abspath $(BUILD_DIR)) $(PYTHON) -m pytest -q tests/python
 

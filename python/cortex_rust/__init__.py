@@ -1,0 +1,1 @@
+"""Compatibility module with the original Bit-TTT Python API (`cortex_rust`)."""

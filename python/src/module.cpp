@@ -1,0 +1,32 @@
+// The `bitttt._ext` extension: thin nanobind bindings over the C++ API (no logic of its own).
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+
+#include <string>
+
+#include "core/cpu_features.hpp"
+#include "core/error.hpp"
+#include "core/threads.hpp"
+
+namespace nb = nanobind;
+
+NB_MODULE(_ext, m) {
+    m.doc() = "Bit-TTT engine (C++ core)";
+    nb::register_exception_translator([](const std::exception_ptr& p, void*) {
+        try {
+            std::rethrow_exception(p);
+        } catch (const bitttt::Error& e) {
+            if (e.kind() == bitttt::ErrorKind::kIo) {
+                PyErr_SetString(PyExc_OSError, e.what());
+            } else {
+                PyErr_SetString(PyExc_ValueError, e.what());
+            }
+        }
+    });
+    m.def("version", [] { return std::string(BITTTT_VERSION); }, "Version of the engine.");
+    m.def("cpu_isa", [] { return std::string(bitttt::isa_name(bitttt::active_isa())); },
+          "Kernel ISA level in use: 'scalar', 'avx2' or 'avx512'.");
+    m.def("num_threads", &bitttt::num_threads, "Threads the kernels use.");
+    m.def("set_num_threads", &bitttt::set_num_threads, nb::arg("n"),
+          "Sets the kernels' thread count (n <= 0: all cores).");
+}
