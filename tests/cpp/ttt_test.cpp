@@ -1,14 +1,19 @@
 // The TTT `reconstruct` scan (DESIGN.md §2.2) and the standalone TttLayer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "core/cpu_features.hpp"
+#include "core/error.hpp"
 #include "core/rng.hpp"
+#include "kernels/cpu/ternary.hpp"
 #include "kernels/cpu/ttt_scan.hpp"
+#include "model/ttt_layer.hpp"
 
 namespace bitttt {
 namespace {
@@ -189,6 +194,182 @@ TEST(TttScan, SecondPassReconstructsFarBetter) {
                            << c.dt;  // the first pass really had to learn (1 = W knew nothing)
         EXPECT_LT(e2, c.max_ratio * e1) << "dt=" << c.dt << " pass1=" << e1 << " pass2=" << e2;
     }
+}
+
+// ---- TttLayer ----
+
+// y = W x for a packed ternary W with §2.1's int8 activation quantization, in double, from the
+// unpacked codes (independent of the packed kernels).
+std::vector<double> bitlinear_ref(const kernels::TernaryWeights& w, const std::vector<double>& x) {
+    std::vector<int8_t> q(static_cast<size_t>(w.rows * w.cols));
+    kernels::unpack_ternary(w.codes, w.rows, w.cols, q.data());
+    double gamma = 1e-5;
+    for (double v : x) gamma = std::max(gamma, std::fabs(v));
+    std::vector<double> xq(x.size());
+    for (size_t k = 0; k < x.size(); ++k)
+        xq[k] = std::clamp(std::nearbyint(x[k] * 127.0 / gamma), -127.0, 127.0);
+    std::vector<double> y(static_cast<size_t>(w.rows), 0.0);
+    for (int64_t n = 0; n < w.rows; ++n) {
+        for (int64_t k = 0; k < w.cols; ++k) y[n] += q[n * w.cols + k] * xq[k];
+        y[n] *= w.scale * gamma / 127.0;
+    }
+    return y;
+}
+
+// The layer is down → scan → up as in §2.2: compared with the double composition of the same
+// packed weights. The int8 rounding of z may land on the other side of a .5 in float and double
+// (one step of γ/127 in a few elements), hence a tolerance relative to the output's scale.
+TEST(TttLayer, ForwardIsDownScanUp) {
+    const int64_t d = 64, tokens = 20;
+    TttLayer layer(d, 0.5f);
+    ASSERT_EQ(layer.ttt_dim(), 16);
+    auto x = random_normal(static_cast<size_t>(tokens * d), 99);
+    std::vector<float> y(x.size());
+    layer.forward(x.data(), tokens, y.data());
+    NaiveTtt ttt(layer.ttt_dim(), 0.5);
+    double max_diff = 0.0, max_y = 0.0;
+    for (int64_t t = 0; t < tokens; ++t) {
+        std::vector<double> xt(x.begin() + t * d, x.begin() + (t + 1) * d);
+        auto f = bitlinear_ref(layer.down(), xt);
+        std::vector<float> ff(f.begin(), f.end());
+        auto yr = bitlinear_ref(layer.up(), ttt.step(ff.data()));
+        for (int64_t i = 0; i < d; ++i) {
+            max_diff = std::max(max_diff, std::fabs(y[t * d + i] - yr[i]));
+            max_y = std::max(max_y, std::fabs(yr[i]));
+        }
+    }
+    EXPECT_GT(max_y, 0.0);
+    EXPECT_LT(max_diff, 0.02 * max_y);
+}
+
+// The documented initialization: seed 0x5EED, normal / sqrt(fan_in), absmean ternary. For a normal
+// weight of std σ the absmean is σ·sqrt(2/π) and |w| < β/2 (weight 0) has probability ≈ 0.31.
+TEST(TttLayer, WeightsFollowTheDocumentedSeed) {
+    TttLayer a(256, 0.1f), b(256, 0.1f);
+    const auto& da = a.down();
+    ASSERT_EQ(da.rows, 64);
+    ASSERT_EQ(da.cols, 256);
+    EXPECT_EQ(std::memcmp(da.codes, b.down().codes, kernels::packed_bytes(64, 256)), 0);
+    EXPECT_NEAR(da.scale, std::sqrt(2.0 / M_PI) / std::sqrt(256.0), 0.03 / std::sqrt(256.0));
+    EXPECT_NEAR(a.up().scale, std::sqrt(2.0 / M_PI) / std::sqrt(64.0), 0.03 / std::sqrt(64.0));
+    std::vector<int8_t> q(64 * 256);
+    kernels::unpack_ternary(da.codes, 64, 256, q.data());
+    double zeros = 0;
+    for (int8_t v : q) zeros += v == 0;
+    EXPECT_NEAR(zeros / q.size(), 0.31, 0.03);
+    // The same stream drawn here gives the same ternary codes.
+    Rng rng(TttLayer::kWeightSeed);
+    std::vector<float> w(64 * 256);
+    for (auto& v : w) v = rng.normal() / 16.0f;
+    std::vector<int8_t> q2(w.size());
+    kernels::quantize_ternary(w.data(), w.size(), kernels::ternary_scale(w.data(), w.size()),
+                              q2.data());
+    EXPECT_EQ(q, q2);
+}
+
+TEST(TttLayer, ChunksAndCallsDoNotChangeTheResult) {
+    const int64_t d = 32, tokens = TttLayer::kMaxChunkTokens * 2 + 17;  // three chunks
+    auto x = random_normal(static_cast<size_t>(tokens * d), 5);
+    TttLayer whole(d, 0.1f), pieces(d, 0.1f);
+    std::vector<float> y1(x.size()), y2(x.size());
+    whole.forward(x.data(), tokens, y1.data());
+    for (int64_t t = 0; t < tokens;) {  // uneven pieces: 1, 2, 3, ... tokens
+        int64_t n = std::min<int64_t>(tokens - t, 1 + t % 7);
+        pieces.forward(x.data() + t * d, n, y2.data() + t * d);
+        t += n;
+    }
+    for (size_t i = 0; i < y1.size(); ++i) ASSERT_NEAR(y1[i], y2[i], 1e-5) << i;
+    // In place gives the same as out of place.
+    TttLayer inplace(d, 0.1f);
+    std::vector<float> io = x;
+    inplace.forward(io.data(), tokens, io.data());
+    for (size_t i = 0; i < y1.size(); ++i) ASSERT_EQ(io[i], y1[i]) << i;
+}
+
+double mean(const std::vector<float>& v) {
+    double s = 0;
+    for (float x : v) s += x;
+    return s / static_cast<double>(v.size());
+}
+
+TEST(TttLayer, MemoryEffectAndReset) {
+    const int64_t d = 512, tokens = 8;  // Dt = 128 > T: the sequence does not fill the state
+    TttLayer layer(d, 1.0f);
+    auto x = random_normal(static_cast<size_t>(tokens * d), 77);
+    std::vector<float> y(x.size()), e1(tokens), e2(tokens), e3(tokens);
+    layer.forward(x.data(), tokens, y.data(), e1.data());
+    layer.forward(x.data(), tokens, y.data(), e2.data());
+    EXPECT_NEAR(e1[0], 1.0, 1e-5);  // W = 0: z = 0 and ‖f̂‖ ≈ 1
+    EXPECT_LT(mean(e2), 0.25 * mean(e1));
+    layer.reset();
+    layer.forward(x.data(), tokens, y.data(), e3.data());
+    for (int64_t t = 0; t < tokens; ++t) EXPECT_FLOAT_EQ(e3[t], e1[t]);
+}
+
+TEST(TttLayer, StateRoundTrip) {
+    const int64_t d = 68, tokens = 30;  // Dt = 17: odd
+    auto x = random_normal(static_cast<size_t>(tokens * d), 8);
+    TttLayer a(d, 0.3f), b(d, 0.3f);
+    std::vector<float> ya(x.size()), yb(x.size());
+    a.forward(x.data(), tokens, ya.data());
+    std::vector<float> w(static_cast<size_t>(a.state_size()));
+    a.get_state(w.data());
+    bool nonzero = false;
+    for (float v : w) nonzero |= v != 0.0f;
+    EXPECT_TRUE(nonzero);
+    b.set_state(w.data());
+    std::vector<float> w2(w.size());
+    b.get_state(w2.data());
+    EXPECT_EQ(w, w2);
+    a.forward(x.data(), tokens, ya.data());  // both continue from the same W
+    b.forward(x.data(), tokens, yb.data());
+    EXPECT_EQ(ya, yb);
+    // W is exposed row-major: z = W f̂. A state with W = I reconstructs f̂ exactly on the first
+    // token.
+    std::vector<float> eye(w.size(), 0.0f), err(1);
+    for (int64_t i = 0; i < 17; ++i) eye[i * 17 + i] = 1.0f;
+    TttLayer c(d, 0.3f);
+    c.set_state(eye.data());
+    c.forward(x.data(), 1, ya.data(), err.data());
+    EXPECT_LT(err[0], 1e-5);
+}
+
+TEST(TttLayer, RejectsBadArgumentsWithoutTouchingState) {
+    EXPECT_THROW(TttLayer(0, 0.1f), Error);
+    EXPECT_THROW(TttLayer(6, 0.1f), Error);
+    EXPECT_THROW(TttLayer(-4, 0.1f), Error);
+    EXPECT_THROW(TttLayer(TttLayer::kMaxHiddenDim + 4, 0.1f), Error);
+    EXPECT_THROW(TttLayer(64, NAN), Error);
+    EXPECT_THROW(TttLayer(64, -0.1f), Error);
+    EXPECT_THROW(TttLayer(64, 2.5f), Error);
+    TttLayer layer(16, 0.5f);
+    auto x = random_normal(16 * 3, 3);
+    std::vector<float> y(x.size(), 0.0f);
+    layer.forward(x.data(), 3, y.data());
+    std::vector<float> w0(static_cast<size_t>(layer.state_size())), w1(w0.size());
+    layer.get_state(w0.data());
+    for (float bad : {NAN, INFINITY, -INFINITY}) {
+        auto xb = x;
+        xb[16 * 2 + 5] = bad;  // in the last token: nothing before it may run either
+        std::vector<float> yb(x.size(), 42.0f);
+        try {
+            layer.forward(xb.data(), 3, yb.data());
+            ADD_FAILURE() << "non-finite input accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::kInvalidArgument);
+        }
+        for (float v : yb) ASSERT_EQ(v, 42.0f);
+        layer.get_state(w1.data());
+        EXPECT_EQ(w0, w1);
+        auto wb = w0;
+        wb[3] = bad;
+        EXPECT_THROW(layer.set_state(wb.data()), Error);
+        layer.get_state(w1.data());
+        EXPECT_EQ(w0, w1);
+    }
+    EXPECT_THROW(layer.forward(x.data(), -1, y.data()), Error);
+    EXPECT_THROW(layer.forward(x.data(), INT64_MAX / 8, y.data()), Error);
+    EXPECT_THROW(layer.forward(nullptr, 1, y.data()), Error);
 }
 
 }  // namespace
