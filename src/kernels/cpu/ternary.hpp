@@ -34,8 +34,12 @@ inline constexpr int64_t kColBlock = 16;
 inline constexpr int64_t round_up(int64_t n, int64_t multiple) {
     return (n + multiple - 1) / multiple * multiple;
 }
-inline constexpr int64_t packed_rows(int64_t rows) { return round_up(rows, kRowGroup); }
-inline constexpr int64_t packed_cols(int64_t cols) { return round_up(cols, kColBlock); }
+inline constexpr int64_t packed_rows(int64_t rows) {
+    return round_up(rows, kRowGroup);
+}
+inline constexpr int64_t packed_cols(int64_t cols) {
+    return round_up(cols, kColBlock);
+}
 inline constexpr int64_t packed_bytes(int64_t rows, int64_t cols) {
     return packed_rows(rows) * packed_cols(cols) / 4;
 }
@@ -45,7 +49,9 @@ inline constexpr int64_t packed_byte_index(int64_t row, int64_t col, int64_t col
     return ((row / kRowGroup) * blocks_per_group + col / kColBlock) * 64 + (row % kRowGroup) * 4 +
            col % 4;
 }
-inline constexpr int packed_bit_shift(int64_t col) { return static_cast<int>((col % 16) / 4) * 2; }
+inline constexpr int packed_bit_shift(int64_t col) {
+    return static_cast<int>((col % 16) / 4) * 2;
+}
 
 // A packed ternary matrix W [rows, cols] (PyTorch's [out, in]) with its scale beta; does not own
 // the codes (they may live in a memory-mapped model file). codes has packed_bytes(rows, cols)
@@ -74,6 +80,10 @@ void unpack_ternary(const uint8_t* codes, int64_t rows, int64_t cols, int8_t* q)
 // Inputs must be finite (callers at the API boundary check); NaN never causes undefined behaviour.
 void quantize_activations(const float* x, int64_t m, int64_t k, int64_t x_stride, int8_t* xq,
                           int64_t xq_stride, float* act_scale);
+// The scalar reference of quantize_activations (the dispatching version above picks the AVX2 or
+// AVX-512 one, which give bit-identical results).
+void quantize_activations_scalar(const float* x, int64_t m, int64_t k, int64_t x_stride, int8_t* xq,
+                                 int64_t xq_stride, float* act_scale);
 
 // ---- products ----
 // y[i, n] = float(sum_k Wq[n, k] * xq[i, k]) * (beta * act_scale[i]) for i < m, n < w.rows.

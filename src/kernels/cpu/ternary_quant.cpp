@@ -3,7 +3,10 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/cpu_features.hpp"
+#include "core/error.hpp"
 #include "kernels/cpu/ternary.hpp"
+#include "kernels/cpu/ternary_isa.hpp"
 
 namespace bitttt::kernels {
 
@@ -42,8 +45,24 @@ void unpack_ternary(const uint8_t* codes, int64_t rows, int64_t cols, int8_t* q)
                 ((codes[packed_byte_index(r, c, cols)] >> packed_bit_shift(c)) & 3) - 1);
 }
 
-void quantize_activations(const float* x, int64_t m, int64_t k, int64_t x_stride, int8_t* xq,
-                          int64_t xq_stride, float* act_scale) {
+void check_quantize_args(const float* x, int64_t m, int64_t k, int64_t x_stride, const int8_t* xq,
+                         int64_t xq_stride, const float* act_scale) {
+    constexpr int64_t kMaxDim = int64_t{1} << 40;  // keeps every byte offset far from overflow
+    check(m >= 0 && m <= kMaxDim && k >= 0 && k <= kMaxDim, ErrorKind::kInvalidArgument,
+          "quantize_activations: shape [{}, {}] is out of range", m, k);
+    if (m == 0) return;
+    check(x != nullptr && xq != nullptr && act_scale != nullptr, ErrorKind::kInvalidArgument,
+          "quantize_activations: null input, output or scale buffer");
+    check(m == 1 || (x_stride >= k && x_stride <= kMaxDim), ErrorKind::kDimensionMismatch,
+          "quantize_activations: input stride {} is not in [{}, 2^40]", x_stride, k);
+    check(m == 1 || (xq_stride >= packed_cols(k) && xq_stride <= kMaxDim),
+          ErrorKind::kDimensionMismatch,
+          "quantize_activations: output stride {} is not in [{}, 2^40]", xq_stride, packed_cols(k));
+}
+
+void quantize_activations_scalar(const float* x, int64_t m, int64_t k, int64_t x_stride, int8_t* xq,
+                                 int64_t xq_stride, float* act_scale) {
+    check_quantize_args(x, m, k, x_stride, xq, xq_stride, act_scale);
     const int64_t k_pad = packed_cols(k);
     for (int64_t i = 0; i < m; ++i) {
         const float* xi = x + i * x_stride;
@@ -60,6 +79,19 @@ void quantize_activations(const float* x, int64_t m, int64_t k, int64_t x_stride
         for (int64_t j = k; j < k_pad; ++j) qi[j] = 0;
         act_scale[i] = gamma / 127.0f;
     }
+}
+
+void quantize_activations(const float* x, int64_t m, int64_t k, int64_t x_stride, int8_t* xq,
+                          int64_t xq_stride, float* act_scale) {
+    switch (active_isa()) {
+        case Isa::kAvx512:
+            return quantize_activations_avx512(x, m, k, x_stride, xq, xq_stride, act_scale);
+        case Isa::kAvx2:
+            return quantize_activations_avx2(x, m, k, x_stride, xq, xq_stride, act_scale);
+        case Isa::kScalar:
+            break;
+    }
+    quantize_activations_scalar(x, m, k, x_stride, xq, xq_stride, act_scale);
 }
 
 }  // namespace bitttt::kernels
