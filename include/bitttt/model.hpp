@@ -1,0 +1,124 @@
+// The C++ inference API (DESIGN.md §4): a Model (immutable weights + optional tokenizer, shared
+// between threads) and Sessions over it (the TTT state of every layer, scratch buffers, the
+// position; one per conversation, used by one thread at a time).
+//
+//     auto model = bitttt::Model::load("model.bitt");
+//     bitttt::Session session(model);
+//     auto logits = session.forward(prompt_ids);           // logits of the last token
+//     session.generate(prompt_ids, options, [](int32_t id) { ...; return true; });
+//     session.save_state("memory.tttstate");              // the TTT memory W of every layer
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace bitttt {
+
+struct ModelConfig;
+class ModelWeights;
+class Tokenizer;
+
+class Model {
+  public:
+    // Loads a .bitt file or a model directory (config.json + model.safetensors [+ tokenizer.json]).
+    static std::shared_ptr<const Model> load(const std::string& path);
+    // Wraps weights already in memory (random models for tests and benchmarks).
+    static std::shared_ptr<const Model> from_weights(
+        ModelWeights weights, std::shared_ptr<const Tokenizer> tokenizer = nullptr);
+
+    const ModelConfig& config() const;
+    const ModelWeights& weights() const;
+    const Tokenizer* tokenizer() const;  // null when the model has none
+
+    // XXH3-64 of the config and every tensor (packed codes and scales for BitLinear tensors): the
+    // identity a saved TTT state is checked against. Computed on first use (thread-safe).
+    uint64_t identity_hash() const;
+
+    ~Model();
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+  private:
+    Model();
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+struct SamplingOptions {
+    float temperature = 0.8f;     // 0: greedy (argmax)
+    int64_t top_k = 40;           // keep the k most likely tokens; 0: all
+    float top_p = 0.95f;          // keep the smallest set with this much probability; 1: all
+    float repeat_penalty = 1.0f;  // > 1 discourages tokens seen in the last repeat_last_n
+    int64_t repeat_last_n = 64;
+    uint64_t seed = 42;
+};
+
+struct GenerateOptions {
+    int64_t max_new_tokens = 128;
+    bool stop_at_end_of_text = true;  // stop after sampling <|endoftext|> (id 0), not emitting it
+    SamplingOptions sampling;
+};
+
+enum class StopReason { kEndOfText, kTokenLimit, kCallback };
+
+struct GenerateResult {
+    std::vector<int32_t> tokens;  // the generated ids (without the prompt)
+    StopReason stop = StopReason::kTokenLimit;
+    double prompt_seconds = 0;    // time spent on the prompt
+    double generate_seconds = 0;  // time spent sampling and decoding the new tokens
+};
+
+// Called with each generated token; return false to stop.
+using TokenCallback = std::function<bool(int32_t id)>;
+
+class Session {
+  public:
+    // max_chunk: prompt tokens processed together (the scratch buffers are sized for it once;
+    // longer prompts go in several chunks).
+    explicit Session(std::shared_ptr<const Model> model, int64_t max_chunk = 64);
+    ~Session();
+    Session(Session&&) noexcept;
+    Session& operator=(Session&&) noexcept;
+
+    // Feeds ids, in order, continuing from the current state, and returns the logits of the last
+    // token (vocab_size floats, valid until the next call). The projections are batched over the
+    // prompt; the TTT recurrence runs token after token. If all_logits is not empty it receives
+    // the logits of every token (ids.size() * vocab_size floats). Ids out of range are an error
+    // (checked before the state changes).
+    std::span<const float> forward(std::span<const int32_t> ids, std::span<float> all_logits = {});
+    // One token (decode): the same logits forward({id}) gives; allocates nothing.
+    std::span<const float> forward_token(int32_t id);
+
+    // Feeds the prompt (if any), then samples up to max_new_tokens tokens, feeding each back.
+    // With an empty prompt, sampling starts from the logits of the last forward call (an error
+    // if there was none since the last reset).
+    GenerateResult generate(std::span<const int32_t> prompt, const GenerateOptions& options,
+                            const TokenCallback& on_token = {});
+
+    // Forgets everything read: every W back to 0, position 0.
+    void reset();
+    int64_t position() const;  // tokens read since the last reset (or as loaded from a state)
+
+    // The TTT memory as a file (.tttstate, ttt_state_file.hpp): atomic write; load checks that
+    // the file belongs to this model (identity_hash) and is intact, and leaves the session
+    // unchanged when it is not.
+    void save_state(const std::string& path) const;
+    void load_state(const std::string& path);
+
+    // W of layer l: heads x Dh x Dh floats, each head row-major (W[i][j] at i * Dh + j).
+    std::span<const float> state(int64_t layer) const;
+    std::span<float> mutable_state(int64_t layer);
+
+    const Model& model() const;
+    const std::shared_ptr<const Model>& model_ptr() const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bitttt

@@ -1,0 +1,57 @@
+// Session::generate: prompt, then sample → feed back, token after token, with no allocation in
+// the loop beyond the growing list of generated ids (reserved up front).
+#include <chrono>
+
+#include "bitttt/model.hpp"
+#include "core/error.hpp"
+#include "model/session_impl.hpp"
+
+namespace bitttt {
+
+GenerateResult Session::generate(std::span<const int32_t> prompt, const GenerateOptions& options,
+                                 const TokenCallback& on_token) {
+    using Clock = std::chrono::steady_clock;
+    Impl& s = *impl_;
+    check(options.max_new_tokens >= 0, ErrorKind::kInvalidArgument,
+          "generate: max_new_tokens must be >= 0, got {}", options.max_new_tokens);
+    s.sampler.set_options(options.sampling);
+    GenerateResult result;
+    // The repetition penalty looks at the prompt and the generated tokens together.
+    std::vector<int32_t> history(prompt.begin(), prompt.end());
+    history.reserve(prompt.size() + static_cast<size_t>(options.max_new_tokens));
+    result.tokens.reserve(static_cast<size_t>(options.max_new_tokens));
+
+    auto start = Clock::now();
+    std::span<const float> logits;
+    if (!prompt.empty()) {
+        logits = forward(prompt);
+    } else {
+        check(s.has_logits, ErrorKind::kInvalidArgument,
+              "generate: empty prompt and no previous token to continue from");
+        logits = {s.logits.data(), s.logits.size()};
+    }
+    auto after_prompt = Clock::now();
+    result.prompt_seconds = std::chrono::duration<double>(after_prompt - start).count();
+
+    result.stop = StopReason::kTokenLimit;
+    for (int64_t i = 0; i < options.max_new_tokens; ++i) {
+        const int32_t id = s.sampler.sample(logits, history);
+        if (id == 0 && options.stop_at_end_of_text) {
+            result.stop = StopReason::kEndOfText;
+            break;
+        }
+        result.tokens.push_back(id);
+        history.push_back(id);
+        if (on_token && !on_token(id)) {
+            result.stop = StopReason::kCallback;
+            // The token is part of the text: read it so the state holds everything emitted.
+            forward_token(id);
+            break;
+        }
+        logits = forward_token(id);
+    }
+    result.generate_seconds = std::chrono::duration<double>(Clock::now() - after_prompt).count();
+    return result;
+}
+
+}  // namespace bitttt
