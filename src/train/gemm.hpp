@@ -1,0 +1,29 @@
+// The dense matrix products of training (fp32, and fp64 for the gradient checks).
+//
+// Every product is written as C += alpha · A · B with B row-major, so the innermost loop is an
+// axpy over a contiguous row of B and C: it vectorizes without reassociating any sum, and each
+// element of C is summed by one thread in a fixed order, so results do not depend on the thread
+// count (training resumes bit for bit).
+#pragma once
+
+#include <cstdint>
+
+namespace bitttt::train {
+
+// C[m, n] (+)= alpha · Σ_k A(i, k) · B[k, n] for i < m, n < nc, with A(i, k) = a[i*a_rs + k*a_cs]
+// (row-major A: a_rs = K, a_cs = 1; transposed A: a_rs = 1, a_cs = M). B is row-major [K, nc],
+// C row-major [m, nc]. accumulate = false overwrites C.
+template <typename T>
+void gemm(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t m, int64_t nc,
+          int64_t k, T alpha, bool accumulate);
+
+// The obvious triple loop (the reference gemm is tested against).
+template <typename T>
+void gemm_reference(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t m, int64_t nc,
+                    int64_t k, T alpha, bool accumulate);
+
+// out[rows, cols] = inp[cols, rows]ᵀ (row-major), multi-threaded.
+template <typename T>
+void transpose(T* out, const T* inp, int64_t rows, int64_t cols);
+
+}  // namespace bitttt::train

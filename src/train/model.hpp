@@ -1,0 +1,117 @@
+// The model as training sees it (llm.c's GPT2 struct): all parameters in one contiguous buffer
+// laid out by parameter_table(config), gradients mirroring it, BitLinear weights fake-quantized
+// into a third mirror each forward, and every activation the backward needs in one arena.
+//
+// forward() runs DESIGN.md §2 over a batch [B, T] of token sequences (each sequence starts from
+// W_0 = 0) and, given targets, the mean next-token cross-entropy; backward() accumulates the
+// gradient of that loss into `grads` (call zero_grad() first) by the straight-through estimator
+// for both roundings of BitLinear and BPTT through every TTT state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/aligned_buffer.hpp"
+#include "model/config.hpp"
+
+namespace bitttt::train {
+
+// Pointers to one layer's tensors inside a parameter-shaped buffer (params, grads, quantized).
+template <typename T>
+struct LayerTensors {
+    T *norm1 = nullptr, *norm2 = nullptr;
+    T *ttt_down = nullptr, *ttt_up = nullptr;                                  // reconstruct
+    T *ttt_q = nullptr, *ttt_k = nullptr, *ttt_v = nullptr, *ttt_o = nullptr;  // delta
+    T *ttt_lr_weight = nullptr, *ttt_lr_bias = nullptr;
+    T *gate_proj = nullptr, *up_proj = nullptr, *down_proj = nullptr;
+};
+template <typename T>
+struct ModelTensors {
+    T *embed = nullptr, *norm_f = nullptr, *lm_head = nullptr;
+    std::vector<LayerTensors<T>> layers;
+};
+
+// Where each ParamSpec lives in the flat buffer (offsets rounded up to 16 elements so every
+// tensor starts on a 64-byte boundary; the padding stays zero).
+struct ParamLayout {
+    std::vector<ParamSpec> specs;
+    std::vector<int64_t> offsets;
+    int64_t total = 0;
+    explicit ParamLayout(const ModelConfig& config);
+    int64_t index_of(const std::string& name) const;  // throws Error if absent
+};
+
+template <typename T>
+class TrainModel {
+  public:
+    explicit TrainModel(const ModelConfig& config);
+    TrainModel(const TrainModel&) = delete;
+    TrainModel& operator=(const TrainModel&) = delete;
+
+    const ModelConfig& config() const { return config_; }
+    const ParamLayout& layout() const { return layout_; }
+    T* param(size_t i) { return params.data() + layout_.offsets[i]; }
+    T* grad(size_t i) { return grads.data() + layout_.offsets[i]; }
+
+    // Seeded init: norms 1, biases 0, every matrix N(0, 0.02²) with the projections that write
+    // into the residual stream (ttt.up / ttt.o, down_proj) scaled by 1/sqrt(2L), as GPT-2.
+    void init_random(uint64_t seed);
+
+    // Runs the forward over inputs [B, T]. With targets (same shape) returns the mean loss and
+    // leaves the probabilities for backward(); without, leaves the logits ([B·T, V]) and returns 0.
+    double forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T_len);
+    void zero_grad() { grads.fill_zero(); }
+    // Gradient of the last forward's mean loss (which must have had targets), added to grads.
+    void backward();
+
+    const T* logits() const { return logits_; }  // after forward without targets
+    int64_t batch() const { return B_; }
+    int64_t seq_len() const { return T_; }
+
+    AlignedBuffer<T> params, grads;
+    // Off: BitLinear weights are used as they are (an exact fp model, for gradient checks).
+    bool quantize_weights = true;
+    // Seconds spent in the TTT scan (forward + backward) since the last reset, for benchmarks.
+    double ttt_scan_seconds = 0;
+
+  private:
+    // Every activation of one layer the backward reads ([N, ·] rows, N = B·T).
+    struct LayerActs {
+        T* res = nullptr;  // the layer's input (residual stream)
+        T *ln1 = nullptr, *ln1_rstd = nullptr, *ln1_q = nullptr;
+        // reconstruct
+        T *f = nullptr, *fhat = nullptr, *fnorm = nullptr, *z = nullptr, *z_q = nullptr;
+        // delta
+        T *q = nullptr, *k = nullptr, *v = nullptr, *qhat = nullptr, *khat = nullptr;
+        T *qnorm = nullptr, *knorm = nullptr, *lr_logit = nullptr, *eta = nullptr;
+        T *y = nullptr, *o = nullptr, *o_rstd = nullptr, *o_q = nullptr;
+        T* ckpt = nullptr;  // TTT states at chunk starts
+        T *h = nullptr, *ln2 = nullptr, *ln2_rstd = nullptr, *ln2_q = nullptr;
+        T *gate = nullptr, *up = nullptr, *swi = nullptr, *swi_q = nullptr;
+    };
+    void allocate(int64_t B, int64_t T_len);
+
+    ModelConfig config_;
+    ParamLayout layout_;
+    AlignedBuffer<T> qparams_;     // BitLinear weights fake-quantized (the rest unused)
+    ModelTensors<T> p_, g_, fwd_;  // params, grads, what the forward reads (quantized BitLinear)
+    int64_t B_ = 0, T_ = 0;
+    AlignedBuffer<T> arena_;    // activations
+    AlignedBuffer<T> scratch_;  // backward temporaries and matmul transposes
+    std::vector<int32_t> inputs_, targets_;
+    std::vector<LayerActs> acts_;
+    T *lnf_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr;
+    T* final_res_ = nullptr;
+    T *transpose_ = nullptr, *branch_ = nullptr;
+    // Backward temporaries.
+    T *dres_ = nullptr, *dln_ = nullptr, *dswi_ = nullptr, *dgate_ = nullptr, *dup_ = nullptr;
+    T* dttt_[7] = {};
+    T *deta_ = nullptr, *dlr_ = nullptr;
+    bool have_targets_ = false;
+};
+
+extern template class TrainModel<float>;
+extern template class TrainModel<double>;
+
+}  // namespace bitttt::train
