@@ -56,6 +56,12 @@ class ModelWeights {
                                     const std::function<const float*(const ParamSpec&)>& lookup);
     // A model with random weights (normal, std 1/sqrt(fan_in); norms 1) for tests and benchmarks.
     static ModelWeights random(const ModelConfig& config, uint64_t seed);
+    // Random weights generated directly in packed form, for benchmarks of large shapes (a
+    // 7B-class model in seconds, without fp32 master weights): uniform random codes (weights -1,
+    // 0, +1 with probabilities 1/4, 1/2, 1/4) with the absmean scale of a normal(0, 1/fan_in)
+    // tensor, fp tensors uniform with std 1/sqrt(fan_in), norms 1. Filled in parallel
+    // (weights_random_packed.cpp).
+    static ModelWeights random_packed(const ModelConfig& config, uint64_t seed);
 
     // Fills embed/norm_f/lm_head/layers from `tensors` (call after filling tensors).
     void link();

@@ -1,0 +1,130 @@
+// Model benchmarks: `bitttt bench decode` (tokens/s of one token at a time, and the bytes each
+// token streams against the machine's read bandwidth) and `bitttt bench prompt` (tokens/s of a
+// batched prompt, against decode), at the default config and at a 7B-class shape, with random
+// weights generated in memory (or a model file given with --model).
+#include <fmt/format.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "bitttt/model.hpp"
+#include "cli/bench.hpp"
+#include "core/threads.hpp"
+#include "model/config.hpp"
+#include "model/weights.hpp"
+
+namespace bitttt::cli {
+namespace {
+
+struct Shape {
+    std::string name;
+    ModelConfig config;
+    double target_tokens_per_s;  // the target with 2 threads (0: none)
+};
+
+std::vector<Shape> shapes(const BenchOptions& options) {
+    ModelConfig def;  // D=256, L=8, vocab 16384 (DESIGN.md §2 defaults)
+    def.resolve_and_validate();
+    if (options.quick) {
+        ModelConfig small = def;
+        small.num_layers = 2;
+        small.vocab_size = 4096;
+        return {{"quick", small, 0}};
+    }
+    ModelConfig big;
+    big.hidden_dim = 4096;
+    big.num_layers = 32;
+    big.mlp_dim = 11008;
+    big.vocab_size = 32000;
+    big.resolve_and_validate();  // ttt_dim = D/4 = 1024
+    return {{"default", def, 5000}, {"7b", big, 13}};
+}
+
+std::shared_ptr<const Model> make_model(const Shape& shape, const BenchOptions& options) {
+    if (!options.model.empty()) return Model::load(options.model);
+    return Model::from_weights(ModelWeights::random_packed(shape.config, 1234));
+}
+
+// Bytes one decode step reads: every packed BitLinear tensor, the fp32 tensors it touches
+// (lm_head, the step-size projections, norms, one embedding row) and the TTT states (read and
+// written).
+double bytes_per_token(const Model& model) {
+    const ModelWeights& w = model.weights();
+    const ModelConfig& c = w.config;
+    double bytes = 0;
+    for (size_t i = 0; i < w.table.size(); ++i) {
+        const ParamSpec& spec = w.table[i];
+        if (spec.kind == ParamKind::kBitLinear)
+            bytes += static_cast<double>(kernels::packed_bytes(spec.shape[0], spec.shape[1]));
+        else if (spec.kind == ParamKind::kEmbedding)
+            bytes += static_cast<double>(c.hidden_dim) * 4;
+        else
+            bytes += static_cast<double>(spec.numel()) * 4;
+    }
+    bytes += 2.0 * static_cast<double>(c.num_layers * c.ttt_dim * c.head_dim()) * 4;
+    return bytes;
+}
+
+std::string label(const Shape& s, const BenchOptions& options) {
+    return options.model.empty() ? s.name : "model";
+}
+
+// Decode: warm up, then time `tokens` single-token steps (best of 3 runs, as seconds_per_call).
+double decode_tokens_per_s(Session& session, int64_t tokens, int64_t vocab) {
+    int32_t id = 1;
+    auto step = [&] {
+        for (int64_t i = 0; i < tokens; ++i) {
+            session.forward_token(id);
+            id = static_cast<int32_t>((id * 7 + 3) % vocab);
+        }
+    };
+    return static_cast<double>(tokens) / seconds_per_call(step, 0.5, 3);
+}
+
+}  // namespace
+
+void bench_decode(const BenchOptions& options, BenchReporter& reporter) {
+    const double bandwidth =
+        measure_read_bandwidth_gbps(options.quick ? size_t{64} << 20 : size_t{1} << 30);
+    for (const Shape& shape : shapes(options)) {
+        auto model = make_model(shape, options);
+        Session session(model);
+        const bool big = model->config().hidden_dim >= 2048;
+        const double tps = decode_tokens_per_s(session, big ? 4 : 64, model->config().vocab_size);
+        const std::string name = fmt::format("decode.{}", label(shape, options));
+        if (shape.target_tokens_per_s > 0 && options.model.empty())
+            reporter.report({name, tps, "tokens/s",
+                             fmt::format("target {:g} tokens/s", shape.target_tokens_per_s),
+                             tps / shape.target_tokens_per_s});
+        else
+            reporter.report({name, tps, "tokens/s", "", 0});
+        const double gbps = bytes_per_token(*model) * tps / 1e9;
+        reporter.report({name + ".stream", gbps, "GB/s",
+                         fmt::format("read bandwidth {:.1f} GB/s ({:.0f} MB/token)", bandwidth,
+                                     bytes_per_token(*model) / 1e6),
+                         gbps / bandwidth});
+    }
+}
+
+void bench_prompt(const BenchOptions& options, BenchReporter& reporter) {
+    for (const Shape& shape : shapes(options)) {
+        auto model = make_model(shape, options);
+        const ModelConfig& c = model->config();
+        const bool big = c.hidden_dim >= 2048;
+        const int64_t n = options.quick ? 64 : (big ? 64 : 512);
+        std::vector<int32_t> ids(static_cast<size_t>(n));
+        for (int64_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>((i * 7 + 3) % c.vocab_size);
+        Session session(model);
+        const double prompt_s =
+            seconds_per_call([&] { session.forward(ids); }, big ? 1.0 : 0.5, big ? 1 : 3);
+        const double prompt_tps = static_cast<double>(n) / prompt_s;
+        Session decode_session(model);
+        const double decode_tps = decode_tokens_per_s(decode_session, big ? 4 : 64, c.vocab_size);
+        reporter.report({fmt::format("prompt.{}.{}tok", label(shape, options), n), prompt_tps,
+                         "tokens/s", fmt::format("decode {:.4g} tokens/s", decode_tps),
+                         prompt_tps / decode_tps});
+    }
+}
+
+}  // namespace bitttt::cli
