@@ -8,5 +8,6 @@ namespace bitttt::cli {
 
 void register_bench(CLI::App& app);
 void register_demo(CLI::App& app);
+void register_tokenizer(CLI::App& app);
 
 }  // namespace bitttt::cli

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     bitttt::cli::register_bench(app);
     bitttt::cli::register_demo(app);
+    bitttt::cli::register_tokenizer(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
