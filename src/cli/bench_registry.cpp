@@ -12,9 +12,13 @@ void bench_membw(const BenchOptions& options, BenchReporter& reporter) {
                      "streaming read (SSE2, all threads)", 1.0});
 }
 
+// bench_ttt.cpp
+void bench_ttt(const BenchOptions& options, BenchReporter& reporter);
+
 const std::vector<BenchEntry>& bench_entries() {
     static const std::vector<BenchEntry> entries = {
         {"membw", "memory read bandwidth (the reference for bandwidth-bound kernels)", bench_membw},
+        {"ttt", "TTT layer D=128, 1000 tokens via the C ABI vs the seed and scalar", bench_ttt},
     };
     return entries;
 }

@@ -1,5 +1,7 @@
 #include "model/ttt_layer.hpp"
 
+#include <omp.h>
+
 #include <chrono>
 #include <cmath>
 #include <vector>
@@ -32,6 +34,29 @@ bool all_finite(const float* x, int64_t n) {
     for (int64_t i = 0; i < n; ++i) acc += x[i] - x[i];
     return acc == 0.0f;
 }
+
+// OpenMP's fork/join costs microseconds on an idle machine and up to a scheduler time slice
+// (milliseconds) on a busy one, while a projection of a few million multiply-adds takes tens of
+// microseconds on one core: chunks below this much work per projection run on the calling thread.
+constexpr int64_t kMinParallelMacs = int64_t{1} << 24;
+
+// Limits the OpenMP regions started by this thread to one thread while in scope (the thread
+// count is a per-thread setting, so other callers are not affected).
+class SingleThreadScope {
+  public:
+    explicit SingleThreadScope(bool active) : active_(active), saved_(omp_get_max_threads()) {
+        if (active_) omp_set_num_threads(1);
+    }
+    ~SingleThreadScope() {
+        if (active_) omp_set_num_threads(saved_);
+    }
+    SingleThreadScope(const SingleThreadScope&) = delete;
+    SingleThreadScope& operator=(const SingleThreadScope&) = delete;
+
+  private:
+    bool active_;
+    int saved_;
+};
 
 double seconds_since(std::chrono::steady_clock::time_point& start) {
     auto now = std::chrono::steady_clock::now();
@@ -90,6 +115,7 @@ void TttLayer::forward(const float* input, int64_t seq_len, float* output, float
 void TttLayer::forward_chunk(const float* input, int64_t tokens, float* output,
                              float* recon_error) {
     using kernels::packed_cols;
+    SingleThreadScope serial(tokens * hidden_dim_ * ttt_dim_ < kMinParallelMacs);
     auto start = std::chrono::steady_clock::now();
     // f = down(x): per-token int8 activations, ternary × int8 product.
     const int64_t xq_stride = packed_cols(hidden_dim_);
