@@ -12,13 +12,33 @@ void bench_membw(const BenchOptions& options, BenchReporter& reporter) {
                      "streaming read (SSE2, all threads)", 1.0});
 }
 
+// bench_kernels.cpp
+void bench_gemv(const BenchOptions& options, BenchReporter& reporter);
+void bench_gemm(const BenchOptions& options, BenchReporter& reporter);
+
 // bench_ttt.cpp
 void bench_ttt(const BenchOptions& options, BenchReporter& reporter);
+
+// bench_model.cpp
+void bench_decode(const BenchOptions& options, BenchReporter& reporter);
+void bench_prompt(const BenchOptions& options, BenchReporter& reporter);
+
+// bench_cuda.cpp (skipped with a note when there is no GPU or no CUDA in this build)
+void bench_cuda_gemv_entry(const BenchOptions& options, BenchReporter& reporter);
+void bench_cuda_decode_entry(const BenchOptions& options, BenchReporter& reporter);
 
 const std::vector<BenchEntry>& bench_entries() {
     static const std::vector<BenchEntry> entries = {
         {"membw", "memory read bandwidth (the reference for bandwidth-bound kernels)", bench_membw},
+        {"gemv", "ternary GEMV over >= 1 GiB of packed weights vs read bandwidth", bench_gemv},
+        {"gemm", "ternary GEMM 4096x4096 x 512 tokens (Gop/s) vs the scalar kernel", bench_gemm},
         {"ttt", "TTT layer D=128, 1000 tokens via the C ABI vs the seed and scalar", bench_ttt},
+        {"decode", "model decode tokens/s (default config, 7B shape) vs read bandwidth", bench_decode},
+        {"prompt", "model prompt tokens/s (batched forward) vs decode", bench_prompt},
+        {"cuda-gemv", "CUDA ternary GEMV/GEMM and bf16 GEMV vs the GPU's read bandwidth",
+         bench_cuda_gemv_entry},
+        {"cuda-decode", "CUDA decode tokens/s, 70B-class Bit-TTT (random weights) vs HBM bandwidth",
+         bench_cuda_decode_entry},
     };
     return entries;
 }
