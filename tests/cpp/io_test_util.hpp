@@ -39,6 +39,9 @@ class ScratchDir {
 };
 
 inline void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+    // A new file each time: truncating a file that was just mapped can take milliseconds on
+    // some file systems, which adds up in the loops over thousands of damaged files.
+    std::filesystem::remove(path);
     std::ofstream out(path, std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(bytes.data()),
               static_cast<std::streamsize>(bytes.size()));
