@@ -8,6 +8,8 @@ namespace bitttt::cli {
 
 void register_bench(CLI::App& app);
 void register_demo(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_info(CLI::App& app);
 void register_tokenizer(CLI::App& app);
 
 }  // namespace bitttt::cli

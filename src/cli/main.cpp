@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     bitttt::cli::register_bench(app);
     bitttt::cli::register_demo(app);
+    bitttt::cli::register_generate(app);
+    bitttt::cli::register_info(app);
     bitttt::cli::register_tokenizer(app);
     try {
         app.parse(argc, argv);

@@ -32,10 +32,6 @@ std::shared_ptr<const Model> Model::from_weights(ModelWeights weights,
     return m;
 }
 
-std::shared_ptr<const Model> Model::load(const std::string& path) {
-    fail(ErrorKind::kUnsupported, "{}: model files cannot be loaded yet (loader pending)", path);
-}
-
 const ModelConfig& Model::config() const {
     return impl_->weights.config;
 }

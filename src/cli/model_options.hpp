@@ -1,0 +1,31 @@
+// Options shared by the model commands (generate, chat, info, eval, export): how a model is
+// named on the command line, the sampling flags, token-id lists.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bitttt/model.hpp"
+
+namespace bitttt::cli {
+
+// Help text for the MODEL argument.
+inline constexpr const char* kModelHelp =
+    "Model: a .bitt file, a model directory (config.json + model.safetensors [+ tokenizer.json]), "
+    "or random[:CONFIG.json] (random weights, for tests and benchmarks)";
+
+// Opens a model named as kModelHelp says.
+std::shared_ptr<const Model> open_model(const std::string& spec);
+
+// --temperature, --top-k, --top-p, --repeat-penalty, --repeat-last-n, --seed.
+void add_sampling_options(CLI::App* cmd, SamplingOptions& options);
+
+// "1,2,3" or "1 2 3" -> ids; an error naming the bad entry otherwise.
+std::vector<int32_t> parse_ids(const std::string& text);
+
+// Sets the kernels' thread count (0: all cores).
+void apply_threads(int threads);
+
+}  // namespace bitttt::cli
