@@ -1,5 +1,44 @@
-"""Bit-TTT engine: ternary BitNet b1.58 language models with Test-Time-Training layers."""
-from bitttt._ext import cpu_isa, num_threads, set_num_threads, version
+"""Bit-TTT engine: ternary BitNet b1.58 language models with Test-Time-Training layers.
+
+    import bitttt
+    model = bitttt.Model.load("model.bitt")          # or a model directory
+    session = bitttt.Session(model)
+    for piece in session.generate("Once upon a time", max_new_tokens=50):
+        print(piece, end="", flush=True)
+    logits = session.forward([1, 2, 3])              # float32 (vocab_size,), a view: see forward()
+
+Everything here is a thin binding over the C++ engine (``bitttt._ext``); C++ errors arrive as
+ValueError (bad values, malformed files), OSError (unreadable or unwritable files) or
+RuntimeError (requests this build cannot serve), with the engine's message.
+"""
+from bitttt._ext import (
+    GenerateIterator,
+    GenerateResult,
+    Model,
+    ModelConfig,
+    Session,
+    StreamingDecoder,
+    Tokenizer,
+    check_device,
+    cpu_isa,
+    num_threads,
+    set_num_threads,
+    version,
+)
 
 __version__ = version()
-__all__ = ["cpu_isa", "num_threads", "set_num_threads", "version", "__version__"]
+__all__ = [
+    "GenerateIterator",
+    "GenerateResult",
+    "Model",
+    "ModelConfig",
+    "Session",
+    "StreamingDecoder",
+    "Tokenizer",
+    "check_device",
+    "cpu_isa",
+    "num_threads",
+    "set_num_threads",
+    "version",
+    "__version__",
+]

@@ -1,0 +1,159 @@
+// Model: loading (.bitt, model directory, bare safetensors + config), random models, saving.
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+
+#include <optional>
+#include <string>
+
+#include "bindings.hpp"
+#include "bitttt/tokenizer.hpp"
+#include "core/error.hpp"
+#include "io/safetensors.hpp"
+#include "master_weights.hpp"
+#include "model/config.hpp"
+#include "model/loader.hpp"
+#include "model/weights.hpp"
+#if BITTTT_HAS_CUDA
+#include "kernels/cuda/device.hpp"
+#endif
+
+namespace bitttt::python {
+namespace {
+
+// Only the CPU runs whole models today: the CUDA backend has kernels but no model forward yet,
+// so device="cuda" says precisely which of the three reasons stops it.
+void check_device(const std::string& device) {
+    if (device == "cpu") return;
+    check(device == "cuda" || device.rfind("cuda:", 0) == 0, ErrorKind::kInvalidArgument,
+          "device must be 'cpu' or 'cuda', got '{}'", device);
+#if BITTTT_HAS_CUDA
+    check(cuda::device_count() > 0, ErrorKind::kUnsupported,
+          "device='{}': no CUDA GPU is available on this machine; use device='cpu'", device);
+    fail(ErrorKind::kUnsupported,
+         "device='{}': CUDA inference is not available yet (this build has the CUDA kernels but "
+         "no CUDA model forward); use device='cpu'",
+         device);
+#else
+    fail(ErrorKind::kUnsupported,
+         "device='{}': this build of bitttt has no CUDA support (no CUDA compiler was found when "
+         "it was built); use device='cpu'",
+         device);
+#endif
+}
+
+std::shared_ptr<const Tokenizer> share(const std::optional<Tokenizer>& tokenizer,
+                                       const ModelConfig& config) {
+    if (!tokenizer) return nullptr;
+    check(tokenizer->vocab_size() <= config.vocab_size, ErrorKind::kDimensionMismatch,
+          "model: the tokenizer has {} tokens, more than the model's vocabulary of {}",
+          tokenizer->vocab_size(), config.vocab_size);
+    return std::make_shared<const Tokenizer>(*tokenizer);
+}
+
+io::DType parse_float_dtype(const std::string& name) {
+    if (name == "f32" || name == "F32") return io::DType::kF32;
+    if (name == "bf16" || name == "BF16") return io::DType::kBF16;
+    if (name == "f16" || name == "F16") return io::DType::kF16;
+    fail(ErrorKind::kInvalidArgument, "dtype must be 'f32', 'bf16' or 'f16', got '{}'", name);
+}
+
+}  // namespace
+
+void bind_model(nb::module_& m) {
+    m.def("check_device", &check_device, nb::arg("device"),
+          "Raises unless models can run on `device` ('cpu' always can).");
+
+    nb::class_<PyModel>(m, "Model",
+                        "A loaded model: immutable weights (packed ternary) and an optional "
+                        "tokenizer, shared by any number of Sessions.")
+        .def_static(
+            "load",
+            [](const std::string& path, const std::string& device) {
+                check_device(device);
+                nb::gil_scoped_release release;
+                return PyModel{Model::load(path)};
+            },
+            nb::arg("path"), nb::arg("device") = "cpu",
+            "Loads a .bitt file or a model directory (config.json + model.safetensors [+ "
+            "tokenizer.json]). OSError for a missing file, ValueError for a malformed one, "
+            "RuntimeError for device='cuda' (no CUDA inference yet).")
+        .def_static(
+            "from_safetensors",
+            [](const std::string& path, const ModelConfig& config,
+               const std::optional<Tokenizer>& tokenizer, const std::string& device) {
+                check_device(device);
+                auto shared_tokenizer = share(tokenizer, config);
+                nb::gil_scoped_release release;
+                return PyModel{
+                    Model::from_weights(load_master_safetensors(path, config), shared_tokenizer)};
+            },
+            nb::arg("path"), nb::arg("config"), nb::arg("tokenizer") = nb::none(),
+            nb::arg("device") = "cpu",
+            "Loads a model.safetensors of master weights (F32/BF16/F16, tensor names of "
+            "ModelConfig.parameter_shapes()) with the given config; BitLinear weights are "
+            "quantized and packed.")
+        .def_static(
+            "random",
+            [](const ModelConfig& config, uint64_t seed,
+               const std::optional<Tokenizer>& tokenizer) {
+                auto shared_tokenizer = share(tokenizer, config);
+                nb::gil_scoped_release release;
+                return PyModel{
+                    Model::from_weights(ModelWeights::random(config, seed), shared_tokenizer)};
+            },
+            nb::arg("config"), nb::arg("seed") = 0, nb::arg("tokenizer") = nb::none(),
+            "A model with random weights (normal, std 1/sqrt(fan_in); norms 1), for tests and "
+            "benchmarks.")
+        .def(
+            "save_bitt",
+            [](const PyModel& self, const std::string& path, const std::string& dtype) {
+                const io::DType float_dtype = parse_float_dtype(dtype);
+                const Tokenizer* tok = self.model->tokenizer();
+                std::optional<std::string> json;
+                if (tok) json = tok->to_json();
+                nb::gil_scoped_release release;
+                save_bitt(path, self.model->weights(), json, float_dtype);
+            },
+            nb::arg("path"), nb::arg("dtype") = "f32",
+            "Writes the model as one .bitt inference file (packed ternary weights; floating-point "
+            "tensors as dtype 'f32', 'bf16' or 'f16').")
+        .def(
+            "save_dir",
+            [](const PyModel& self, const std::string& dir, const std::string& dtype) {
+                const io::DType float_dtype = parse_float_dtype(dtype);
+                const Tokenizer* tok = self.model->tokenizer();
+                std::optional<std::string> json;
+                if (tok) json = tok->to_json();
+                nb::gil_scoped_release release;
+                save_model_dir(dir, self.model->weights(), json, float_dtype);
+            },
+            nb::arg("dir"), nb::arg("dtype") = "f32",
+            "Writes a model directory: config.json, model.safetensors (master weights that "
+            "quantize back to exactly these ternary weights) and tokenizer.json if any.")
+        .def_prop_ro(
+            "config", [](const PyModel& self) { return self.model->config(); }, "The ModelConfig.")
+        .def_prop_ro(
+            "tokenizer",
+            [](const PyModel& self) -> std::optional<Tokenizer> {
+                const Tokenizer* tok = self.model->tokenizer();
+                if (!tok) return std::nullopt;
+                return *tok;  // a cheap copy sharing the immutable state
+            },
+            "The model's Tokenizer, or None.")
+        .def_prop_ro(
+            "vocab_size", [](const PyModel& self) { return self.model->config().vocab_size; },
+            "Logits per token.")
+        .def_prop_ro(
+            "identity_hash", [](const PyModel& self) { return self.model->identity_hash(); },
+            "XXH3-64 of the config and weights: the identity saved TTT states are checked "
+            "against.")
+        .def("__repr__", [](const PyModel& self) {
+            const ModelConfig& c = self.model->config();
+            return "Model(vocab_size=" + std::to_string(c.vocab_size) +
+                   ", hidden_dim=" + std::to_string(c.hidden_dim) +
+                   ", num_layers=" + std::to_string(c.num_layers) + ", ttt_rule='" +
+                   std::string(ttt_rule_name(c.ttt_rule)) + "')";
+        });
+}
+
+}  // namespace bitttt::python
