@@ -2,6 +2,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 
+#include <filesystem>
 #include <string>
 
 #include "bindings.hpp"
@@ -15,7 +16,8 @@ NB_MODULE(_ext, m) {
     m.doc() = "Bit-TTT engine (C++ core)";
     // C++ errors keep their message; the kind picks the Python class: files that cannot be read
     // or written -> OSError, requests this build or machine cannot serve and engine bugs ->
-    // RuntimeError, bad values and malformed inputs -> ValueError.
+    // RuntimeError, bad values and malformed inputs -> ValueError. std::filesystem errors that
+    // escape the engine are file system failures too (OSError).
     nb::register_exception_translator([](const std::exception_ptr& p, void*) {
         try {
             std::rethrow_exception(p);
@@ -31,6 +33,8 @@ NB_MODULE(_ext, m) {
                 default:
                     PyErr_SetString(PyExc_ValueError, e.what());
             }
+        } catch (const std::filesystem::filesystem_error& e) {
+            PyErr_SetString(PyExc_OSError, e.what());
         }
     });
     m.def(
