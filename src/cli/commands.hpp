@@ -10,6 +10,9 @@ void register_bench(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_info(CLI::App& app);
+void register_chat(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_export(CLI::App& app);
 void register_tokenizer(CLI::App& app);
 
 }  // namespace bitttt::cli

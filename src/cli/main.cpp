@@ -18,6 +18,9 @@ int main(int argc, char** argv) {
     bitttt::cli::register_demo(app);
     bitttt::cli::register_generate(app);
     bitttt::cli::register_info(app);
+    bitttt::cli::register_chat(app);
+    bitttt::cli::register_eval(app);
+    bitttt::cli::register_export(app);
     bitttt::cli::register_tokenizer(app);
     try {
         app.parse(argc, argv);
