@@ -38,9 +38,9 @@ void bind_config(nb::module_& m) {
                 new (self) ModelConfig(c);
             },
             nb::arg("vocab_size") = 16384, nb::arg("hidden_dim") = 256, nb::arg("num_layers") = 8,
-            nb::arg("inner_lr") = 0.1f, nb::kw_only(), nb::arg("ttt_dim") = 0,
+            nb::arg("inner_lr") = 0.1, nb::kw_only(), nb::arg("ttt_dim") = 0,
             nb::arg("ttt_rule") = "reconstruct", nb::arg("ttt_heads") = 1, nb::arg("mlp_dim") = 0,
-            nb::arg("norm_eps") = 1e-5f, nb::arg("act_bits") = 8,
+            nb::arg("norm_eps") = 1e-5, nb::arg("act_bits") = 8,
             "Makes and checks a configuration; raises ValueError naming a bad value.")
         .def_static(
             "from_json",
@@ -78,7 +78,9 @@ void bind_config(nb::module_& m) {
             },
             "Every tensor of model.safetensors as (name, shape), in the file's order; linear "
             "weights are [out, in] as in PyTorch.")
-        .def("__eq__", [](const ModelConfig& a, const ModelConfig& b) { return a == b; })
+        .def(
+            "__eq__", [](const ModelConfig& a, const ModelConfig& b) { return a == b; },
+            nb::is_operator(), "Whether every value is the same.")
         .def("__repr__",
              [](const ModelConfig& c) { return "ModelConfig(" + c.to_json().dump() + ")"; });
 }

@@ -188,7 +188,9 @@ void bind_session(nb::module_& m) {
         "Tokens are generated only as pieces are asked for; close() (or leaving a `with` block, "
         "or dropping the iterator) stops generation, the session keeping the tokens sampled so "
         "far. The session cannot be used while the iterator is open.")
-        .def("__iter__", [](nb::handle self) { return nb::borrow(self); })
+        .def(
+            "__iter__", [](nb::handle self) { return nb::borrow(self); },
+            nb::sig("def __iter__(self) -> GenerateIterator"), "The iterator itself.")
         .def("__next__", &PyGenerateIterator::next, "The next text piece.")
         .def(
             "close",
@@ -197,7 +199,9 @@ void bind_session(nb::module_& m) {
                 it.stream->close();
             },
             "Stops generation and frees the session.")
-        .def("__enter__", [](nb::handle self) { return nb::borrow(self); })
+        .def(
+            "__enter__", [](nb::handle self) { return nb::borrow(self); },
+            nb::sig("def __enter__(self) -> GenerateIterator"), "The iterator itself.")
         .def(
             "__exit__",
             [](PyGenerateIterator& it, nb::handle, nb::handle, nb::handle) {
@@ -207,7 +211,8 @@ void bind_session(nb::module_& m) {
                 }
                 it.release();
             },
-            nb::arg("exc_type").none(), nb::arg("exc_value").none(), nb::arg("traceback").none())
+            nb::arg("exc_type").none(), nb::arg("exc_value").none(), nb::arg("traceback").none(),
+            "close().")
         .def_prop_ro(
             "result", [](const PyGenerateIterator& it) { return it.stream->result(); },
             "The GenerateResult once generation has ended, else None.");
@@ -247,6 +252,9 @@ void bind_session(nb::module_& m) {
                 return logits_result(self, logits, copy);
             },
             nb::arg("ids"), nb::arg("all_logits") = false, nb::arg("copy") = false,
+            nb::sig(
+                "def forward(self, ids: collections.abc.Sequence[int], all_logits: bool = False, "
+                "copy: bool = False) -> numpy.typing.NDArray[numpy.float32]"),
             "Feeds token ids (continuing from the current state) and returns the logits of the "
             "last one: a read-only float32 array of shape (vocab_size,) that views the "
             "session's buffer without a copy and is OVERWRITTEN by the next forward / "
@@ -264,6 +272,8 @@ void bind_session(nb::module_& m) {
                 return logits_result(self, logits, copy);
             },
             nb::arg("id"), nb::arg("copy") = false,
+            nb::sig("def forward_token(self, id: int, copy: bool = False) -> "
+                    "numpy.typing.NDArray[numpy.float32]"),
             "forward([id]): one decode step; the same view semantics as forward().")
         .def(
             "generate",
@@ -299,10 +309,17 @@ void bind_session(nb::module_& m) {
                 return nb::cast(std::move(result));
             },
             nb::arg("prompt"), nb::arg("max_new_tokens") = 128, nb::kw_only(),
-            nb::arg("temperature") = 0.8f, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f,
-            nb::arg("repeat_penalty") = 1.0f, nb::arg("repeat_last_n") = 64, nb::arg("seed") = 42,
+            nb::arg("temperature") = 0.8, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95,
+            nb::arg("repeat_penalty") = 1.0, nb::arg("repeat_last_n") = 64, nb::arg("seed") = 42,
             nb::arg("stop_at_end_of_text") = true, nb::arg("callback") = nb::none(),
-            nb::keep_alive<0, 1>(), generate_doc.c_str())
+            nb::keep_alive<0, 1>(),
+            nb::sig("def generate(self, prompt: str | collections.abc.Sequence[int], "
+                    "max_new_tokens: int = 128, *, temperature: float = 0.8, top_k: int = 40, "
+                    "top_p: float = 0.95, repeat_penalty: float = 1.0, repeat_last_n: int = 64, "
+                    "seed: int = 42, stop_at_end_of_text: bool = True, "
+                    "callback: collections.abc.Callable[[str], bool | None] | None = None) -> "
+                    "GenerateIterator | GenerateResult"),
+            generate_doc.c_str())
         .def(
             "generate_tokens",
             [](PySession& self, nb::handle prompt, int64_t max_new_tokens, float temperature,
@@ -324,9 +341,15 @@ void bind_session(nb::module_& m) {
                 return self.session.generate(ids, options, on_token);
             },
             nb::arg("prompt"), nb::arg("max_new_tokens") = 128, nb::kw_only(),
-            nb::arg("temperature") = 0.8f, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95f,
-            nb::arg("repeat_penalty") = 1.0f, nb::arg("repeat_last_n") = 64, nb::arg("seed") = 42,
+            nb::arg("temperature") = 0.8, nb::arg("top_k") = 40, nb::arg("top_p") = 0.95,
+            nb::arg("repeat_penalty") = 1.0, nb::arg("repeat_last_n") = 64, nb::arg("seed") = 42,
             nb::arg("stop_at_end_of_text") = true, nb::arg("callback") = nb::none(),
+            nb::sig("def generate_tokens(self, prompt: str | collections.abc.Sequence[int], "
+                    "max_new_tokens: int = 128, *, temperature: float = 0.8, top_k: int = 40, "
+                    "top_p: float = 0.95, repeat_penalty: float = 1.0, repeat_last_n: int = 64, "
+                    "seed: int = 42, stop_at_end_of_text: bool = True, "
+                    "callback: collections.abc.Callable[[int], bool | None] | None = None) -> "
+                    "GenerateResult"),
             generate_tokens_doc.c_str())
         .def(
             "reset",
@@ -367,6 +390,7 @@ void bind_session(nb::module_& m) {
                 return new_array(self.session.state(layer), {h, d, d});
             },
             nb::arg("layer"),
+            nb::sig("def state(self, layer: int) -> numpy.typing.NDArray[numpy.float32]"),
             "A copy of layer's TTT state W, shape (ttt_heads, head_dim, head_dim).")
         .def_prop_ro(
             "model", [](PySession& self) { return PyModel{self.session.model_ptr()}; },
