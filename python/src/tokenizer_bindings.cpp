@@ -18,6 +18,13 @@ namespace {
 
 using Release = nb::call_guard<nb::gil_scoped_release>;
 
+// The C++ side starts as many threads (and a buffer each) as asked: bound the count as
+// set_num_threads does, so that a stray 10**9 is an error rather than an exhausted machine.
+void check_threads(int threads) {
+    check(threads >= 0 && threads <= 4096, ErrorKind::kInvalidArgument,
+          "threads must be in [0, 4096] (0: all cores), got {}", threads);
+}
+
 TokenizerTrainOptions train_options(int64_t vocab_size, int64_t min_frequency,
                                     std::vector<std::string> special_tokens, int threads) {
     // Python ints are unbounded: check the range here so that -1 is a clear ValueError rather
@@ -26,19 +33,13 @@ TokenizerTrainOptions train_options(int64_t vocab_size, int64_t min_frequency,
           "train: vocab_size must be a positive count, got {}", vocab_size);
     check(min_frequency >= 0, ErrorKind::kInvalidArgument,
           "train: min_frequency must be >= 0, got {}", min_frequency);
-    check(threads >= 0, ErrorKind::kInvalidArgument, "train: threads must be >= 0, got {}",
-          threads);
+    check_threads(threads);
     TokenizerTrainOptions o;
     o.vocab_size = static_cast<uint32_t>(vocab_size);
     o.min_frequency = static_cast<uint64_t>(min_frequency);
     o.special_tokens = std::move(special_tokens);
     o.threads = threads;
     return o;
-}
-
-void check_threads(int threads) {
-    check(threads >= 0, ErrorKind::kInvalidArgument, "threads must be >= 0 (0: all cores), got {}",
-          threads);
 }
 
 }  // namespace

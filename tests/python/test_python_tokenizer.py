@@ -52,6 +52,14 @@ def test_batch_and_long_encodes_agree_with_encode(tok):
     assert tok.decode_batch(want) == SAMPLES
     with pytest.raises(ValueError, match="threads"):
         tok.encode_batch(SAMPLES, threads=-1)
+    with pytest.raises(ValueError, match="threads"):
+        tok.encode_long(long, threads=10**6)
+    with pytest.raises(ValueError, match="threads"):
+        bitttt.Tokenizer.train_from_text("abc abc", vocab_size=300, threads=10**6)
+    with pytest.raises(ValueError, match="threads"):
+        tok.encode_long(long, threads=10**6)
+    with pytest.raises(ValueError, match="threads"):
+        bitttt.Tokenizer.train_from_text("abc abc", vocab_size=300, threads=10**6)
 
 
 def test_streaming_decoder_pieces_join_to_decode(tok):
