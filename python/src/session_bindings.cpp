@@ -195,8 +195,11 @@ void bind_session(nb::module_& m) {
         .def(
             "close",
             [](PyGenerateIterator& it) {
-                nb::gil_scoped_release unlocked;
-                it.stream->close();
+                {
+                    nb::gil_scoped_release unlocked;
+                    it.stream->close();
+                }
+                it.release();
             },
             "Stops generation and frees the session.")
         .def(

@@ -169,8 +169,9 @@ def test_breaking_out_of_the_iterator_stops_generation(model):
     assert it.result.stop_reason == "callback"
     n = len(it.result.tokens)
     assert n < 50 and s.position == len(prompt) + n
-    assert list(it) == []  # closed
     s.forward([1])  # free again
+    assert list(it) == []  # closed
+    it.close()  # idempotent
     # dropping an unfinished iterator frees the session too
     for _ in s.generate(prompt, max_new_tokens=50, stop_at_end_of_text=False):
         break
@@ -219,6 +220,11 @@ def test_generate_empty_prompt_continues_and_bad_options(model, bare_model):
         s.generate("x", 3, seed=-1)
     with pytest.raises(ValueError, match="out of range"):
         list(s.generate([model.vocab_size + 5], 3))
+    s.forward([1])  # an error inside the iterator frees the session
+    it = s.generate("the", 5)
+    with pytest.raises(RuntimeError, match="busy"):
+        s.generate("the", 5)  # one open iterator at a time
+    it.close()
     with pytest.raises(ValueError, match="tokenizer"):
         bitttt.Session(bare_model).generate("hello", 3)
     with pytest.raises(ValueError, match="tokenizer"):
