@@ -273,3 +273,12 @@ def test_one_session_used_by_two_threads_gives_a_clean_error(model):
 def test_session_model_property(model):
     s = bitttt.Session(model)
     assert s.model.identity_hash == model.identity_hash
+
+
+def test_delta_rule_model_state_has_one_matrix_per_head():
+    c = bitttt.ModelConfig(40, 32, 2, 0.1, ttt_rule="delta", ttt_heads=2)
+    s = bitttt.Session(bitttt.Model.random(c, seed=2))
+    logits = s.forward([1, 2, 3])
+    assert logits.shape == (40,) and np.isfinite(logits).all()
+    w = s.state(1)
+    assert w.shape == (2, 4, 4) and np.abs(w).sum() > 0
