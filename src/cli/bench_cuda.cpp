@@ -1,0 +1,462 @@
+// `bitttt bench cuda-gemv` and `bitttt bench cuda-decode`: the CUDA kernels against the GPU's
+// memory bandwidth measured in the same run (a streaming read kernel, and a device-to-device copy).
+//
+// cuda-decode runs the decode step of a 70B-class Bit-TTT model whose weights are generated on the
+// GPU (D = 8192, 80 layers, MLP 28672, vocabulary 128256, TTT `reconstruct` with Dt = D/4): per
+// token and layer RMSNorm+quantize, ttt.down, the TTT state step, quantize, ttt.up (+ residual),
+// RMSNorm+quantize, gate+up, SiLU·quantize, down (+ residual); then the final norm and a bf16
+// lm_head. The whole token is one CUDA graph. Bytes per token: the packed ternary weights
+// (~14.7 GB), the bf16 lm_head (2.1 GB) and the fp32 TTT states, read and written (2.7 GB).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cli/bench.hpp"
+#include "core/error.hpp"
+
+#if BITTTT_HAS_CUDA
+#include "kernels/cpu/ternary.hpp"
+#include "kernels/cuda/device.hpp"
+#include "kernels/cuda/kernels.hpp"
+#endif
+
+namespace bitttt::cli {
+
+#if BITTTT_HAS_CUDA
+namespace {
+
+using kernels::packed_bytes;
+using kernels::packed_cols;
+using kernels::TernaryWeights;
+
+// `bench all` on a machine without a GPU skips the CUDA benchmarks with a note instead of failing.
+bool have_gpu(const char* bench) {
+    if (cuda::device_count() > 0) return true;
+    fmt::print(stderr, "bench {}: skipped: no CUDA GPU on this machine\n", bench);
+    return false;
+}
+
+// Median milliseconds of one call of fn, timed with device events over `reps` runs of `inner`
+// calls each, after two warm-up calls.
+double median_ms(const cuda::Stream& stream, const std::function<void()>& fn, int reps, int inner) {
+    fn();
+    fn();
+    stream.synchronize();
+    cuda::EventTimer timer;
+    std::vector<double> times;
+    for (int r = 0; r < reps; ++r) {
+        timer.start(stream);
+        for (int i = 0; i < inner; ++i) fn();
+        timer.stop(stream);
+        times.push_back(timer.elapsed_ms() / inner);
+    }
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+}
+
+struct Bandwidth {
+    double read_gbps = 0;  // streaming read kernel
+    double copy_gbps = 0;  // device-to-device copy, bytes read + bytes written
+};
+
+Bandwidth measure_bandwidth(const cuda::Stream& stream, bool quick) {
+    const size_t bytes = quick ? (size_t{256} << 20) : (size_t{2} << 30);
+    cuda::DeviceBuffer buffer(bytes), sink(cuda::kReadProbeMaxBlocks * sizeof(uint32_t));
+    cuda::fill_random_bf16(buffer.as<uint16_t>(), static_cast<int64_t>(bytes / 2), 1.0f, 1,
+                           stream);  // never measure on zeros
+    Bandwidth bw;
+    const double read_ms = median_ms(
+        stream,
+        [&] {
+            cuda::read_probe(buffer.data(), static_cast<int64_t>(bytes), sink.as<uint32_t>(),
+                             stream);
+        },
+        7, 3);
+    bw.read_gbps = static_cast<double>(bytes) / (read_ms * 1e-3) / 1e9;
+    const size_t half = bytes / 2;
+    const double copy_ms = median_ms(
+        stream,
+        [&] { cuda::copy_device_to_device(buffer.as<char>() + half, buffer.data(), half, stream); },
+        7, 3);
+    bw.copy_gbps = 2.0 * static_cast<double>(half) / (copy_ms * 1e-3) / 1e9;
+    return bw;
+}
+
+void report_bandwidth(const Bandwidth& bw, BenchReporter& reporter) {
+    const auto info = cuda::device_info();
+    reporter.report(
+        {"cuda.hbm.read", bw.read_gbps, "GB/s",
+         fmt::format("streaming read kernel on {} ({} SMs)", info.name, info.multiprocessors),
+         1.0});
+    reporter.report(
+        {"cuda.hbm.copy", bw.copy_gbps, "GB/s",
+         fmt::format("device-to-device copy, read+write, vs read {:.0f} GB/s", bw.read_gbps),
+         bw.copy_gbps / bw.read_gbps});
+}
+
+// Device storage for random packed ternary matrices; copies rotate so that repeated GEMVs read
+// DRAM, not the 50 MB L2.
+struct RandomTernary {
+    cuda::DeviceBuffer codes;
+    std::vector<TernaryWeights> copies;
+    RandomTernary(int64_t rows, int64_t cols, int64_t min_total_bytes, const cuda::Stream& stream) {
+        const int64_t bytes = packed_bytes(rows, cols);
+        const int64_t count = std::max<int64_t>(1, (min_total_bytes + bytes - 1) / bytes);
+        codes = cuda::DeviceBuffer(static_cast<size_t>(bytes * count));
+        for (int64_t c = 0; c < count; ++c) {
+            uint8_t* p = codes.as<uint8_t>() + c * bytes;
+            cuda::fill_random_ternary(p, rows, cols, 100 + static_cast<uint64_t>(c), stream);
+            copies.push_back({p, rows, cols, 1.0f / static_cast<float>(cols)});
+        }
+    }
+};
+
+// Random quantized activations for k columns and m tokens (quantized on the GPU).
+struct RandomActivations {
+    cuda::DeviceBuffer x, q, scale, sum;
+    cuda::QuantizedActivations view;
+    RandomActivations(int64_t m, int64_t k, const cuda::Stream& stream)
+        : x(static_cast<size_t>(m * k) * sizeof(float)),
+          q(static_cast<size_t>(m * packed_cols(k))),
+          scale(static_cast<size_t>(m) * sizeof(float)),
+          sum(static_cast<size_t>(m) * sizeof(int32_t)) {
+        view = {q.as<int8_t>(), packed_cols(k), scale.as<float>(), sum.as<int32_t>()};
+        cuda::fill_random_uniform(x.as<float>(), m * k, -1.0f, 1.0f, 7, stream);
+        cuda::quantize_activations(x.as<float>(), m, k, k, view, stream);
+    }
+};
+
+void bench_cuda_gemv(const BenchOptions& options, BenchReporter& reporter) {
+    if (!have_gpu("cuda-gemv")) return;
+    cuda::Stream stream;
+    const Bandwidth bw = measure_bandwidth(stream, options.quick);
+    report_bandwidth(bw, reporter);
+    const std::string vs_read = fmt::format("read bandwidth {:.0f} GB/s", bw.read_gbps);
+    const int64_t rotate_bytes = options.quick ? (int64_t{64} << 20) : (int64_t{512} << 20);
+
+    // Decode GEMVs of the 70B shapes (MLP, TTT projections).
+    struct Shape {
+        const char* name;
+        int64_t rows, cols;
+    };
+    const int64_t s = options.quick ? 4 : 1;  // quick: quarter-size shapes
+    const Shape shapes[] = {{"mlp.gate", 28672 / s, 8192 / s},
+                            {"mlp.down", 8192 / s, 28672 / s},
+                            {"ttt.down", 2048 / s, 8192 / s},
+                            {"ttt.up", 8192 / s, 2048 / s}};
+    double gemv_ms_8192 = 0;
+    for (const auto& shape : shapes) {
+        RandomTernary w(shape.rows, shape.cols, rotate_bytes, stream);
+        RandomActivations a(1, shape.cols, stream);
+        cuda::DeviceBuffer y(static_cast<size_t>(shape.rows) * sizeof(float));
+        size_t next = 0;
+        const double ms = median_ms(
+            stream,
+            [&] {
+                cuda::ternary_matmul(w.copies[next++ % w.copies.size()], a.view, 1, y.as<float>(),
+                                     shape.rows, false, stream);
+            },
+            9, 20);
+        const double gbps =
+            static_cast<double>(packed_bytes(shape.rows, shape.cols)) / (ms * 1e-3) / 1e9;
+        reporter.report({fmt::format("cuda.gemv.{}.{}x{}", shape.name, shape.rows, shape.cols),
+                         gbps, "GB/s", vs_read, gbps / bw.read_gbps});
+    }
+
+    // Prompt GEMM: Gop/s (2 ops per weight and token), and the gain over m decode GEMVs.
+    {
+        const int64_t rows = 8192 / s, cols = 8192 / s;
+        RandomTernary w(rows, cols, rotate_bytes, stream);
+        RandomActivations a1(1, cols, stream);
+        cuda::DeviceBuffer y1(static_cast<size_t>(rows) * sizeof(float));
+        size_t next = 0;
+        gemv_ms_8192 = median_ms(
+            stream,
+            [&] {
+                cuda::ternary_matmul(w.copies[next++ % w.copies.size()], a1.view, 1, y1.as<float>(),
+                                     rows, false, stream);
+            },
+            9, 20);
+        for (int64_t m : {int64_t{64}, int64_t{512}}) {
+            RandomActivations a(m, cols, stream);
+            cuda::DeviceBuffer y(static_cast<size_t>(rows * m) * sizeof(float));
+            const double ms = median_ms(
+                stream,
+                [&] {
+                    cuda::ternary_matmul(w.copies[next++ % w.copies.size()], a.view, m,
+                                         y.as<float>(), rows, false, stream);
+                },
+                7, 5);
+            const double gops = 2.0 * static_cast<double>(rows * cols * m) / (ms * 1e-3) / 1e9;
+            reporter.report({fmt::format("cuda.gemm.{}x{}.m{}", rows, cols, m), gops, "Gop/s",
+                             fmt::format("{} decode GEMVs ({:.1f} us each)", m, gemv_ms_8192 * 1e3),
+                             gemv_ms_8192 * static_cast<double>(m) / ms});
+        }
+    }
+
+    // The bf16 lm_head GEMV (128256 x 8192).
+    {
+        const int64_t rows = 128256 / s, cols = 8192 / s;
+        const int64_t bytes = rows * cols * 2;
+        cuda::DeviceBuffer w(static_cast<size_t>(bytes)), x(static_cast<size_t>(cols) * 4),
+            y(static_cast<size_t>(rows) * 4);
+        cuda::fill_random_bf16(w.as<uint16_t>(), rows * cols, 0.05f, 3, stream);
+        cuda::fill_random_uniform(x.as<float>(), cols, -1.0f, 1.0f, 4, stream);
+        const double ms = median_ms(
+            stream,
+            [&] {
+                cuda::bf16_gemv(w.as<uint16_t>(), rows, cols, x.as<float>(), y.as<float>(), stream);
+            },
+            9, 5);
+        const double gbps = static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
+        reporter.report({fmt::format("cuda.gemv.bf16.lm_head.{}x{}", rows, cols), gbps, "GB/s",
+                         vs_read, gbps / bw.read_gbps});
+    }
+}
+
+// ---- cuda-decode ----
+
+struct DecodeConfig {
+    int64_t dim, layers, mlp, vocab, ttt_dim;
+    float inner_lr = 0.1f, eps = 1e-5f;
+};
+
+// Which parts of the token step to enqueue (the breakdown runs each part alone).
+struct Parts {
+    bool gemv = true;       // ternary projections and lm_head
+    bool ttt = true;        // TTT state steps
+    bool pointwise = true;  // norms, quantization, SiLU, embedding
+};
+
+// A random-weight Bit-TTT model living on the GPU, and one decode step over it.
+class DecodeModel {
+  public:
+    DecodeModel(const DecodeConfig& c, const cuda::Stream& stream) : c_(c) {
+        const int64_t shapes[5][2] = {
+            {c.ttt_dim, c.dim}, {c.dim, c.ttt_dim}, {c.mlp, c.dim}, {c.mlp, c.dim}, {c.dim, c.mlp}};
+        int64_t layer_bytes = 0;
+        for (const auto& s : shapes) layer_bytes += packed_bytes(s[0], s[1]);
+        ternary_bytes_ = layer_bytes * c.layers;
+        lm_head_bytes_ = c.vocab * c.dim * 2;
+        state_bytes_ = c.layers * c.ttt_dim * c.ttt_dim * 4;
+
+        const int64_t needed =
+            ternary_bytes_ + 2 * lm_head_bytes_ + state_bytes_ + (int64_t{1} << 30);
+        const auto info = cuda::device_info();
+        check(info.free_bytes >= needed, ErrorKind::kUnsupported,
+              "bench cuda-decode: the model needs {:.1f} GB of GPU memory, {} has {:.1f} GB free",
+              static_cast<double>(needed) / 1e9, info.name,
+              static_cast<double>(info.free_bytes) / 1e9);
+
+        codes_ = cuda::DeviceBuffer(static_cast<size_t>(ternary_bytes_));
+        uint8_t* p = codes_.as<uint8_t>();
+        uint64_t seed = 1000;
+        for (int64_t l = 0; l < c.layers; ++l) {
+            Layer layer;
+            TernaryWeights* slots[5] = {&layer.ttt_down, &layer.ttt_up, &layer.gate, &layer.up,
+                                        &layer.down};
+            for (int i = 0; i < 5; ++i) {
+                const int64_t rows = shapes[i][0], cols = shapes[i][1];
+                cuda::fill_random_ternary(p, rows, cols, seed++, stream);
+                // beta ~ 1/sqrt(K) keeps the residual stream of random weights in range.
+                *slots[i] = {p, rows, cols, 1.0f / std::sqrt(static_cast<float>(cols))};
+                p += packed_bytes(rows, cols);
+            }
+            layers_.push_back(layer);
+        }
+        norms_ = cuda::DeviceBuffer(static_cast<size_t>((2 * c.layers + 1) * c.dim) * 4);
+        cuda::fill_random_uniform(norms_.as<float>(), (2 * c.layers + 1) * c.dim, 0.9f, 1.1f,
+                                  seed++, stream);
+        states_ = cuda::DeviceBuffer(static_cast<size_t>(state_bytes_));
+        states_.fill_bytes(0);  // W0 = 0 (DESIGN.md §2.2); the warm-up tokens fill it
+        embed_ = cuda::DeviceBuffer(static_cast<size_t>(lm_head_bytes_));
+        lm_head_ = cuda::DeviceBuffer(static_cast<size_t>(lm_head_bytes_));
+        cuda::fill_random_bf16(embed_.as<uint16_t>(), c.vocab * c.dim, 1.0f, seed++, stream);
+        cuda::fill_random_bf16(lm_head_.as<uint16_t>(), c.vocab * c.dim, 0.02f, seed++, stream);
+
+        const int64_t widest = std::max({c.dim, c.mlp, c.ttt_dim});
+        x_ = cuda::DeviceBuffer(static_cast<size_t>(c.dim) * 4);
+        xn_ = cuda::DeviceBuffer(static_cast<size_t>(c.dim) * 4);
+        f_ = cuda::DeviceBuffer(static_cast<size_t>(c.ttt_dim) * 4);
+        z_ = cuda::DeviceBuffer(static_cast<size_t>(c.ttt_dim) * 4);
+        g_ = cuda::DeviceBuffer(static_cast<size_t>(c.mlp) * 4);
+        u_ = cuda::DeviceBuffer(static_cast<size_t>(c.mlp) * 4);
+        logits_ = cuda::DeviceBuffer(static_cast<size_t>(c.vocab) * 4);
+        q_ = cuda::DeviceBuffer(static_cast<size_t>(packed_cols(widest)));
+        scale_ = cuda::DeviceBuffer(16);
+        sum_ = cuda::DeviceBuffer(16);
+        acts_ = {q_.as<int8_t>(), packed_cols(widest), scale_.as<float>(), sum_.as<int32_t>()};
+        stream.synchronize();
+    }
+
+    // One decode step for a fixed token (its embedding row), enqueued on stream.
+    void enqueue_token(const cuda::Stream& stream, const Parts& parts, int64_t token) const {
+        const DecodeConfig& c = c_;
+        float* x = x_.as<float>();
+        if (parts.pointwise)
+            cuda::bf16_to_float(embed_.as<uint16_t>() + token * c.dim, c.dim, x, stream);
+        for (int64_t l = 0; l < c.layers; ++l) {
+            const Layer& layer = layers_[static_cast<size_t>(l)];
+            const float* norm1 = norms_.as<float>() + 2 * l * c.dim;
+            const float* norm2 = norm1 + c.dim;
+            float* state = states_.as<float>() + l * c.ttt_dim * c.ttt_dim;
+            // h = x + TTT(RMSNorm(x))
+            if (parts.pointwise)
+                cuda::rmsnorm_quantize(x, 1, c.dim, c.dim, norm1, c.eps, acts_, stream);
+            if (parts.gemv)
+                cuda::ternary_matmul(layer.ttt_down, acts_, 1, f_.as<float>(), c.ttt_dim, false,
+                                     stream);
+            if (parts.ttt)
+                cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
+                                           z_.as<float>(), stream);
+            if (parts.pointwise)
+                cuda::quantize_activations(z_.as<float>(), 1, c.ttt_dim, c.ttt_dim, acts_, stream);
+            if (parts.gemv) cuda::ternary_matmul(layer.ttt_up, acts_, 1, x, c.dim, true, stream);
+            // x = h + down(silu(gate(u)) * up(u)), u = RMSNorm(h)
+            if (parts.pointwise)
+                cuda::rmsnorm_quantize(x, 1, c.dim, c.dim, norm2, c.eps, acts_, stream);
+            if (parts.gemv) {
+                const TernaryWeights gate_up[2] = {layer.gate, layer.up};
+                float* outputs[2] = {g_.as<float>(), u_.as<float>()};
+                cuda::ternary_gemv_batch(gate_up, outputs, 2, acts_, false, stream);
+            }
+            if (parts.pointwise)
+                cuda::silu_mul_quantize(g_.as<float>(), u_.as<float>(), 1, c.mlp, c.mlp, acts_,
+                                        stream);
+            if (parts.gemv) cuda::ternary_matmul(layer.down, acts_, 1, x, c.dim, true, stream);
+        }
+        if (parts.pointwise) {
+            const float* norm_f = norms_.as<float>() + 2 * c.layers * c.dim;
+            cuda::rmsnorm(x, 1, c.dim, c.dim, norm_f, c.eps, xn_.as<float>(), c.dim, stream);
+        }
+        if (parts.gemv)
+            cuda::bf16_gemv(lm_head_.as<uint16_t>(), c.vocab, c.dim, xn_.as<float>(),
+                            logits_.as<float>(), stream);
+    }
+
+    int64_t weight_bytes() const { return ternary_bytes_ + lm_head_bytes_; }
+    int64_t ternary_bytes() const { return ternary_bytes_; }
+    int64_t state_traffic_bytes() const { return 2 * state_bytes_; }  // read + write
+    int kernels_per_token() const { return static_cast<int>(9 * c_.layers + 3); }
+
+  private:
+    struct Layer {
+        TernaryWeights ttt_down, ttt_up, gate, up, down;
+    };
+    DecodeConfig c_;
+    std::vector<Layer> layers_;
+    int64_t ternary_bytes_ = 0, lm_head_bytes_ = 0, state_bytes_ = 0;
+    cuda::DeviceBuffer codes_, norms_, states_, embed_, lm_head_;
+    cuda::DeviceBuffer x_, xn_, f_, z_, g_, u_, logits_, q_, scale_, sum_;
+    cuda::QuantizedActivations acts_;
+};
+
+void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
+    if (!have_gpu("cuda-decode")) return;
+    cuda::Stream stream;
+    const Bandwidth bw = measure_bandwidth(stream, options.quick);
+    report_bandwidth(bw, reporter);
+
+    const DecodeConfig c = options.quick ? DecodeConfig{1024, 4, 4096, 32000, 256}
+                                         : DecodeConfig{8192, 80, 28672, 128256, 2048};
+    const std::string tag = options.quick ? "quick" : "70b";
+    DecodeModel model(c, stream);
+    const int inner = options.quick ? 20 : 10;
+
+    auto graph_of = [&](const Parts& parts) {
+        auto graph = std::make_unique<cuda::Graph>();
+        graph->begin_capture(stream);
+        model.enqueue_token(stream, parts, 42);
+        graph->end_capture(stream);
+        return graph;
+    };
+    const auto full = graph_of(Parts{});
+    const double token_ms = median_ms(
+        stream, [&] { full->launch(stream); }, 7, inner);
+    const double tokens_per_s = 1e3 / token_ms;
+    const double weight_gbps = static_cast<double>(model.weight_bytes()) / (token_ms * 1e-3) / 1e9;
+    const double all_bytes =
+        static_cast<double>(model.weight_bytes() + model.state_traffic_bytes());
+    const double bound_tokens_per_s = bw.read_gbps * 1e9 / all_bytes;
+    const std::string vs_read = fmt::format("read bandwidth {:.0f} GB/s", bw.read_gbps);
+
+    reporter.report(
+        {fmt::format("cuda.decode.{}.tokens_per_s", tag), tokens_per_s, "tokens/s",
+         fmt::format("bandwidth bound {:.1f} tok/s ({:.2f} GB weights + {:.2f} GB "
+                     "TTT state r/w per token)",
+                     bound_tokens_per_s, static_cast<double>(model.weight_bytes()) / 1e9,
+                     static_cast<double>(model.state_traffic_bytes()) / 1e9),
+         tokens_per_s / bound_tokens_per_s});
+    reporter.report({fmt::format("cuda.decode.{}.weight_bytes_per_s", tag), weight_gbps, "GB/s",
+                     vs_read + " (packed ternary + bf16 lm_head read per token / token time)",
+                     weight_gbps / bw.read_gbps});
+    const double all_gbps = all_bytes / (token_ms * 1e-3) / 1e9;
+    reporter.report({fmt::format("cuda.decode.{}.all_bytes_per_s", tag), all_gbps, "GB/s",
+                     vs_read + " (weights + TTT state traffic)", all_gbps / bw.read_gbps});
+
+    // Without the graph: every kernel launched from the host.
+    const double stream_ms = median_ms(
+        stream, [&] { model.enqueue_token(stream, Parts{}, 42); }, 5, std::max(2, inner / 2));
+    reporter.report({fmt::format("cuda.decode.{}.no_graph", tag), 1e3 / stream_ms, "tokens/s",
+                     fmt::format("CUDA graph {:.1f} tok/s ({} kernels per token)", tokens_per_s,
+                                 model.kernels_per_token()),
+                     token_ms / stream_ms});
+
+    // Breakdown: each part of the token alone, as a graph.
+    const auto gemv_only = graph_of(Parts{true, false, false});
+    const double gemv_ms = median_ms(
+        stream, [&] { gemv_only->launch(stream); }, 7, inner);
+    const double gemv_gbps = static_cast<double>(model.weight_bytes()) / (gemv_ms * 1e-3) / 1e9;
+    reporter.report(
+        {fmt::format("cuda.decode.{}.part.gemv", tag), gemv_gbps, "GB/s",
+         fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, gemv_ms, token_ms),
+         gemv_gbps / bw.read_gbps});
+    const auto ttt_only = graph_of(Parts{false, true, false});
+    const double ttt_ms = median_ms(
+        stream, [&] { ttt_only->launch(stream); }, 7, inner);
+    const double ttt_gbps =
+        static_cast<double>(model.state_traffic_bytes()) / (ttt_ms * 1e-3) / 1e9;
+    reporter.report(
+        {fmt::format("cuda.decode.{}.part.ttt_state", tag), ttt_gbps, "GB/s",
+         fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, ttt_ms, token_ms),
+         ttt_gbps / bw.read_gbps});
+    const auto pointwise_only = graph_of(Parts{false, false, true});
+    const double pointwise_ms = median_ms(
+        stream, [&] { pointwise_only->launch(stream); }, 7, inner);
+    reporter.report(
+        {fmt::format("cuda.decode.{}.part.pointwise", tag), pointwise_ms * 1e3, "us",
+         fmt::format("share of the {:.3f} ms token (norms, quantization, SiLU)", token_ms),
+         pointwise_ms / token_ms});
+}
+
+}  // namespace
+
+void bench_cuda_gemv_entry(const BenchOptions& options, BenchReporter& reporter) {
+    bench_cuda_gemv(options, reporter);
+}
+void bench_cuda_decode_entry(const BenchOptions& options, BenchReporter& reporter) {
+    bench_cuda_decode(options, reporter);
+}
+
+#else  // no CUDA backend in this build
+
+void bench_cuda_gemv_entry(const BenchOptions&, BenchReporter&) {
+    fmt::print(
+        stderr,
+        "bench cuda-gemv: skipped: bitttt was built without CUDA (no nvcc at configure time)\n");
+}
+void bench_cuda_decode_entry(const BenchOptions&, BenchReporter&) {
+    fmt::print(
+        stderr,
+        "bench cuda-decode: skipped: bitttt was built without CUDA (no nvcc at configure time)\n");
+}
+
+#endif
+
+}  // namespace bitttt::cli

@@ -1,0 +1,418 @@
+// The per-token vector ops around the ternary products: activation quantization, RMSNorm, the
+// SiLU-gated product (each optionally fused with the quantization that follows it) and the TTT
+// `reconstruct` state step.
+//
+// The quantization follows quantize_activations_scalar step by step with the roundings spelled
+// out (IEEE division, __fmul_rn, rintf = round half to even), so int8 values and scales are
+// bit-identical to the CPU's for the same float inputs.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "kernels/cpu/ttt_scan.hpp"
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/kernels.hpp"
+
+namespace bitttt::cuda {
+namespace {
+
+using detail::aligned;
+using detail::check_launch;
+using detail::raw;
+
+struct MaxOp {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct SumOp {
+    template <typename T>
+    __device__ T operator()(T a, T b) const {
+        return a + b;
+    }
+};
+
+// Reduces v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the
+// result. The order is fixed by the block shape, so equal inputs give equal results.
+template <typename T, typename Op>
+__device__ T block_reduce(T v, Op op, T identity) {
+    __shared__ T scratch[32];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();  // scratch may still be read by a previous reduction
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < static_cast<int>(blockDim.x >> 5) ? scratch[lane] : identity;
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1)
+        v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+    return v;
+}
+
+// Quantizes one row whose values come from src(j), j < k (recomputed in the second pass instead
+// of stored), as quantize_activations_scalar does:
+//   gamma = max(max|v|, 1e-5); q = clamp(rint(v * (127 / gamma)), -127, 127); scale = gamma / 127.
+template <typename Source>
+__device__ void quantize_row(const Source& src, int64_t k, int64_t k_pad, int8_t* q,
+                             float* scale_out, int32_t* sum_out) {
+    float absmax = 0.0f;  // fmaxf ignores NaN, as std::max(absmax, NaN) does on the CPU
+    for (int64_t j = threadIdx.x; j < k; j += blockDim.x) absmax = fmaxf(absmax, fabsf(src(j)));
+    absmax = block_reduce(absmax, MaxOp{}, 0.0f);
+    const float gamma = fmaxf(absmax, 1e-5f);
+    const float s = __fdiv_rn(127.0f, gamma);
+    int sum = 0;
+    for (int64_t j = threadIdx.x; j < k_pad; j += blockDim.x) {
+        int value = 0;
+        if (j < k) {
+            float r = rintf(__fmul_rn(src(j), s));
+            if (!(r == r)) r = 0.0f;
+            value = static_cast<int>(fminf(fmaxf(r, -127.0f), 127.0f));
+        }
+        q[j] = static_cast<int8_t>(value);
+        sum += value;
+    }
+    sum = block_reduce(sum, SumOp{}, 0);
+    if (threadIdx.x == 0) {
+        *scale_out = __fdiv_rn(gamma, 127.0f);
+        *sum_out = sum;
+    }
+}
+
+// 1 / sqrt(mean(x²) + eps) as rmsnorm_scalar computes it (squares summed exactly in double).
+__device__ float inv_rms(const float* x, int64_t d, float eps) {
+    double ss = 0.0;
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x) {
+        const double v = x[j];
+        ss += v * v;
+    }
+    ss = block_reduce(ss, SumOp{}, 0.0);
+    const float mean = __double2float_rn(__ddiv_rn(ss, static_cast<double>(d)));
+    return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
+}
+
+// silu(g) * u as silu_mul_scalar writes it: g / (1 + exp(-g)) * u.
+__device__ __forceinline__ float silu_times(float g, float u) {
+    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
+}
+
+__global__ void quantize_kernel(const float* x, int64_t k, int64_t x_stride, int8_t* q,
+                                int64_t q_stride, float* scale, int32_t* sum, int64_t k_pad) {
+    const int64_t i = blockIdx.x;
+    const float* xi = x + i * x_stride;
+    quantize_row([xi](int64_t j) { return xi[j]; }, k, k_pad, q + i * q_stride, scale + i, sum + i);
+}
+
+__global__ void rmsnorm_kernel(const float* x, int64_t d, int64_t x_stride, const float* weight,
+                               float eps, float* y, int64_t y_stride) {
+    const int64_t i = blockIdx.x;
+    const float* xi = x + i * x_stride;
+    float* yi = y + i * y_stride;
+    const float inv = inv_rms(xi, d, eps);
+    __syncthreads();  // y may alias x: every thread has read x before any writes
+    for (int64_t j = threadIdx.x; j < d; j += blockDim.x)
+        yi[j] = __fmul_rn(__fmul_rn(xi[j], inv), weight[j]);
+}
+
+__global__ void rmsnorm_quantize_kernel(const float* x, int64_t d, int64_t x_stride,
+                                        const float* weight, float eps, int8_t* q, int64_t q_stride,
+                                        float* scale, int32_t* sum, int64_t k_pad) {
+    const int64_t i = blockIdx.x;
+    const float* xi = x + i * x_stride;
+    const float inv = inv_rms(xi, d, eps);
+    quantize_row([=](int64_t j) { return __fmul_rn(__fmul_rn(xi[j], inv), weight[j]); }, d, k_pad,
+                 q + i * q_stride, scale + i, sum + i);
+}
+
+__global__ void silu_mul_kernel(const float* gate, const float* up, int64_t n, float* out) {
+    for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < n;
+         j += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        out[j] = silu_times(gate[j], up[j]);
+}
+
+__global__ void silu_mul_quantize_kernel(const float* gate, const float* up, int64_t n,
+                                         int64_t stride, int8_t* q, int64_t q_stride, float* scale,
+                                         int32_t* sum, int64_t k_pad) {
+    const int64_t i = blockIdx.x;
+    const float* g = gate + i * stride;
+    const float* u = up + i * stride;
+    quantize_row([=](int64_t j) { return silu_times(g[j], u[j]); }, n, k_pad, q + i * q_stride,
+                 scale + i, sum + i);
+}
+
+// ---- decode-sized rows held in registers ----
+// For rows of up to 32 values per thread (32768 with 1024 threads) the row is read from memory
+// once into registers, reduced, quantized and written: one memory round trip instead of three,
+// which matters for the single-token decode step where these kernels are latency-bound.
+// kMode: 0 quantize a; 1 rmsnorm(a; weight b) then quantize; 2 silu(a) * b then quantize.
+constexpr int kRowRegThreads = 1024;
+
+template <int kPerThread, int kMode>
+__global__ void __launch_bounds__(kRowRegThreads)
+    row_quantize_regs_kernel(const float* a, const float* b, int64_t k, int64_t stride, float eps,
+                             int8_t* q, int64_t q_stride, float* scale, int32_t* sum,
+                             int64_t k_pad) {
+    const int64_t row = blockIdx.x;
+    const float* ai = a + row * stride;
+    float v[kPerThread];
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+        const int64_t j = threadIdx.x + static_cast<int64_t>(i) * kRowRegThreads;
+        v[i] = 0.0f;
+        if (j < k) {
+            if constexpr (kMode == 2)
+                v[i] = silu_times(ai[j], b[row * stride + j]);
+            else
+                v[i] = ai[j];
+        }
+    }
+    if constexpr (kMode == 1) {
+        double ss = 0.0;
+#pragma unroll
+        for (int i = 0; i < kPerThread; ++i) ss += static_cast<double>(v[i]) * v[i];
+        ss = block_reduce(ss, SumOp{}, 0.0);
+        const float mean = __double2float_rn(__ddiv_rn(ss, static_cast<double>(k)));
+        const float inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
+#pragma unroll
+        for (int i = 0; i < kPerThread; ++i) {
+            const int64_t j = threadIdx.x + static_cast<int64_t>(i) * kRowRegThreads;
+            if (j < k) v[i] = __fmul_rn(__fmul_rn(v[i], inv), b[j]);
+        }
+    }
+    float absmax = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) absmax = fmaxf(absmax, fabsf(v[i]));
+    absmax = block_reduce(absmax, MaxOp{}, 0.0f);
+    const float gamma = fmaxf(absmax, 1e-5f);
+    const float s = __fdiv_rn(127.0f, gamma);
+    int8_t* qi = q + row * q_stride;
+    int total = 0;
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+        const int64_t j = threadIdx.x + static_cast<int64_t>(i) * kRowRegThreads;
+        if (j < k_pad) {
+            int value = 0;
+            if (j < k) {
+                float r = rintf(__fmul_rn(v[i], s));
+                if (!(r == r)) r = 0.0f;
+                value = static_cast<int>(fminf(fmaxf(r, -127.0f), 127.0f));
+            }
+            qi[j] = static_cast<int8_t>(value);
+            total += value;
+        }
+    }
+    // k_pad - k < 16 <= kRowRegThreads: the padding beyond kPerThread * 1024 (if any) is here.
+    const int64_t tail = static_cast<int64_t>(kPerThread) * kRowRegThreads + threadIdx.x;
+    if (tail < k_pad) qi[tail] = 0;
+    total = block_reduce(total, SumOp{}, 0);
+    if (threadIdx.x == 0) {
+        scale[row] = __fdiv_rn(gamma, 127.0f);
+        sum[row] = total;
+    }
+}
+
+// Launches the register version when the row fits (returns false otherwise).
+template <int kMode>
+bool launch_row_quantize_regs(const float* a, const float* b, int64_t m, int64_t k, int64_t stride,
+                              float eps, const QuantizedActivations& out, cudaStream_t stream) {
+    const int64_t per_thread = (k + kRowRegThreads - 1) / kRowRegThreads;
+    const auto blocks = static_cast<unsigned>(m);
+    const int64_t k_pad = kernels::packed_cols(k);
+    if (per_thread <= 2)
+        row_quantize_regs_kernel<2, kMode><<<blocks, kRowRegThreads, 0, stream>>>(
+            a, b, k, stride, eps, out.q, out.stride, out.scale, out.sum, k_pad);
+    else if (per_thread <= 8)
+        row_quantize_regs_kernel<8, kMode><<<blocks, kRowRegThreads, 0, stream>>>(
+            a, b, k, stride, eps, out.q, out.stride, out.scale, out.sum, k_pad);
+    else if (per_thread <= 32)
+        row_quantize_regs_kernel<32, kMode><<<blocks, kRowRegThreads, 0, stream>>>(
+            a, b, k, stride, eps, out.q, out.stride, out.scale, out.sum, k_pad);
+    else
+        return false;
+    check_launch("row_quantize_regs_kernel");
+    return true;
+}
+
+// ---- TTT step ----
+// One warp per row of W (8 rows per block). Every block first computes f̂ into shared memory (the
+// same sum in the same order in every block, so all rows see the same f̂); then each warp reads its
+// row once, reduces z_i = W_i · f̂, and writes back W_i + (−η f̂_j)(z_i − f̂_i). Rows of up to 2048
+// floats (dt % 4 == 0) stay in registers between the two halves (kRegisterRows); others re-read.
+constexpr int kTttThreads = 256;
+constexpr int kTttRowsPerBlock = kTttThreads / 32;
+constexpr int kTttVectorsPerLane = 16;  // float4 registers per lane: rows up to 2048 floats
+constexpr int64_t kTttMaxDim = 12288;   // f̂ in 48 KB of shared memory
+
+template <bool kRegisterRows>
+__global__ void __launch_bounds__(kTttThreads)
+    ttt_step_kernel(float* w, int dt, float eta, const float* f, float* z) {
+    extern __shared__ float4 fh4[];
+    float* fh = reinterpret_cast<float*>(fh4);
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * kTttRowsPerBlock + (threadIdx.x >> 5);
+    float* wr = w + static_cast<int64_t>(row < dt ? row : 0) * dt;
+    // The row's loads go out first: they do not depend on f̂, so they overlap its computation.
+    float4 v[kRegisterRows ? kTttVectorsPerLane : 1];
+    if constexpr (kRegisterRows) {
+#pragma unroll
+        for (int i = 0; i < kTttVectorsPerLane; ++i) {
+            const int j = (i * 32 + lane) * 4;
+            if (row < dt && j < dt) v[i] = *reinterpret_cast<const float4*>(wr + j);
+        }
+    }
+    float sum_sq = 0.0f;
+    for (int j = threadIdx.x; j < dt; j += blockDim.x) sum_sq += f[j] * f[j];
+    sum_sq = block_reduce(sum_sq, SumOp{}, 0.0f);
+    const float inv_norm = __fdiv_rn(1.0f, __fadd_rn(sqrtf(sum_sq), kernels::kTttNormEps));
+    for (int j = threadIdx.x; j < dt; j += blockDim.x) fh[j] = __fmul_rn(f[j], inv_norm);
+    __syncthreads();
+
+    if (row >= dt) return;
+    float dot = 0.0f;
+    if constexpr (kRegisterRows) {
+#pragma unroll
+        for (int i = 0; i < kTttVectorsPerLane; ++i) {
+            const int j = (i * 32 + lane) * 4;
+            if (j < dt) {
+                const float4 h = fh4[j / 4];
+                dot = fmaf(v[i].x, h.x, dot);
+                dot = fmaf(v[i].y, h.y, dot);
+                dot = fmaf(v[i].z, h.z, dot);
+                dot = fmaf(v[i].w, h.w, dot);
+            }
+        }
+#pragma unroll
+        for (int offset = 16; offset > 0; offset >>= 1)
+            dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        const float e = dot - fh[row];
+#pragma unroll
+        for (int i = 0; i < kTttVectorsPerLane; ++i) {
+            const int j = (i * 32 + lane) * 4;
+            if (j < dt) {
+                const float4 h = fh4[j / 4];
+                float4 out;
+                out.x = __fadd_rn(v[i].x, __fmul_rn(__fmul_rn(-eta, h.x), e));
+                out.y = __fadd_rn(v[i].y, __fmul_rn(__fmul_rn(-eta, h.y), e));
+                out.z = __fadd_rn(v[i].z, __fmul_rn(__fmul_rn(-eta, h.z), e));
+                out.w = __fadd_rn(v[i].w, __fmul_rn(__fmul_rn(-eta, h.w), e));
+                *reinterpret_cast<float4*>(wr + j) = out;
+            }
+        }
+    } else {
+        for (int j = lane; j < dt; j += 32) dot = fmaf(wr[j], fh[j], dot);
+#pragma unroll
+        for (int offset = 16; offset > 0; offset >>= 1)
+            dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        const float e = dot - fh[row];
+        for (int j = lane; j < dt; j += 32)
+            wr[j] = __fadd_rn(wr[j], __fmul_rn(__fmul_rn(-eta, fh[j]), e));
+    }
+    if (lane == 0) z[row] = dot;
+}
+
+// ---- argument checks and launch shapes ----
+
+int row_threads(int64_t k) {
+    return k >= 4096 ? 1024 : 256;
+}
+
+void check_rows(const char* what, const float* x, int64_t m, int64_t k, int64_t x_stride) {
+    check(m >= 0 && m <= detail::kMaxDim && k >= 0 && k <= detail::kMaxDim,
+          ErrorKind::kInvalidArgument, "CUDA: {}: shape [{}, {}] is out of range", what, m, k);
+    if (m == 0) return;
+    check(x != nullptr, ErrorKind::kInvalidArgument, "CUDA: {}: null input", what);
+    check(m == 1 || (x_stride >= k && x_stride <= detail::kMaxDim), ErrorKind::kDimensionMismatch,
+          "CUDA: {}: input stride {} is not in [{}, 2^31]", what, x_stride, k);
+}
+
+void check_output(const char* what, const QuantizedActivations& out, int64_t m, int64_t k) {
+    check(out.q != nullptr && out.scale != nullptr && out.sum != nullptr,
+          ErrorKind::kInvalidArgument, "CUDA: {}: null output buffer", what);
+    check(m == 1 || (out.stride >= kernels::packed_cols(k) && out.stride <= detail::kMaxDim),
+          ErrorKind::kDimensionMismatch, "CUDA: {}: output stride {} is not in [{}, 2^31]", what,
+          out.stride, kernels::packed_cols(k));
+}
+
+}  // namespace
+
+void quantize_activations(const float* x, int64_t m, int64_t k, int64_t x_stride,
+                          const QuantizedActivations& out, const Stream& stream) {
+    check_rows("quantize_activations", x, m, k, x_stride);
+    if (m == 0) return;
+    check_output("quantize_activations", out, m, k);
+    if (k > 0 && launch_row_quantize_regs<0>(x, nullptr, m, k, x_stride, 0.0f, out, raw(stream)))
+        return;
+    quantize_kernel<<<static_cast<unsigned>(m), row_threads(k), 0, raw(stream)>>>(
+        x, k, x_stride, out.q, out.stride, out.scale, out.sum, kernels::packed_cols(k));
+    check_launch("quantize_kernel");
+}
+
+void rmsnorm(const float* x, int64_t m, int64_t d, int64_t x_stride, const float* weight, float eps,
+             float* y, int64_t y_stride, const Stream& stream) {
+    check_rows("rmsnorm", x, m, d, x_stride);
+    if (m == 0) return;
+    check(d > 0 && weight != nullptr && y != nullptr, ErrorKind::kInvalidArgument,
+          "CUDA: rmsnorm: empty rows or null weight/output");
+    check(m == 1 || (y_stride >= d && y_stride <= detail::kMaxDim), ErrorKind::kDimensionMismatch,
+          "CUDA: rmsnorm: output stride {} is not in [{}, 2^31]", y_stride, d);
+    rmsnorm_kernel<<<static_cast<unsigned>(m), row_threads(d), 0, raw(stream)>>>(
+        x, d, x_stride, weight, eps, y, y_stride);
+    check_launch("rmsnorm_kernel");
+}
+
+void rmsnorm_quantize(const float* x, int64_t m, int64_t d, int64_t x_stride, const float* weight,
+                      float eps, const QuantizedActivations& out, const Stream& stream) {
+    check_rows("rmsnorm_quantize", x, m, d, x_stride);
+    if (m == 0) return;
+    check(d > 0 && weight != nullptr, ErrorKind::kInvalidArgument,
+          "CUDA: rmsnorm_quantize: empty rows or null weight");
+    check_output("rmsnorm_quantize", out, m, d);
+    if (launch_row_quantize_regs<1>(x, weight, m, d, x_stride, eps, out, raw(stream))) return;
+    rmsnorm_quantize_kernel<<<static_cast<unsigned>(m), row_threads(d), 0, raw(stream)>>>(
+        x, d, x_stride, weight, eps, out.q, out.stride, out.scale, out.sum,
+        kernels::packed_cols(d));
+    check_launch("rmsnorm_quantize_kernel");
+}
+
+void silu_mul(const float* gate, const float* up, int64_t n, float* out, const Stream& stream) {
+    check(n >= 0 && n <= detail::kMaxDim * 64, ErrorKind::kInvalidArgument,
+          "CUDA: silu_mul: length {} is out of range", n);
+    if (n == 0) return;
+    check(gate != nullptr && up != nullptr && out != nullptr, ErrorKind::kInvalidArgument,
+          "CUDA: silu_mul: null buffer");
+    const int64_t blocks = std::min<int64_t>((n + 255) / 256, 65536);
+    silu_mul_kernel<<<static_cast<unsigned>(blocks), 256, 0, raw(stream)>>>(gate, up, n, out);
+    check_launch("silu_mul_kernel");
+}
+
+void silu_mul_quantize(const float* gate, const float* up, int64_t m, int64_t n, int64_t stride,
+                       const QuantizedActivations& out, const Stream& stream) {
+    check_rows("silu_mul_quantize", gate, m, n, stride);
+    if (m == 0) return;
+    check(up != nullptr, ErrorKind::kInvalidArgument, "CUDA: silu_mul_quantize: null input");
+    check_output("silu_mul_quantize", out, m, n);
+    if (n > 0 && launch_row_quantize_regs<2>(gate, up, m, n, stride, 0.0f, out, raw(stream)))
+        return;
+    silu_mul_quantize_kernel<<<static_cast<unsigned>(m), row_threads(n), 0, raw(stream)>>>(
+        gate, up, n, stride, out.q, out.stride, out.scale, out.sum, kernels::packed_cols(n));
+    check_launch("silu_mul_quantize_kernel");
+}
+
+void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float* z,
+                          const Stream& stream) {
+    check(dt > 0 && dt <= kTttMaxDim, ErrorKind::kInvalidArgument,
+          "CUDA: ttt_reconstruct_step: state width {} is not in [1, {}]", dt, kTttMaxDim);
+    check(w != nullptr && f != nullptr && z != nullptr && z != f, ErrorKind::kInvalidArgument,
+          "CUDA: ttt_reconstruct_step: null or aliased buffers");
+    const unsigned blocks = static_cast<unsigned>((dt + kTttRowsPerBlock - 1) / kTttRowsPerBlock);
+    const size_t smem = static_cast<size_t>(dt) * sizeof(float);
+    if (dt % 4 == 0 && dt <= 32 * 4 * kTttVectorsPerLane && aligned(w, 16)) {
+        ttt_step_kernel<true>
+            <<<blocks, kTttThreads, smem, raw(stream)>>>(w, static_cast<int>(dt), eta, f, z);
+    } else {
+        ttt_step_kernel<false>
+            <<<blocks, kTttThreads, smem, raw(stream)>>>(w, static_cast<int>(dt), eta, f, z);
+    }
+    check_launch("ttt_step_kernel");
+}
+
+}  // namespace bitttt::cuda

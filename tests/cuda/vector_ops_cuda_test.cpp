@@ -1,0 +1,284 @@
+// CUDA RMSNorm, SiLU-gated product (plain and fused with the quantization), the TTT `reconstruct`
+// step and the bf16 GEMV against the CPU references (kernels::rmsnorm_scalar, silu_mul_scalar,
+// ttt_scan_reconstruct_scalar, a double-precision dot product) on random data and odd shapes.
+// Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "cuda_test_util.hpp"
+#include "kernels/cpu/activations.hpp"
+#include "kernels/cpu/norms.hpp"
+#include "kernels/cpu/ternary.hpp"
+#include "kernels/cpu/ttt_scan.hpp"
+#include "kernels/cuda/kernels.hpp"
+
+namespace bitttt::cuda::test {
+namespace {
+
+using kernels::packed_cols;
+
+std::vector<float> random_vector(size_t n, Rng& rng, float scale = 1.0f) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = rng.normal() * scale;
+    return v;
+}
+
+// |got - ref| <= rel * |ref| + abs for every element, reporting the first few misses.
+void expect_close(const std::vector<float>& got, const std::vector<float>& ref, float rel,
+                  float abs) {
+    ASSERT_EQ(got.size(), ref.size());
+    int misses = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        const bool ok = std::fabs(got[i] - ref[i]) <= rel * std::fabs(ref[i]) + abs;
+        if (!ok && misses++ < 5)
+            ADD_FAILURE() << "element " << i << ": " << got[i] << " vs " << ref[i];
+    }
+    EXPECT_EQ(misses, 0);
+}
+
+class VectorOpsCuda : public CudaTest {};
+
+TEST_F(VectorOpsCuda, RmsnormMatchesScalar) {
+    Rng rng(1);
+    for (int64_t d : {1, 3, 17, 255, 4097, 8192}) {
+        for (int64_t m : {1, 5}) {
+            SCOPED_TRACE(::testing::Message() << "d " << d << " m " << m);
+            const int64_t stride = d + 3;  // rows with a gap between them
+            auto x = random_vector(static_cast<size_t>(m * stride), rng, 3.0f);
+            auto weight = random_vector(static_cast<size_t>(d), rng);
+            std::vector<float> ref(x.size(), 0.0f);
+            kernels::rmsnorm_scalar(x.data(), m, d, stride, weight.data(), 1e-5f, ref.data(),
+                                    stride);
+            DeviceBuffer dx = upload(x), dw = upload(weight);
+            DeviceBuffer dy = upload(std::vector<float>(x.size(), 0.0f));
+            Stream stream;
+            rmsnorm(dx.as<float>(), m, d, stride, dw.as<float>(), 1e-5f, dy.as<float>(), stride,
+                    stream);
+            // In place, as the model may call it.
+            rmsnorm(dx.as<float>(), m, d, stride, dw.as<float>(), 1e-5f, dx.as<float>(), stride,
+                    stream);
+            stream.synchronize();
+            // Same formula; only the order of the (double) sum of squares differs.
+            expect_close(download<float>(dy, x.size()), ref, 1e-6f, 0.0f);
+            auto in_place = download<float>(dx, x.size());
+            for (int64_t i = 0; i < m; ++i)  // gaps between rows keep the input values
+                for (int64_t j = d; j < stride; ++j) ref[i * stride + j] = x[i * stride + j];
+            expect_close(in_place, ref, 1e-6f, 0.0f);
+        }
+    }
+}
+
+TEST_F(VectorOpsCuda, RmsnormQuantizeMatchesCpuPipeline) {
+    Rng rng(2);
+    for (int64_t d : {1, 3, 17, 255, 4097, 8192}) {
+        const int64_t m = 3, stride = packed_cols(d);
+        SCOPED_TRACE(::testing::Message() << "d " << d);
+        auto x = random_vector(static_cast<size_t>(m * d), rng, 2.0f);
+        auto weight = random_vector(static_cast<size_t>(d), rng);
+        std::vector<float> normed(x.size());
+        kernels::rmsnorm_scalar(x.data(), m, d, d, weight.data(), 1e-5f, normed.data(), d);
+        std::vector<int8_t> ref_q(static_cast<size_t>(m * stride));
+        std::vector<float> ref_scale(m);
+        kernels::quantize_activations_scalar(normed.data(), m, d, d, ref_q.data(), stride,
+                                             ref_scale.data());
+        DeviceBuffer dx = upload(x), dw = upload(weight);
+        DeviceBuffer q = upload(std::vector<int8_t>(ref_q.size(), 99));
+        DeviceBuffer scale(m * sizeof(float)), sum(m * sizeof(int32_t));
+        Stream stream;
+        rmsnorm_quantize(dx.as<float>(), m, d, d, dw.as<float>(), 1e-5f,
+                         {q.as<int8_t>(), stride, scale.as<float>(), sum.as<int32_t>()}, stream);
+        stream.synchronize();
+        // The normalization factor equals the CPU's unless the double sums round differently
+        // (odds ~1e-9 per row), so the int8 values are identical.
+        EXPECT_EQ(download<int8_t>(q, ref_q.size()), ref_q);
+        const auto got_scale = download<float>(scale, m);
+        for (int64_t i = 0; i < m; ++i) EXPECT_EQ(bits(got_scale[i]), bits(ref_scale[i]));
+        const auto got_sum = download<int32_t>(sum, m);
+        for (int64_t i = 0; i < m; ++i) {
+            int32_t s = 0;
+            for (int64_t j = 0; j < stride; ++j) s += ref_q[i * stride + j];
+            EXPECT_EQ(got_sum[i], s);
+        }
+    }
+}
+
+TEST_F(VectorOpsCuda, SiluMulMatchesScalar) {
+    Rng rng(3);
+    for (int64_t n : {1, 3, 17, 255, 4097, 28672}) {
+        auto gate = random_vector(static_cast<size_t>(n), rng, 4.0f);
+        auto up = random_vector(static_cast<size_t>(n), rng);
+        gate[0] = -100.0f;  // exp overflows to inf: silu -> -0
+        std::vector<float> ref(n);
+        kernels::silu_mul_scalar(gate.data(), up.data(), n, ref.data());
+        DeviceBuffer dg = upload(gate), du = upload(up);
+        DeviceBuffer dy = upload(std::vector<float>(n, NAN));
+        Stream stream;
+        silu_mul(dg.as<float>(), du.as<float>(), n, dy.as<float>(), stream);
+        silu_mul(dg.as<float>(), du.as<float>(), n, dg.as<float>(), stream);  // out aliases gate
+        stream.synchronize();
+        // CUDA's expf is within 2 ulp of the exact value, as is glibc's.
+        expect_close(download<float>(dy, n), ref, 1e-6f, 1e-30f);
+        expect_close(download<float>(dg, n), ref, 1e-6f, 1e-30f);
+    }
+}
+
+TEST_F(VectorOpsCuda, SiluMulQuantizeMatchesCpuPipeline) {
+    Rng rng(4);
+    for (int64_t n : {1, 3, 17, 255, 4097, 28672}) {
+        SCOPED_TRACE(::testing::Message() << "n " << n);
+        const int64_t m = 2, stride = packed_cols(n);
+        auto gate = random_vector(static_cast<size_t>(m * n), rng, 3.0f);
+        auto up = random_vector(static_cast<size_t>(m * n), rng);
+        std::vector<float> act(gate.size());
+        kernels::silu_mul_scalar(gate.data(), up.data(), m * n, act.data());
+        std::vector<int8_t> ref_q(static_cast<size_t>(m * stride));
+        std::vector<float> ref_scale(m);
+        kernels::quantize_activations_scalar(act.data(), m, n, n, ref_q.data(), stride,
+                                             ref_scale.data());
+        DeviceBuffer dg = upload(gate), du = upload(up);
+        DeviceBuffer q = upload(std::vector<int8_t>(ref_q.size(), 99));
+        DeviceBuffer scale(m * sizeof(float)), sum(m * sizeof(int32_t));
+        Stream stream;
+        silu_mul_quantize(dg.as<float>(), du.as<float>(), m, n, n,
+                          {q.as<int8_t>(), stride, scale.as<float>(), sum.as<int32_t>()}, stream);
+        stream.synchronize();
+        // expf may differ from the CPU's by an ulp, which can move a value across a rounding
+        // boundary: every int8 within 1, almost all equal; padding exactly zero.
+        const auto got = download<int8_t>(q, ref_q.size());
+        int64_t differing = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_LE(std::abs(got[i] - ref_q[i]), 1) << "element " << i;
+            differing += got[i] != ref_q[i];
+            if (static_cast<int64_t>(i % stride) >= n) {
+                ASSERT_EQ(got[i], 0);
+            }
+        }
+        EXPECT_LE(differing, 2 + m * n / 1000);
+        const auto got_scale = download<float>(scale, m);
+        for (int64_t i = 0; i < m; ++i)
+            EXPECT_NEAR(got_scale[i], ref_scale[i], 2e-6f * ref_scale[i]);
+        const auto got_sum = download<int32_t>(sum, m);
+        for (int64_t i = 0; i < m; ++i) {
+            int32_t s = 0;
+            for (int64_t j = 0; j < stride; ++j) s += got[i * stride + j];
+            EXPECT_EQ(got_sum[i], s);
+        }
+    }
+}
+
+TEST_F(VectorOpsCuda, TttStepMatchesScalarScan) {
+    Rng rng(5);
+    const float eta = 0.1f;
+    const int64_t tokens = 4;
+    // 64, 256 and 2048 take the register path, the others the two-pass path.
+    for (int64_t dt : {1, 3, 17, 64, 255, 256, 2048, 2049}) {
+        SCOPED_TRACE(::testing::Message() << "dt " << dt);
+        const size_t n = static_cast<size_t>(dt * dt);
+        auto w = random_vector(n, rng, 0.3f);  // W row-major (the GPU layout)
+        std::vector<float> s(n);               // S = Wᵀ (the CPU layout)
+        for (int64_t i = 0; i < dt; ++i)
+            for (int64_t j = 0; j < dt; ++j) s[j * dt + i] = w[i * dt + j];
+        auto f = random_vector(static_cast<size_t>(tokens * dt), rng, 2.0f);
+        std::vector<float> ref_z(f.size());
+        kernels::ttt_scan_reconstruct_scalar(s.data(), dt, eta, f.data(), dt, tokens, ref_z.data(),
+                                             dt);
+
+        DeviceBuffer dw = upload(w), df = upload(f);
+        DeviceBuffer dz = upload(std::vector<float>(f.size(), NAN));
+        Stream stream;
+        for (int64_t t = 0; t < tokens; ++t)
+            ttt_reconstruct_step(dw.as<float>(), dt, eta, df.as<float>() + t * dt,
+                                 dz.as<float>() + t * dt, stream);
+        stream.synchronize();
+        // Sums in another order: float rounding, relative to the size of the values.
+        expect_close(download<float>(dz, f.size()), ref_z, 1e-5f, 1e-5f);
+        const auto got_w = download<float>(dw, n);
+        std::vector<float> got_s(n);
+        for (int64_t i = 0; i < dt; ++i)
+            for (int64_t j = 0; j < dt; ++j) got_s[j * dt + i] = got_w[i * dt + j];
+        expect_close(got_s, s, 1e-5f, 1e-6f);
+        // The step changed the state (a test that cannot pass by doing nothing).
+        EXPECT_NE(got_w, w);
+    }
+}
+
+TEST_F(VectorOpsCuda, TttStepRejectsBadArguments) {
+    Stream stream;
+    DeviceBuffer buf(4096);
+    float* p = buf.as<float>();
+    EXPECT_THROW(ttt_reconstruct_step(p, 0, 0.1f, p, p + 8, stream), Error);
+    EXPECT_THROW(ttt_reconstruct_step(p, 100000, 0.1f, p, p + 8, stream), Error);
+    EXPECT_THROW(ttt_reconstruct_step(p, 4, 0.1f, p, p, stream), Error);  // z aliases f
+}
+
+// bf16 bits of a float (round to nearest even), and back.
+uint16_t to_bf16(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+}
+float from_bf16(uint16_t b) {
+    const uint32_t u = static_cast<uint32_t>(b) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+TEST_F(VectorOpsCuda, Bf16GemvMatchesDoubleReference) {
+    Rng rng(6);
+    for (int64_t rows : {1, 3, 17, 255, 4097}) {
+        for (int64_t cols : {8, 24, 1032, 4096}) {
+            SCOPED_TRACE(::testing::Message() << "rows " << rows << " cols " << cols);
+            std::vector<uint16_t> w(static_cast<size_t>(rows * cols));
+            for (auto& v : w) v = to_bf16(rng.normal());
+            auto x = random_vector(static_cast<size_t>(cols), rng);
+            std::vector<float> ref(rows), bound(rows);
+            for (int64_t r = 0; r < rows; ++r) {
+                double acc = 0, mag = 0;
+                for (int64_t k = 0; k < cols; ++k) {
+                    const double p = static_cast<double>(from_bf16(w[r * cols + k])) * x[k];
+                    acc += p;
+                    mag += std::fabs(p);
+                }
+                ref[r] = static_cast<float>(acc);
+                bound[r] = static_cast<float>(mag);
+            }
+            DeviceBuffer dw = upload(w), dx = upload(x);
+            DeviceBuffer dy = upload(std::vector<float>(rows, NAN));
+            Stream stream;
+            bf16_gemv(dw.as<uint16_t>(), rows, cols, dx.as<float>(), dy.as<float>(), stream);
+            stream.synchronize();
+            const auto got = download<float>(dy, rows);
+            for (int64_t r = 0; r < rows; ++r)  // fp32 accumulation error ~ 1e-7 * Σ|w x| * log
+                ASSERT_LE(std::fabs(got[r] - ref[r]), 1e-5f * bound[r] + 1e-30f) << "row " << r;
+        }
+    }
+    Stream stream;
+    DeviceBuffer buf(4096);
+    EXPECT_THROW(bf16_gemv(buf.as<uint16_t>(), 4, 12, buf.as<float>(), buf.as<float>(), stream),
+                 Error);  // 12 columns: not a multiple of 8
+}
+
+TEST_F(VectorOpsCuda, Bf16ToFloatIsExact) {
+    Rng rng(7);
+    std::vector<uint16_t> row(1001);
+    for (auto& v : row) v = to_bf16(rng.normal() * 100.0f);
+    DeviceBuffer d = upload(row);
+    DeviceBuffer out = upload(std::vector<float>(row.size(), NAN));
+    Stream stream;
+    bf16_to_float(d.as<uint16_t>(), static_cast<int64_t>(row.size()), out.as<float>(), stream);
+    stream.synchronize();
+    const auto got = download<float>(out, row.size());
+    for (size_t i = 0; i < row.size(); ++i) ASSERT_EQ(bits(got[i]), bits(from_bf16(row[i])));
+}
+
+}  // namespace
+}  // namespace bitttt::cuda::test
