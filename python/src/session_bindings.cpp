@@ -16,7 +16,7 @@
 #include "bindings.hpp"
 #include "bitttt/tokenizer.hpp"
 #include "core/error.hpp"
-#include "generate_stream.hpp"
+#include "generate_steps.hpp"
 #include "model/config.hpp"
 #include "model/sampling.hpp"
 
@@ -26,8 +26,21 @@ namespace {
 struct PySession {
     Session session;
     std::atomic<bool> busy{false};
+    // The session's logits buffer and whether it holds the logits of the last token read (after a
+    // forward or generation, not after reset / load_state): what generate() continues from when
+    // the prompt is empty. The buffer is found by one token's forward at construction, undone by
+    // reset() (Session has no other accessor for it).
+    std::span<const float> logits_buffer;
+    bool has_logits = false;
+
     PySession(std::shared_ptr<const Model> model, int64_t max_chunk)
-        : session(std::move(model), max_chunk) {}
+        : session(std::move(model), max_chunk) {
+        logits_buffer = session.forward_token(0);
+        session.reset();
+    }
+    std::span<const float> last_logits() const {
+        return has_logits ? logits_buffer : std::span<const float>();
+    }
 };
 
 void acquire(PySession& s) {
@@ -99,41 +112,52 @@ bool truthy_or_none(nb::handle r) {
     return truth != 0;
 }
 
+// Tokens read during a call leave their logits in the buffer.
+struct TrackLogits {
+    PySession& s;
+    int64_t position;
+    explicit TrackLogits(PySession& session) : s(session), position(session.session.position()) {}
+    ~TrackLogits() {
+        if (s.session.position() != position) s.has_logits = true;
+    }
+};
+
 // The Python generate() iterator; holds the session's busy flag until generation ends.
 struct PyGenerateIterator {
     PySession* owner;
-    std::unique_ptr<GenerateStream> stream;
-    bool holding = true;
+    GenerateSteps steps;
+    bool holding = false;
 
-    PyGenerateIterator(PySession& s, std::vector<int32_t> prompt, GenerateOptions options,
+    PyGenerateIterator(PySession& s, std::vector<int32_t> prompt, const GenerateOptions& options,
                        StreamingDecoder decoder)
-        : owner(&s) {
+        : owner(&s),
+          steps(s.session, std::move(prompt), options, std::move(decoder), s.last_logits()) {
         acquire(s);
-        stream = std::make_unique<GenerateStream>(s.session, std::move(prompt), std::move(options),
-                                                  std::move(decoder));
+        holding = true;
     }
     ~PyGenerateIterator() { close(); }
-    void release() {
+    void close() {
+        steps.close();
         if (holding) owner->busy = false;
         holding = false;
     }
-    void close() {
-        stream->close();
-        release();
-    }
-    std::string next() {
+    // The next piece, or nullopt (and the session freed) at the end.
+    std::optional<std::string> next_piece() {
         std::optional<std::string> piece;
         try {
+            TrackLogits track(*owner);
             nb::gil_scoped_release unlocked;
-            piece = stream->next();
+            piece = steps.next();
         } catch (...) {
-            release();
+            close();
             throw;
         }
-        if (!piece) {
-            release();
-            throw nb::stop_iteration();
-        }
+        if (!piece) close();
+        return piece;
+    }
+    std::string next() {
+        std::optional<std::string> piece = next_piece();
+        if (!piece) throw nb::stop_iteration();
         return *piece;
     }
 };
@@ -192,32 +216,17 @@ void bind_session(nb::module_& m) {
             "__iter__", [](nb::handle self) { return nb::borrow(self); },
             nb::sig("def __iter__(self) -> GenerateIterator"), "The iterator itself.")
         .def("__next__", &PyGenerateIterator::next, "The next text piece.")
-        .def(
-            "close",
-            [](PyGenerateIterator& it) {
-                {
-                    nb::gil_scoped_release unlocked;
-                    it.stream->close();
-                }
-                it.release();
-            },
-            "Stops generation and frees the session.")
+        .def("close", &PyGenerateIterator::close, "Stops generation and frees the session.")
         .def(
             "__enter__", [](nb::handle self) { return nb::borrow(self); },
             nb::sig("def __enter__(self) -> GenerateIterator"), "The iterator itself.")
         .def(
             "__exit__",
-            [](PyGenerateIterator& it, nb::handle, nb::handle, nb::handle) {
-                {
-                    nb::gil_scoped_release unlocked;
-                    it.stream->close();
-                }
-                it.release();
-            },
+            [](PyGenerateIterator& it, nb::handle, nb::handle, nb::handle) { it.close(); },
             nb::arg("exc_type").none(), nb::arg("exc_value").none(), nb::arg("traceback").none(),
             "close().")
         .def_prop_ro(
-            "result", [](const PyGenerateIterator& it) { return it.stream->result(); },
+            "result", [](const PyGenerateIterator& it) { return it.steps.result(); },
             "The GenerateResult once generation has ended, else None.");
 
     nb::class_<PySession>(m, "Session",
@@ -235,6 +244,7 @@ void bind_session(nb::module_& m) {
             "forward",
             [](PySession& self, const std::vector<int32_t>& ids, bool all_logits, bool copy) {
                 BusyGuard busy(self);
+                TrackLogits track(self);
                 if (all_logits) {
                     const size_t V = static_cast<size_t>(self.session.model().config().vocab_size);
                     // Allocated here, filled without the GIL, handed to NumPy without a copy.
@@ -267,6 +277,7 @@ void bind_session(nb::module_& m) {
             "forward_token",
             [](PySession& self, int32_t id, bool copy) {
                 BusyGuard busy(self);
+                TrackLogits track(self);
                 std::span<const float> logits;
                 {
                     nb::gil_scoped_release unlocked;
@@ -295,6 +306,7 @@ void bind_session(nb::module_& m) {
                                                            tok->streaming_decoder()),
                                     nb::rv_policy::take_ownership);
                 BusyGuard busy(self);
+                TrackLogits track(self);
                 StreamingDecoder decoder = tok->streaming_decoder();
                 auto emit = [&](std::string text) {
                     if (text.empty()) return true;
@@ -333,6 +345,7 @@ void bind_session(nb::module_& m) {
                                      repeat_penalty, repeat_last_n, seed);
                 std::vector<int32_t> ids = prompt_ids(self.session, prompt);
                 BusyGuard busy(self);
+                TrackLogits track(self);
                 TokenCallback on_token;
                 if (!callback.is_none()) {
                     on_token = [&](int32_t id) {
@@ -359,6 +372,7 @@ void bind_session(nb::module_& m) {
             [](PySession& self) {
                 BusyGuard busy(self);
                 self.session.reset();
+                self.has_logits = false;
             },
             "Forgets everything read: every W back to 0, position 0.")
         .def_prop_ro(
@@ -377,8 +391,11 @@ void bind_session(nb::module_& m) {
             "load_state",
             [](PySession& self, const std::string& path) {
                 BusyGuard busy(self);
-                nb::gil_scoped_release unlocked;
-                self.session.load_state(path);
+                {
+                    nb::gil_scoped_release unlocked;
+                    self.session.load_state(path);
+                }
+                self.has_logits = false;  // the memory is back, the last logits are not
             },
             nb::arg("path"),
             "Reads a .tttstate file saved from this same model (checked by identity hash); on "

@@ -282,3 +282,28 @@ def test_delta_rule_model_state_has_one_matrix_per_head():
     assert logits.shape == (40,) and np.isfinite(logits).all()
     w = s.state(1)
     assert w.shape == (2, 4, 4) and np.abs(w).sum() > 0
+
+
+def test_iterator_with_empty_prompt_continues_like_generate_tokens(model, tmp_path):
+    opts = dict(max_new_tokens=6, temperature=0.7, seed=9, stop_at_end_of_text=False)
+    a = bitttt.Session(model)
+    a.forward([5, 6, 7])
+    want = a.generate_tokens([], **opts).tokens
+    b = bitttt.Session(model)
+    b.forward([5, 6, 7])
+    it = b.generate([], **opts)
+    text = "".join(it)
+    assert it.result.tokens == want and text == model.tokenizer.decode(want)
+    assert b.position == a.position
+    # after generation, the last logits are those of the last generated token: both continue alike
+    assert "".join(b.generate([], **opts)) == model.tokenizer.decode(a.generate_tokens([], **opts).tokens)
+    # no logits to continue from: after reset, after load_state, in a fresh session
+    b.save_state(str(tmp_path / "s.tttstate"))
+    b.load_state(str(tmp_path / "s.tttstate"))
+    for s in (b, bitttt.Session(model)):
+        with pytest.raises(ValueError, match="empty prompt"):
+            next(s.generate([], 3))
+        s.forward([1])  # the failed iterator freed the session
+        s.reset()
+        with pytest.raises(ValueError, match="empty prompt"):
+            s.generate([], 3, callback=lambda piece: None)
