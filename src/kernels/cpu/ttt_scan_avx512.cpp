@@ -1,9 +1,16 @@
-// AVX-512 TTT `reconstruct` scan. S = Wᵀ (dt×dt) stays in L1/L2; each token streams it once:
-// row j of S first receives the previous token's update S[j,:] += c[j]·e (c = −η f̂_{t−1},
-// e = z_{t−1} − f̂_{t−1}), then feeds the new read z_t += f̂_t[j]·S[j,:]. Delaying each update to the
-// next token's pass halves the traffic over S; the last update is applied after the loop.
-// Columns go in blocks of up to 64 floats (4 registers) so z accumulates in registers; two sets of
-// accumulators (even/odd rows) hide the FMA latency. Columns past dt are masked off.
+// AVX-512 TTT `reconstruct` scan, two tokens per pass over S = Wᵀ (dt×dt, in L1/L2).
+//
+// For tokens a = t and b = t+1, with W the state before a (pending updates included):
+//     z_a = W f̂_a,   e_a = z_a − f̂_a
+//     z_b = (W − η e_a f̂_aᵀ) f̂_b = W f̂_b − η (f̂_a·f̂_b) e_a,   e_b = z_b − f̂_b
+// so one pass over S gives both W f̂_a and W f̂_b. The pass first applies the pair's predecessor's
+// rank-2 update S[j,:] += c0[j]·e0 + c1[j]·e1 (c = −η f̂ of the previous two tokens), so each row
+// of S is loaded and stored once per two tokens; the last pair's update is applied after the loop.
+// An odd last token runs a one-token pass (its second pending slot is zero).
+//
+// Columns go in blocks of up to 64 floats (4 registers) so z accumulates in registers; narrow
+// states use two sets of accumulators (even/odd rows) to hide the FMA latency. Columns past dt are
+// masked off; scratch rows are padded with zeros.
 #include <immintrin.h>
 
 #include <cmath>
@@ -27,120 +34,172 @@ inline float sum_lanes(__m512 x) {
     return _mm512_cvtss_f32(x);
 }
 
-inline __mmask16 lane_mask(int64_t n) {  // the first n (1..16) lanes
+inline __mmask16 lane_mask(int64_t n) {  // the first n lanes (all 16 for n >= 16)
     return static_cast<__mmask16>(n >= kLanes ? 0xFFFF : (1u << n) - 1);
 }
 
-// One column block [col, col + 16·NV) (the last vector masked by `last`): update S with the
-// pending (c, e), accumulate z_t, then turn e into the new error z_t − f̂_t for these columns.
-template <int NV>
-void scan_block(float* s, int64_t dt, int64_t col, __mmask16 last, const float* fh, const float* c,
-                float* e, float* zt) {
+// What one pass reads and writes besides S.
+struct Pass {
+    const float* fa;  // f̂ of token a
+    const float* fb;  // f̂ of token b (two-token passes)
+    const float* c0;  // pending update: S[j,:] += c0[j]·e0 + c1[j]·e1
+    const float* c1;
+    float* e0;  // in: pending e0, e1; out: e_a, e_b (zero for one-token passes)
+    float* e1;
+    float* za;  // outputs z_a, z_b
+    float* zb;
+    float eta_dot;  // η (f̂_a·f̂_b)
+};
+
+// One column block [col, col + 16·NV) of a pass over tokens a (and b when kTwo).
+template <int NV, bool kTwo>
+void pass_block(float* s, int64_t dt, int64_t col, __mmask16 last, const Pass& p) {
+    constexpr int kSets = NV <= 2 ? 2 : 1;  // accumulator sets (rows j ≡ k mod kSets)
     __mmask16 mask[NV];
-    __m512 ev[NV], acc0[NV], acc1[NV];
+    __m512 e0[NV], e1[NV], acc_a[kSets][NV], acc_b[kSets][NV];
     for (int v = 0; v < NV; ++v) {
         mask[v] = v == NV - 1 ? last : 0xFFFF;
-        ev[v] = _mm512_maskz_loadu_ps(mask[v], e + col + v * kLanes);
-        acc0[v] = _mm512_setzero_ps();
-        acc1[v] = _mm512_setzero_ps();
+        e0[v] = _mm512_maskz_loadu_ps(mask[v], p.e0 + col + v * kLanes);
+        e1[v] = _mm512_maskz_loadu_ps(mask[v], p.e1 + col + v * kLanes);
+        for (int k = 0; k < kSets; ++k) acc_a[k][v] = acc_b[k][v] = _mm512_setzero_ps();
     }
+    auto row_step = [&](int64_t j, int k) {
+        float* row = s + j * dt + col;
+        const __m512 c0 = _mm512_set1_ps(p.c0[j]), c1 = _mm512_set1_ps(p.c1[j]);
+        const __m512 fa = _mm512_set1_ps(p.fa[j]);
+        const __m512 fb = kTwo ? _mm512_set1_ps(p.fb[j]) : fa;
+        for (int v = 0; v < NV; ++v) {
+            __m512 x = _mm512_maskz_loadu_ps(mask[v], row + v * kLanes);
+            x = _mm512_fmadd_ps(c0, e0[v], x);
+            x = _mm512_fmadd_ps(c1, e1[v], x);
+            _mm512_mask_storeu_ps(row + v * kLanes, mask[v], x);
+            acc_a[k][v] = _mm512_fmadd_ps(fa, x, acc_a[k][v]);
+            if constexpr (kTwo) acc_b[k][v] = _mm512_fmadd_ps(fb, x, acc_b[k][v]);
+        }
+    };
     int64_t j = 0;
-    for (; j + 1 < dt; j += 2) {
-        float* r0 = s + j * dt + col;
-        float* r1 = r0 + dt;
-        const __m512 c0 = _mm512_set1_ps(c[j]), c1 = _mm512_set1_ps(c[j + 1]);
-        const __m512 f0 = _mm512_set1_ps(fh[j]), f1 = _mm512_set1_ps(fh[j + 1]);
-        for (int v = 0; v < NV; ++v) {
-            __m512 x0 = _mm512_maskz_loadu_ps(mask[v], r0 + v * kLanes);
-            __m512 x1 = _mm512_maskz_loadu_ps(mask[v], r1 + v * kLanes);
-            x0 = _mm512_fmadd_ps(c0, ev[v], x0);
-            x1 = _mm512_fmadd_ps(c1, ev[v], x1);
-            _mm512_mask_storeu_ps(r0 + v * kLanes, mask[v], x0);
-            _mm512_mask_storeu_ps(r1 + v * kLanes, mask[v], x1);
-            acc0[v] = _mm512_fmadd_ps(f0, x0, acc0[v]);
-            acc1[v] = _mm512_fmadd_ps(f1, x1, acc1[v]);
-        }
-    }
-    if (j < dt) {
-        float* r0 = s + j * dt + col;
-        const __m512 c0 = _mm512_set1_ps(c[j]), f0 = _mm512_set1_ps(fh[j]);
-        for (int v = 0; v < NV; ++v) {
-            __m512 x0 = _mm512_maskz_loadu_ps(mask[v], r0 + v * kLanes);
-            x0 = _mm512_fmadd_ps(c0, ev[v], x0);
-            _mm512_mask_storeu_ps(r0 + v * kLanes, mask[v], x0);
-            acc0[v] = _mm512_fmadd_ps(f0, x0, acc0[v]);
-        }
-    }
+    for (; j + kSets <= dt; j += kSets)
+        for (int k = 0; k < kSets; ++k) row_step(j + k, k);
+    for (; j < dt; ++j) row_step(j, 0);
+
+    const __m512 eta_dot = _mm512_set1_ps(p.eta_dot);
     for (int v = 0; v < NV; ++v) {
-        const __m512 zv = _mm512_add_ps(acc0[v], acc1[v]);
-        _mm512_mask_storeu_ps(zt + col + v * kLanes, mask[v], zv);
-        const __m512 fv = _mm512_maskz_loadu_ps(mask[v], fh + col + v * kLanes);
-        _mm512_mask_storeu_ps(e + col + v * kLanes, mask[v], _mm512_sub_ps(zv, fv));
+        const int64_t i = col + v * kLanes;
+        __m512 za = acc_a[0][v], zb = acc_b[0][v];
+        for (int k = 1; k < kSets; ++k) {
+            za = _mm512_add_ps(za, acc_a[k][v]);
+            zb = _mm512_add_ps(zb, acc_b[k][v]);
+        }
+        const __m512 ea = _mm512_sub_ps(za, _mm512_maskz_loadu_ps(mask[v], p.fa + i));
+        _mm512_mask_storeu_ps(p.za + i, mask[v], za);
+        _mm512_mask_storeu_ps(p.e0 + i, mask[v], ea);
+        if constexpr (kTwo) {
+            zb = _mm512_fnmadd_ps(eta_dot, ea, zb);  // z_b = W f̂_b − η (f̂_a·f̂_b) e_a
+            _mm512_mask_storeu_ps(p.zb + i, mask[v], zb);
+            _mm512_mask_storeu_ps(p.e1 + i, mask[v],
+                                  _mm512_sub_ps(zb, _mm512_maskz_loadu_ps(mask[v], p.fb + i)));
+        } else {
+            _mm512_mask_storeu_ps(p.e1 + i, mask[v], _mm512_setzero_ps());
+        }
     }
 }
 
-// Runs scan_block over all columns: full blocks of 64, then one block for the remainder.
-void scan_columns(float* s, int64_t dt, const float* fh, const float* c, float* e, float* zt) {
+template <bool kTwo>
+void pass(float* s, int64_t dt, const Pass& p) {
     int64_t col = 0;
-    for (; col + 4 * kLanes <= dt; col += 4 * kLanes)
-        scan_block<4>(s, dt, col, 0xFFFF, fh, c, e, zt);
+    for (; col + 4 * kLanes <= dt; col += 4 * kLanes) pass_block<4, kTwo>(s, dt, col, 0xFFFF, p);
     const int64_t rem = dt - col;
     if (rem == 0) return;
     const int64_t nv = (rem + kLanes - 1) / kLanes;
     const __mmask16 last = lane_mask(rem - (nv - 1) * kLanes);
     switch (nv) {
         case 1:
-            return scan_block<1>(s, dt, col, last, fh, c, e, zt);
+            return pass_block<1, kTwo>(s, dt, col, last, p);
         case 2:
-            return scan_block<2>(s, dt, col, last, fh, c, e, zt);
+            return pass_block<2, kTwo>(s, dt, col, last, p);
         case 3:
-            return scan_block<3>(s, dt, col, last, fh, c, e, zt);
+            return pass_block<3, kTwo>(s, dt, col, last, p);
         default:
-            return scan_block<4>(s, dt, col, last, fh, c, e, zt);
+            return pass_block<4, kTwo>(s, dt, col, last, p);
     }
+}
+
+// out = f / (‖f‖ + ε), zero past dt.
+void normalize(const float* f, int64_t dt, float* out) {
+    __m512 sq = _mm512_setzero_ps();
+    for (int64_t i = 0; i < dt; i += kLanes) {
+        const __m512 x = _mm512_maskz_loadu_ps(lane_mask(dt - i), f + i);
+        sq = _mm512_fmadd_ps(x, x, sq);
+    }
+    const __m512 scale = _mm512_set1_ps(1.0f / (std::sqrt(sum_lanes(sq)) + kTttNormEps));
+    for (int64_t i = 0; i < dt; i += kLanes) {
+        const __mmask16 m = lane_mask(dt - i);
+        _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, f + i), scale));
+    }
+}
+
+float dot(const float* a, const float* b, int64_t dt) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < dt; i += kLanes) {
+        const __mmask16 m = lane_mask(dt - i);
+        acc =
+            _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + i), _mm512_maskz_loadu_ps(m, b + i), acc);
+    }
+    return sum_lanes(acc);
+}
+
+// out = −η x (zero past dt: x is zero there).
+void scale_neg(const float* x, float eta, int64_t dt, float* out) {
+    const __m512 neg_eta = _mm512_set1_ps(-eta);
+    for (int64_t i = 0; i < dt; i += kLanes)
+        _mm512_store_ps(out + i, _mm512_mul_ps(neg_eta, _mm512_load_ps(x + i)));
 }
 
 }  // namespace
 
 void ttt_scan_reconstruct_avx512(float* s, int64_t dt, float eta, const float* f, int64_t f_stride,
                                  int64_t tokens, float* z, int64_t z_stride) {
-    TttScanScratch scratch(dt);  // zero-filled: the pending update before token 0 is 0·0
-    float* fh = scratch.row(0);
-    float* c = scratch.row(1);
-    float* e = scratch.row(2);
-    const __m512 neg_eta = _mm512_set1_ps(-eta);
-    for (int64_t t = 0; t < tokens; ++t) {
-        const float* ft = f + t * f_stride;
-        // f̂ = f / (‖f‖ + ε), into scratch before z_t is written (z may alias f).
-        __m512 sq = _mm512_setzero_ps();
-        for (int64_t i = 0; i < dt; i += kLanes) {
-            const __m512 x = _mm512_maskz_loadu_ps(lane_mask(dt - i), ft + i);
-            sq = _mm512_fmadd_ps(x, x, sq);
-        }
-        const float inv_norm = 1.0f / (std::sqrt(sum_lanes(sq)) + kTttNormEps);
-        const __m512 scale = _mm512_set1_ps(inv_norm);
-        for (int64_t i = 0; i < dt; i += kLanes) {
-            const __mmask16 m = lane_mask(dt - i);
-            _mm512_mask_storeu_ps(fh + i, m,
-                                  _mm512_mul_ps(_mm512_maskz_loadu_ps(m, ft + i), scale));
-        }
-        scan_columns(s, dt, fh, c, e, z + t * z_stride);
-        // The update this token owes, applied during the next token's pass: c = −η f̂_t.
-        for (int64_t i = 0; i < dt; i += kLanes) {
-            const __mmask16 m = lane_mask(dt - i);
-            _mm512_mask_storeu_ps(c + i, m,
-                                  _mm512_mul_ps(neg_eta, _mm512_maskz_loadu_ps(m, fh + i)));
-        }
+    TttScanScratch scratch(dt);  // zero-filled: no update is pending before the first token
+    Pass p{};
+    float* fa = scratch.row(0);
+    float* fb = scratch.row(1);
+    float* c0 = scratch.row(2);
+    float* c1 = scratch.row(3);
+    p.fa = fa;
+    p.fb = fb;
+    p.c0 = c0;
+    p.c1 = c1;
+    p.e0 = scratch.row(4);
+    p.e1 = scratch.row(5);
+    int64_t t = 0;
+    for (; t + 2 <= tokens; t += 2) {
+        // Both f̂ go to scratch before z is written (z may alias f).
+        normalize(f + t * f_stride, dt, fa);
+        normalize(f + (t + 1) * f_stride, dt, fb);
+        p.eta_dot = eta * dot(fa, fb, dt);
+        p.za = z + t * z_stride;
+        p.zb = z + (t + 1) * z_stride;
+        pass<true>(s, dt, p);
+        scale_neg(fa, eta, dt, c0);  // the pair's update, applied by the next pass
+        scale_neg(fb, eta, dt, c1);
     }
-    // Apply the last token's update: S[j,:] += c[j] · e.
+    if (t < tokens) {
+        normalize(f + t * f_stride, dt, fa);
+        p.za = z + t * z_stride;
+        pass<false>(s, dt, p);
+        scale_neg(fa, eta, dt, c0);
+        for (int64_t i = 0; i < dt; ++i) c1[i] = 0.0f;
+    }
+    // Apply the last pending update: S[j,:] += c0[j]·e0 + c1[j]·e1.
     for (int64_t j = 0; j < dt; ++j) {
-        const __m512 cj = _mm512_set1_ps(c[j]);
+        const __m512 a = _mm512_set1_ps(c0[j]), b = _mm512_set1_ps(c1[j]);
         float* row = s + j * dt;
         for (int64_t i = 0; i < dt; i += kLanes) {
             const __mmask16 m = lane_mask(dt - i);
-            const __m512 x = _mm512_maskz_loadu_ps(m, row + i);
-            _mm512_mask_storeu_ps(row + i, m,
-                                  _mm512_fmadd_ps(cj, _mm512_maskz_loadu_ps(m, e + i), x));
+            __m512 x = _mm512_maskz_loadu_ps(m, row + i);
+            x = _mm512_fmadd_ps(a, _mm512_load_ps(p.e0 + i), x);
+            x = _mm512_fmadd_ps(b, _mm512_load_ps(p.e1 + i), x);
+            _mm512_mask_storeu_ps(row + i, m, x);
         }
     }
 }
