@@ -8,6 +8,8 @@
 #include <memory>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "bitttt/tokenizer.hpp"
 #include "cli/commands.hpp"
 #include "core/error.hpp"
@@ -29,6 +31,7 @@ struct TokenizerArgs {
     int threads = 0;
     bool no_special = false;
     bool skip_special = false;
+    bool jsonl = false;
 };
 
 std::string read_stdin() {
@@ -67,8 +70,45 @@ void run_train(const TokenizerArgs& a) {
                tokenizer.vocab_size());
 }
 
+// --jsonl: each input line is a JSON string, each output line the JSON array of its ids (one
+// process for many texts: tests and tools).
+void encode_jsonl(const Tokenizer& tokenizer, const TokenizerArgs& a) {
+    std::string line;
+    size_t number = 0;
+    while (std::getline(std::cin, line)) {
+        ++number;
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(line);
+        } catch (const nlohmann::json::exception& e) {
+            fail(ErrorKind::kInvalidArgument, "stdin line {}: invalid JSON: {}", number, e.what());
+        }
+        check(j.is_string(), ErrorKind::kInvalidArgument, "stdin line {}: expected a JSON string",
+              number);
+        fmt::print("{}\n",
+                   nlohmann::json(tokenizer.encode(j.get<std::string>(), !a.no_special)).dump());
+    }
+}
+
+void decode_jsonl(const Tokenizer& tokenizer, const TokenizerArgs& a) {
+    std::string line;
+    size_t number = 0;
+    while (std::getline(std::cin, line)) {
+        ++number;
+        std::vector<uint32_t> ids;
+        try {
+            ids = nlohmann::json::parse(line).get<std::vector<uint32_t>>();
+        } catch (const nlohmann::json::exception& e) {
+            fail(ErrorKind::kInvalidArgument, "stdin line {}: expected a JSON array of ids: {}",
+                 number, e.what());
+        }
+        fmt::print("{}\n", nlohmann::json(tokenizer.decode(ids, a.skip_special)).dump());
+    }
+}
+
 void run_encode(const TokenizerArgs& a) {
     Tokenizer tokenizer = Tokenizer::load(a.tokenizer);
+    if (a.jsonl) return encode_jsonl(tokenizer, a);
     std::string text;
     if (!a.text.empty()) {
         text = a.text;
@@ -90,6 +130,7 @@ void run_encode(const TokenizerArgs& a) {
 
 void run_decode(const TokenizerArgs& a) {
     Tokenizer tokenizer = Tokenizer::load(a.tokenizer);
+    if (a.jsonl) return decode_jsonl(tokenizer, a);
     std::vector<std::string> words = a.ids;
     if (words.empty()) {
         std::istringstream in(read_stdin());
@@ -144,6 +185,8 @@ void register_tokenizer(CLI::App& app) {
     encode->add_flag("--no-special", args->no_special, "Encode special tokens as plain text");
     encode->add_option("-t,--threads", args->threads, "Threads (0: all cores)")
         ->check(CLI::Range(0, 4096));
+    encode->add_flag("--jsonl", args->jsonl,
+                     "stdin: one JSON string a line; stdout: JSON id arrays");
     encode->callback([args] { run_encode(*args); });
 
     auto* decode =
@@ -151,6 +194,8 @@ void register_tokenizer(CLI::App& app) {
     decode->add_option("-k,--tokenizer", args->tokenizer, "tokenizer.json")->required();
     decode->add_option("ids", args->ids, "Token ids");
     decode->add_flag("--skip-special", args->skip_special, "Leave out special tokens");
+    decode->add_flag("--jsonl", args->jsonl,
+                     "stdin: one JSON id array a line; stdout: JSON strings");
     decode->callback([args] { run_decode(*args); });
 }
 
