@@ -3,6 +3,9 @@
 #pragma once
 
 #include <nanobind/nanobind.h>
+#include <nanobind/stl/filesystem.h>
+
+#include <filesystem>
 
 #include <memory>
 
@@ -11,6 +14,8 @@
 namespace bitttt::python {
 
 namespace nb = nanobind;
+// Path arguments accept str and os.PathLike (pathlib.Path).
+using Path = std::filesystem::path;
 
 // The Python `Model`: a handle on an immutable, shareable C++ Model (sessions hold their own
 // reference, so a Session outlives the Python Model object it was made from).

@@ -47,7 +47,9 @@ void bind_config(nb::module_& m) {
             [](const std::string& text) { return ModelConfig::from_json_text(text, "config"); },
             nb::arg("text"),
             "Parses config.json text (unknown keys and bad values raise ValueError).")
-        .def_static("load", &ModelConfig::load, nb::arg("path"), "Reads a config.json file.")
+        .def_static(
+            "load", [](const Path& path) { return ModelConfig::load(path.string()); },
+            nb::arg("path"), "Reads a config.json file.")
         .def(
             "to_json", [](const ModelConfig& c) { return c.to_json().dump(2); },
             "The config.json text, every key present with defaults resolved.")

@@ -68,10 +68,10 @@ void bind_model(nb::module_& m) {
                         "tokenizer, shared by any number of Sessions.")
         .def_static(
             "load",
-            [](const std::string& path, const std::string& device) {
+            [](const Path& path, const std::string& device) {
                 check_device(device);
                 nb::gil_scoped_release release;
-                return PyModel{Model::load(path)};
+                return PyModel{Model::load(path.string())};
             },
             nb::arg("path"), nb::arg("device") = "cpu",
             "Loads a .bitt file or a model directory (config.json + model.safetensors [+ "
@@ -79,13 +79,13 @@ void bind_model(nb::module_& m) {
             "RuntimeError for device='cuda' (no CUDA inference yet).")
         .def_static(
             "from_safetensors",
-            [](const std::string& path, const ModelConfig& config,
+            [](const Path& path, const ModelConfig& config,
                const std::optional<Tokenizer>& tokenizer, const std::string& device) {
                 check_device(device);
                 auto shared_tokenizer = share(tokenizer, config);
                 nb::gil_scoped_release release;
-                return PyModel{
-                    Model::from_weights(load_master_safetensors(path, config), shared_tokenizer)};
+                return PyModel{Model::from_weights(load_master_safetensors(path.string(), config),
+                                                   shared_tokenizer)};
             },
             nb::arg("path"), nb::arg("config"), nb::arg("tokenizer") = nb::none(),
             nb::arg("device") = "cpu",
@@ -106,26 +106,26 @@ void bind_model(nb::module_& m) {
             "benchmarks.")
         .def(
             "save_bitt",
-            [](const PyModel& self, const std::string& path, const std::string& dtype) {
+            [](const PyModel& self, const Path& path, const std::string& dtype) {
                 const io::DType float_dtype = parse_float_dtype(dtype);
                 const Tokenizer* tok = self.model->tokenizer();
                 std::optional<std::string> json;
                 if (tok) json = tok->to_json();
                 nb::gil_scoped_release release;
-                save_bitt(path, self.model->weights(), json, float_dtype);
+                save_bitt(path.string(), self.model->weights(), json, float_dtype);
             },
             nb::arg("path"), nb::arg("dtype") = "f32",
             "Writes the model as one .bitt inference file (packed ternary weights; floating-point "
             "tensors as dtype 'f32', 'bf16' or 'f16').")
         .def(
             "save_dir",
-            [](const PyModel& self, const std::string& dir, const std::string& dtype) {
+            [](const PyModel& self, const Path& dir, const std::string& dtype) {
                 const io::DType float_dtype = parse_float_dtype(dtype);
                 const Tokenizer* tok = self.model->tokenizer();
                 std::optional<std::string> json;
                 if (tok) json = tok->to_json();
                 nb::gil_scoped_release release;
-                save_model_dir(dir, self.model->weights(), json, float_dtype);
+                save_model_dir(dir.string(), self.model->weights(), json, float_dtype);
             },
             nb::arg("dir"), nb::arg("dtype") = "f32",
             "Writes a model directory: config.json, model.safetensors (master weights that "

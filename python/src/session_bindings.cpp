@@ -380,20 +380,20 @@ void bind_session(nb::module_& m) {
             "Tokens read since the last reset (or as loaded from a state file).")
         .def(
             "save_state",
-            [](PySession& self, const std::string& path) {
+            [](PySession& self, const Path& path) {
                 BusyGuard busy(self);
                 nb::gil_scoped_release unlocked;
-                self.session.save_state(path);
+                self.session.save_state(path.string());
             },
             nb::arg("path"),
             "Writes the TTT memory of every layer to a .tttstate file (atomically).")
         .def(
             "load_state",
-            [](PySession& self, const std::string& path) {
+            [](PySession& self, const Path& path) {
                 BusyGuard busy(self);
                 {
                     nb::gil_scoped_release unlocked;
-                    self.session.load_state(path);
+                    self.session.load_state(path.string());
                 }
                 self.has_logits = false;  // the memory is back, the last logits are not
             },

@@ -60,21 +60,26 @@ void bind_tokenizer(nb::module_& m) {
                           "Byte-level BPE tokenizer in the Hugging Face tokenizer.json format; "
                           "encodes to the same ids as the `tokenizers` package. Immutable and "
                           "safe to share between threads.")
-        .def_static("from_file", &Tokenizer::load, nb::arg("path"), Release(),
-                    "Loads a tokenizer.json file (OSError if unreadable, ValueError if invalid).")
+        .def_static(
+            "from_file", [](const Path& path) { return Tokenizer::load(path.string()); },
+            nb::arg("path"), Release(),
+            "Loads a tokenizer.json file (OSError if unreadable, ValueError if invalid).")
         .def_static(
             "from_json",
             [](std::string_view json) { return Tokenizer::from_json(json, "<tokenizer json>"); },
             nb::arg("json"), Release(), "Parses tokenizer.json text.")
         .def("to_json", &Tokenizer::to_json, "The tokenizer.json text.")
-        .def("save", &Tokenizer::save, nb::arg("path"), Release(),
-             "Writes tokenizer.json (atomically).")
+        .def(
+            "save", [](const Tokenizer& t, const Path& path) { t.save(path.string()); },
+            nb::arg("path"), Release(), "Writes tokenizer.json (atomically).")
         .def_static(
             "train",
-            [](std::vector<std::string> files, int64_t vocab_size, int64_t min_frequency,
+            [](const std::vector<Path>& paths, int64_t vocab_size, int64_t min_frequency,
                std::vector<std::string> special_tokens, int threads) {
                 auto options =
                     train_options(vocab_size, min_frequency, std::move(special_tokens), threads);
+                std::vector<std::string> files;
+                for (const Path& p : paths) files.push_back(p.string());
                 nb::gil_scoped_release release;
                 return Tokenizer::train(files, options);
             },

@@ -92,6 +92,7 @@ def test_config_json_round_trip_and_errors(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(c.to_json())
     assert bitttt.ModelConfig.load(str(path)) == c
+    assert bitttt.ModelConfig.load(path) == c
     assert json.loads(c.to_json())["ttt_heads"] == 2
     with pytest.raises(ValueError, match="bogus"):
         bitttt.ModelConfig.from_json('{"bogus": 1}')
@@ -149,7 +150,7 @@ def test_directory_and_bitt_round_trips_keep_logits(tmp_path):
     m.save_bitt(str(tmp_path / "m.bitt"))
     m.save_bitt(str(tmp_path / "m16.bitt"), dtype="bf16")
     for path in ["dir", "m.bitt"]:
-        loaded = bitttt.Model.load(str(tmp_path / path))
+        loaded = bitttt.Model.load(tmp_path / path)  # os.PathLike works as well as str
         assert loaded.config == c
         assert loaded.identity_hash == m.identity_hash
         np.testing.assert_array_equal(bitttt.Session(loaded).forward(ids, all_logits=True), want)
@@ -180,7 +181,7 @@ def test_from_safetensors_accepts_half_precision(tmp_path):
     c = tiny_config()
     weights = random_master(c, seed=5)
     save_file({k: v.astype(np.float16) for k, v in weights.items()}, str(tmp_path / "h.safetensors"))
-    model = bitttt.Model.from_safetensors(str(tmp_path / "h.safetensors"), c)
+    model = bitttt.Model.from_safetensors(tmp_path / "h.safetensors", c)
     got = bitttt.Session(model).forward([3, 4], all_logits=True)
     want = reference_logits({k: v.astype(np.float16).astype(np.float32) for k, v in weights.items()},
                             c, [3, 4])

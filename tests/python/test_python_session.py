@@ -85,7 +85,7 @@ def test_save_and_load_state(model, bare_model, tmp_path):
     s.save_state(path)
     after = s.forward([13], copy=True)
     other = bitttt.Session(model)
-    other.load_state(path)
+    other.load_state(tmp_path / "m.tttstate")
     assert other.position == 3
     np.testing.assert_array_equal(other.forward([13]), after)
     with pytest.raises(ValueError):

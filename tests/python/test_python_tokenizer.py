@@ -107,7 +107,7 @@ def test_train_from_files_plain_and_gzip(tmp_path):
     (tmp_path / "a.txt").write_text(TEXT)
     with gzip.open(tmp_path / "b.txt.gz", "wt") as f:
         f.write(TEXT)
-    t1 = bitttt.Tokenizer.train([str(tmp_path / "a.txt")], vocab_size=350)
+    t1 = bitttt.Tokenizer.train([tmp_path / "a.txt"], vocab_size=350)
     t2 = bitttt.Tokenizer.train([str(tmp_path / "b.txt.gz")], vocab_size=350)
     t3 = bitttt.Tokenizer.train_from_text(TEXT, vocab_size=350)
     assert t1.to_json() == t2.to_json() == t3.to_json()
@@ -117,6 +117,9 @@ def test_save_load_round_trip(tok, tmp_path):
     path = str(tmp_path / "tokenizer.json")
     tok.save(path)
     again = bitttt.Tokenizer.from_file(path)
+    assert bitttt.Tokenizer.from_file(tmp_path / "tokenizer.json").to_json() == tok.to_json()
+    tok.save(tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_text() == tok.to_json()
     assert again.to_json() == tok.to_json()
     assert bitttt.Tokenizer.from_json(tok.to_json()).encode(TEXT) == tok.encode(TEXT)
 
