@@ -14,5 +14,6 @@ void register_chat(CLI::App& app);
 void register_eval(CLI::App& app);
 void register_export(CLI::App& app);
 void register_tokenizer(CLI::App& app);
+void register_train(CLI::App& app);
 
 }  // namespace bitttt::cli

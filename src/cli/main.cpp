@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
     bitttt::cli::register_eval(app);
     bitttt::cli::register_export(app);
     bitttt::cli::register_tokenizer(app);
+    bitttt::cli::register_train(app);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

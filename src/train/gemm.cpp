@@ -26,7 +26,7 @@ void gemm(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t m, i
           int64_t k, T alpha, bool accumulate) {
     const int64_t row_tiles = (m + kRows - 1) / kRows;
     const int64_t col_tiles = (nc + kCols - 1) / kCols;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (m * nc * k > (1 << 17))
     for (int64_t tile = 0; tile < row_tiles * col_tiles; ++tile) {
         const int64_t i0 = (tile / col_tiles) * kRows, j0 = (tile % col_tiles) * kCols;
         const int64_t rows = std::min(kRows, m - i0), cols = std::min(kCols, nc - j0);
@@ -68,7 +68,7 @@ template <typename T>
 void transpose(T* out, const T* inp, int64_t rows, int64_t cols) {
     // out[r, c] = inp[c, r]; blocks of 32×32 keep both sides in cache.
     constexpr int64_t kB = 32;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * cols > (1 << 15))
     for (int64_t r0 = 0; r0 < rows; r0 += kB)
         for (int64_t c0 = 0; c0 < cols; c0 += kB)
             for (int64_t r = r0; r < std::min(rows, r0 + kB); ++r)

@@ -10,9 +10,13 @@
 
 namespace bitttt::train {
 
+// Below this many elements a loop runs on one thread: waking the team costs more than the work
+// (and far more on a machine whose cores are busy).
+constexpr int64_t kParallelMin = 1 << 15;
+
 template <typename T>
 void embedding_forward(T* out, const int32_t* tokens, const T* wte, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (int64_t n = 0; n < N; ++n)
         std::memcpy(out + n * C, wte + static_cast<int64_t>(tokens[n]) * C, sizeof(T) * C);
 }
@@ -29,7 +33,7 @@ void embedding_backward(T* dwte, const T* dout, const int32_t* tokens, int64_t N
 
 template <typename T>
 void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, int64_t C, T eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
         const T* x = inp + n * C;
         T* y = out + n * C;
@@ -47,7 +51,7 @@ void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int64_t N, 
 template <typename T>
 void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
                       const T* rstd, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
         const T* x = inp + n * C;
         const T* dy = dout + n * C;
@@ -61,7 +65,7 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
             dx[c] += r * ((weight ? weight[c] : T(1)) * dy[c] - x[c] * k);
     }
     if (!dweight) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (int64_t c = 0; c < C; ++c) {
         T sum = 0;
         for (int64_t n = 0; n < N; ++n) sum += dout[n * C + c] * inp[n * C + c] * rstd[n];
@@ -71,7 +75,7 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
 
 template <typename T>
 void l2norm_forward(T* out, T* norm, const T* inp, int64_t N, int64_t C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
         const T* x = inp + n * C;
         double ss = 0.0;
@@ -86,7 +90,7 @@ void l2norm_forward(T* out, T* norm, const T* inp, int64_t N, int64_t C) {
 template <typename T>
 void l2norm_backward(T* dinp, const T* dout, const T* inp, const T* norm, int64_t N, int64_t C) {
     // y = x/(n+ε), n = ‖x‖: dx = dy/(n+ε) − x · (xᵀdy) / (n (n+ε)²); the second term is 0 at x = 0.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
         const T* x = inp + n * C;
         const T* dy = dout + n * C;
@@ -105,7 +109,7 @@ void act_quant_forward(T* out, const T* inp, int64_t N, int64_t C, int act_bits)
         return;
     }
     // The same operations, in the same precision for fp32, as kernels::quantize_activations.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
         const T* x = inp + n * C;
         T* y = out + n * C;
@@ -125,7 +129,7 @@ T weight_quant_forward(T* out, const T* w, int64_t n) {
     for (int64_t i = 0; i < n; ++i) sum += std::fabs(static_cast<double>(w[i]));
     const T beta = n > 0 ? static_cast<T>(sum / static_cast<double>(n)) : T(0);
     const T denom = beta + T(1e-8);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i)
         out[i] = std::clamp(std::nearbyint(w[i] / denom), T(-1), T(1)) * beta;
     return beta;
@@ -137,7 +141,7 @@ void matmul_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
     transpose(scratch, weight, C, OC);  // [C, OC]
     gemm(out, inp, C, int64_t{1}, scratch, N, OC, C, T(1), false);
     if (!bias) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * OC > kParallelMin)
     for (int64_t n = 0; n < N; ++n)
         for (int64_t o = 0; o < OC; ++o) out[n * OC + o] += bias[o];
 }
@@ -163,13 +167,13 @@ static inline T sigmoid(T x) {
 
 template <typename T>
 void swiglu_forward(T* out, const T* gate, const T* up, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) out[i] = gate[i] * sigmoid(gate[i]) * up[i];
 }
 
 template <typename T>
 void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) {
         const T g = gate[i], s = sigmoid(g);
         dgate[i] += dout[i] * up[i] * s * (T(1) + g * (T(1) - s));
@@ -192,13 +196,13 @@ void sigmoid_scale_backward(T* dinp, const T* dout, const T* inp, int64_t n, T s
 
 template <typename T>
 void residual_forward(T* out, const T* a, const T* b, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > kParallelMin)
     for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 template <typename T>
 double crossentropy_forward(T* losses, T* logits, const int32_t* targets, int64_t N, int64_t V) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
         T* z = logits + n * V;
         T mx = z[0];
@@ -222,7 +226,7 @@ double crossentropy_forward(T* losses, T* logits, const int32_t* targets, int64_
 template <typename T>
 void crossentropy_backward(T* dlogits, const T* probs, const int32_t* targets, int64_t N, int64_t V,
                            T dloss) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V > kParallelMin)
     for (int64_t n = 0; n < N; ++n) {
         for (int64_t v = 0; v < V; ++v) dlogits[n * V + v] = probs[n * V + v] * dloss;
         dlogits[n * V + targets[n]] -= dloss;

@@ -50,7 +50,7 @@ template <typename T>
 void ttt_scan_forward(T* y, T* checkpoints, const T* q, const T* k, const T* v, const T* eta,
                       T eta_const, const TttScanShape& s) {
     const int64_t Dh = s.Dh, Dt = s.H * s.Dh, dd = Dh * Dh;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.B * s.H > 1 && s.T * dd > (1 << 14))
     for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
         const int64_t b = bh / s.H, h = bh % s.H;
         std::vector<T> w(dd, T(0)), e(Dh);
@@ -70,7 +70,7 @@ template <typename T>
 void ttt_scan_backward(T* dq, T* dk, T* dv, T* deta, const T* dy, const T* checkpoints, const T* q,
                        const T* k, const T* v, const T* eta, T eta_const, const TttScanShape& s) {
     const int64_t Dh = s.Dh, Dt = s.H * s.Dh, dd = Dh * Dh;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (s.B * s.H > 1 && s.T * dd > (1 << 14))
     for (int64_t bh = 0; bh < s.B * s.H; ++bh) {
         const int64_t b = bh / s.H, h = bh % s.H;
         std::vector<T> states((s.chunk + 1) * dd), g(dd, T(0)), e(Dh), u(Dh), tmp(Dh);

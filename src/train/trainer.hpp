@@ -1,0 +1,100 @@
+// The training loop (DESIGN.md §2.4): data, model, AdamW with warmup + cosine schedule and
+// global-norm clipping, periodic validation, metrics.jsonl, a progress bar, atomic checkpoints
+// that resume bit for bit, Ctrl-C handling, and the final export for inference.
+//
+// Output directory (--out):
+//   metrics.jsonl              one JSON object per step {step, loss, lr, grad_norm, tokens_per_s,
+//                              elapsed_s} and per evaluation {step, val_loss}
+//   checkpoint.safetensors     the latest checkpoint (checkpoint.hpp)
+//   tokenizer.json             the tokenizer trained on the data (when none was given)
+//   cache/                     token files of the data (data.hpp)
+//   model/                     config.json + model.safetensors + tokenizer.json (a model directory)
+//   model.bitt                 the same as one packed inference file
+#pragma once
+
+#include <bitttt/tokenizer.hpp>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/config.hpp"
+#include "train/data.hpp"
+#include "train/model.hpp"
+#include "train/optimizer.hpp"
+
+namespace bitttt::train {
+
+struct TrainOptions {
+    ModelConfig model;  // vocab_size is taken from the tokenizer when one is given
+    int64_t steps = 1000;
+    bool steps_explicit = false;  // on resume: keep `steps` instead of the checkpoint's
+    int64_t batch_size = 16;
+    int64_t context_len = 128;
+    float lr = 3e-4f;
+    float min_lr = 1e-5f;
+    int64_t warmup_steps = 100;
+    float grad_clip = 1.0f;
+    AdamWConfig adamw;
+    int64_t save_interval = 500;  // steps between checkpoints (0: only at the end)
+    int64_t eval_interval = 100;  // steps between validation losses (0: only at the end)
+    int64_t eval_batches = 8;     // batches of the validation split per evaluation
+    uint64_t seed = 1337;
+    std::string data;       // training text (.txt / .gz)
+    std::string val_data;   // held-out text; empty: the last 5% of the training tokens
+    std::string tokenizer;  // tokenizer.json; empty: byte-level (vocab <= 257) or trained
+    std::string out_dir = "out";
+    std::string resume;        // checkpoint to resume from
+    int64_t stop_at_step = 0;  // > 0: save a checkpoint and stop after this step (time slicing)
+    bool progress = true;      // progress bar on stderr
+    bool export_model = true;  // write model/ and model.bitt at the end
+};
+
+enum class TrainOutcome { kFinished, kStopped, kInterrupted };
+
+struct StepMetrics {
+    int64_t step = 0;  // steps done after this one
+    double loss = 0, grad_norm = 0, tokens_per_s = 0;
+    float lr = 0;
+};
+
+class Trainer {
+  public:
+    explicit Trainer(TrainOptions options);
+    ~Trainer();
+
+    // Runs until options.steps (or stop_at_step, or SIGINT when handle_sigint() is installed).
+    TrainOutcome run();
+    // One optimizer step on the next batch. Throws Error naming the step and the tensor when
+    // the loss or a gradient is not finite (nothing is updated then).
+    StepMetrics step();
+    // Mean loss over the validation batches (fixed windows, the same every time).
+    double validation_loss();
+    void save_checkpoint() const;
+    void export_model() const;
+
+    int64_t steps_done() const { return step_; }
+    TrainModel<float>& model() { return *model_; }
+    const TrainOptions& options() const { return options_; }
+    const Tokenizer& tokenizer() const { return *tokenizer_; }
+    const std::vector<double>& losses() const { return losses_; }
+
+    // Ctrl-C: the first SIGINT asks the running loop to save a checkpoint and stop (a second one
+    // kills the process as usual).
+    static void handle_sigint();
+
+  private:
+    TrainOptions options_;
+    std::optional<Tokenizer> tokenizer_;
+    std::unique_ptr<TrainModel<float>> model_;
+    AlignedBuffer<float> adam_m_, adam_v_;
+    std::vector<int32_t> train_tokens_, val_tokens_;
+    std::unique_ptr<BatchSampler> sampler_;
+    std::vector<int32_t> inputs_, targets_;
+    int64_t step_ = 0;
+    std::vector<double> losses_;
+    double elapsed_s_ = 0;
+};
+
+}  // namespace bitttt::train
