@@ -6,6 +6,7 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/kernels.hpp"
+#include "kernels/cuda/pdl.cuh"
 
 namespace bitttt::cuda {
 namespace {
@@ -50,6 +51,8 @@ constexpr int kBf16Unroll = 4;
 __global__ void __launch_bounds__(kBf16Threads)
     bf16_gemv_kernel(const uint4* __restrict__ w, int64_t rows, int cols8,
                      const float4* __restrict__ x, float* __restrict__ y) {
+    detail::wait_for_previous_kernel();  // x comes from the previous kernel
+    detail::allow_next_kernel();
     const int64_t row = static_cast<int64_t>(blockIdx.x) * kBf16RowsPerBlock + (threadIdx.x >> 5);
     if (row >= rows) return;
     const int lane = threadIdx.x & 31;
@@ -172,10 +175,9 @@ void bf16_gemv(const uint16_t* w, int64_t rows, int64_t cols, const float* x, fl
           ErrorKind::kInvalidArgument, "CUDA: bf16_gemv: null or not 16-byte aligned buffers");
     const unsigned blocks =
         static_cast<unsigned>((rows + kBf16RowsPerBlock - 1) / kBf16RowsPerBlock);
-    bf16_gemv_kernel<<<blocks, kBf16Threads, 0, raw(stream)>>>(
-        reinterpret_cast<const uint4*>(w), rows, static_cast<int>(cols / 8),
-        reinterpret_cast<const float4*>(x), y);
-    check_launch("bf16_gemv_kernel");
+    detail::launch_pdl("bf16_gemv_kernel", bf16_gemv_kernel, dim3(blocks), dim3(kBf16Threads), 0,
+                       raw(stream), reinterpret_cast<const uint4*>(w), rows,
+                       static_cast<int>(cols / 8), reinterpret_cast<const float4*>(x), y);
 }
 
 void bf16_to_float(const uint16_t* row, int64_t n, float* out, const Stream& stream) {

@@ -60,6 +60,9 @@ void silu_mul_quantize(const float* gate, const float* up, int64_t m, int64_t n,
 // `accumulate` (a fused residual add: y + that product, in this order). w.codes is a device copy
 // of the packed layout of kernels/cpu/ternary.hpp, 16-byte aligned. m == 1 runs the decode GEMV
 // (streams the packed weights once at close to memory bandwidth); m > 1 runs a tiled dp4a GEMM.
+// The decode GEMV starts loading weights before the previous kernel on the stream has finished
+// (Programmatic Dependent Launch): weights must not be written by the kernel launched just before
+// it (upload them with DeviceBuffer copies, or put any other kernel in between).
 void ternary_matmul(const kernels::TernaryWeights& w, const QuantizedActivations& x, int64_t m,
                     float* y, int64_t y_stride, bool accumulate, const Stream& stream);
 

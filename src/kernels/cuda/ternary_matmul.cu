@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/kernels.hpp"
+#include "kernels/cuda/pdl.cuh"
 
 namespace bitttt::cuda {
 namespace {
@@ -60,10 +61,10 @@ __device__ __forceinline__ float rescale(int acc, int xsum, float beta, float ac
 // t % 4 (and, for W > 1, a sum over the team's warps in shared memory, in a fixed order) gives the
 // 16 row totals. W is chosen per launch so that all teams fit on the GPU at once (one wave: no
 // tail of half-empty SMs) while keeping enough loads in flight: W = 1 for the MLP's thousands of
-// row groups, up to 32 for the 128 row groups of ttt.down.
+// row groups, 8 for the few row groups of the TTT projections.
 constexpr int kGemvUnroll = 4;
-constexpr int kGemvMaxTeamWarps = 32;
-constexpr int kGemvBlockWarps = 8;  // blocks hold max(W, 8) warps: 8 / W teams when W < 8
+constexpr int kGemvMaxTeamWarps = 8;
+constexpr int kGemvBlockWarps = 8;  // a block of 8 warps holds 8 / W teams
 
 struct GemvMatrix {
     const uint4* codes;
@@ -84,7 +85,7 @@ struct GemvParams {
     bool accumulate;
 };
 
-__global__ void __launch_bounds__(1024) ternary_gemv_kernel(const GemvParams p) {
+__global__ void __launch_bounds__(kGemvBlockWarps * 32) ternary_gemv_kernel(const GemvParams p) {
     const int team_threads = p.team_warps * 32;
     const int teams_per_block = blockDim.x / team_threads;
     const int team = threadIdx.x / team_threads;
@@ -105,33 +106,45 @@ __global__ void __launch_bounds__(1024) ternary_gemv_kernel(const GemvParams p) 
         if (mi == j) mat = p.mat[j];
 
     int acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-    if (active) {
-        const int total = p.kb * 4;  // 16-byte loads in this row group
-        const uint4* codes = mat.codes + static_cast<int64_t>(group) * total;
-        int u = t;
-        for (; u + (kGemvUnroll - 1) * team_threads < total; u += kGemvUnroll * team_threads) {
-            uint4 w[kGemvUnroll], x[kGemvUnroll];
+    const int total = active ? p.kb * 4 : 0;  // 16-byte loads in this row group
+    const uint4* codes = mat.codes + (active ? static_cast<int64_t>(group) * total : 0);
+    const int step = team_threads;
+    int u = t;
+    // The first loads of weights go out before waiting for the kernel that writes x (PDL): they
+    // overlap its tail and this launch's latency.
+    bool full = u + (kGemvUnroll - 1) * step < total;
+    uint4 w[kGemvUnroll];
+    if (full) {
 #pragma unroll
-            for (int i = 0; i < kGemvUnroll; ++i) {
-                w[i] = load_once(codes + u + i * team_threads);
-                x[i] = __ldg(p.x + ((u + i * team_threads) >> 2));
-            }
+        for (int i = 0; i < kGemvUnroll; ++i) w[i] = load_once(codes + u + i * step);
+    }
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
+    while (full) {
+        uint4 x[kGemvUnroll];
 #pragma unroll
-            for (int i = 0; i < kGemvUnroll; ++i) {
-                acc0 = dot16(w[i].x, x[i], acc0);
-                acc1 = dot16(w[i].y, x[i], acc1);
-                acc2 = dot16(w[i].z, x[i], acc2);
-                acc3 = dot16(w[i].w, x[i], acc3);
-            }
+        for (int i = 0; i < kGemvUnroll; ++i) x[i] = __ldg(p.x + ((u + i * step) >> 2));
+#pragma unroll
+        for (int i = 0; i < kGemvUnroll; ++i) {
+            acc0 = dot16(w[i].x, x[i], acc0);
+            acc1 = dot16(w[i].y, x[i], acc1);
+            acc2 = dot16(w[i].z, x[i], acc2);
+            acc3 = dot16(w[i].w, x[i], acc3);
         }
-        for (; u < total; u += team_threads) {
-            const uint4 w = load_once(codes + u);
-            const uint4 x = __ldg(p.x + (u >> 2));
-            acc0 = dot16(w.x, x, acc0);
-            acc1 = dot16(w.y, x, acc1);
-            acc2 = dot16(w.z, x, acc2);
-            acc3 = dot16(w.w, x, acc3);
+        u += kGemvUnroll * step;
+        full = u + (kGemvUnroll - 1) * step < total;
+        if (full) {
+#pragma unroll
+            for (int i = 0; i < kGemvUnroll; ++i) w[i] = load_once(codes + u + i * step);
         }
+    }
+    for (; u < total; u += step) {
+        const uint4 wv = load_once(codes + u);
+        const uint4 x = __ldg(p.x + (u >> 2));
+        acc0 = dot16(wv.x, x, acc0);
+        acc1 = dot16(wv.y, x, acc1);
+        acc2 = dot16(wv.z, x, acc2);
+        acc3 = dot16(wv.w, x, acc3);
     }
 #pragma unroll
     for (int offset = 4; offset < 32; offset <<= 1) {
@@ -329,11 +342,10 @@ void ternary_gemv_batch(const kernels::TernaryWeights* w, float* const* y, int c
     p.act_scale = x.scale;
     p.act_sum = x.sum;
     p.accumulate = accumulate;
-    const int block_warps = std::max(p.team_warps, kGemvBlockWarps);
-    const int64_t teams_per_block = block_warps / p.team_warps;
+    const int64_t teams_per_block = kGemvBlockWarps / p.team_warps;
     const auto blocks = static_cast<unsigned>((groups + teams_per_block - 1) / teams_per_block);
-    ternary_gemv_kernel<<<blocks, block_warps * 32, 0, raw(stream)>>>(p);
-    check_launch("ternary_gemv_kernel");
+    detail::launch_pdl("ternary_gemv_kernel", ternary_gemv_kernel, dim3(blocks),
+                       dim3(kGemvBlockWarps * 32), 0, raw(stream), p);
 }
 
 void ternary_matmul(const kernels::TernaryWeights& w, const QuantizedActivations& x, int64_t m,

@@ -12,6 +12,7 @@
 #include "kernels/cpu/ttt_scan.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/kernels.hpp"
+#include "kernels/cuda/pdl.cuh"
 
 namespace bitttt::cuda {
 namespace {
@@ -104,6 +105,8 @@ __global__ void quantize_kernel(const float* x, int64_t k, int64_t x_stride, int
 
 __global__ void rmsnorm_kernel(const float* x, int64_t d, int64_t x_stride, const float* weight,
                                float eps, float* y, int64_t y_stride) {
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
     const int64_t i = blockIdx.x;
     const float* xi = x + i * x_stride;
     float* yi = y + i * y_stride;
@@ -151,6 +154,8 @@ __global__ void __launch_bounds__(kRowRegThreads)
     row_quantize_regs_kernel(const float* a, const float* b, int64_t k, int64_t stride, float eps,
                              int8_t* q, int64_t q_stride, float* scale, int32_t* sum,
                              int64_t k_pad) {
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
     const int64_t row = blockIdx.x;
     const float* ai = a + row * stride;
     float v[kPerThread];
@@ -218,17 +223,19 @@ bool launch_row_quantize_regs(const float* a, const float* b, int64_t m, int64_t
     const auto blocks = static_cast<unsigned>(m);
     const int64_t k_pad = kernels::packed_cols(k);
     if (per_thread <= 2)
-        row_quantize_regs_kernel<2, kMode><<<blocks, kRowRegThreads, 0, stream>>>(
-            a, b, k, stride, eps, out.q, out.stride, out.scale, out.sum, k_pad);
+        detail::launch_pdl("row_quantize_regs_kernel", row_quantize_regs_kernel<2, kMode>,
+                           dim3(blocks), dim3(kRowRegThreads), 0, stream, a, b, k, stride, eps,
+                           out.q, out.stride, out.scale, out.sum, k_pad);
     else if (per_thread <= 8)
-        row_quantize_regs_kernel<8, kMode><<<blocks, kRowRegThreads, 0, stream>>>(
-            a, b, k, stride, eps, out.q, out.stride, out.scale, out.sum, k_pad);
+        detail::launch_pdl("row_quantize_regs_kernel", row_quantize_regs_kernel<8, kMode>,
+                           dim3(blocks), dim3(kRowRegThreads), 0, stream, a, b, k, stride, eps,
+                           out.q, out.stride, out.scale, out.sum, k_pad);
     else if (per_thread <= 32)
-        row_quantize_regs_kernel<32, kMode><<<blocks, kRowRegThreads, 0, stream>>>(
-            a, b, k, stride, eps, out.q, out.stride, out.scale, out.sum, k_pad);
+        detail::launch_pdl("row_quantize_regs_kernel", row_quantize_regs_kernel<32, kMode>,
+                           dim3(blocks), dim3(kRowRegThreads), 0, stream, a, b, k, stride, eps,
+                           out.q, out.stride, out.scale, out.sum, k_pad);
     else
         return false;
-    check_launch("row_quantize_regs_kernel");
     return true;
 }
 
@@ -250,7 +257,10 @@ __global__ void __launch_bounds__(kTttThreads)
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * kTttRowsPerBlock + (threadIdx.x >> 5);
     float* wr = w + static_cast<int64_t>(row < dt ? row : 0) * dt;
-    // The row's loads go out first: they do not depend on f̂, so they overlap its computation.
+    // W may have been written by the previous kernel (the step of the previous token), so even
+    // its loads wait for it (PDL). They go out before f̂ is computed and overlap that work.
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
     float4 v[kRegisterRows ? kTttVectorsPerLane : 1];
     if constexpr (kRegisterRows) {
 #pragma unroll
@@ -354,9 +364,9 @@ void rmsnorm(const float* x, int64_t m, int64_t d, int64_t x_stride, const float
           "CUDA: rmsnorm: empty rows or null weight/output");
     check(m == 1 || (y_stride >= d && y_stride <= detail::kMaxDim), ErrorKind::kDimensionMismatch,
           "CUDA: rmsnorm: output stride {} is not in [{}, 2^31]", y_stride, d);
-    rmsnorm_kernel<<<static_cast<unsigned>(m), row_threads(d), 0, raw(stream)>>>(
-        x, d, x_stride, weight, eps, y, y_stride);
-    check_launch("rmsnorm_kernel");
+    detail::launch_pdl("rmsnorm_kernel", rmsnorm_kernel, dim3(static_cast<unsigned>(m)),
+                       dim3(row_threads(d)), 0, raw(stream), x, d, x_stride, weight, eps, y,
+                       y_stride);
 }
 
 void rmsnorm_quantize(const float* x, int64_t m, int64_t d, int64_t x_stride, const float* weight,
@@ -405,14 +415,10 @@ void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float
           "CUDA: ttt_reconstruct_step: null or aliased buffers");
     const unsigned blocks = static_cast<unsigned>((dt + kTttRowsPerBlock - 1) / kTttRowsPerBlock);
     const size_t smem = static_cast<size_t>(dt) * sizeof(float);
-    if (dt % 4 == 0 && dt <= 32 * 4 * kTttVectorsPerLane && aligned(w, 16)) {
-        ttt_step_kernel<true>
-            <<<blocks, kTttThreads, smem, raw(stream)>>>(w, static_cast<int>(dt), eta, f, z);
-    } else {
-        ttt_step_kernel<false>
-            <<<blocks, kTttThreads, smem, raw(stream)>>>(w, static_cast<int>(dt), eta, f, z);
-    }
-    check_launch("ttt_step_kernel");
+    const bool in_registers = dt % 4 == 0 && dt <= 32 * 4 * kTttVectorsPerLane && aligned(w, 16);
+    detail::launch_pdl("ttt_step_kernel",
+                       in_registers ? ttt_step_kernel<true> : ttt_step_kernel<false>, dim3(blocks),
+                       dim3(kTttThreads), smem, raw(stream), w, static_cast<int>(dt), eta, f, z);
 }
 
 }  // namespace bitttt::cuda
