@@ -204,7 +204,11 @@ void bind_session(nb::module_& m) {
             "iterator was closed).")
         .def_ro("prompt_seconds", &GenerateResult::prompt_seconds, "Time spent on the prompt.")
         .def_ro("generate_seconds", &GenerateResult::generate_seconds,
-                "Time spent sampling and decoding the new tokens.");
+                "Time spent sampling and decoding the new tokens.")
+        .def("__repr__", [](const GenerateResult& r) {
+            return "GenerateResult(" + std::to_string(r.tokens.size()) + " tokens, stop_reason='" +
+                   stop_name(r.stop) + "')";
+        });
 
     nb::class_<PyGenerateIterator>(
         m, "GenerateIterator",

@@ -154,7 +154,10 @@ void bind_tokenizer(nb::module_& m) {
         .def("id_to_token", &Tokenizer::id_to_token, nb::arg("id"),
              "The token string of an id, or None if the id names no token.")
         .def("is_special", &Tokenizer::is_special, nb::arg("id"),
-             "Whether the id is a special token such as <|endoftext|>.");
+             "Whether the id is a special token such as <|endoftext|>.")
+        .def("__repr__", [](const Tokenizer& t) {
+            return "Tokenizer(vocab_size=" + std::to_string(t.vocab_size()) + ")";
+        });
 }
 
 }  // namespace bitttt::python

@@ -125,6 +125,7 @@ def test_generate_iterator_matches_callback_and_tokens(model, tokenizer):
     result = bitttt.Session(model).generate("the cat", callback=got.append, **opts)
     assert got == pieces
     assert result.stop_reason == "token_limit" and len(result.tokens) == 20
+    assert repr(result) == "GenerateResult(20 tokens, stop_reason='token_limit')"
     ids = bitttt.Session(model).generate_tokens(tokenizer.encode("the cat"), **opts)
     assert ids.tokens == result.tokens
     assert "".join(pieces) == tokenizer.decode(result.tokens)

@@ -25,6 +25,7 @@ def tok():
 def test_train_from_text_basics(tok):
     # stops early once no pair occurs twice: fewer than 400, but many merges
     assert 300 < tok.vocab_size == len(tok) <= 400
+    assert repr(tok) == f"Tokenizer(vocab_size={tok.vocab_size})"
     assert tok.token_to_id("<|endoftext|>") == 0 and tok.is_special(0)
     assert not tok.is_special(1)
     assert tok.id_to_token(0) == "<|endoftext|>"
