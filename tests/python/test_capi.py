@@ -174,3 +174,22 @@ def test_state_round_trip_and_reset(lib):
     finally:
         lib.ttt_destroy(a)
         lib.ttt_destroy(b)
+
+
+def test_demo_shows_the_memory_effect(bitttt_cli):
+    # `make run` runs this until a trained model ships: it must show the memory effect and finish
+    # in a few seconds.
+    r = subprocess.run([str(bitttt_cli), "demo"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    means = {}
+    for line in r.stdout.splitlines():
+        if " mean " in line:
+            label, rest = line.split(" mean ")
+            means[label.strip()] = float(rest.split()[0])
+    assert means["pass 1 (new to W)"] > 0.9  # W = 0 knows nothing: error ~1
+    assert means["pass 2 (same sequence)"] < 0.3 * means["pass 1 (new to W)"]
+    assert means["a fresh random sequence"] > 0.8  # the memory is of this sequence
+    assert means["after reset()"] == means["pass 1 (new to W)"]
+    assert means["set_state(W after pass 2)"] < means["pass 2 (same sequence)"]
+    assert "M tokens/s" in r.stdout
+    assert "kernels: " in r.stdout
