@@ -96,8 +96,9 @@ void bench_gemv(const BenchOptions& options, BenchReporter& reporter) {
     const double bytes = static_cast<double>(packed_bytes(rows, cols));
     const double min_seconds = options.quick ? 0.05 : 0.5;
 
-    // The scalar kernel is compute-bound (~1 weight per ns): time it on the first rows only.
-    const TernaryWeights w_scalar{codes.data(), rows / 16, cols, w.scale};
+    // The scalar reference is compute-bound (tens of ns per weight, it decodes every code from
+    // its byte index): time it on the first 128 rows only.
+    const TernaryWeights w_scalar{codes.data(), 128, cols, w.scale};
     const double scalar_gbps = static_cast<double>(packed_bytes(w_scalar.rows, cols)) /
                                time_matmul(Isa::kScalar, w_scalar, x, 1, y, min_seconds) / 1e9;
     reporter.report({fmt::format("gemv.scalar.{}x{}", w_scalar.rows, cols), scalar_gbps, "GB/s",
@@ -118,7 +119,7 @@ void bench_gemm(const BenchOptions& options, BenchReporter& reporter) {
     const int64_t rows = options.quick ? 512 : 4096;
     const int64_t cols = options.quick ? 1024 : 4096;
     const int64_t m = options.quick ? 64 : 512;
-    const int64_t m_scalar = options.quick ? 4 : 8;  // the scalar kernel is slow: fewer tokens
+    const int64_t m_scalar = 2;  // the scalar kernel is slow (it scales linearly in m)
     AlignedBuffer<uint8_t> codes = random_codes(rows, cols);
     const TernaryWeights w{codes.data(), rows, cols, 0.01f};
     const Activations x(m, cols);
