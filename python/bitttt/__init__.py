@@ -19,6 +19,7 @@ from bitttt._ext import (
     Session,
     StreamingDecoder,
     Tokenizer,
+    Trainer,
     check_device,
     cpu_isa,
     num_threads,
@@ -27,6 +28,19 @@ from bitttt._ext import (
 )
 
 __version__ = version()
+
+
+def train(data: str, out_dir: str = "out", **options) -> Trainer:
+    """Trains a Bit-TTT model with the C++ trainer and returns the finished Trainer.
+
+    ``bitttt.train("stories.txt", "out", config=bitttt.ModelConfig(257, 64, 2, 0.1), steps=200)``
+    runs the same loop as ``bitttt train`` (options: those of ``Trainer``) and leaves in out_dir
+    metrics.jsonl, checkpoint.safetensors, model/ and model.bitt (load it with ``Model.load``).
+    """
+    trainer = Trainer(data, out_dir, **options)
+    trainer.run()
+    return trainer
+
 __all__ = [
     "GenerateIterator",
     "GenerateResult",
@@ -35,10 +49,12 @@ __all__ = [
     "Session",
     "StreamingDecoder",
     "Tokenizer",
+    "Trainer",
     "check_device",
     "cpu_isa",
     "num_threads",
     "set_num_threads",
+    "train",
     "version",
     "__version__",
 ]

@@ -1,8 +1,167 @@
-// Training from Python through the C++ trainer (src/train/trainer.hpp).
+// Training from Python through the C++ trainer (src/train/trainer.hpp): the same loop, files and
+// checkpoints as `bitttt train`. The GIL is released while it works; Ctrl-C during run() saves a
+// checkpoint and raises KeyboardInterrupt (the trainer's own SIGINT handling, installed only for
+// the duration of run() on the main thread, then Python's handler is put back).
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#include <csignal>
+#include <memory>
+#include <string>
+
 #include "bindings.hpp"
+#include "bitttt/tokenizer.hpp"
+#include "model/config.hpp"
+#include "train/trainer.hpp"
 
 namespace bitttt::python {
+namespace {
 
-void bind_train(nb::module_&) {}
+using train::Trainer;
+using train::TrainOptions;
+using train::TrainOutcome;
+
+const char* outcome_name(TrainOutcome o) {
+    switch (o) {
+        case TrainOutcome::kFinished:
+            return "finished";
+        case TrainOutcome::kStopped:
+            return "stopped";
+        case TrainOutcome::kInterrupted:
+            return "interrupted";
+    }
+    return "?";
+}
+
+bool on_main_thread() {
+    nb::module_ threading = nb::module_::import_("threading");
+    return threading.attr("current_thread")().is(threading.attr("main_thread")());
+}
+
+std::string run(Trainer& trainer) {
+    const bool own_sigint = on_main_thread();
+    struct sigaction python_handler {};
+    if (own_sigint) sigaction(SIGINT, nullptr, &python_handler);
+    TrainOutcome outcome;
+    {
+        nb::gil_scoped_release unlocked;
+        if (own_sigint) Trainer::handle_sigint();
+        try {
+            outcome = trainer.run();
+        } catch (...) {
+            if (own_sigint) sigaction(SIGINT, &python_handler, nullptr);
+            throw;
+        }
+        if (own_sigint) sigaction(SIGINT, &python_handler, nullptr);
+    }
+    if (outcome == TrainOutcome::kInterrupted) {
+        PyErr_SetString(PyExc_KeyboardInterrupt, "training interrupted: checkpoint saved");
+        throw nb::python_error();
+    }
+    return outcome_name(outcome);
+}
+
+}  // namespace
+
+void bind_train(nb::module_& m) {
+    nb::class_<Trainer>(m, "Trainer",
+                        "The C++ training loop (DESIGN.md §2.4): next-token cross-entropy, "
+                        "AdamW, warmup + cosine schedule, gradient clipping, validation, "
+                        "metrics.jsonl, atomic checkpoints that resume bit for bit, and the final "
+                        "export to out_dir/model/ and out_dir/model.bitt.")
+        .def(
+            "__init__",
+            [](Trainer* self, const Path& data, const Path& out_dir,
+               const std::optional<ModelConfig>& config, const std::optional<Path>& tokenizer,
+               const std::optional<Path>& val_data, std::optional<int64_t> steps,
+               int64_t batch_size, int64_t context_len, float lr, float min_lr,
+               int64_t warmup_steps, float grad_clip, float weight_decay, int64_t save_interval,
+               int64_t eval_interval, int64_t eval_batches, uint64_t seed,
+               const std::optional<Path>& resume, int64_t stop_at_step, bool progress,
+               bool export_model) {
+                TrainOptions o;
+                if (config) o.model = *config;
+                o.data = data.string();
+                o.out_dir = out_dir.string();
+                if (tokenizer) o.tokenizer = tokenizer->string();
+                if (val_data) o.val_data = val_data->string();
+                // Without steps, a resumed run keeps the checkpoint's total.
+                o.steps_explicit = steps.has_value();
+                if (steps) o.steps = *steps;
+                o.batch_size = batch_size;
+                o.context_len = context_len;
+                o.lr = lr;
+                o.min_lr = min_lr;
+                o.warmup_steps = warmup_steps;
+                o.grad_clip = grad_clip;
+                o.adamw.weight_decay = weight_decay;
+                o.save_interval = save_interval;
+                o.eval_interval = eval_interval;
+                o.eval_batches = eval_batches;
+                o.seed = seed;
+                if (resume) o.resume = resume->string();
+                o.stop_at_step = stop_at_step;
+                o.progress = progress;
+                o.export_model = export_model;
+                nb::gil_scoped_release unlocked;
+                new (self) Trainer(std::move(o));
+            },
+            nb::arg("data"), nb::arg("out_dir") = "out", nb::kw_only(),
+            nb::arg("config") = nb::none(), nb::arg("tokenizer") = nb::none(),
+            nb::arg("val_data") = nb::none(), nb::arg("steps") = nb::none(),
+            nb::arg("batch_size") = 16, nb::arg("context_len") = 128, nb::arg("lr") = 3e-4,
+            nb::arg("min_lr") = 1e-5, nb::arg("warmup_steps") = 100, nb::arg("grad_clip") = 1.0,
+            nb::arg("weight_decay") = 0.1, nb::arg("save_interval") = 500,
+            nb::arg("eval_interval") = 100, nb::arg("eval_batches") = 8, nb::arg("seed") = 1337,
+            nb::arg("resume") = nb::none(), nb::arg("stop_at_step") = 0,
+            nb::arg("progress") = false, nb::arg("export_model") = true,
+            "Prepares training on `data` (UTF-8 text, plain or .gz; documents separated by "
+            "<|endoftext|> lines): the tokenizer (the tokenizer.json given, else byte-level when "
+            "config.vocab_size <= 257, else one trained on the data), the token cache, the model "
+            "(config, default ModelConfig(); its vocab_size is the tokenizer's) and the "
+            "optimizer. steps defaults to 1000 (or, with resume, the checkpoint's total). resume: "
+            "a "
+            "checkpoint to continue from. ValueError names a bad option.")
+        .def("run", &run,
+             "Trains until `steps` (or stop_at_step) and returns 'finished' or 'stopped'; "
+             "Ctrl-C saves a checkpoint and raises KeyboardInterrupt.")
+        .def(
+            "step",
+            [](Trainer& t) {
+                train::StepMetrics sm;
+                {
+                    nb::gil_scoped_release unlocked;
+                    sm = t.step();
+                }
+                nb::dict d;
+                d["step"] = sm.step;
+                d["loss"] = sm.loss;
+                d["lr"] = sm.lr;
+                d["grad_norm"] = sm.grad_norm;
+                d["tokens_per_s"] = sm.tokens_per_s;
+                return d;
+            },
+            nb::sig("def step(self) -> dict[str, float]"),
+            "One optimizer step on the next batch; returns {step, loss, lr, grad_norm, "
+            "tokens_per_s}.")
+        .def("validation_loss", &Trainer::validation_loss, nb::call_guard<nb::gil_scoped_release>(),
+             "Mean loss over the validation batches (the same windows every time).")
+        .def("save_checkpoint", &Trainer::save_checkpoint, nb::call_guard<nb::gil_scoped_release>(),
+             "Writes out_dir/checkpoint.safetensors (atomically).")
+        .def("export_model", &Trainer::export_model, nb::call_guard<nb::gil_scoped_release>(),
+             "Writes out_dir/model/ (config.json, model.safetensors, tokenizer.json) and "
+             "out_dir/model.bitt.")
+        .def_prop_ro("steps_done", &Trainer::steps_done, "Optimizer steps done so far.")
+        .def_prop_ro("losses", &Trainer::losses, "The training loss of every step so far.")
+        .def_prop_ro(
+            "config", [](const Trainer& t) { return t.options().model; },
+            "The model's ModelConfig (vocab_size from the tokenizer).")
+        .def_prop_ro(
+            "tokenizer", [](const Trainer& t) { return t.tokenizer(); }, "The Tokenizer in use.")
+        .def_prop_ro(
+            "out_dir", [](const Trainer& t) { return t.options().out_dir; },
+            "Where checkpoints, metrics and the exported model go.");
+}
 
 }  // namespace bitttt::python
