@@ -109,3 +109,35 @@ def test_trainer_with_a_tokenizer_file_and_path_objects(data, tmp_path):
     assert t.config.vocab_size == tok.vocab_size  # taken from the tokenizer
     assert t.tokenizer.to_json() == tok.to_json()
     assert t.step()["step"] == 1
+
+
+CHILD = r"""
+import signal, sys, bitttt
+t = bitttt.Trainer(sys.argv[1], sys.argv[2], config=bitttt.ModelConfig(257, 32, 1, 0.1), steps=100000,
+                   batch_size=4, context_len=32, eval_interval=0, save_interval=0, export_model=False)
+t.step()
+print("started", flush=True)
+try:
+    t.run()
+    print("finished")
+except KeyboardInterrupt:
+    print("interrupted", t.steps_done, flush=True)
+print("python handler back:", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+
+def test_ctrl_c_saves_a_checkpoint_and_raises_keyboard_interrupt(data, tmp_path):
+    import signal
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", CHILD, data, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "started"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("interrupted ") and int(lines[0].split()[1]) >= 1
+    assert lines[1] == "python handler back: True"
+    assert (tmp_path / "checkpoint.safetensors").exists()
