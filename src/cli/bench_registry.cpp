@@ -27,6 +27,9 @@ void bench_prompt(const BenchOptions& options, BenchReporter& reporter);
 void bench_cuda_gemv_entry(const BenchOptions& options, BenchReporter& reporter);
 void bench_cuda_decode_entry(const BenchOptions& options, BenchReporter& reporter);
 
+// bench_tokenizer.cpp
+void bench_tokenizer(const BenchOptions& options, BenchReporter& reporter);
+
 const std::vector<BenchEntry>& bench_entries() {
     static const std::vector<BenchEntry> entries = {
         {"membw", "memory read bandwidth (the reference for bandwidth-bound kernels)", bench_membw},
@@ -39,6 +42,9 @@ const std::vector<BenchEntry>& bench_entries() {
          bench_cuda_gemv_entry},
         {"cuda-decode", "CUDA decode tokens/s, 70B-class Bit-TTT (random weights) vs HBM bandwidth",
          bench_cuda_decode_entry},
+        {"tokenizer",
+         "tokenizer encode MB/s (GPT-2 vocab, 1 and all threads) vs the tokenizers package",
+         bench_tokenizer},
     };
     return entries;
 }

@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "tokenizer/byte_level.hpp"
+#include "tokenizer/gpt2_files.hpp"
 #include "tokenizer/regex.hpp"
 #include "tokenizer/text_file.hpp"
 #include "tokenizer/utf8.hpp"
@@ -224,34 +225,12 @@ TEST(TokenizerJson, UnsupportedAndMalformedFieldsAreNamed) {
 
 // ---- GPT-2 vocabulary: round trips, streaming, parallel encode ---------------------------------
 
-std::string read_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    std::ostringstream s;
-    s << f.rdbuf();
-    return s.str();
-}
-
 // GPT-2's tokenizer.json assembled from encoder.json and vocab.bpe (legacy "a b" merges).
 const Tokenizer& gpt2() {
     static const Tokenizer t = [] {
         const std::string dir = kShared + "/tokenizers/gpt2/";
-        nlohmann::json vocab = nlohmann::json::parse(read_file(dir + "encoder.json"));
-        std::istringstream lines(read_file(dir + "vocab.bpe"));
-        nlohmann::json merges = nlohmann::json::array();
-        std::string line;
-        while (std::getline(lines, line)) {
-            if (!line.empty() && line[0] != '#') merges.push_back(line);
-        }
-        nlohmann::json j = {
-            {"version", "1.0"},
-            {"pre_tokenizer",
-             {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
-            {"decoder", {{"type", "ByteLevel"}}},
-            {"added_tokens",
-             nlohmann::json::array(
-                 {{{"id", 50256}, {"content", "<|endoftext|>"}, {"special", true}}})},
-            {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}}}};
-        return Tokenizer::from_json(j.dump(), "gpt2");
+        return Tokenizer::from_json(
+            tok::gpt2_tokenizer_json(dir + "encoder.json", dir + "vocab.bpe"), "gpt2");
     }();
     return t;
 }
