@@ -7,7 +7,7 @@ PROMPT ?= Once upon a time
 
 APT_PACKAGES := cmake g++ make pkg-config libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev \
                 zlib1g-dev libxxhash-dev libomp-dev libgtest-dev libgmock-dev libbenchmark-dev
-PIP_PACKAGES := numpy pytest safetensors tokenizers nanobind scikit-build-core
+PIP_PACKAGES := numpy pytest safetensors tokenizers nanobind scikit-build-core matplotlib
 
 BITTTT := $(BUILD_DIR)/bitttt
 
