@@ -8,6 +8,15 @@ import bitttt
 import cortex_rust
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_kernel_thread():
+    """One kernel thread: these tiny shapes gain nothing from more, and on a busy machine the
+    OpenMP barriers of oversubscribed threads cost seconds per test."""
+    bitttt.set_num_threads(1)
+    yield
+    bitttt.set_num_threads(0)
+
+
 def write_master(path, config, seed=0):
     rng = np.random.default_rng(seed)
     tensors = {name: (rng.standard_normal(shape) / np.sqrt(shape[-1])).astype(np.float32)

@@ -50,7 +50,7 @@ def test_generate_example_streams_and_saves_state(tmp_path):
                                 tokenizer=tok)
     model.save_bitt(str(tmp_path / "m.bitt"))
     r = run_example("generate.py", "m.bitt", "--prompt", "the cat", "-n", 12, "--temperature", 0,
-                    "--state-out", "mem.tttstate", cwd=tmp_path)
+                    "--state-out", "mem.tttstate", "--threads", 1, cwd=tmp_path)
     # greedy: the same text as the API gives
     s = bitttt.Session(model)
     want = "".join(s.generate("the cat", 12, temperature=0))
@@ -61,5 +61,5 @@ def test_generate_example_streams_and_saves_state(tmp_path):
     loaded.load_state(str(tmp_path / "mem.tttstate"))
     assert loaded.position == s.position
     r2 = run_example("generate.py", "m.bitt", "--prompt", "the", "-n", 3, "--state-in",
-                     "mem.tttstate", cwd=tmp_path)
+                     "mem.tttstate", "--threads", 1, cwd=tmp_path)
     assert f"position {s.position + len(tok.encode('the')) + 3}" in r2.stderr or "end_of_text" in r2.stderr

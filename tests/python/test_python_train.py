@@ -18,6 +18,15 @@ SMALL = dict(config=CONFIG, batch_size=4, context_len=32, lr=3e-3, min_lr=3e-4, 
              eval_interval=0, eval_batches=2, save_interval=0)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_kernel_thread():
+    """One kernel thread: these tiny shapes gain nothing from more, and on a busy machine the
+    OpenMP barriers of oversubscribed threads cost seconds per test."""
+    bitttt.set_num_threads(1)
+    yield
+    bitttt.set_num_threads(0)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "text.txt"
@@ -91,7 +100,7 @@ def test_train_tiny_example(data, tmp_path):
     example = pathlib.Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py"
     r = subprocess.run([sys.executable, str(example), "--data", data, "--out", "tiny", "--steps", "30",
                         "--dim", "32", "--layers", "1", "--batch-size", "4", "--context-len", "32",
-                        "--threads", "2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                        "--threads", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     first, last = r.stdout.split("loss ")[1].split(",")[0].split(" -> ")
     assert float(last) < float(first)  # it learned something in 30 steps
@@ -113,6 +122,7 @@ def test_trainer_with_a_tokenizer_file_and_path_objects(data, tmp_path):
 
 CHILD = r"""
 import signal, sys, bitttt
+bitttt.set_num_threads(1)
 t = bitttt.Trainer(sys.argv[1], sys.argv[2], config=bitttt.ModelConfig(257, 32, 1, 0.1), steps=100000,
                    batch_size=4, context_len=32, eval_interval=0, save_interval=0, export_model=False)
 t.step()
