@@ -1,10 +1,12 @@
-// `bitttt export`: convert between model formats — a model directory (or .bitt) to one
-// self-contained .bitt file, and a .bitt (or directory) back to a model directory with
-// safetensors master weights that requantize to exactly the same ternary weights.
+// `bitttt export`: convert between model formats — a model directory, a .bitt or a training
+// checkpoint (.safetensors from `bitttt train`) to one self-contained .bitt file, or to a model
+// directory with safetensors master weights that requantize to exactly the same ternary weights.
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bitttt/model.hpp"
 #include "bitttt/tokenizer.hpp"
@@ -12,6 +14,8 @@
 #include "cli/model_options.hpp"
 #include "core/error.hpp"
 #include "model/loader.hpp"
+#include "model/weights.hpp"
+#include "train/checkpoint.hpp"
 
 namespace bitttt::cli {
 namespace {
@@ -33,11 +37,34 @@ bool ends_with(const std::string& s, const std::string& suffix) {
            s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// A training checkpoint (a .safetensors file written by `bitttt train`): its fp32 master weights,
+// quantized and packed as at the end of training.
+ModelWeights checkpoint_weights(const std::string& path,
+                                std::optional<std::string>& tokenizer_json) {
+    train::Checkpoint ckpt = train::read_checkpoint(path);
+    train::ParamLayout layout(ckpt.config);
+    std::vector<float> params(static_cast<size_t>(layout.total));
+    ckpt.copy_tensors(layout, "param", params.data());
+    if (!ckpt.tokenizer_json.empty()) tokenizer_json = ckpt.tokenizer_json;
+    size_t next = 0;
+    return ModelWeights::from_master(ckpt.config, [&](const ParamSpec& spec) {
+        check(next < layout.specs.size() && layout.specs[next].name == spec.name,
+              ErrorKind::kInternal, "{}: parameter order mismatch at '{}'", path, spec.name);
+        return params.data() + layout.offsets[next++];
+    });
+}
+
 void run_export(const ExportArgs& a) {
     const io::DType dtype = parse_dtype(a.dtype);
-    auto model = open_model(a.input);
     std::optional<std::string> tokenizer_json;
-    if (const Tokenizer* tok = model->tokenizer()) tokenizer_json = tok->to_json();
+    std::shared_ptr<const Model> model;
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(a.input, ec) && ends_with(a.input, ".safetensors")) {
+        model = Model::from_weights(checkpoint_weights(a.input, tokenizer_json));
+    } else {
+        model = open_model(a.input);
+        if (const Tokenizer* tok = model->tokenizer()) tokenizer_json = tok->to_json();
+    }
     if (ends_with(a.output, ".bitt")) {
         save_bitt(a.output, model->weights(), tokenizer_json, dtype);
         fmt::print(stderr, "wrote {}\n", a.output);
@@ -55,7 +82,9 @@ void register_export(CLI::App& app) {
         "export",
         "Convert a model: to a .bitt file (OUTPUT ends in .bitt) or to a model directory");
     auto a = std::make_shared<ExportArgs>();
-    cmd->add_option("input", a->input, kModelHelp)->required();
+    cmd->add_option("input", a->input,
+                    std::string(kModelHelp) + ", or a training checkpoint (.safetensors)")
+        ->required();
     cmd->add_option("output", a->output,
                     "A .bitt file, or a directory for config.json + "
                     "model.safetensors (+ tokenizer.json)")

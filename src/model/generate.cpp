@@ -1,5 +1,6 @@
 // Session::generate: prompt, then sample → feed back, token after token, with no allocation in
 // the loop beyond the growing list of generated ids (reserved up front).
+#include <algorithm>
 #include <chrono>
 
 #include "bitttt/model.hpp"
@@ -18,8 +19,10 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
     GenerateResult result;
     // The repetition penalty looks at the prompt and the generated tokens together.
     std::vector<int32_t> history(prompt.begin(), prompt.end());
-    history.reserve(prompt.size() + static_cast<size_t>(options.max_new_tokens));
-    result.tokens.reserve(static_cast<size_t>(options.max_new_tokens));
+    // Up front, so the token loop does not allocate (capped: a huge limit is not a huge buffer).
+    const size_t expected = static_cast<size_t>(std::min<int64_t>(options.max_new_tokens, 1 << 20));
+    history.reserve(prompt.size() + expected);
+    result.tokens.reserve(expected);
 
     auto start = Clock::now();
     std::span<const float> logits;

@@ -209,3 +209,21 @@ def test_eval_loss_matches_logits(bitttt_cli, models, tok, tmp_path):
     logp = logits - m - np.log(np.exp(logits - m).sum(axis=1, keepdims=True))
     ce = -logp[np.arange(n - 1), ids[1:]].mean()
     assert abs(ce - loss) < 1e-4, (ce, loss)
+
+
+def test_export_training_checkpoint(bitttt_cli, tmp_path):
+    if run(bitttt_cli, "train", "--help").returncode != 0:
+        pytest.skip("this build has no `bitttt train`")
+    data = tmp_path / "d.txt"
+    data.write_text(TEXT)
+    out = tmp_path / "out"
+    r = run(bitttt_cli, "train", "--data", data, "--vocab-size", "257", "--dim", "32", "--layers",
+            "1", "--context-len", "16", "--batch-size", "2", "--steps", "3", "--eval-interval",
+            "0", "--out", out, "--quiet", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    ckpt = out / "checkpoint.safetensors"
+    assert run(bitttt_cli, "export", ckpt, tmp_path / "ck.bitt").returncode == 0
+    # The checkpoint's master weights quantize to the model the trainer exported itself.
+    ident = lambda m: [l for l in run(bitttt_cli, "info", m).stdout.decode().splitlines()
+                       if l.startswith("identity")]
+    assert ident(tmp_path / "ck.bitt") == ident(out / "model.bitt")
