@@ -30,6 +30,9 @@ void bench_cuda_decode_entry(const BenchOptions& options, BenchReporter& reporte
 // bench_tokenizer.cpp
 void bench_tokenizer(const BenchOptions& options, BenchReporter& reporter);
 
+// bench_train.cpp
+void bench_train(const BenchOptions& options, BenchReporter& reporter);
+
 const std::vector<BenchEntry>& bench_entries() {
     static const std::vector<BenchEntry> entries = {
         {"membw", "memory read bandwidth (the reference for bandwidth-bound kernels)", bench_membw},
@@ -45,6 +48,8 @@ const std::vector<BenchEntry>& bench_entries() {
         {"tokenizer",
          "tokenizer encode MB/s (GPT-2 vocab, 1 and all threads) vs the tokenizers package",
          bench_tokenizer},
+        {"train", "CPU training tokens/s at D=256/L=8 and D=128/L=4, TTT scan share",
+         bench_train},
     };
     return entries;
 }

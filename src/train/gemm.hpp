@@ -17,6 +17,9 @@ template <typename T>
 void gemm(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t m, int64_t nc,
           int64_t k, T alpha, bool accumulate);
 
+// Dispatches on active_isa(): fp32 uses an AVX-512 register-tiled kernel where available
+// (FMA: its roundings differ from the portable loop's, so results agree to float tolerance).
+
 // The obvious triple loop (the reference gemm is tested against).
 template <typename T>
 void gemm_reference(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t m, int64_t nc,

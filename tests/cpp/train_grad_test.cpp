@@ -23,6 +23,7 @@
 #include <functional>
 #include <vector>
 
+#include "core/cpu_features.hpp"
 #include "core/rng.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "kernels/cpu/ttt_scan.hpp"
@@ -64,24 +65,37 @@ void expect_grad(const char* what, Vec& x, const Vec& grad, const std::function<
     }
 }
 
+// Every ISA's fp32 GEMM against the triple loop, on shapes with full and partial tiles.
 TEST(TrainGrad, GemmMatchesReferenceOnOddShapes) {
     Rng rng(1);
-    for (auto [m, n, k] :
-         {std::tuple{1, 1, 1}, {5, 130, 7}, {9, 3, 33}, {4, 128, 2}, {13, 257, 5}}) {
-        std::vector<float> a(m * k), b(k * n), c(m * n), ref(m * n);
-        for (auto& v : a) v = rng.normal();
-        for (auto& v : b) v = rng.normal();
-        for (auto& v : c) v = rng.normal();
-        ref = c;
-        // Row-major A, accumulating, alpha 0.5.
-        gemm(c.data(), a.data(), k, int64_t{1}, b.data(), m, n, k, 0.5f, true);
-        gemm_reference(ref.data(), a.data(), k, int64_t{1}, b.data(), m, n, k, 0.5f, true);
-        for (int i = 0; i < m * n; ++i) ASSERT_NEAR(c[i], ref[i], 1e-4f) << m << "x" << n;
-        // Transposed A (a holds [k, m]), overwriting.
-        gemm(c.data(), a.data(), int64_t{1}, m, b.data(), m, n, k, 1.0f, false);
-        gemm_reference(ref.data(), a.data(), int64_t{1}, m, b.data(), m, n, k, 1.0f, false);
-        for (int i = 0; i < m * n; ++i) ASSERT_NEAR(c[i], ref[i], 1e-4f) << m << "x" << n;
+    const Isa saved = active_isa();
+    for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+        if (isa > detected_isa()) continue;
+        set_active_isa(isa);
+        for (auto [m, n, k] : {std::tuple{1, 1, 1},
+                               {5, 130, 7},
+                               {9, 3, 33},
+                               {4, 128, 2},
+                               {13, 257, 5},
+                               {8, 192, 70},
+                               {7, 64, 300}}) {
+            std::vector<float> a(m * k), b(k * n), c(m * n), ref(m * n);
+            for (auto& v : a) v = rng.normal();
+            for (auto& v : b) v = rng.normal();
+            for (auto& v : c) v = rng.normal();
+            ref = c;
+            const float tol = 1e-5f * k + 1e-5f;
+            // Row-major A, accumulating, alpha 0.5.
+            gemm(c.data(), a.data(), k, int64_t{1}, b.data(), m, n, k, 0.5f, true);
+            gemm_reference(ref.data(), a.data(), k, int64_t{1}, b.data(), m, n, k, 0.5f, true);
+            for (int i = 0; i < m * n; ++i) ASSERT_NEAR(c[i], ref[i], tol) << m << "x" << n;
+            // Transposed A (a holds [k, m]), overwriting.
+            gemm(c.data(), a.data(), int64_t{1}, m, b.data(), m, n, k, 1.0f, false);
+            gemm_reference(ref.data(), a.data(), int64_t{1}, m, b.data(), m, n, k, 1.0f, false);
+            for (int i = 0; i < m * n; ++i) ASSERT_NEAR(c[i], ref[i], tol) << m << "x" << n;
+        }
     }
+    set_active_isa(saved);
 }
 
 TEST(TrainGrad, RmsNorm) {
