@@ -43,6 +43,8 @@ void rmsnorm(const float* x, int64_t m, int64_t d, int64_t x_stride, const float
 
 // rmsnorm followed by quantize_activations of the normalized rows, in one pass per row (the
 // normalized floats are never written): the input of every BitLinear that follows a norm.
+// Like the GEMV's weights, `weight` is read before the previous kernel has finished (PDL): it must
+// not be written by the kernel launched just before.
 void rmsnorm_quantize(const float* x, int64_t m, int64_t d, int64_t x_stride, const float* weight,
                       float eps, const QuantizedActivations& out, const Stream& stream);
 

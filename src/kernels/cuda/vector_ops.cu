@@ -154,6 +154,16 @@ __global__ void __launch_bounds__(kRowRegThreads)
     row_quantize_regs_kernel(const float* a, const float* b, int64_t k, int64_t stride, float eps,
                              int8_t* q, int64_t q_stride, float* scale, int32_t* sum,
                              int64_t k_pad) {
+    // RMSNorm's weights are constant: fetched before waiting for the kernel that writes a (PDL).
+    constexpr bool kPrefetchWeight = kMode == 1 && kPerThread <= 8;
+    float weight[kPrefetchWeight ? kPerThread : 1];
+    if constexpr (kPrefetchWeight) {
+#pragma unroll
+        for (int i = 0; i < kPerThread; ++i) {
+            const int64_t j = threadIdx.x + static_cast<int64_t>(i) * kRowRegThreads;
+            weight[i] = j < k ? b[j] : 0.0f;
+        }
+    }
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
     const int64_t row = blockIdx.x;
@@ -180,7 +190,13 @@ __global__ void __launch_bounds__(kRowRegThreads)
 #pragma unroll
         for (int i = 0; i < kPerThread; ++i) {
             const int64_t j = threadIdx.x + static_cast<int64_t>(i) * kRowRegThreads;
-            if (j < k) v[i] = __fmul_rn(__fmul_rn(v[i], inv), b[j]);
+            if (j >= k) continue;
+            float wj;
+            if constexpr (kPrefetchWeight)
+                wj = weight[i];
+            else
+                wj = b[j];
+            v[i] = __fmul_rn(__fmul_rn(v[i], inv), wj);
         }
     }
     float absmax = 0.0f;
