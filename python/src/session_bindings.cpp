@@ -127,6 +127,9 @@ struct PyGenerateIterator {
     PySession* owner;
     GenerateSteps steps;
     bool holding = false;
+    // next() from two threads at once would run the session twice at once (Python generators
+    // refuse the same way).
+    std::atomic<bool> stepping{false};
 
     PyGenerateIterator(PySession& s, std::vector<int32_t> prompt, const GenerateOptions& options,
                        StreamingDecoder decoder)
@@ -135,24 +138,36 @@ struct PyGenerateIterator {
         acquire(s);
         holding = true;
     }
-    ~PyGenerateIterator() { close(); }
+    ~PyGenerateIterator() { end(); }
+    // From Python: not while another thread is inside next().
     void close() {
+        if (stepping)
+            throw std::runtime_error("GenerateIterator is already running in another thread");
+        end();
+    }
+    void end() {
         steps.close();
         if (holding) owner->busy = false;
         holding = false;
     }
     // The next piece, or nullopt (and the session freed) at the end.
     std::optional<std::string> next_piece() {
+        if (stepping.exchange(true))
+            throw std::runtime_error("GenerateIterator is already running in another thread");
+        struct Done {
+            std::atomic<bool>& flag;
+            ~Done() { flag = false; }
+        } done{stepping};
         std::optional<std::string> piece;
         try {
             TrackLogits track(*owner);
             nb::gil_scoped_release unlocked;
             piece = steps.next();
         } catch (...) {
-            close();
+            end();
             throw;
         }
-        if (!piece) close();
+        if (!piece) end();
         return piece;
     }
     std::string next() {

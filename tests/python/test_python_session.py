@@ -1,6 +1,7 @@
 """bitttt.Session: logits views, generation (iterator, callbacks, token ids), TTT state, misuse."""
 import gc
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -319,3 +320,33 @@ def test_iterator_with_empty_prompt_continues_like_generate_tokens(model, tmp_pa
         s.reset()
         with pytest.raises(ValueError, match="empty prompt"):
             s.generate([], 3, callback=lambda piece: None)
+
+
+def test_one_iterator_driven_from_two_threads_never_runs_twice_at_once(model):
+    # A long prompt makes the first next() take a while, so the two threads do collide.
+    prompt = list(range(1, 300)) * 60
+    s = bitttt.Session(model)
+    it = s.generate(prompt, 20, temperature=0, stop_at_end_of_text=False)
+    pieces, errors = [], []
+
+    def drain():
+        bitttt.set_num_threads(1)
+        while True:
+            try:
+                pieces.append(next(it))
+            except StopIteration:
+                return
+            except RuntimeError as e:
+                errors.append(str(e))
+                time.sleep(0.001)
+
+    threads = [threading.Thread(target=drain) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors and all("already running" in e for e in errors)
+    assert it.result.stop_reason == "token_limit" and len(it.result.tokens) == 20
+    assert s.position == len(prompt) + 20
+    want = list(bitttt.Session(model).generate(prompt, 20, temperature=0, stop_at_end_of_text=False))
+    assert sorted(pieces) == sorted(want)
