@@ -1,6 +1,9 @@
-// AVX2 TTT `reconstruct` scan: the same fused single pass over S per token as the AVX-512 version
-// (see ttt_scan_avx512.cpp), with 8-float vectors. Masked loads/stores (slow on some CPUs) are used
-// only for the last vector of a row when dt is not a multiple of 8.
+// AVX2 TTT `reconstruct` scan, one token per pass over S = Wᵀ: row j of S first receives the
+// previous token's update S[j,:] += c[j]·e (c = −η f̂_{t−1}, e = z_{t−1} − f̂_{t−1}), then feeds the
+// new read z_t += f̂_t[j]·S[j,:], so S is loaded and stored once per token; the last update is
+// applied after the loop. Columns go in blocks of up to 32 floats (4 registers), two accumulator
+// sets (even/odd rows). Masked loads/stores (slow on some CPUs) are used only for the last vector
+// of a row when dt is not a multiple of 8.
 #include <immintrin.h>
 
 #include <cmath>
