@@ -6,8 +6,10 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
+#include <atomic>
 #include <csignal>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "bindings.hpp"
@@ -34,12 +36,30 @@ const char* outcome_name(TrainOutcome o) {
     return "?";
 }
 
+// The Python Trainer: the C++ one, used by one thread at a time (the GIL is released while it
+// works, so a second thread gets a clear error instead of racing on the weights).
+struct PyTrainer {
+    std::unique_ptr<Trainer> trainer;
+    std::atomic<bool> busy{false};
+};
+
+struct Busy {
+    PyTrainer& t;
+    explicit Busy(PyTrainer& trainer) : t(trainer) {
+        if (t.busy.exchange(true))
+            throw std::runtime_error("Trainer is busy: another thread is using it");
+    }
+    ~Busy() { t.busy = false; }
+    Trainer& operator*() const { return *t.trainer; }
+};
+
 bool on_main_thread() {
     nb::module_ threading = nb::module_::import_("threading");
     return threading.attr("current_thread")().is(threading.attr("main_thread")());
 }
 
-std::string run(Trainer& trainer) {
+std::string run(PyTrainer& self) {
+    Busy trainer(self);
     const bool own_sigint = on_main_thread();
     struct sigaction python_handler {};
     if (own_sigint) sigaction(SIGINT, nullptr, &python_handler);
@@ -48,7 +68,7 @@ std::string run(Trainer& trainer) {
         nb::gil_scoped_release unlocked;
         if (own_sigint) Trainer::handle_sigint();
         try {
-            outcome = trainer.run();
+            outcome = (*trainer).run();
         } catch (...) {
             if (own_sigint) sigaction(SIGINT, &python_handler, nullptr);
             throw;
@@ -65,14 +85,15 @@ std::string run(Trainer& trainer) {
 }  // namespace
 
 void bind_train(nb::module_& m) {
-    nb::class_<Trainer>(m, "Trainer",
-                        "The C++ training loop (DESIGN.md §2.4): next-token cross-entropy, "
-                        "AdamW, warmup + cosine schedule, gradient clipping, validation, "
-                        "metrics.jsonl, atomic checkpoints that resume bit for bit, and the final "
-                        "export to out_dir/model/ and out_dir/model.bitt.")
+    nb::class_<PyTrainer>(
+        m, "Trainer",
+        "The C++ training loop (DESIGN.md §2.4): next-token cross-entropy, "
+        "AdamW, warmup + cosine schedule, gradient clipping, validation, "
+        "metrics.jsonl, atomic checkpoints that resume bit for bit, and the final "
+        "export to out_dir/model/ and out_dir/model.bitt.")
         .def(
             "__init__",
-            [](Trainer* self, const Path& data, const Path& out_dir,
+            [](PyTrainer* self, const Path& data, const Path& out_dir,
                const std::optional<ModelConfig>& config, const std::optional<Path>& tokenizer,
                const std::optional<Path>& val_data, std::optional<int64_t> steps,
                int64_t batch_size, int64_t context_len, float lr, float min_lr,
@@ -104,8 +125,12 @@ void bind_train(nb::module_& m) {
                 o.stop_at_step = stop_at_step;
                 o.progress = progress;
                 o.export_model = export_model;
-                nb::gil_scoped_release unlocked;
-                new (self) Trainer(std::move(o));
+                std::unique_ptr<Trainer> trainer;
+                {
+                    nb::gil_scoped_release unlocked;
+                    trainer = std::make_unique<Trainer>(std::move(o));
+                }
+                new (self) PyTrainer{std::move(trainer)};
             },
             nb::arg("data"), nb::arg("out_dir") = "out", nb::kw_only(),
             nb::arg("config") = nb::none(), nb::arg("tokenizer") = nb::none(),
@@ -128,11 +153,12 @@ void bind_train(nb::module_& m) {
              "Ctrl-C saves a checkpoint and raises KeyboardInterrupt.")
         .def(
             "step",
-            [](Trainer& t) {
+            [](PyTrainer& self) {
+                Busy t(self);
                 train::StepMetrics sm;
                 {
                     nb::gil_scoped_release unlocked;
-                    sm = t.step();
+                    sm = (*t).step();
                 }
                 nb::dict d;
                 d["step"] = sm.step;
@@ -145,22 +171,45 @@ void bind_train(nb::module_& m) {
             nb::sig("def step(self) -> dict[str, float]"),
             "One optimizer step on the next batch; returns {step, loss, lr, grad_norm, "
             "tokens_per_s}.")
-        .def("validation_loss", &Trainer::validation_loss, nb::call_guard<nb::gil_scoped_release>(),
-             "Mean loss over the validation batches (the same windows every time).")
-        .def("save_checkpoint", &Trainer::save_checkpoint, nb::call_guard<nb::gil_scoped_release>(),
-             "Writes out_dir/checkpoint.safetensors (atomically).")
-        .def("export_model", &Trainer::export_model, nb::call_guard<nb::gil_scoped_release>(),
-             "Writes out_dir/model/ (config.json, model.safetensors, tokenizer.json) and "
-             "out_dir/model.bitt.")
-        .def_prop_ro("steps_done", &Trainer::steps_done, "Optimizer steps done so far.")
-        .def_prop_ro("losses", &Trainer::losses, "The training loss of every step so far.")
+        .def(
+            "validation_loss",
+            [](PyTrainer& self) {
+                Busy t(self);
+                nb::gil_scoped_release unlocked;
+                return (*t).validation_loss();
+            },
+            "Mean loss over the validation batches (the same windows every time).")
+        .def(
+            "save_checkpoint",
+            [](PyTrainer& self) {
+                Busy t(self);
+                nb::gil_scoped_release unlocked;
+                (*t).save_checkpoint();
+            },
+            "Writes out_dir/checkpoint.safetensors (atomically).")
+        .def(
+            "export_model",
+            [](PyTrainer& self) {
+                Busy t(self);
+                nb::gil_scoped_release unlocked;
+                (*t).export_model();
+            },
+            "Writes out_dir/model/ (config.json, model.safetensors, tokenizer.json) and "
+            "out_dir/model.bitt.")
         .def_prop_ro(
-            "config", [](const Trainer& t) { return t.options().model; },
+            "steps_done", [](PyTrainer& self) { return (*Busy(self)).steps_done(); },
+            "Optimizer steps done so far.")
+        .def_prop_ro(
+            "losses", [](PyTrainer& self) { return (*Busy(self)).losses(); },
+            "The training loss of every step so far.")
+        .def_prop_ro(
+            "config", [](PyTrainer& self) { return (*Busy(self)).options().model; },
             "The model's ModelConfig (vocab_size from the tokenizer).")
         .def_prop_ro(
-            "tokenizer", [](const Trainer& t) { return t.tokenizer(); }, "The Tokenizer in use.")
+            "tokenizer", [](PyTrainer& self) { return (*Busy(self)).tokenizer(); },
+            "The Tokenizer in use.")
         .def_prop_ro(
-            "out_dir", [](const Trainer& t) { return t.options().out_dir; },
+            "out_dir", [](PyTrainer& self) { return (*Busy(self)).options().out_dir; },
             "Where checkpoints, metrics and the exported model go.");
 }
 

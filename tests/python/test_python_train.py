@@ -151,3 +151,21 @@ def test_ctrl_c_saves_a_checkpoint_and_raises_keyboard_interrupt(data, tmp_path)
     assert lines[0].startswith("interrupted ") and int(lines[0].split()[1]) >= 1
     assert lines[1] == "python handler back: True"
     assert (tmp_path / "checkpoint.safetensors").exists()
+
+
+def test_a_trainer_used_from_two_threads_gives_a_clean_error(data, tmp_path):
+    import threading
+
+    t = bitttt.Trainer(data, str(tmp_path), steps=60, export_model=False, **SMALL)
+    outcome = []
+    worker = threading.Thread(target=lambda: (bitttt.set_num_threads(1), outcome.append(t.run())))
+    worker.start()
+    errors = []
+    while worker.is_alive() and not errors:
+        try:
+            t.step()
+        except RuntimeError as e:
+            errors.append(str(e))
+    worker.join()
+    assert errors and "busy" in errors[0]
+    assert outcome == ["finished"] and t.steps_done >= 60
