@@ -1,9 +1,8 @@
-// AVX2 TTT `reconstruct` scan, one token per pass over S = Wᵀ: row j of S first receives the
-// previous token's update S[j,:] += c[j]·e (c = −η f̂_{t−1}, e = z_{t−1} − f̂_{t−1}), then feeds the
-// new read z_t += f̂_t[j]·S[j,:], so S is loaded and stored once per token; the last update is
-// applied after the loop. Columns go in blocks of up to 32 floats (4 registers), two accumulator
-// sets (even/odd rows). Masked loads/stores (slow on some CPUs) are used only for the last vector
-// of a row when dt is not a multiple of 8.
+// AVX2 TTT `reconstruct` scan, two tokens per pass over S = Wᵀ: the same algorithm as the AVX-512
+// version (see ttt_scan_avx512.cpp for the math), with 8-float vectors. Columns go in blocks of up
+// to 32 floats (4 registers); narrow states use two accumulator sets (even/odd rows). Masked
+// loads/stores (slow on some CPUs) are used only for the last vector of a row when dt is not a
+// multiple of 8; scratch rows are padded with zeros, so they are read and written whole.
 #include <immintrin.h>
 
 #include <cmath>
@@ -22,156 +21,188 @@ inline __m256i lane_mask(int64_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
 }
 
-template <bool kMasked>
-inline __m256 load(const float* p, __m256i m) {
-    if constexpr (kMasked)
-        return _mm256_maskload_ps(p, m);
-    else
-        return _mm256_loadu_ps(p);
-}
-template <bool kMasked>
-inline void store(float* p, __m256i m, __m256 x) {
-    if constexpr (kMasked)
-        _mm256_maskstore_ps(p, m, x);
-    else
-        _mm256_storeu_ps(p, x);
+inline float sum_lanes(__m256 x) {
+    __m128 v = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_movehdup_ps(v));
+    return _mm_cvtss_f32(v);
 }
 
-// One column block of NV vectors; with kMaskLast the last one covers only the lanes in `last`.
-template <int NV, bool kMaskLast>
-void scan_block(float* s, int64_t dt, int64_t col, __m256i last, const float* fh, const float* c,
-                float* e, float* zt) {
-    __m256 ev[NV], acc0[NV], acc1[NV];
-    for (int v = 0; v < NV; ++v) {
-        ev[v] = _mm256_loadu_ps(e + col + v * kLanes);  // scratch rows are padded: always readable
-        acc0[v] = _mm256_setzero_ps();
-        acc1[v] = _mm256_setzero_ps();
-    }
-    // Row access through the mask only for the last vector of a masked block.
-    auto row_load = [&](const float* p, int v) {
-        return (kMaskLast && v == NV - 1) ? load<true>(p, last) : load<false>(p, last);
+struct Pass {  // as in ttt_scan_avx512.cpp
+    const float* fa;
+    const float* fb;
+    const float* c0;
+    const float* c1;
+    float* e0;
+    float* e1;
+    float* za;
+    float* zb;
+    float eta_dot;
+};
+
+// Column block [col, col + 8·NV); with kMaskLast the last vector covers only the lanes in `last`.
+template <int NV, bool kMaskLast, bool kTwo>
+void pass_block(float* s, int64_t dt, int64_t col, __m256i last, const Pass& p) {
+    constexpr int kSets = NV <= 2 ? 2 : 1;
+    auto masked = [](int v) { return kMaskLast && v == NV - 1; };
+    auto load = [&](const float* q, int v) {
+        return masked(v) ? _mm256_maskload_ps(q, last) : _mm256_loadu_ps(q);
     };
-    auto row_store = [&](float* p, int v, __m256 x) {
-        if (kMaskLast && v == NV - 1)
-            store<true>(p, last, x);
+    auto store = [&](float* q, int v, __m256 x) {
+        if (masked(v))
+            _mm256_maskstore_ps(q, last, x);
         else
-            store<false>(p, last, x);
+            _mm256_storeu_ps(q, x);
+    };
+    __m256 e0[NV], e1[NV], acc_a[kSets][NV], acc_b[kSets][NV];
+    for (int v = 0; v < NV; ++v) {
+        e0[v] = _mm256_loadu_ps(p.e0 + col + v * kLanes);  // padded scratch: zeros past dt
+        e1[v] = _mm256_loadu_ps(p.e1 + col + v * kLanes);
+        for (int k = 0; k < kSets; ++k) acc_a[k][v] = acc_b[k][v] = _mm256_setzero_ps();
+    }
+    auto row_step = [&](int64_t j, int k) {
+        float* row = s + j * dt + col;
+        const __m256 c0 = _mm256_set1_ps(p.c0[j]), c1 = _mm256_set1_ps(p.c1[j]);
+        const __m256 fa = _mm256_set1_ps(p.fa[j]);
+        const __m256 fb = kTwo ? _mm256_set1_ps(p.fb[j]) : fa;
+        for (int v = 0; v < NV; ++v) {
+            __m256 x = load(row + v * kLanes, v);
+            x = _mm256_fmadd_ps(c0, e0[v], x);
+            x = _mm256_fmadd_ps(c1, e1[v], x);
+            store(row + v * kLanes, v, x);
+            acc_a[k][v] = _mm256_fmadd_ps(fa, x, acc_a[k][v]);
+            if constexpr (kTwo) acc_b[k][v] = _mm256_fmadd_ps(fb, x, acc_b[k][v]);
+        }
     };
     int64_t j = 0;
-    for (; j + 1 < dt; j += 2) {
-        float* r0 = s + j * dt + col;
-        float* r1 = r0 + dt;
-        const __m256 c0 = _mm256_set1_ps(c[j]), c1 = _mm256_set1_ps(c[j + 1]);
-        const __m256 f0 = _mm256_set1_ps(fh[j]), f1 = _mm256_set1_ps(fh[j + 1]);
-        for (int v = 0; v < NV; ++v) {
-            __m256 x0 = _mm256_fmadd_ps(c0, ev[v], row_load(r0 + v * kLanes, v));
-            __m256 x1 = _mm256_fmadd_ps(c1, ev[v], row_load(r1 + v * kLanes, v));
-            row_store(r0 + v * kLanes, v, x0);
-            row_store(r1 + v * kLanes, v, x1);
-            acc0[v] = _mm256_fmadd_ps(f0, x0, acc0[v]);
-            acc1[v] = _mm256_fmadd_ps(f1, x1, acc1[v]);
-        }
-    }
-    if (j < dt) {
-        float* r0 = s + j * dt + col;
-        const __m256 c0 = _mm256_set1_ps(c[j]), f0 = _mm256_set1_ps(fh[j]);
-        for (int v = 0; v < NV; ++v) {
-            __m256 x0 = _mm256_fmadd_ps(c0, ev[v], row_load(r0 + v * kLanes, v));
-            row_store(r0 + v * kLanes, v, x0);
-            acc0[v] = _mm256_fmadd_ps(f0, x0, acc0[v]);
-        }
-    }
+    for (; j + kSets <= dt; j += kSets)
+        for (int k = 0; k < kSets; ++k) row_step(j + k, k);
+    for (; j < dt; ++j) row_step(j, 0);
+
+    const __m256 eta_dot = _mm256_set1_ps(p.eta_dot);
     for (int v = 0; v < NV; ++v) {
-        const __m256 zv = _mm256_add_ps(acc0[v], acc1[v]);
-        // Lanes past dt of e hold garbage-free values: z there is 0 (masked loads give 0) and f̂ is
-        // 0.
-        _mm256_storeu_ps(e + col + v * kLanes,
-                         _mm256_sub_ps(zv, _mm256_loadu_ps(fh + col + v * kLanes)));
-        if (kMaskLast && v == NV - 1)
-            store<true>(zt + col + v * kLanes, last, zv);
-        else
-            store<false>(zt + col + v * kLanes, last, zv);
+        const int64_t i = col + v * kLanes;
+        __m256 za = acc_a[0][v], zb = acc_b[0][v];
+        for (int k = 1; k < kSets; ++k) {
+            za = _mm256_add_ps(za, acc_a[k][v]);
+            zb = _mm256_add_ps(zb, acc_b[k][v]);
+        }
+        // Past dt: z is 0 (masked loads give 0) and f̂ is 0, so the padded e stays 0.
+        const __m256 ea = _mm256_sub_ps(za, _mm256_loadu_ps(p.fa + i));
+        store(p.za + i, v, za);
+        _mm256_storeu_ps(p.e0 + i, ea);
+        if constexpr (kTwo) {
+            zb = _mm256_fnmadd_ps(eta_dot, ea, zb);  // z_b = W f̂_b − η (f̂_a·f̂_b) e_a
+            store(p.zb + i, v, zb);
+            _mm256_storeu_ps(p.e1 + i, _mm256_sub_ps(zb, _mm256_loadu_ps(p.fb + i)));
+        } else {
+            _mm256_storeu_ps(p.e1 + i, _mm256_setzero_ps());
+        }
     }
 }
 
-template <bool kMaskLast>
-void scan_tail(int64_t nv, float* s, int64_t dt, int64_t col, __m256i last, const float* fh,
-               const float* c, float* e, float* zt) {
+template <bool kMaskLast, bool kTwo>
+void pass_tail(int64_t nv, float* s, int64_t dt, int64_t col, __m256i last, const Pass& p) {
     switch (nv) {
         case 1:
-            return scan_block<1, kMaskLast>(s, dt, col, last, fh, c, e, zt);
+            return pass_block<1, kMaskLast, kTwo>(s, dt, col, last, p);
         case 2:
-            return scan_block<2, kMaskLast>(s, dt, col, last, fh, c, e, zt);
+            return pass_block<2, kMaskLast, kTwo>(s, dt, col, last, p);
         case 3:
-            return scan_block<3, kMaskLast>(s, dt, col, last, fh, c, e, zt);
+            return pass_block<3, kMaskLast, kTwo>(s, dt, col, last, p);
         default:
-            return scan_block<4, kMaskLast>(s, dt, col, last, fh, c, e, zt);
+            return pass_block<4, kMaskLast, kTwo>(s, dt, col, last, p);
     }
 }
 
-void scan_columns(float* s, int64_t dt, const float* fh, const float* c, float* e, float* zt) {
+template <bool kTwo>
+void pass(float* s, int64_t dt, const Pass& p) {
     const __m256i full = _mm256_set1_epi32(-1);
     int64_t col = 0;
     for (; col + 4 * kLanes <= dt; col += 4 * kLanes)
-        scan_block<4, false>(s, dt, col, full, fh, c, e, zt);
+        pass_block<4, false, kTwo>(s, dt, col, full, p);
     const int64_t rem = dt - col;
     if (rem == 0) return;
     const int64_t nv = (rem + kLanes - 1) / kLanes;
     const int64_t in_last = rem - (nv - 1) * kLanes;
     if (in_last == kLanes)
-        scan_tail<false>(nv, s, dt, col, full, fh, c, e, zt);
+        pass_tail<false, kTwo>(nv, s, dt, col, full, p);
     else
-        scan_tail<true>(nv, s, dt, col, lane_mask(in_last), fh, c, e, zt);
+        pass_tail<true, kTwo>(nv, s, dt, col, lane_mask(in_last), p);
+}
+
+// out = f / (‖f‖ + ε); out is a padded scratch row (zeros past dt).
+void normalize(const float* f, int64_t dt, float* out) {
+    const int64_t full_end = dt / kLanes * kLanes;
+    __m256 sq = _mm256_setzero_ps();
+    for (int64_t i = 0; i < dt; i += kLanes) {
+        const __m256 x = i < full_end ? _mm256_loadu_ps(f + i)
+                                      : _mm256_maskload_ps(f + i, lane_mask(dt - full_end));
+        _mm256_storeu_ps(out + i, x);
+        sq = _mm256_fmadd_ps(x, x, sq);
+    }
+    const __m256 scale = _mm256_set1_ps(1.0f / (std::sqrt(sum_lanes(sq)) + kTttNormEps));
+    for (int64_t i = 0; i < dt; i += kLanes)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(out + i), scale));
+}
+
+float dot(const float* a, const float* b, int64_t dt) {  // padded scratch rows
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < dt; i += kLanes)
+        acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    return sum_lanes(acc);
+}
+
+void scale_neg(const float* x, float eta, int64_t dt, float* out) {
+    const __m256 neg_eta = _mm256_set1_ps(-eta);
+    for (int64_t i = 0; i < dt; i += kLanes)
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(neg_eta, _mm256_loadu_ps(x + i)));
 }
 
 }  // namespace
 
 void ttt_scan_reconstruct_avx2(float* s, int64_t dt, float eta, const float* f, int64_t f_stride,
                                int64_t tokens, float* z, int64_t z_stride) {
-    TttScanScratch scratch(dt);  // zero-filled (padding included): the update before token 0 is 0·0
-    float* fh = scratch.row(0);
-    float* c = scratch.row(1);
-    float* e = scratch.row(2);
+    TttScanScratch scratch(dt);  // zero-filled: no update is pending before the first token
+    float* fa = scratch.row(0);
+    float* fb = scratch.row(1);
+    float* c0 = scratch.row(2);
+    float* c1 = scratch.row(3);
+    Pass p{fa, fb, c0, c1, scratch.row(4), scratch.row(5), nullptr, nullptr, 0.0f};
+    int64_t t = 0;
+    for (; t + 2 <= tokens; t += 2) {
+        normalize(f + t * f_stride, dt, fa);  // before z is written: z may alias f
+        normalize(f + (t + 1) * f_stride, dt, fb);
+        p.eta_dot = eta * dot(fa, fb, dt);
+        p.za = z + t * z_stride;
+        p.zb = z + (t + 1) * z_stride;
+        pass<true>(s, dt, p);
+        scale_neg(fa, eta, dt, c0);
+        scale_neg(fb, eta, dt, c1);
+    }
+    if (t < tokens) {
+        normalize(f + t * f_stride, dt, fa);
+        p.za = z + t * z_stride;
+        pass<false>(s, dt, p);
+        scale_neg(fa, eta, dt, c0);
+        for (int64_t i = 0; i < dt; ++i) c1[i] = 0.0f;
+    }
+    // Apply the last pending update: S[j,:] += c0[j]·e0 + c1[j]·e1.
     const int64_t full_end = dt / kLanes * kLanes;
     const __m256i tail = lane_mask(dt - full_end);
-    for (int64_t t = 0; t < tokens; ++t) {
-        const float* ft = f + t * f_stride;
-        // f̂ = f / (‖f‖ + ε), copied into the (padded) scratch first: z may alias f.
-        __m256 sq = _mm256_setzero_ps();
-        for (int64_t i = 0; i < full_end; i += kLanes) {
-            const __m256 x = _mm256_loadu_ps(ft + i);
-            _mm256_storeu_ps(fh + i, x);
-            sq = _mm256_fmadd_ps(x, x, sq);
-        }
-        if (full_end < dt) {
-            const __m256 x = _mm256_maskload_ps(ft + full_end, tail);
-            _mm256_storeu_ps(fh + full_end, x);
-            sq = _mm256_fmadd_ps(x, x, sq);
-        }
-        alignas(32) float parts[kLanes];
-        _mm256_store_ps(parts, sq);
-        float sum_sq = 0.0f;
-        for (float p : parts) sum_sq += p;
-        const __m256 scale = _mm256_set1_ps(1.0f / (std::sqrt(sum_sq) + kTttNormEps));
-        for (int64_t i = 0; i < dt; i += kLanes)
-            _mm256_storeu_ps(fh + i, _mm256_mul_ps(_mm256_loadu_ps(fh + i), scale));
-        scan_columns(s, dt, fh, c, e, z + t * z_stride);
-        const __m256 neg_eta = _mm256_set1_ps(-eta);
-        for (int64_t i = 0; i < dt; i += kLanes)
-            _mm256_storeu_ps(c + i, _mm256_mul_ps(neg_eta, _mm256_loadu_ps(fh + i)));
-    }
-    // Apply the last token's update: S[j,:] += c[j] · e.
     for (int64_t j = 0; j < dt; ++j) {
-        const __m256 cj = _mm256_set1_ps(c[j]);
+        const __m256 a = _mm256_set1_ps(c0[j]), b = _mm256_set1_ps(c1[j]);
         float* row = s + j * dt;
-        int64_t i = 0;
-        for (; i < full_end; i += kLanes)
-            _mm256_storeu_ps(row + i,
-                             _mm256_fmadd_ps(cj, _mm256_loadu_ps(e + i), _mm256_loadu_ps(row + i)));
-        if (i < dt)
-            _mm256_maskstore_ps(
-                row + i, tail,
-                _mm256_fmadd_ps(cj, _mm256_loadu_ps(e + i), _mm256_maskload_ps(row + i, tail)));
+        for (int64_t i = 0; i < dt; i += kLanes) {
+            const bool part = i >= full_end;
+            __m256 x = part ? _mm256_maskload_ps(row + i, tail) : _mm256_loadu_ps(row + i);
+            x = _mm256_fmadd_ps(a, _mm256_loadu_ps(p.e0 + i), x);
+            x = _mm256_fmadd_ps(b, _mm256_loadu_ps(p.e1 + i), x);
+            if (part)
+                _mm256_maskstore_ps(row + i, tail, x);
+            else
+                _mm256_storeu_ps(row + i, x);
+        }
     }
 }
 
