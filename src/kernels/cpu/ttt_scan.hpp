@@ -11,8 +11,8 @@
 //     z   = Σ_j f̂[j] · S[j, :]           (an axpy per row)
 //     S[j, :] += (−η f̂[j]) · (z − f̂)     (an axpy per row)
 // so the SIMD versions stream S once per pass, applying the previous tokens' pending update to each
-// row on the way and reading the new tokens' z from it (AVX2: one token per pass; AVX-512: two,
-// see ttt_scan_avx512.cpp).
+// row on the way and reading the new tokens' z from it (two tokens per pass, see
+// ttt_scan_avx512.cpp).
 //
 // Stability: W − I evolves as (W − I)(I − η f̂ f̂ᵀ) and ‖f̂‖ < 1, so for 0 ≤ η ≤ 2 the norm of
 // W − I never grows: finite inputs and a finite start state give finite outputs.
