@@ -34,12 +34,16 @@ int resolve_threads(int threads) {
 // ---- added tokens ------------------------------------------------------------------------------
 
 void tok::AddedTokenMatcher::add(const AddedToken* token) {
-    auto& list = by_first_byte_[static_cast<unsigned char>(token->content[0])];
-    list.push_back(token);
-    std::stable_sort(list.begin(), list.end(), [](const AddedToken* a, const AddedToken* b) {
-        return a->content.size() > b->content.size();
-    });
+    by_first_byte_[static_cast<unsigned char>(token->content[0])].push_back(token);
     ++count_;
+}
+
+void tok::AddedTokenMatcher::prepare() {
+    for (auto& list : by_first_byte_) {
+        std::stable_sort(list.begin(), list.end(), [](const AddedToken* a, const AddedToken* b) {
+            return a->content.size() > b->content.size();
+        });
+    }
 }
 
 bool tok::AddedTokenMatcher::find(std::string_view text, size_t from, size_t& start,
@@ -84,6 +88,8 @@ void Tokenizer::Impl::finalize() {
         special[t.id] = t.special;
         (t.normalized ? match_normalized : match_plain).add(&t);
     }
+    match_plain.prepare();
+    match_normalized.prepare();
 }
 
 std::optional<uint32_t> Tokenizer::Impl::token_to_id(std::string_view token) const {

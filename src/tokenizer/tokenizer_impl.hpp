@@ -28,6 +28,8 @@ struct AddedToken {
 class AddedTokenMatcher {
   public:
     void add(const AddedToken* token);
+    // Orders each candidate list longest first; call once after the last add().
+    void prepare();
     bool empty() const { return count_ == 0; }
     // First match at or after `from`: the earliest start, the longest token there.
     bool find(std::string_view text, size_t from, size_t& start, const AddedToken*& token) const;

@@ -102,8 +102,10 @@ SplitBehavior parse_behavior(const Json& j, const Ctx& ctx) {
     ctx.fail_format("unknown split behavior '{}'", name);
 }
 
-void parse_pre_tokenizer(const Json& j, const Ctx& ctx, PreTokenizer& pre) {
+void parse_pre_tokenizer(const Json& j, const Ctx& ctx, PreTokenizer& pre, int depth = 0) {
     if (j.is_null()) return;
+    // Bounds the recursion on hostile files (Sequence inside Sequence ...).
+    if (depth > 16) ctx.fail_unsupported("pre-tokenizers nested more than 16 deep");
     std::string type = get_type(j, ctx);
     const std::string what = fmt::format("{}: {}", ctx.origin, ctx.path);
     try {
@@ -113,7 +115,7 @@ void parse_pre_tokenizer(const Json& j, const Ctx& ctx, PreTokenizer& pre) {
             if (!list || !list->is_array())
                 ctx.at("pretokenizers").fail_format("expected an array");
             for (size_t i = 0; i < list->size(); ++i) {
-                parse_pre_tokenizer((*list)[i], ctx.at("pretokenizers").index(i), pre);
+                parse_pre_tokenizer((*list)[i], ctx.at("pretokenizers").index(i), pre, depth + 1);
             }
         } else if (type == "ByteLevel") {
             check_keys(j, {"type", "add_prefix_space", "trim_offsets", "use_regex"}, ctx);
@@ -151,21 +153,23 @@ void parse_pre_tokenizer(const Json& j, const Ctx& ctx, PreTokenizer& pre) {
     }
 }
 
-DecoderKind parse_decoder(const Json& j, const Ctx& ctx) {
+DecoderKind parse_decoder(const Json& j, const Ctx& ctx, int depth = 0) {
     if (j.is_null()) return DecoderKind::kNone;
+    if (depth > 16) ctx.fail_unsupported("decoders nested more than 16 deep");
     std::string type = get_type(j, ctx);
     if (type == "ByteLevel") return DecoderKind::kByteLevel;
     if (type == "Sequence") {
         const Json* list = find(j, "decoders");
         if (list && list->is_array() && list->size() == 1) {
-            return parse_decoder((*list)[0], ctx.at("decoders").index(0));
+            return parse_decoder((*list)[0], ctx.at("decoders").index(0), depth + 1);
         }
     }
     ctx.fail_unsupported("decoder '{}' is not supported (only ByteLevel or null)", type);
 }
 
-void parse_post_processor(const Json& j, const Ctx& ctx) {
+void parse_post_processor(const Json& j, const Ctx& ctx, int depth = 0) {
     if (j.is_null()) return;
+    if (depth > 16) ctx.fail_unsupported("post-processors nested more than 16 deep");
     std::string type = get_type(j, ctx);
     // ByteLevel post-processing only trims offsets; anything that adds tokens is unsupported.
     if (type == "ByteLevel") return;
@@ -173,7 +177,7 @@ void parse_post_processor(const Json& j, const Ctx& ctx) {
         const Json* list = find(j, "processors");
         if (list && list->is_array()) {
             for (size_t i = 0; i < list->size(); ++i) {
-                parse_post_processor((*list)[i], ctx.at("processors").index(i));
+                parse_post_processor((*list)[i], ctx.at("processors").index(i), depth + 1);
             }
             return;
         }

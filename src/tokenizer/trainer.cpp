@@ -42,6 +42,7 @@ std::vector<WordCount> count_words(std::span<const std::string_view> texts,
     for (const auto& s : special_tokens) specials.push_back({s, 0, true, false});
     tok::AddedTokenMatcher matcher;
     for (const auto& s : specials) matcher.add(&s);
+    matcher.prepare();
     tok::PreTokenizer pre;
     pre.add_byte_level(false, true);
 

@@ -219,6 +219,11 @@ TEST(TokenizerJson, UnsupportedAndMalformedFieldsAreNamed) {
             R"("pre_tokenizer": {"type": "Split", "pattern": {"Regex": "[a"}, "behavior": "Isolated"},)"),
         "pre_tokenizer");
     expect_error_mentions("{\"model\": 3}", "model");
+    // Hostile nesting is refused before it can exhaust the stack.
+    std::string nested = R"({"type": "ByteLevel"})";
+    for (int i = 0; i < 40; ++i)
+        nested = R"({"type": "Sequence", "pretokenizers": [)" + nested + "]}";
+    expect_error_mentions(small_json({}, R"("pre_tokenizer": )" + nested + ","), "nested");
     expect_error_mentions("not json", "invalid JSON");
     EXPECT_THROW(Tokenizer::load("/nonexistent/tokenizer.json"), Error);
 }

@@ -315,3 +315,17 @@ def test_malformed_files_are_clear_errors(bitttt_cli, tmp_path, content):
     assert r.returncode == 1
     assert str(path) in r.stderr
     assert r.stderr.strip().count("\n") == 0
+
+
+def test_overlapping_added_tokens_leftmost_longest_match_hf(bitttt_cli, gpt2_json, tmp_path):
+    tok = Tokenizer.from_file(str(gpt2_json))
+    tok.add_tokens([AddedToken("hello", normalized=False), AddedToken("hello world", normalized=False),
+                    AddedToken("world!", normalized=True), AddedToken("lo w", normalized=True)])
+    tok.add_special_tokens(["<|a|>", "<|a|><|b|>", "<|b|>x"])
+    path = tmp_path / "added.json"
+    tok.save(str(path))
+    texts = ["hello world!", "say hello worl", "xhello world!!", "<|a|><|b|>x<|a|>", "<|b|>xhello",
+             "helo wworld!", "hello<|a|>world!"]
+    assert_same_as_hf(bitttt_cli, path, texts)
+    tok.encode_special_tokens = True
+    assert our_encode_many(bitttt_cli, path, texts, "--no-special") == [tok.encode(t).ids for t in texts]
