@@ -65,7 +65,12 @@ void register_train(CLI::App& app) {
     cmd->add_option("--stop-at", o->stop_at_step,
                     "Save a checkpoint and stop after this step (resume later with --resume)");
     cmd->add_flag("--quiet", *quiet, "No progress output");
-    cmd->callback([cmd, o, rule, device, threads, quiet] {
+    auto dump = std::make_shared<std::string>();
+    cmd->add_option("--dump-gradient", *dump,
+                    "Write the gradient of the first batch at the initial weights to this "
+                    "safetensors file and exit (for reference implementations)")
+        ->group("Testing");
+    cmd->callback([cmd, o, rule, device, threads, quiet, dump] {
         if (*device == "cuda")
             fail(ErrorKind::kUnsupported,
                  "--device cuda: the CUDA training backend is not built yet; use --device cpu");
@@ -77,6 +82,11 @@ void register_train(CLI::App& app) {
         options.steps_explicit = cmd->count("--steps") > 0;
         options.progress = !*quiet;
         if (options.resume.empty()) options.model.resolve_and_validate("command line");
+        if (!dump->empty()) {
+            options.progress = false;
+            train::Trainer(std::move(options)).dump_gradient(*dump);
+            return;
+        }
         train::TrainOutcome outcome;
         {
             train::Trainer trainer(std::move(options));

@@ -281,6 +281,37 @@ void Trainer::save_checkpoint() const {
     train::save_checkpoint((fs::path(options_.out_dir) / "checkpoint.safetensors").string(), c);
 }
 
+void Trainer::dump_gradient(const std::string& path) {
+    TrainModel<float>& m = *model_;
+    const ParamLayout& layout = m.layout();
+    const int64_t B = options_.batch_size, T = options_.context_len;
+    sampler_->next(inputs_.data(), targets_.data());
+    const double loss = m.forward(inputs_.data(), targets_.data(), B, T);
+    m.zero_grad();
+    m.backward();
+    std::vector<float> ids[2];
+    for (int i = 0; i < 2; ++i)
+        for (int32_t id : i == 0 ? inputs_ : targets_) ids[i].push_back(static_cast<float>(id));
+    std::vector<io::TensorToWrite> tensors;
+    auto add = [&](std::string name, std::vector<int64_t> shape, const float* data, int64_t n) {
+        io::TensorToWrite t;
+        t.name = std::move(name);
+        t.shape = std::move(shape);
+        t.bytes = {reinterpret_cast<const uint8_t*>(data), static_cast<size_t>(n) * sizeof(float)};
+        tensors.push_back(std::move(t));
+    };
+    for (size_t i = 0; i < layout.specs.size(); ++i) {
+        const ParamSpec& s = layout.specs[i];
+        add("param." + s.name, s.shape, m.param(i), s.numel());
+        add("grad." + s.name, s.shape, m.grad(i), s.numel());
+    }
+    add("inputs", {B, T}, ids[0].data(), B * T);
+    add("targets", {B, T}, ids[1].data(), B * T);
+    io::write_safetensors(
+        path, std::move(tensors),
+        {{"config", m.config().to_json().dump()}, {"loss", fmt::format("{:.17g}", loss)}});
+}
+
 void Trainer::export_model() const {
     const fs::path out(options_.out_dir);
     const ParamLayout& layout = model_->layout();

@@ -72,6 +72,10 @@ class Trainer {
     // Mean loss over the validation batches (fixed windows, the same every time).
     double validation_loss();
     void save_checkpoint() const;
+    // For reference implementations: the gradient of the loss on the next batch at the current
+    // weights (no update) as safetensors: `param.<name>`, `grad.<name>` (F32), `inputs` and
+    // `targets` (F32 holding the ids, [B, T]); metadata "config" and "loss".
+    void dump_gradient(const std::string& path);
     void export_model() const;
 
     int64_t steps_done() const { return step_; }
