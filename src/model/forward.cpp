@@ -1,5 +1,7 @@
 // The forward pass of DESIGN.md §2 over a chunk of tokens (llama2.c's forward()): every
 // projection is batched over the chunk's tokens, the TTT recurrence runs token after token.
+#include <omp.h>
+
 #include <cmath>
 #include <cstring>
 
@@ -26,6 +28,30 @@ void l2_normalize_heads(float* x, int64_t n, int64_t stride, int64_t heads, int6
         }
     }
 }
+
+// Below this much packed weight traffic per layer call (weight bytes x tokens), a layer's kernels
+// run on the calling thread alone: at the default config a decode step's matrices are 4-64 KiB,
+// a few microseconds of work, and waking a second thread for each of the ~5 products per layer
+// costs as much as the product (and far more on a busy machine, where every fork/join waits for
+// the other thread to be scheduled). lm_head (16 MiB at the default config) stays parallel.
+constexpr int64_t kSerialLayerBytes = int64_t{1} << 20;
+
+// Sets OpenMP's thread count for the scope and restores it, also when an exception leaves.
+class ThreadCountScope {
+  public:
+    explicit ThreadCountScope(bool serial) : saved_(omp_get_max_threads()), active_(serial) {
+        if (active_) omp_set_num_threads(1);
+    }
+    ~ThreadCountScope() {
+        if (active_) omp_set_num_threads(saved_);
+    }
+    ThreadCountScope(const ThreadCountScope&) = delete;
+    ThreadCountScope& operator=(const ThreadCountScope&) = delete;
+
+  private:
+    int saved_;
+    bool active_;
+};
 
 }  // namespace
 
@@ -123,26 +149,29 @@ void Session::Impl::forward_chunk(const int32_t* ids, int64_t n, float* all_logi
     for (int64_t t = 0; t < n; ++t)
         std::memcpy(xs + t * D, weights.embed + static_cast<int64_t>(ids[t]) * D,
                     static_cast<size_t>(D) * sizeof(float));
-    for (int64_t l = 0; l < c.num_layers; ++l) {
-        const LayerWeights& lw = weights.layers[static_cast<size_t>(l)];
-        float* state = states.data() + l * state_floats_per_layer;
-        // h = x + TTT(RMSNorm(x; norm1))
-        kernels::rmsnorm(xs, n, D, D, lw.norm1, eps, u.data(), D);
-        prepare_input(u.data(), n, D, D);
-        if (c.ttt_rule == TttRule::kReconstruct)
-            ttt_reconstruct(lw, state, n);
-        else
-            ttt_delta(lw, state, n);
-        for (int64_t i = 0; i < n * D; ++i) xs[i] += proj[static_cast<size_t>(i)];
-        // x = h + down(silu(gate(u)) * up(u)), u = RMSNorm(h; norm2)
-        kernels::rmsnorm(xs, n, D, D, lw.norm2, eps, u.data(), D);
-        prepare_input(u.data(), n, D, D);
-        project(lw.gate_proj, n, gate.data(), M);
-        project(lw.up_proj, n, up.data(), M);
-        kernels::silu_mul(gate.data(), up.data(), n * M, gate.data());
-        prepare_input(gate.data(), n, M, M);
-        project(lw.down_proj, n, proj.data(), D);
-        for (int64_t i = 0; i < n * D; ++i) xs[i] += proj[static_cast<size_t>(i)];
+    {
+        ThreadCountScope scope(n * layer_bytes < kSerialLayerBytes);
+        for (int64_t l = 0; l < c.num_layers; ++l) {
+            const LayerWeights& lw = weights.layers[static_cast<size_t>(l)];
+            float* state = states.data() + l * state_floats_per_layer;
+            // h = x + TTT(RMSNorm(x; norm1))
+            kernels::rmsnorm(xs, n, D, D, lw.norm1, eps, u.data(), D);
+            prepare_input(u.data(), n, D, D);
+            if (c.ttt_rule == TttRule::kReconstruct)
+                ttt_reconstruct(lw, state, n);
+            else
+                ttt_delta(lw, state, n);
+            for (int64_t i = 0; i < n * D; ++i) xs[i] += proj[static_cast<size_t>(i)];
+            // x = h + down(silu(gate(u)) * up(u)), u = RMSNorm(h; norm2)
+            kernels::rmsnorm(xs, n, D, D, lw.norm2, eps, u.data(), D);
+            prepare_input(u.data(), n, D, D);
+            project(lw.gate_proj, n, gate.data(), M);
+            project(lw.up_proj, n, up.data(), M);
+            kernels::silu_mul(gate.data(), up.data(), n * M, gate.data());
+            prepare_input(gate.data(), n, M, M);
+            project(lw.down_proj, n, proj.data(), D);
+            for (int64_t i = 0; i < n * D; ++i) xs[i] += proj[static_cast<size_t>(i)];
+        }
     }
     // logits = lm_head(RMSNorm(x; norm_f)), for the last token or for all of them.
     if (all_logits) {

@@ -16,6 +16,10 @@ Session::Impl::Impl(std::shared_ptr<const Model> m, int64_t chunk)
     const ModelConfig& c = config;
     const int64_t C = max_chunk, D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
     state_floats_per_layer = Dt * c.head_dim();  // heads x Dh x Dh
+    layer_bytes = 0;
+    for (const ParamSpec& spec : weights.table)
+        if (spec.layer == 0 && spec.kind == ParamKind::kBitLinear)
+            layer_bytes += kernels::packed_bytes(spec.shape[0], spec.shape[1]);
     states.resize(static_cast<size_t>(c.num_layers * state_floats_per_layer));
     auto rows = [C](int64_t n) { return static_cast<size_t>(C * n); };
     x.resize(rows(D));

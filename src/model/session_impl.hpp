@@ -25,6 +25,7 @@ struct Session::Impl {
     // TTT state: num_layers x heads x Dh x Dh, W row-major per head (delta_rule.hpp).
     AlignedBuffer<float> states;
     int64_t state_floats_per_layer;
+    int64_t layer_bytes;  // packed BitLinear bytes of one layer (decides serial vs parallel)
 
     // Chunk scratch (rows of C tokens).
     AlignedBuffer<float> x;        // [C, D] residual stream

@@ -17,6 +17,7 @@
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "core/threads.hpp"
 #include "kernels/cpu/ttt_scan.hpp"
 #include "model/config.hpp"
 #include "model/delta_rule.hpp"
@@ -247,8 +248,6 @@ TEST(Session, StateCarriesMemoryAndResetForgetsIt) {
         auto model = random_model(c);
         const auto prefix = random_ids(12, c.vocab_size, 9);
         Session fresh(model), primed(model);
-        std::vector<float> cold(fresh.forward_token(5).begin(), fresh.forward_token(5).end());
-        fresh.reset();
         auto cold_logits = fresh.forward_token(5);
         std::vector<float> cold_copy(cold_logits.begin(), cold_logits.end());
         primed.forward(prefix);
@@ -419,6 +418,26 @@ TEST(StateFile, DamagedFilesAreClearErrors) {
     EXPECT_THROW(s.save_state("/nonexistent-dir/x.tttstate"), Error);
     std::remove(path.c_str());
     std::remove(bad.c_str());
+}
+
+TEST(Session, ThreadCountIsRestoredAndDoesNotChangeLogits) {
+    // Small layers run on one thread inside forward; the caller's setting must survive, and the
+    // results must not depend on it.
+    ModelConfig c = small_config("delta", 8, 2);
+    auto model = random_model(c);
+    const auto ids = random_ids(30, c.vocab_size, 5);
+    set_num_threads(1);
+    Session one(model);
+    one.forward(ids);
+    auto la = one.forward(ids);  // twice: a state that has already learned something
+    std::vector<float> a(la.begin(), la.end());
+    set_num_threads(2);
+    Session two(model);
+    two.forward(ids);
+    auto b = two.forward(ids);
+    EXPECT_EQ(num_threads(), 2);
+    for (int64_t n = 0; n < c.vocab_size; ++n) ASSERT_EQ(a[n], b[n]);
+    set_num_threads(0);
 }
 
 // ---- generation ----
