@@ -51,6 +51,7 @@ void AtomicFileWriter::abandon() noexcept {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;
     if (!temp_path_.empty()) ::unlink(temp_path_.c_str());
+    temp_path_.clear();
 }
 
 void AtomicFileWriter::write(const void* data, std::size_t bytes) {

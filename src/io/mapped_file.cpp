@@ -25,7 +25,9 @@ struct FdGuard {
 int open_regular(const std::string& path, std::size_t* size) {
     int fd;
     do {
-        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then rejected below as
+        // not a regular file); it changes nothing for regular files.
+        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         if (errno == ENOENT) fail(ErrorKind::kIo, "{}: no such file", path);

@@ -53,6 +53,9 @@ TEST(MappedFile, MapsContentsAndNamesTheFileInErrors) {
     write_bytes(dir.file("empty.bin"), {});
     std::string empty = error_of([&] { io::MappedFile::open(dir.file("empty.bin")); });
     EXPECT_NE(empty.find("empty.bin: file is empty"), std::string::npos) << empty;
+    ASSERT_EQ(::mkfifo(dir.file("fifo").c_str(), 0600), 0);  // must not block waiting for a writer
+    std::string fifo = error_of([&] { io::MappedFile::open(dir.file("fifo")); });
+    EXPECT_NE(fifo.find("fifo: not a regular file"), std::string::npos) << fifo;
     if (::geteuid() != 0) {  // root reads anything
         ::chmod(dir.file("a.bin").c_str(), 0);
         std::string denied = error_of([&] { io::MappedFile::open(dir.file("a.bin")); });
