@@ -1,6 +1,7 @@
 // Library-level C ABI functions (version, last error, status names) and the boundary helpers.
 #include "capi/capi_boundary.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -21,6 +22,7 @@ void set_last_error(const char* function, std::string_view message,
     size_t used = 0;
     auto append = [&](std::string_view part) {
         size_t n = std::min(part.size(), kLastErrorBytes - 1 - used);
+        if (n == 0) return;  // an empty view may hold a null data(): memcpy must not see it
         std::memcpy(g_last_error + used, part.data(), n);
         used += n;
     };
