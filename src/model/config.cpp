@@ -1,6 +1,8 @@
 #include "model/config.hpp"
 
+#include <fmt/format.h>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -126,12 +128,23 @@ ModelConfig ModelConfig::load(const std::string& path) {
     return from_json_text(text.str(), path);
 }
 
+// A float as the shortest decimal that reads back as the same float ("0.1", not the
+// 0.10000000149011612 of its exact double value), so config.json files stay readable.
+static double shortest_decimal(float v) {
+    return std::strtod(fmt::format("{}", v).c_str(), nullptr);
+}
+
 nlohmann::json ModelConfig::to_json() const {
-    return {{"vocab_size", vocab_size}, {"hidden_dim", hidden_dim},
-            {"num_layers", num_layers}, {"inner_lr", inner_lr},
-            {"ttt_dim", ttt_dim},       {"ttt_rule", std::string(ttt_rule_name(ttt_rule))},
-            {"ttt_heads", ttt_heads},   {"mlp_dim", mlp_dim},
-            {"norm_eps", norm_eps},     {"act_bits", act_bits}};
+    return {{"vocab_size", vocab_size},
+            {"hidden_dim", hidden_dim},
+            {"num_layers", num_layers},
+            {"inner_lr", shortest_decimal(inner_lr)},
+            {"ttt_dim", ttt_dim},
+            {"ttt_rule", std::string(ttt_rule_name(ttt_rule))},
+            {"ttt_heads", ttt_heads},
+            {"mlp_dim", mlp_dim},
+            {"norm_eps", shortest_decimal(norm_eps)},
+            {"act_bits", act_bits}};
 }
 
 int64_t ParamSpec::numel() const {

@@ -7,6 +7,7 @@
 
 #include "core/rng.hpp"
 #include "io/atomic_file.hpp"
+#include "io/mapped_file.hpp"
 #include "io/safetensors.hpp"
 #include "io_test_util.hpp"
 #include "kernels/cpu/ternary.hpp"
@@ -197,6 +198,11 @@ TEST(Loader, ExportToDirectoryReloadsToTheSamePackedWeights) {
             io::tensor_to_f32(t, values.data(), "x");
             EXPECT_EQ(kernels::ternary_scale(values.data(), t.numel), w.tensors[i].ternary.scale);
         }
+
+        // config.json is readable: floats as their shortest decimal, and they read back exactly.
+        const std::string config_text = io::read_text_file(out + "/config.json");
+        EXPECT_NE(config_text.find("\"inner_lr\": 0.1,"), std::string::npos) << config_text;
+        EXPECT_NE(config_text.find("\"norm_eps\": 1e-05"), std::string::npos) << config_text;
 
         LoadedModel back = load_model(out);
         expect_same_weights(w, back.weights);
