@@ -45,7 +45,7 @@ enum bitttt_status {
     BITTTT_NULL_POINTER = 1,       /* a required pointer argument was NULL */
     BITTTT_DIMENSION_MISMATCH = 2, /* a size is 0, does not match, or its byte count overflows */
     BITTTT_INVALID_ARGUMENT = 3,   /* a value is out of range: NaN/Inf data, bad learning rate */
-    BITTTT_INVALID_HANDLE = 4,     /* the handle is not live: destroyed, forged or of another kind */
+    BITTTT_INVALID_HANDLE = 4,     /* not a live handle: destroyed, forged, other kind */
     BITTTT_OUT_OF_MEMORY = 5,      /* an allocation failed; nothing was changed */
     BITTTT_IO_ERROR = 6,           /* reading or writing a file failed */
     BITTTT_FORMAT_ERROR = 7,       /* malformed file contents */
@@ -62,7 +62,8 @@ BITTTT_API const char* bitttt_version(void);
  * valid until the next call into the library on this thread. */
 BITTTT_API const char* bitttt_last_error(void);
 
-/* The name of a status code ("BITTTT_OK", ...; "BITTTT_UNKNOWN_STATUS" for others). Static storage. */
+/* The name of a status code ("BITTTT_OK", ...; "BITTTT_UNKNOWN_STATUS" for others).
+ * Static storage. */
 BITTTT_API const char* bitttt_status_name(int status);
 
 /* Self-test of the exception boundary (for tests of bindings): raises inside the library, then
@@ -75,8 +76,9 @@ BITTTT_API int bitttt_selftest_exception(int kind);
 /* ============================================================================================
  * Standalone TTT layer (the original Bit-TTT C API)
  *
- * A `reconstruct` TTT layer (DESIGN.md section 2.2): x (hidden_dim) -> down (ternary, hidden_dim/4) ->
- * TTT recurrence with state W (Dt x Dt floats, Dt = hidden_dim/4) -> up (ternary, hidden_dim).
+ * A `reconstruct` TTT layer (DESIGN.md section 2.2): x (hidden_dim) -> down (ternary,
+ * hidden_dim/4) -> TTT recurrence with state W (Dt x Dt floats, Dt = hidden_dim/4) -> up (ternary,
+ * hidden_dim).
  * Its projection weights come from a fixed seed (0x5EED; see src/model/ttt_layer.hpp), so two
  * layers of the same size give the same outputs for the same inputs. W starts at 0 and carries
  * over between ttt_forward calls until ttt_reset.
