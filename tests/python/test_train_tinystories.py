@@ -13,7 +13,7 @@ import pytest
 from conftest import SHARED_DATA
 
 DATA = SHARED_DATA / "tinystories"
-STEPS = int(os.environ.get("BITTTT_TINYSTORIES_STEPS", "600"))
+STEPS = int(os.environ.get("BITTTT_TINYSTORIES_STEPS", "200"))
 
 pytestmark = pytest.mark.skipif(os.environ.get("BITTTT_LONG_TESTS") != "1",
                                 reason="long test: set BITTTT_LONG_TESTS=1")
