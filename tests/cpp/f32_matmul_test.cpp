@@ -26,8 +26,18 @@ std::vector<std::pair<const char*, Fn>> versions() {
 
 TEST(F32Matmul, EveryVersionMatchesDoubleReference) {
     Rng rng(11);
-    const int64_t shapes[][3] = {{1, 1, 1},   {3, 5, 1},    {4, 16, 1},  {7, 17, 2}, {9, 33, 5},
-                                 {16, 64, 4}, {33, 100, 7}, {5, 256, 9}, {64, 31, 3}};
+    const int64_t shapes[][3] = {{1, 1, 1},
+                                 {3, 5, 1},
+                                 {4, 16, 1},
+                                 {7, 17, 2},
+                                 {9, 33, 5},
+                                 {16, 64, 4},
+                                 {33, 100, 7},
+                                 {5, 256, 9},
+                                 {64, 31, 3},
+                                 // past kParallelMinWork: the multi-threaded path
+                                 {300, 70, 7},
+                                 {1030, 130, 1}};
     for (const auto& [rows, cols, m] : shapes) {
         const int64_t x_stride = cols + 3, y_stride = rows + 2;  // strides past the row length
         std::vector<float> w(static_cast<size_t>(rows * cols)),

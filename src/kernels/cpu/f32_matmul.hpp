@@ -10,8 +10,11 @@
 
 namespace bitttt::kernels {
 
+inline constexpr int64_t kParallelMinWork = int64_t{1} << 17;
+
 // y[i * y_stride + n] = Σ_k w[n * cols + k] · x[i * x_stride + k] for n < rows, i < m.
-// Dispatches on active_isa(); multi-threaded over rows with OpenMP; allocates nothing.
+// Dispatches on active_isa(); multi-threaded over rows with OpenMP when there are at least
+// kParallelMinWork multiply-adds; allocates nothing.
 // The SIMD versions sum in a different order than the scalar one (float rounding differs).
 void f32_matmul(const float* w, int64_t rows, int64_t cols, const float* x, int64_t x_stride,
                 int64_t m, float* y, int64_t y_stride);

@@ -67,7 +67,10 @@ void f32_matmul_avx512(const float* w, int64_t rows, int64_t cols, const float* 
                        int64_t m, float* y, int64_t y_stride) {
     constexpr int64_t kRows = 4;
     const int64_t blocks = rows / kRows;
-#pragma omp parallel for schedule(static)
+    // Small products (the delta rule's step-size projection, tiny vocabularies) stay on the
+    // calling thread: below ~100k multiply-adds a fork/join costs more than it saves.
+    const bool parallel = rows * cols * m >= kParallelMinWork;
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t b = 0; b < blocks; ++b)
         row_block<kRows>(w, b * kRows, cols, x, x_stride, m, y, y_stride);
     for (int64_t n = blocks * kRows; n < rows; ++n)
