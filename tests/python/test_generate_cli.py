@@ -227,3 +227,13 @@ def test_export_training_checkpoint(bitttt_cli, tmp_path):
     ident = lambda m: [l for l in run(bitttt_cli, "info", m).stdout.decode().splitlines()
                        if l.startswith("identity")]
     assert ident(tmp_path / "ck.bitt") == ident(out / "model.bitt")
+
+
+def test_model_benchmarks_quick(bitttt_cli):
+    r = run(bitttt_cli, "bench", "decode", "prompt", "--quick", "--json", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    rows = {j["name"]: j for j in map(json.loads, r.stdout.decode().splitlines())}
+    assert set(rows) == {"decode.quick", "decode.quick.stream", "prompt.quick.64tok"}
+    assert all(j["value"] > 0 for j in rows.values())
+    # The stream figure is tokens/s times the bytes a token reads (19 MB-class models: > 1 MB).
+    assert rows["decode.quick.stream"]["value"] * 1e9 / rows["decode.quick"]["value"] > 1e6
