@@ -228,6 +228,33 @@ TEST(TokenizerJson, UnsupportedAndMalformedFieldsAreNamed) {
     EXPECT_THROW(Tokenizer::load("/nonexistent/tokenizer.json"), Error);
 }
 
+TEST(TokenizerJson, CorruptedFilesThrowErrorNeverCrash) {
+    // Random byte edits of a valid file (with added tokens and a Split): each load either
+    // succeeds or throws bitttt::Error (no other exception, no crash under ASan).
+    const std::string valid = small_json(
+        {{"a", "b"}, {"ab", "c"}},
+        R"("added_tokens": [{"id": 9, "content": "<s>", "special": true}], "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": " +"}, "behavior": "Removed", "invert": false}]},)");
+    ASSERT_NO_THROW(Tokenizer::from_json(valid));
+    Rng rng(99);
+    const std::string alphabet = "{}[]\",:0123456789-. aZ\\";
+    int loaded = 0;
+    for (int trial = 0; trial < 2000; ++trial) {
+        std::string text = valid;
+        const int edits = 1 + static_cast<int>(rng.next_u64() % 3);
+        for (int e = 0; e < edits; ++e) {
+            const size_t pos = rng.next_u64() % text.size();
+            text[pos] = alphabet[rng.next_u64() % alphabet.size()];
+        }
+        try {
+            Tokenizer t = Tokenizer::from_json(text);
+            t.decode(t.encode("abc <s> cab"));
+            ++loaded;
+        } catch (const Error&) {
+        }
+    }
+    EXPECT_GT(loaded, 0);  // some edits (inside strings) keep the file valid
+}
+
 // ---- GPT-2 vocabulary: round trips, streaming, parallel encode ---------------------------------
 
 // GPT-2's tokenizer.json assembled from encoder.json and vocab.bpe (legacy "a b" merges).
@@ -268,6 +295,22 @@ TEST(Gpt2, InvalidUtf8IsEncodedAsItsRepair) {
     const std::string bad = "ok \xE0\x80 x\xED\xA0\x80y \xFF end\xE2\x82";
     EXPECT_EQ(t.encode(bad), t.encode(lossy(bad)));
     EXPECT_EQ(t.decode(t.encode(bad)), lossy(bad));
+}
+
+TEST(Gpt2, RandomBytesRoundTripToTheirRepair) {
+    const Tokenizer& t = gpt2();
+    Rng rng(5);
+    for (int trial = 0; trial < 300; ++trial) {
+        std::string text;
+        const size_t len = rng.next_u64() % 200;
+        for (size_t i = 0; i < len; ++i) {
+            // Mostly ASCII and UTF-8 lead/continuation bytes, so valid characters occur too.
+            const uint64_t r = rng.next_u64();
+            text.push_back(
+                static_cast<char>(r % 3 == 0 ? 0x80 + (r >> 8) % 0x80 : (r >> 8) % 0x100));
+        }
+        ASSERT_EQ(t.decode(t.encode(text)), lossy(text));
+    }
 }
 
 TEST(Gpt2, ParallelAndBatchEncodeEqualSerial) {
