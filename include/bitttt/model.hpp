@@ -14,6 +14,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace bitttt {
@@ -74,6 +75,9 @@ struct GenerateResult {
 
 // Called with each generated token; return false to stop.
 using TokenCallback = std::function<bool(int32_t id)>;
+// Called with each piece of generated text (complete UTF-8; possibly empty while a character's
+// bytes are still arriving); return false to stop.
+using TextCallback = std::function<bool(std::string_view piece)>;
 
 class Session {
   public:
@@ -98,6 +102,13 @@ class Session {
     // if there was none since the last reset).
     GenerateResult generate(std::span<const int32_t> prompt, const GenerateOptions& options,
                             const TokenCallback& on_token = {});
+
+    // Text in, text out (needs the model's tokenizer): encodes the prompt, generates as above and
+    // streams the new text in pieces that never split a UTF-8 character (bytes of a character
+    // that spans tokens are held until it is complete). The pieces together equal the
+    // tokenizer's decode of result.tokens.
+    GenerateResult generate_text(std::string_view prompt, const GenerateOptions& options,
+                                 const TextCallback& on_text);
 
     // Forgets everything read: every W back to 0, position 0.
     void reset();

@@ -6,7 +6,6 @@
 
 #include <cstdio>
 #include <iostream>
-#include <optional>
 #include <string>
 
 #include "bitttt/model.hpp"
@@ -28,27 +27,22 @@ struct ChatArgs {
 constexpr const char* kChatHelp =
     "commands: /reset (forget the TTT memory), /save FILE, /load FILE, /quit";
 
-// One turn: feed the user's text, stream the reply. Returns false if the input was not usable.
+// One turn: feed the user's text (or ids, without a tokenizer), stream the reply.
 void reply(Session& session, const std::string& line, const GenerateOptions& options) {
-    const Tokenizer* tok = session.model().tokenizer();
-    std::vector<int32_t> prompt;
-    if (tok) {
-        for (uint32_t id : tok->encode(line)) prompt.push_back(static_cast<int32_t>(id));
+    if (session.model().tokenizer()) {
+        session.generate_text(line, options, [](std::string_view piece) {
+            fmt::print("{}", piece);
+            std::fflush(stdout);
+            return true;
+        });
     } else {
-        prompt = parse_ids(line);
-    }
-    if (prompt.empty()) return;
-    std::optional<StreamingDecoder> decoder;
-    if (tok) decoder = tok->streaming_decoder();
-    session.generate(prompt, options, [&](int32_t id) {
-        if (decoder)
-            fmt::print("{}", decoder->push(static_cast<uint32_t>(id)));
-        else
+        session.generate(parse_ids(line), options, [](int32_t id) {
             fmt::print("{} ", id);
-        std::fflush(stdout);
-        return true;
-    });
-    fmt::print("{}\n", decoder ? decoder->finish() : "");
+            std::fflush(stdout);
+            return true;
+        });
+    }
+    fmt::print("\n");
     std::fflush(stdout);
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "bitttt/model.hpp"
+#include "bitttt/tokenizer.hpp"
 #include "core/error.hpp"
 #include "model/session_impl.hpp"
 
@@ -54,6 +55,25 @@ GenerateResult Session::generate(std::span<const int32_t> prompt, const Generate
         logits = forward_token(id);
     }
     result.generate_seconds = std::chrono::duration<double>(Clock::now() - after_prompt).count();
+    return result;
+}
+
+GenerateResult Session::generate_text(std::string_view prompt, const GenerateOptions& options,
+                                      const TextCallback& on_text) {
+    const Tokenizer* tok = impl_->model->tokenizer();
+    check(tok != nullptr, ErrorKind::kInvalidArgument,
+          "generate_text: the model has no tokenizer (use generate with token ids)");
+    std::vector<int32_t> ids;
+    for (uint32_t id : tok->encode(prompt)) ids.push_back(static_cast<int32_t>(id));
+    StreamingDecoder decoder = tok->streaming_decoder();
+    bool stopped = false;
+    GenerateResult result = generate(ids, options, [&](int32_t id) {
+        const std::string piece = decoder.push(static_cast<uint32_t>(id));
+        stopped = on_text && !on_text(piece);
+        return !stopped;
+    });
+    const std::string rest = decoder.finish();
+    if (!rest.empty() && on_text && !stopped) on_text(rest);
     return result;
 }
 

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bitttt/model.hpp"
+#include "bitttt/tokenizer.hpp"
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -311,6 +312,59 @@ TEST(Session, SessionsOfOneModelAreIndependent) {
     }
     for (auto& t : threads) t.join();
     for (int i = 0; i < 2; ++i) EXPECT_EQ(got[i], exp);
+}
+
+// Valid UTF-8 (no stray continuation bytes, no truncated sequence); U+FFFD counts as valid.
+bool valid_utf8(std::string_view s) {
+    size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        const size_t n = c < 0x80         ? 1
+                         : (c >> 5) == 6  ? 2
+                         : (c >> 4) == 14 ? 3
+                         : (c >> 3) == 30 ? 4
+                                          : 0;
+        if (n == 0 || i + n > s.size()) return false;
+        for (size_t k = 1; k < n; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+        i += n;
+    }
+    return true;
+}
+
+TEST(Generate, TextStreamsWholeCharactersAndMatchesDecode) {
+    const std::string text = "héllo wörld 日本語 🙂 the fox runs. " + std::string(40, 'a');
+    TokenizerTrainOptions topt;
+    topt.vocab_size = 280;
+    topt.min_frequency = 1;
+    topt.threads = 1;
+    auto tok = std::make_shared<const Tokenizer>(Tokenizer::train_from_text(text, topt));
+    ModelConfig c = small_config("delta", 8, 2);
+    c.vocab_size = tok->vocab_size();
+    Session s(Model::from_weights(ModelWeights::random(c, 4), tok));
+    GenerateOptions opt;
+    opt.max_new_tokens = 200;
+    opt.stop_at_end_of_text = false;
+    opt.sampling.temperature = 3.0f;  // nearly uniform: many raw bytes of multi-byte characters
+    opt.sampling.top_k = 0;
+    opt.sampling.top_p = 1.0f;
+    std::string streamed;
+    int pieces = 0, held = 0;  // held: tokens whose bytes ended inside a character
+    auto r = s.generate_text("日本", opt, [&](std::string_view piece) {
+        held += piece.empty();
+        EXPECT_TRUE(valid_utf8(piece)) << "a piece splits a character";
+        streamed += piece;
+        ++pieces;
+        return true;
+    });
+    ASSERT_EQ(r.tokens.size(), 200u);
+    std::vector<uint32_t> ids(r.tokens.begin(), r.tokens.end());
+    EXPECT_EQ(streamed, tok->decode(ids));
+    EXPECT_GE(pieces, 200);
+    EXPECT_GT(held, 0) << "no token ended inside a character: the test proves nothing";
+    // Without a tokenizer it is an error.
+    Session plain(random_model(small_config("delta", 8)));
+    EXPECT_THROW(plain.generate_text("x", opt, {}), Error);
 }
 
 // ---- TTT state files ----
