@@ -10,6 +10,7 @@
 
 #include "core/error.hpp"
 #include "core/threads.hpp"
+#include "io/safetensors.hpp"
 #include "train/checkpoint.hpp"
 #include "train/data.hpp"
 #include "train/optimizer.hpp"
@@ -201,6 +202,57 @@ TEST(TrainLoop, NonFiniteGradientNamesStepAndTensor) {
     // The last good checkpoint is still there and intact.
     Checkpoint ck = read_checkpoint((dir / "out" / "checkpoint.safetensors").string());
     EXPECT_EQ(ck.state.at("step").get<int64_t>(), 1);
+    fs::remove_all(dir);
+}
+
+// A damaged or foreign checkpoint is a clear error naming the file, never a crash.
+TEST(TrainLoop, BadCheckpointsAreErrors) {
+    OneThread one_thread;
+    fs::path dir = temp_dir("badck");
+    TrainOptions o = tiny_options(dir, std::string(kStory) + kStory + kStory);
+    {
+        Trainer t(o);
+        t.step();
+        t.save_checkpoint();
+    }
+    const fs::path good = dir / "out" / "checkpoint.safetensors";
+    auto expect_error = [&](const fs::path& path, const std::string& needle) {
+        TrainOptions r = o;
+        r.resume = path.string();
+        try {
+            Trainer t(r);
+            ADD_FAILURE() << "no error for " << needle;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+        }
+    };
+    std::ofstream(dir / "garbage.safetensors") << "not a checkpoint at all";
+    expect_error(dir / "garbage.safetensors", "garbage.safetensors");
+    expect_error(dir / "missing.safetensors", "missing.safetensors");
+    // A valid safetensors file that is not a checkpoint.
+    std::vector<float> one = {1.0f};
+    io::TensorToWrite t{"x", io::DType::kF32, {1}, {reinterpret_cast<uint8_t*>(one.data()), 4}, {}};
+    io::write_safetensors((dir / "other.safetensors").string(), {t});
+    expect_error(dir / "other.safetensors", "not a bitttt checkpoint");
+    // Truncated: the header promises more data than the file holds.
+    const auto size = fs::file_size(good);
+    fs::copy_file(good, dir / "short.safetensors");
+    fs::resize_file(dir / "short.safetensors", size / 2);
+    expect_error(dir / "short.safetensors", "short.safetensors");
+    // A state whose fields have the wrong types.
+    Checkpoint ck = read_checkpoint(good.string());
+    TrainModel<float> m(ck.config);
+    AlignedBuffer<float> mv(m.params.size());
+    ck.copy_tensors(m.layout(), "param", m.params.data());
+    CheckpointToWrite w{&m.layout(), &m.config(), m.params.data(),  mv.data(),
+                        mv.data(),   ck.state,    ck.tokenizer_json};
+    w.state["rng"] = {"zz", "1", "2", "3"};
+    save_checkpoint((dir / "badrng.safetensors").string(), w);
+    expect_error(dir / "badrng.safetensors", "bad training state");
+    w.state = ck.state;
+    w.state["options"]["batch_size"] = "sixteen";
+    save_checkpoint((dir / "badopt.safetensors").string(), w);
+    expect_error(dir / "badopt.safetensors", "bad training state");
     fs::remove_all(dir);
 }
 
