@@ -11,7 +11,7 @@ PIP_PACKAGES := numpy pytest safetensors tokenizers nanobind scikit-build-core m
 
 BITTTT := $(BUILD_DIR)/bitttt
 
-.PHONY: all deps build python run test bench clean format
+.PHONY: all deps build python run test bench clean format fuzz test-sanitize
 
 all: build
 
@@ -40,6 +40,52 @@ python: deps
 test: build python
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	@BITTTT_BUILD_DIR=$(abspath $(BUILD_DIR)) $(PYTHON) -m pytest -q tests/python
+
+# ---- fuzzing and sanitizers (issue 9; tests/fuzz/README.md) ----
+# `make fuzz`: libFuzzer targets (clang, ASan+UBSan) in build-fuzz, each run FUZZ_SECONDS over its
+# seed corpus (tests/fuzz/corpus/<target>, only read) plus a working corpus in build-fuzz/corpus.
+# Crashes land in build-fuzz/crashes/. FUZZ_TARGETS picks a subset, e.g. FUZZ_TARGETS=fuzz_bitt.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.cpp)))
+fuzz: deps
+	@command -v clang++ >/dev/null && ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
+	  { echo "fuzz: needs clang++ and libFuzzer (apt-get install clang libclang-rt-14-dev)"; exit 1; }
+	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITTTT_SANITIZE=ON \
+	  -DBITTTT_FUZZ=ON -DBITTTT_CUDA=OFF -DBITTTT_BUILD_CLI=OFF >/dev/null
+	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)
+	@mkdir -p $(FUZZ_DIR)/crashes
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  $(FUZZ_DIR)/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
+	    -print_final_stats=1 -artifact_prefix=$(abspath $(FUZZ_DIR))/crashes/$$t- \
+	    $(FUZZ_DIR)/corpus/$$t tests/fuzz/corpus/$$t >$(FUZZ_DIR)/$$t.log 2>&1 \
+	    || { tail -n 60 $(FUZZ_DIR)/$$t.log; echo "fuzz: $$t FAILED (log: $(FUZZ_DIR)/$$t.log)"; exit 1; }; \
+	  echo "fuzz: $$t: $$(grep -h 'stat::number_of_executed_units' $(FUZZ_DIR)/$$t.log | awk '{print $$2}') runs in $(FUZZ_SECONDS) s, no crash"; \
+	done
+
+# `make test-sanitize`: the C++ test suite (gtest, C ABI, corpus replays) built with ASan+UBSan in
+# build-asan, then the threaded kernels' tests with TSan in build-tsan.
+ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+TSAN_TESTS ?= ternary_test f32_matmul_test norms_test ttt_test
+test-sanitize: deps
+	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITTTT_SANITIZE=ON -DBITTTT_CUDA=OFF \
+	  -DBITTTT_WERROR=ON >/dev/null
+	@cmake --build $(ASAN_DIR) -j $(JOBS)
+	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
+	@# TSan with clang and LLVM's OpenMP runtime, whose barriers TSan understands through the
+	@# Archer tool (libarcher.so); GCC's libgomp is not instrumented and gives false reports.
+	@CC=clang CXX=clang++ cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITTTT_CUDA=OFF \
+	  -DBITTTT_BUILD_CLI=OFF -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_C_FLAGS=-fsanitize=thread \
+	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread >/dev/null
+	@cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_TESTS)
+	@for t in $(TSAN_TESTS); do \
+	  echo "tsan: $$t"; \
+	  OMP_NUM_THREADS=4 OMP_TOOL_LIBRARIES=$$(ls /usr/lib/llvm-*/lib/libarcher.so | head -n 1) \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(TSAN_DIR)/$$t --gtest_brief=1 || exit 1; \
+	done
 
 bench: build
 	@$(BITTTT) bench all
