@@ -64,11 +64,11 @@ fuzz: deps
 	  echo "fuzz: $$t: $$(grep -h 'stat::number_of_executed_units' $(FUZZ_DIR)/$$t.log | awk '{print $$2}') runs in $(FUZZ_SECONDS) s, no crash"; \
 	done
 
-# `make test-sanitize`: the C++ test suite (gtest, C ABI, corpus replays) built with ASan+UBSan in
-# build-asan, then the threaded kernels' tests with TSan in build-tsan.
+# `make test-sanitize`: the C++ test suite (gtest, C ABI, corpus replays) and the CLI tests built
+# with ASan+UBSan in build-asan, then the threaded code's tests with TSan in build-tsan.
 ASAN_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
-TSAN_TESTS ?= ternary_test f32_matmul_test norms_test ttt_test
+TSAN_TESTS ?= ternary_test f32_matmul_test norms_test ttt_test capi_test tokenizer_test model_test
 test-sanitize: deps
 	@cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITTTT_SANITIZE=ON -DBITTTT_CUDA=OFF \
 	  -DBITTTT_WERROR=ON >/dev/null
@@ -79,12 +79,17 @@ test-sanitize: deps
 	@# Archer tool (libarcher.so); GCC's libgomp is not instrumented and gives false reports.
 	@CC=clang CXX=clang++ cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITTTT_CUDA=OFF \
 	  -DBITTTT_BUILD_CLI=OFF -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_C_FLAGS=-fsanitize=thread \
+	@# The command-line tests, driving the sanitized `bitttt` (the Python module is not sanitized).
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  BITTTT_BUILD_DIR=$(abspath $(ASAN_DIR)) $(PYTHON) -m pytest -q tests/python/test_cli.py \
+	  tests/python/test_train_cli.py tests/python/test_generate_cli.py tests/python/test_tokenizer.py \
+	  tests/python/test_files.py tests/python/test_cli_hostile.py tests/python/test_crash_safety.py
 	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread >/dev/null
 	@cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_TESTS)
 	@for t in $(TSAN_TESTS); do \
 	  echo "tsan: $$t"; \
 	  OMP_NUM_THREADS=4 OMP_TOOL_LIBRARIES=$$(ls /usr/lib/llvm-*/lib/libarcher.so | head -n 1) \
-	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" $(TSAN_DIR)/$$t --gtest_brief=1 || exit 1; \
+	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1" $(TSAN_DIR)/tests/$$t --gtest_brief=1 || exit 1; \
 	done
 
 bench: build
