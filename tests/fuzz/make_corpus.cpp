@@ -140,7 +140,8 @@ int main(int argc, char** argv) {
     {
         std::vector<float> w = {1, 2, 3, 4, -1, -2, -3, -4};
         save_ttt_state((tmp / "a.tttstate").string(), {0, 0x5EED5EED5EED5EEDull, 2, 1, 2, 17}, w);
-        put("fuzz_tttstate", "fixed_model.tttstate", slurp(tmp / "a.tttstate"), std::string(1, '\0'));
+        put("fuzz_tttstate", "fixed_model.tttstate", slurp(tmp / "a.tttstate"),
+            std::string(1, '\0'));
         put("fuzz_tttstate", "fixed_model_self.tttstate", slurp(tmp / "a.tttstate"), "\x01");
         std::vector<float> d(2 * 2 * 2, 0.5f);
         save_ttt_state((tmp / "b.tttstate").string(), {1, 42, 1, 2, 2, 0}, d);
@@ -167,7 +168,7 @@ int main(int argc, char** argv) {
         auto op = [&](std::initializer_list<int> bytes) {
             for (int b : bytes) p.push_back(static_cast<char>(b));
         };
-        op({0, 0, 4, 0, 0xcd, 0xcc, 0xcc, 0x3d});  // create(8, 0.1)
+        op({0, 4, 0, 0xcd, 0xcc, 0xcc, 0x3d});     // create(8, 0.1): no handle byte yet
         op({1, 0, 3, 0, 0, 0x80, 0x3f});           // forward 3 tokens
         op({2, 0, 0, 0, 0, 0, 0x3f});              // set/get state, right count
         op({2, 0, 5, 0, 0, 0, 0x3f});              // wrong count
