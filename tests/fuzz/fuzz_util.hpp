@@ -40,17 +40,26 @@ void expect_only_bitttt_errors(Fn&& body) {
     }
 }
 
-// A scratch directory private to this process (readers that take paths get their input here).
+// A scratch directory private to this process (readers that take paths get their input here),
+// removed at a normal exit (a crash leaves it, next to the crash's input).
+struct ScratchDir {
+    std::filesystem::path path;
+    ~ScratchDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+};
+
 inline const std::filesystem::path& scratch_dir() {
-    static const std::filesystem::path dir = [] {
+    static const ScratchDir dir = [] {
         std::filesystem::path base = std::filesystem::exists("/dev/shm")
                                          ? std::filesystem::path("/dev/shm")
                                          : std::filesystem::temp_directory_path();
         auto d = base / ("bitttt_fuzz_" + std::to_string(::getpid()));
         std::filesystem::create_directories(d);
-        return d;
+        return ScratchDir{d};
     }();
-    return dir;
+    return dir.path;
 }
 
 // Writes bytes to a fresh file `name` in the scratch directory and returns its path.
