@@ -4,10 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "core/error.hpp"
@@ -25,6 +29,30 @@ std::string parent_dir(const std::string& path) {
 // Distinguishes temporary names of writers in one process; the pid separates processes.
 std::atomic<std::uint64_t> g_temp_counter{0};
 
+// Deletes the temporary files "<path>.tmp.<pid>.<n>" that writers killed mid-write (SIGKILL, power
+// loss) left next to `path`: without this, every crash during a checkpoint save leaks a file as
+// large as the checkpoint. Only files of processes that no longer exist are touched (kill(pid, 0)
+// fails with ESRCH), so a live writer's file is never removed. Best effort: errors are ignored.
+void remove_stale_temps(const std::string& path) {
+    namespace fs = std::filesystem;
+    const fs::path target(path);
+    const std::string prefix = target.filename().string() + ".tmp.";
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+        const char* first = name.data() + prefix.size();
+        const char* last = name.data() + name.size();
+        long pid = 0;
+        const auto [end_of_pid, err] = std::from_chars(first, last, pid);
+        if (err != std::errc() || end_of_pid == last || *end_of_pid != '.' || pid <= 0) continue;
+        if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive
+        std::error_code ignored;
+        fs::remove(it->path(), ignored);
+    }
+}
+
 }  // namespace
 
 AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
@@ -32,6 +60,7 @@ AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
     struct stat st {};
     if (::stat(path_.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
         fail(ErrorKind::kIo, "{}: is a directory, cannot write a file there", path_);
+    remove_stale_temps(path_);
     // O_EXCL never reuses somebody else's file; retry with the next number if the name is taken.
     for (int attempt = 0; attempt < 100; ++attempt) {
         temp_path_ = path_ + ".tmp." + std::to_string(::getpid()) + "." +

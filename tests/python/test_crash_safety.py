@@ -101,6 +101,9 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_checkpoint(bitttt_c
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert checkpoint_step(ckpt) == last_step + 2
+    # The temporary files the killed writers left were removed by the next save (their processes
+    # are gone): crashes do not leak checkpoint-sized files.
+    assert temp_files(out) == []
     rows = []
     for line in (out / "metrics.jsonl").read_text().splitlines():
         try:
