@@ -29,9 +29,13 @@ build: deps
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DBITTTT_WERROR=ON >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Until the default model ships, `make run` runs the most complete demo the project has.
+# `make run` tells a story with the shipped default model (models/README.md) on the CPU;
+# `make run PROMPT="..."` continues another prompt. Without the model it runs the demo.
+DEFAULT_MODEL := models/default.bitt
 run: build
-	@$(BITTTT) demo
+	@if [ -f $(DEFAULT_MODEL) ]; then \
+	  $(BITTTT) generate $(DEFAULT_MODEL) --prompt "$(PROMPT)" --max-tokens 256 --seed $$(date +%s); \
+	else $(BITTTT) demo; fi
 
 # The Python package (`import bitttt`, `import cortex_rust`), built by scikit-build-core.
 python: deps
@@ -75,15 +79,15 @@ test-sanitize: deps
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS)
-	@# TSan with clang and LLVM's OpenMP runtime, whose barriers TSan understands through the
-	@# Archer tool (libarcher.so); GCC's libgomp is not instrumented and gives false reports.
-	@CC=clang CXX=clang++ cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITTTT_CUDA=OFF \
-	  -DBITTTT_BUILD_CLI=OFF -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_C_FLAGS=-fsanitize=thread \
 	@# The command-line tests, driving the sanitized `bitttt` (the Python module is not sanitized).
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  BITTTT_BUILD_DIR=$(abspath $(ASAN_DIR)) $(PYTHON) -m pytest -q tests/python/test_cli.py \
 	  tests/python/test_train_cli.py tests/python/test_generate_cli.py tests/python/test_tokenizer.py \
 	  tests/python/test_files.py tests/python/test_cli_hostile.py tests/python/test_crash_safety.py
+	@# TSan with clang and LLVM's OpenMP runtime, whose barriers TSan understands through the
+	@# Archer tool (libarcher.so); GCC's libgomp is not instrumented and gives false reports.
+	@CC=clang CXX=clang++ cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITTTT_CUDA=OFF \
+	  -DBITTTT_BUILD_CLI=OFF -DCMAKE_CXX_FLAGS=-fsanitize=thread -DCMAKE_C_FLAGS=-fsanitize=thread \
 	  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DCMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread >/dev/null
 	@cmake --build $(TSAN_DIR) -j $(JOBS) --target $(TSAN_TESTS)
 	@for t in $(TSAN_TESTS); do \
