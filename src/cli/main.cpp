@@ -26,7 +26,11 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+        // --help and --version are "errors" with exit code 0: let CLI11 print them. Real flag
+        // errors are one line on stderr, like every other error of the command.
+        if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+        fmt::print(stderr, "bitttt: error: {} (see --help)\n", e.what());
+        return e.get_exit_code();
     } catch (const bitttt::Error& e) {
         fmt::print(stderr, "bitttt: error: {}\n", e.what());
         return 1;

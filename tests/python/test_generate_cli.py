@@ -75,10 +75,10 @@ def models(tmp_path_factory, tok):
 
 
 def one_line_error(r):
-    """The error is one line (flag parse errors add CLI11's "Run with --help" hint line)."""
+    """The error is one line, flag parse errors included."""
     assert r.returncode != 0
     lines = r.stderr.decode().strip().splitlines()
-    assert len(lines) == 1 or (len(lines) == 2 and "--help" in lines[1]), lines
+    assert len(lines) == 1, lines
     return lines[0]
 
 
