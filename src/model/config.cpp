@@ -63,8 +63,10 @@ void ModelConfig::resolve_and_validate(std::string_view source) {
           "{}: ttt_dim {} is not divisible by ttt_heads {}", source, ttt_dim, ttt_heads);
     check(ttt_rule == TttRule::kDelta || ttt_heads == 1, ErrorKind::kFormat,
           "{}: the reconstruct rule has one head (ttt_heads = {})", source, ttt_heads);
-    check(std::isfinite(inner_lr) && inner_lr >= 0.0f, ErrorKind::kFormat,
-          "{}: 'inner_lr' must be finite and >= 0, got {}", source, inner_lr);
+    // 0 <= eta <= 2 keeps every TTT step a contraction of W - I (see kernels/cpu/ttt_scan.hpp);
+    // larger steps make the state grow without bound.
+    check(std::isfinite(inner_lr) && inner_lr >= 0.0f && inner_lr <= 2.0f, ErrorKind::kFormat,
+          "{}: 'inner_lr' must be in [0, 2], got {}", source, inner_lr);
     check(std::isfinite(norm_eps) && norm_eps > 0.0f, ErrorKind::kFormat,
           "{}: 'norm_eps' must be finite and > 0, got {}", source, norm_eps);
     check(act_bits == 0 || act_bits == 8, ErrorKind::kFormat,

@@ -58,6 +58,8 @@ TEST(Config, BadInputIsAnErrorNamingFileAndKey) {
     EXPECT_NE(error_of(R"({"ttt_heads": 2})").find("one head"), std::string::npos);
     EXPECT_NE(error_of(R"({"act_bits": 4})").find("act_bits"), std::string::npos);
     EXPECT_NE(error_of(R"({"inner_lr": -1})").find("inner_lr"), std::string::npos);
+    EXPECT_NE(error_of(R"({"inner_lr": 2.5})").find("'inner_lr' must be in [0, 2]"),
+              std::string::npos);
     EXPECT_NE(error_of(R"({"norm_eps": 0})").find("norm_eps"), std::string::npos);
     EXPECT_NE(error_of(R"([1, 2])").find("JSON object"), std::string::npos);
     EXPECT_NE(error_of(R"({"hidden_dim": )").find("not valid JSON"), std::string::npos);
