@@ -39,7 +39,8 @@ const std::vector<BenchEntry>& bench_entries() {
         {"gemv", "ternary GEMV over >= 1 GiB of packed weights vs read bandwidth", bench_gemv},
         {"gemm", "ternary GEMM 4096x4096 x 512 tokens (Gop/s) vs the scalar kernel", bench_gemm},
         {"ttt", "TTT layer D=128, 1000 tokens via the C ABI vs the seed and scalar", bench_ttt},
-        {"decode", "model decode tokens/s (default config, 7B shape) vs read bandwidth", bench_decode},
+        {"decode", "model decode tokens/s (default config, 7B shape) vs read bandwidth",
+         bench_decode},
         {"prompt", "model prompt tokens/s (batched forward) vs decode", bench_prompt},
         {"cuda-gemv", "CUDA ternary GEMV/GEMM and bf16 GEMV vs the GPU's read bandwidth",
          bench_cuda_gemv_entry},
@@ -48,8 +49,7 @@ const std::vector<BenchEntry>& bench_entries() {
         {"tokenizer",
          "tokenizer encode MB/s (GPT-2 vocab, 1 and all threads) vs the tokenizers package",
          bench_tokenizer},
-        {"train", "CPU training tokens/s at D=256/L=8 and D=128/L=4, TTT scan share",
-         bench_train},
+        {"train", "CPU training tokens/s at D=256/L=8 and D=128/L=4, TTT scan share", bench_train},
     };
     return entries;
 }
