@@ -9,7 +9,6 @@
 #include "bitttt/tokenizer.hpp"
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
-#include "master_weights.hpp"
 #include "model/config.hpp"
 #include "model/loader.hpp"
 #include "model/weights.hpp"

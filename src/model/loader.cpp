@@ -171,35 +171,38 @@ std::optional<std::string> load_tokenizer_file(const std::string& path) {
 
 LoadedModel load_dir(const std::string& dir) {
     const std::string config_path = (fs::path(dir) / "config.json").string();
-    const std::string weights_path = (fs::path(dir) / "model.safetensors").string();
     std::error_code ec;
     check(fs::exists(config_path, ec), ErrorKind::kIo,
           "{}: no config.json (a model directory holds config.json and model.safetensors)", dir);
     const ModelConfig config = ModelConfig::load(config_path);
-    const io::SafetensorsFile st = io::SafetensorsFile::open(weights_path);
-
-    const std::vector<ParamSpec> table = parameter_table(config);
-    std::set<std::string> expected;
-    for (const ParamSpec& spec : table) expected.insert(spec.name);
-    check_no_extra(st.view.tensors(), expected, weights_path);
-    for (const ParamSpec& spec : table)
-        check_float_tensor(st.view.at(spec.name), spec, weights_path);
-
-    std::vector<float> scratch;
     LoadedModel out;
-    out.weights = ModelWeights::from_master(config, [&](const ParamSpec& spec) -> const float* {
-        const TensorView& t = st.view.at(spec.name);
-        if (t.dtype == DType::kF32 && is_aligned(t.data.data(), alignof(float)))
-            return reinterpret_cast<const float*>(t.data.data());
-        scratch.resize(static_cast<std::size_t>(t.numel));
-        io::tensor_to_f32(t, scratch.data(), weights_path);
-        return scratch.data();
-    });
+    out.weights = load_master_safetensors((fs::path(dir) / "model.safetensors").string(), config);
     out.tokenizer_json = load_tokenizer_file((fs::path(dir) / "tokenizer.json").string());
     return out;
 }
 
 }  // namespace
+
+ModelWeights load_master_safetensors(const std::string& path, const ModelConfig& config) {
+    const io::SafetensorsFile st = io::SafetensorsFile::open(path);
+    const std::vector<ParamSpec> table = parameter_table(config);
+    std::set<std::string> expected;
+    for (const ParamSpec& spec : table) expected.insert(spec.name);
+    check_no_extra(st.view.tensors(), expected, path);
+    for (const ParamSpec& spec : table) check_float_tensor(st.view.at(spec.name), spec, path);
+
+    // from_master copies (or quantizes) each tensor before asking for the next, so one scratch
+    // buffer serves every conversion.
+    std::vector<float> scratch;
+    return ModelWeights::from_master(config, [&](const ParamSpec& spec) -> const float* {
+        const TensorView& t = st.view.at(spec.name);
+        if (t.dtype == DType::kF32 && is_aligned(t.data.data(), alignof(float)))
+            return reinterpret_cast<const float*>(t.data.data());
+        scratch.resize(static_cast<std::size_t>(t.numel));
+        io::tensor_to_f32(t, scratch.data(), path);
+        return scratch.data();
+    });
+}
 
 LoadedModel load_model(const std::string& path, const LoadOptions& options) {
     std::error_code ec;

@@ -32,6 +32,12 @@ struct LoadedModel {
 LoadedModel load_model(const std::string& path, const LoadOptions& options = {});
 ModelWeights load_model_weights(const std::string& path,
                                 std::optional<std::string>* tokenizer_json = nullptr);
+// A bare safetensors file of fp32/bf16/f16 master weights with a config given by the caller (a
+// model directory's model.safetensors; the original `cortex_rust.BitLlama(config, path)` API).
+// Every tensor of parameter_table(config) must be present with its shape and a floating-point
+// dtype, and nothing else; BitLinear tensors are quantized and packed. Errors name the file and
+// the tensor.
+ModelWeights load_master_safetensors(const std::string& path, const ModelConfig& config);
 
 // Writes `weights` as a .bitt file (atomically). Floating-point tensors are stored as
 // `float_dtype` (F32, or BF16/F16 to halve them; the loader converts those back to fp32).
