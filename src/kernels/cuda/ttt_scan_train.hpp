@@ -1,0 +1,37 @@
+// The TTT scan of TRAINING on the GPU, forward and backward through every state (BPTT), for both
+// rules (DESIGN.md §2.2, §2.3, §2.3a). Plain C++ declarations (no CUDA types): compiles without
+// nvcc.
+//
+// Same math, layout and accumulation as train::ttt_scan_forward/backward (src/train/ttt_bptt.hpp):
+//   q, k, v, y, dq, dk, dv are [B·T, H·Dh]; eta, deta are [B·T, H]; eta == nullptr means the
+//   constant eta_const (deta is then ignored); q, k, v may alias each other and so may dq, dk, dv
+//   (`reconstruct`); dq, dk, dv, deta are ACCUMULATED (+=); y is overwritten.
+// checkpoints: s.checkpoint_floats() floats, exactly the CPU's content: W (row-major, W[i][j]) at
+//   the start of every chunk of s.chunk tokens, [B·H][chunks][Dh][Dh]. A forward on the GPU and a
+//   backward on the CPU (or the reverse) therefore agree; the backward recomputes each chunk's
+//   states from its checkpoint.
+// Every pointer is a DEVICE pointer (fp32). Both calls are asynchronous on `stream`.
+// `workspace` holds ttt_scan_workspace_bytes(s) device bytes (nullptr allowed when that is 0); the
+//   same size serves the forward and the backward; nothing in it survives between calls.
+// Bad shapes or null pointers throw bitttt::Error before anything is enqueued.
+#pragma once
+
+#include <cstddef>
+
+#include "kernels/cuda/device.hpp"
+#include "train/ttt_bptt.hpp"
+
+namespace bitttt::cuda {
+
+size_t ttt_scan_workspace_bytes(const train::TttScanShape& s);
+
+void ttt_scan_forward(float* y, float* checkpoints, const float* q, const float* k, const float* v,
+                      const float* eta, float eta_const, const train::TttScanShape& s,
+                      void* workspace, const Stream& stream);
+
+void ttt_scan_backward(float* dq, float* dk, float* dv, float* deta, const float* dy,
+                       const float* checkpoints, const float* q, const float* k, const float* v,
+                       const float* eta, float eta_const, const train::TttScanShape& s,
+                       void* workspace, const Stream& stream);
+
+}  // namespace bitttt::cuda
