@@ -27,6 +27,9 @@ void bench_prompt(const BenchOptions& options, BenchReporter& reporter);
 void bench_cuda_gemv_entry(const BenchOptions& options, BenchReporter& reporter);
 void bench_cuda_decode_entry(const BenchOptions& options, BenchReporter& reporter);
 
+// bench_cuda_ttt.cpp (skipped with a note when there is no GPU or no CUDA in this build)
+void bench_cuda_ttt_scan_entry(const BenchOptions& options, BenchReporter& reporter);
+
 // bench_tokenizer.cpp
 void bench_tokenizer(const BenchOptions& options, BenchReporter& reporter);
 
@@ -46,6 +49,8 @@ const std::vector<BenchEntry>& bench_entries() {
          bench_cuda_gemv_entry},
         {"cuda-decode", "CUDA decode tokens/s, 70B-class Bit-TTT (random weights) vs HBM bandwidth",
          bench_cuda_decode_entry},
+        {"cuda-ttt-scan", "CUDA TTT scan of training (fwd, fwd+bwd) tokens/s vs the CPU scan",
+         bench_cuda_ttt_scan_entry},
         {"tokenizer",
          "tokenizer encode MB/s (GPT-2 vocab, 1 and all threads) vs the tokenizers package",
          bench_tokenizer},

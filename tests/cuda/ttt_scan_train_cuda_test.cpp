@@ -2,7 +2,8 @@
 // the CPU functions of train/ttt_bptt.hpp run in double precision on the same float inputs, for
 // both rules, a per-token η and a constant one, 1/2/4 heads, Dh in {16, 64, 100, 128, 256}, T not
 // a multiple of the chunk, B = 3; also q = k = v and dq = dk = dv aliased (as `reconstruct` calls
-// it) and gradients accumulated into non-zero buffers. Skipped without a GPU.
+// it) and gradients accumulated into non-zero buffers. Both GPU versions (the fast one and the
+// simple one, ttt_scan_force_simple) are checked. Skipped without a GPU.
 //
 // Tolerance: the GPU computes in fp32 with other summation orders (and undoes the update steps in
 // the backward instead of recomputing every state), so every element must satisfy
@@ -112,35 +113,40 @@ void run_case(const Case& c) {
                                          kd.data(), vd.data(), eta_ptr, double(eta_const), s);
     }
 
-    // GPU.
-    Stream stream;
-    DeviceBuffer d_q = upload(q), d_k = upload(k), d_v = upload(v), d_eta = upload(eta);
-    DeviceBuffer d_dy = upload(dy), d_dq = upload(dq0), d_dk = upload(dk0), d_dv = upload(dv0);
-    DeviceBuffer d_deta = upload(deta0);
-    DeviceBuffer d_y(un * sizeof(float));
-    DeviceBuffer d_ck(static_cast<size_t>(s.checkpoint_floats()) * sizeof(float));
-    DeviceBuffer d_ws(std::max<size_t>(ttt_scan_workspace_bytes(s), 16));
-    const float* gq = c.aliased ? d_k.as<float>() : d_q.as<float>();
-    const float* gv = c.aliased ? d_k.as<float>() : d_v.as<float>();
-    const float* geta = c.eta_per_token ? d_eta.as<float>() : nullptr;
-    ttt_scan_forward(d_y.as<float>(), d_ck.as<float>(), gq, d_k.as<float>(), gv, geta, eta_const, s,
-                     d_ws.data(), stream);
-    float* gdk = c.aliased ? d_dq.as<float>() : d_dk.as<float>();
-    float* gdv = c.aliased ? d_dq.as<float>() : d_dv.as<float>();
-    ttt_scan_backward(d_dq.as<float>(), gdk, gdv, d_deta.as<float>(), d_dy.as<float>(),
-                      d_ck.as<float>(), gq, d_k.as<float>(), gv, geta, eta_const, s, d_ws.data(),
-                      stream);
-    stream.synchronize();
+    // GPU, the fast version and the simple one.
+    for (bool simple : {false, true}) {
+        SCOPED_TRACE(simple ? "simple version" : "fast version");
+        ttt_scan_force_simple(simple);
+        Stream stream;
+        DeviceBuffer d_q = upload(q), d_k = upload(k), d_v = upload(v), d_eta = upload(eta);
+        DeviceBuffer d_dy = upload(dy), d_dq = upload(dq0), d_dk = upload(dk0), d_dv = upload(dv0);
+        DeviceBuffer d_deta = upload(deta0);
+        DeviceBuffer d_y(un * sizeof(float));
+        DeviceBuffer d_ck(static_cast<size_t>(s.checkpoint_floats()) * sizeof(float));
+        DeviceBuffer d_ws(std::max<size_t>(ttt_scan_workspace_bytes(s), 16));
+        const float* gq = c.aliased ? d_k.as<float>() : d_q.as<float>();
+        const float* gv = c.aliased ? d_k.as<float>() : d_v.as<float>();
+        const float* geta = c.eta_per_token ? d_eta.as<float>() : nullptr;
+        ttt_scan_forward(d_y.as<float>(), d_ck.as<float>(), gq, d_k.as<float>(), gv, geta,
+                         eta_const, s, d_ws.data(), stream);
+        float* gdk = c.aliased ? d_dq.as<float>() : d_dk.as<float>();
+        float* gdv = c.aliased ? d_dq.as<float>() : d_dv.as<float>();
+        ttt_scan_backward(d_dq.as<float>(), gdk, gdv, d_deta.as<float>(), d_dy.as<float>(),
+                          d_ck.as<float>(), gq, d_k.as<float>(), gv, geta, eta_const, s,
+                          d_ws.data(), stream);
+        stream.synchronize();
 
-    expect_close(download<float>(d_y, un), y_ref, "y");
-    expect_close(download<float>(d_ck, ck_ref.size()), ck_ref, "checkpoints");
-    expect_close(download<float>(d_dq, un), dq_ref, "dq");
-    if (!c.aliased) {
-        expect_close(download<float>(d_dk, un), dk_ref, "dk");
-        expect_close(download<float>(d_dv, un), dv_ref, "dv");
+        expect_close(download<float>(d_y, un), y_ref, "y");
+        expect_close(download<float>(d_ck, ck_ref.size()), ck_ref, "checkpoints");
+        expect_close(download<float>(d_dq, un), dq_ref, "dq");
+        if (!c.aliased) {
+            expect_close(download<float>(d_dk, un), dk_ref, "dk");
+            expect_close(download<float>(d_dv, un), dv_ref, "dv");
+        }
+        // deta is untouched with a constant η.
+        expect_close(download<float>(d_deta, eta.size()), deta_ref, "deta");
+        ttt_scan_force_simple(false);
     }
-    // deta is untouched with a constant η.
-    expect_close(download<float>(d_deta, eta.size()), deta_ref, "deta");
 }
 
 class TttScanTrainCuda : public CudaTest {};
@@ -172,6 +178,15 @@ TEST_F(TttScanTrainCuda, LongSequenceAndOddChunks) {
     run_case({2, 300, 4, 32, 7, true, true, false});
     run_case({1, 5, 1, 64, 16, true, true, false});   // a single partial chunk
     run_case({3, 19, 1, 64, 1, false, true, false});  // a checkpoint every token
+}
+
+// Many sequences: the fast version then gives each block up to 16 warps (small batches split the
+// rows of a state over many small blocks instead).
+TEST_F(TttScanTrainCuda, WideGrid) {
+    for (int64_t dh : {64, 128, 256}) {
+        run_case({130, 20, 1, dh, 16, true, true, false});
+        run_case({130, 20, 1, dh, 16, false, true, false});
+    }
 }
 
 TEST_F(TttScanTrainCuda, RejectsBadShapes) {

@@ -164,29 +164,452 @@ __global__ void scan_backward_simple(float* dq, float* dk, float* dv, float* det
     }
 }
 
+// ---- the fast version: state in registers, rows split over warps and blocks ----
+//
+// A block owns R = warps·RT consecutive rows of one (sequence, head)'s state (blockIdx.y picks
+// which R rows); a warp owns RT of them, and lane l holds columns l, l+32, .., l+32(NC−1) of each
+// (W, and G in the backward, live in registers: 32·NC ≥ Dh, padded columns and rows stay exactly
+// 0 because their k, q, v and dy are read as 0). Row sums (W k, W q, G k) are warp butterflies,
+// identical in every lane. Column sums over rows (dq, dk of the backward) are summed within each
+// thread over its RT rows, written per warp to shared memory and added over the warps of the
+// block in a fixed order, per block into the workspace, then over blocks by a second kernel that
+// also does every += into dq, dk, dv, deta (one thread per element: aliased gradients are safe).
+// Everything is deterministic. Per token the block reads k, q (and v, dy, η) from shared memory,
+// staged a tile of tokens at a time.
+
+constexpr int kTargetBlocks = 128;  // split rows over more blocks until the grid has this many
+constexpr int kMaxWarps = 16;
+constexpr size_t kMaxSmemBytes = 200 * 1024;
+
+struct FastPlan {
+    bool fast = false;
+    int nc = 0, rt = 0;  // columns per lane / 32, rows per warp
+    int warps = 0, rows = 0, row_blocks = 0;
+    int fwd_tile = 0, bwd_tile = 0;
+    size_t fwd_smem = 0, bwd_smem = 0;
+};
+
+bool g_force_simple = false;
+
+FastPlan plan_of(const train::TttScanShape& s) {
+    FastPlan p;
+    if (g_force_simple || s.Dh > 256) return p;
+    p.nc = s.Dh <= 32 ? 1 : s.Dh <= 64 ? 2 : s.Dh <= 128 ? 4 : 8;
+    p.rt = p.nc <= 4 ? 8 : 4;
+    const int64_t cols = 32 * p.nc;
+    p.warps = static_cast<int>(std::min<int64_t>(kMaxWarps, (s.Dh + p.rt - 1) / p.rt));
+    auto row_blocks = [&](int warps) { return (s.Dh + warps * p.rt - 1) / (warps * p.rt); };
+    while (p.warps > 2 && s.B * s.H * row_blocks(p.warps) < kTargetBlocks)
+        p.warps = (p.warps + 1) / 2;
+    p.rows = p.warps * p.rt;
+    p.row_blocks = static_cast<int>(row_blocks(p.warps));
+    p.fwd_tile = 16;
+    p.fwd_smem = sizeof(float) * static_cast<size_t>(p.fwd_tile * (2 * cols + 2 * p.rows + 1));
+    p.bwd_tile = static_cast<int>(
+        std::clamp<int64_t>(16384 / (p.warps * 2 * cols), 1, std::min<int64_t>(16, s.chunk)));
+    p.bwd_smem =
+        sizeof(float) * static_cast<size_t>(p.bwd_tile * (2 * cols + 3 * p.rows + 1) +
+                                            s.chunk * p.rows + p.bwd_tile * p.warps * 2 * cols);
+    p.fast = p.bwd_smem <= kMaxSmemBytes;
+    return p;
+}
+
+// Floats of the fast backward's workspace: per block column sums of dq and dk per token, η·u per
+// element (dv) and −Σ e_i u_i per block and token (deta).
+int64_t fast_workspace_floats(const train::TttScanShape& s, const FastPlan& p) {
+    const int64_t nh = s.B * s.T * s.H;
+    return p.row_blocks * nh * 2 * s.Dh + nh * s.Dh + p.row_blocks * nh;
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) x += __shfl_xor_sync(0xffffffffu, x, m);
+    return x;
+}
+
+template <int NC, int RT>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    scan_forward_fast(float* y, float* checkpoints, const float* q, const float* k, const float* v,
+                      const float* eta, float eta_const, ScanDims d, int R, int tile) {
+    constexpr int kCols = 32 * NC;
+    extern __shared__ float smem[];
+    float* ks = smem;               // [tile][kCols]
+    float* qs = ks + tile * kCols;  // [tile][kCols]
+    float* vs = qs + tile * kCols;  // [tile][R]
+    float* ys = vs + tile * R;      // [tile][R]
+    float* etas = ys + tile * R;    // [tile]
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H, Dh = d.Dh, dd = Dh * Dh;
+    const int64_t Dt = d.H * Dh, row0 = int64_t{blockIdx.y} * R;
+    float* ckpt = checkpoints + bh * d.chunks * dd;
+    float w[RT][NC];
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int c = 0; c < NC; ++c) w[r][c] = 0.0f;
+    for (int64_t ta = 0; ta < d.T; ta += tile) {
+        const int n = static_cast<int>(min(int64_t{tile}, d.T - ta));
+        __syncthreads();  // the previous tile's ys are stored
+        for (int idx = threadIdx.x; idx < n * kCols; idx += blockDim.x) {
+            const int tt = idx / kCols, j = idx % kCols;
+            const int64_t off = (b * d.T + ta + tt) * Dt + h * Dh + j;
+            ks[idx] = j < Dh ? k[off] : 0.0f;
+            qs[idx] = j < Dh ? q[off] : 0.0f;
+        }
+        for (int idx = threadIdx.x; idx < n * R; idx += blockDim.x) {
+            const int tt = idx / R;
+            const int64_t i = row0 + idx % R;
+            vs[idx] = i < Dh ? v[(b * d.T + ta + tt) * Dt + h * Dh + i] : 0.0f;
+        }
+        for (int idx = threadIdx.x; idx < n; idx += blockDim.x)
+            etas[idx] = eta ? eta[(b * d.T + ta + idx) * d.H + h] : eta_const;
+        __syncthreads();
+        for (int tt = 0; tt < n; ++tt) {
+            const int64_t t = ta + tt;
+            if (t % d.chunk == 0) {
+                float* dst = ckpt + (t / d.chunk) * dd;
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                    const int64_t i = row0 + warp * RT + r;
+                    if (i >= Dh) continue;
+#pragma unroll
+                    for (int c = 0; c < NC; ++c) {
+                        const int64_t j = lane + 32 * c;
+                        if (j < Dh) dst[i * Dh + j] = w[r][c];
+                    }
+                }
+            }
+            float kk[NC], qq[NC];
+#pragma unroll
+            for (int c = 0; c < NC; ++c) {
+                kk[c] = ks[tt * kCols + lane + 32 * c];
+                qq[c] = qs[tt * kCols + lane + 32 * c];
+            }
+            float z[RT], yv[RT] = {};
+#pragma unroll
+            for (int r = 0; r < RT; ++r) {
+                float zs = 0.0f, ysum = 0.0f;
+#pragma unroll
+                for (int c = 0; c < NC; ++c) {
+                    zs += w[r][c] * kk[c];
+                    ysum += w[r][c] * qq[c];
+                }
+                z[r] = warp_sum(zs);
+                if (d.read_before) yv[r] = warp_sum(ysum);
+            }
+            const float et = etas[tt];
+#pragma unroll
+            for (int r = 0; r < RT; ++r) {
+                const float a = -et * (z[r] - vs[tt * R + warp * RT + r]);
+#pragma unroll
+                for (int c = 0; c < NC; ++c) w[r][c] += a * kk[c];
+            }
+            if (!d.read_before) {
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                    float ysum = 0.0f;
+#pragma unroll
+                    for (int c = 0; c < NC; ++c) ysum += w[r][c] * qq[c];
+                    yv[r] = warp_sum(ysum);
+                }
+            }
+            if (lane == 0)
+#pragma unroll
+                for (int r = 0; r < RT; ++r) ys[tt * R + warp * RT + r] = yv[r];
+        }
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < n * R; idx += blockDim.x) {
+            const int tt = idx / R;
+            const int64_t i = row0 + idx % R;
+            if (i < Dh) y[(b * d.T + ta + tt) * Dt + h * Dh + i] = ys[idx];
+        }
+    }
+}
+
+// Workspace pointers of the fast backward (see fast_workspace_floats).
+struct BackwardParts {
+    float* dqk;   // [row_blocks][B·T·H][2][Dh]: column sums of this block's rows (dq, dk)
+    float* dv;    // [B·T·H][Dh]
+    float* deta;  // [row_blocks][B·T·H]
+};
+
+template <int NC, int RT>
+__global__ void __launch_bounds__(kMaxWarps * 32)
+    scan_backward_fast(BackwardParts parts, const float* dy, const float* checkpoints,
+                       const float* q, const float* k, const float* v, const float* eta,
+                       float eta_const, ScanDims d, int R, int tile) {
+    constexpr int kCols = 32 * NC;
+    extern __shared__ float smem[];
+    const int warps = blockDim.x >> 5;
+    float* ks = smem;               // [tile][kCols]
+    float* qs = ks + tile * kCols;  // [tile][kCols]
+    float* vs = qs + tile * kCols;  // [tile][R]: v (recompute) or dy (backward walk)
+    float* dvs = vs + tile * R;     // [tile][R]: η u_i
+    float* eus = dvs + tile * R;    // [tile][R]: −e_i u_i
+    float* etas = eus + tile * R;   // [tile]
+    float* es = etas + tile;        // [chunk][R]: e_t of the chunk
+    float* red = es + d.chunk * R;  // [tile][warps][2][kCols]
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H, Dh = d.Dh, dd = Dh * Dh;
+    const int64_t Dt = d.H * Dh, row0 = int64_t{blockIdx.y} * R, NH = d.B * d.T * d.H;
+    const float* ckpt = checkpoints + bh * d.chunks * dd;
+    float w[RT][NC], g[RT][NC];
+#pragma unroll
+    for (int r = 0; r < RT; ++r)
+#pragma unroll
+        for (int c = 0; c < NC; ++c) g[r][c] = 0.0f;
+
+    // Stages k (and q) for n tokens from ta, and v (or dy) of this block's rows.
+    auto stage = [&](int64_t ta, int n, const float* rowvec, bool with_q) {
+        __syncthreads();
+        for (int idx = threadIdx.x; idx < n * kCols; idx += blockDim.x) {
+            const int tt = idx / kCols, j = idx % kCols;
+            const int64_t off = (b * d.T + ta + tt) * Dt + h * Dh + j;
+            ks[idx] = j < Dh ? k[off] : 0.0f;
+            if (with_q) qs[idx] = j < Dh ? q[off] : 0.0f;
+        }
+        for (int idx = threadIdx.x; idx < n * R; idx += blockDim.x) {
+            const int tt = idx / R;
+            const int64_t i = row0 + idx % R;
+            vs[idx] = i < Dh ? rowvec[(b * d.T + ta + tt) * Dt + h * Dh + i] : 0.0f;
+        }
+        for (int idx = threadIdx.x; idx < n; idx += blockDim.x)
+            etas[idx] = eta ? eta[(b * d.T + ta + idx) * d.H + h] : eta_const;
+        __syncthreads();
+    };
+
+    for (int64_t ch = d.chunks - 1; ch >= 0; --ch) {
+        const int64_t t0 = ch * d.chunk, t1 = min(d.T, t0 + d.chunk);
+        // W = W_{t0} from the checkpoint, then forward to W_{t1}, keeping e_t.
+#pragma unroll
+        for (int r = 0; r < RT; ++r) {
+            const int64_t i = row0 + warp * RT + r;
+#pragma unroll
+            for (int c = 0; c < NC; ++c) {
+                const int64_t j = lane + 32 * c;
+                w[r][c] = (i < Dh && j < Dh) ? ckpt[ch * dd + i * Dh + j] : 0.0f;
+            }
+        }
+        for (int64_t ta = t0; ta < t1; ta += tile) {
+            const int n = static_cast<int>(min(int64_t{tile}, t1 - ta));
+            stage(ta, n, v, false);
+            for (int tt = 0; tt < n; ++tt) {
+                float kk[NC];
+#pragma unroll
+                for (int c = 0; c < NC; ++c) kk[c] = ks[tt * kCols + lane + 32 * c];
+                const float et = etas[tt];
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                    float zs = 0.0f;
+#pragma unroll
+                    for (int c = 0; c < NC; ++c) zs += w[r][c] * kk[c];
+                    const float e = warp_sum(zs) - vs[tt * R + warp * RT + r];
+                    if (lane == 0) es[(ta + tt - t0) * R + warp * RT + r] = e;
+                    const float a = -et * e;
+#pragma unroll
+                    for (int c = 0; c < NC; ++c) w[r][c] += a * kk[c];
+                }
+            }
+        }
+        // Walk the chunk backward, tile by tile from its end.
+        const int64_t ntiles = (t1 - t0 + tile - 1) / tile;
+        for (int64_t ti = ntiles - 1; ti >= 0; --ti) {
+            const int64_t ta = t0 + ti * tile;
+            const int n = static_cast<int>(min(int64_t{tile}, t1 - ta));
+            stage(ta, n, dy, true);  // also makes es visible to every warp
+            for (int tt = n - 1; tt >= 0; --tt) {
+                float kk[NC], qq[NC], pq[NC], pk[NC], dyr[RT], er[RT], u[RT];
+#pragma unroll
+                for (int c = 0; c < NC; ++c) {
+                    kk[c] = ks[tt * kCols + lane + 32 * c];
+                    qq[c] = qs[tt * kCols + lane + 32 * c];
+                    pq[c] = 0.0f;
+                    pk[c] = 0.0f;
+                }
+                const float et = etas[tt];
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                    dyr[r] = vs[tt * R + warp * RT + r];
+                    er[r] = es[(ta + tt - t0) * R + warp * RT + r];
+                }
+                if (!d.read_before) {  // W = W_t: dq += W_tᵀ dy, G += dy qᵀ
+#pragma unroll
+                    for (int r = 0; r < RT; ++r)
+#pragma unroll
+                        for (int c = 0; c < NC; ++c) {
+                            pq[c] += w[r][c] * dyr[r];
+                            g[r][c] += dyr[r] * qq[c];
+                        }
+                }
+                // W ← W_{t-1} = W_t + η e kᵀ (the step undone); u = G k.
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                    const float a = et * er[r];
+                    float us = 0.0f;
+#pragma unroll
+                    for (int c = 0; c < NC; ++c) {
+                        w[r][c] += a * kk[c];
+                        us += g[r][c] * kk[c];
+                    }
+                    u[r] = warp_sum(us);
+                }
+                // dk −= η (Gᵀe + W_{t-1}ᵀu); then G −= η u kᵀ; (read before) dq, G += dy qᵀ.
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                    const float a = -et * u[r];
+#pragma unroll
+                    for (int c = 0; c < NC; ++c) {
+                        pk[c] += g[r][c] * er[r] + w[r][c] * u[r];
+                        g[r][c] += a * kk[c];
+                        if (d.read_before) {
+                            pq[c] += w[r][c] * dyr[r];
+                            g[r][c] += dyr[r] * qq[c];
+                        }
+                    }
+                }
+                float* out = red + (tt * warps + warp) * 2 * kCols;
+#pragma unroll
+                for (int c = 0; c < NC; ++c) {
+                    out[lane + 32 * c] = pq[c];
+                    out[kCols + lane + 32 * c] = -et * pk[c];
+                }
+                if (lane == 0)
+#pragma unroll
+                    for (int r = 0; r < RT; ++r) {
+                        dvs[tt * R + warp * RT + r] = et * u[r];
+                        eus[tt * R + warp * RT + r] = -er[r] * u[r];
+                    }
+            }
+            __syncthreads();
+            // Sums over the block's warps (fixed order) into this block's slice of the workspace.
+            for (int idx = threadIdx.x; idx < n * 2 * Dh; idx += blockDim.x) {
+                const int tt = idx / (2 * static_cast<int>(Dh));
+                const int rest = idx % (2 * static_cast<int>(Dh));
+                const int vec = rest / static_cast<int>(Dh), j = rest % static_cast<int>(Dh);
+                float sum = 0.0f;
+                for (int wi = 0; wi < warps; ++wi)
+                    sum += red[(tt * warps + wi) * 2 * kCols + vec * kCols + j];
+                const int64_t rh = (b * d.T + ta + tt) * d.H + h;
+                parts.dqk[((blockIdx.y * NH + rh) * 2 + vec) * Dh + j] = sum;
+            }
+            for (int idx = threadIdx.x; idx < n * R; idx += blockDim.x) {
+                const int tt = idx / R;
+                const int64_t i = row0 + idx % R;
+                if (i < Dh) parts.dv[((b * d.T + ta + tt) * d.H + h) * Dh + i] = dvs[idx];
+            }
+            for (int tt = threadIdx.x; tt < n; tt += blockDim.x) {
+                float sum = 0.0f;
+                for (int r = 0; r < R; ++r) sum += eus[tt * R + r];
+                parts.deta[blockIdx.y * NH + (b * d.T + ta + tt) * d.H + h] = sum;
+            }
+        }
+    }
+}
+
+// dq, dk, dv, deta += the backward's parts; one thread per (token, head, column).
+__global__ void add_backward_parts(float* dq, float* dk, float* dv, float* deta, bool with_deta,
+                                   BackwardParts parts, int64_t NH, int64_t H, int64_t Dh,
+                                   int row_blocks) {
+    const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+    if (idx >= NH * Dh) return;
+    const int64_t rh = idx / Dh, j = idx % Dh;
+    const int64_t off = (rh / H) * H * Dh + (rh % H) * Dh + j;  // = idx: heads are contiguous
+    float sq = 0.0f, sk = 0.0f, se = 0.0f;
+    for (int rb = 0; rb < row_blocks; ++rb) {
+        sq += parts.dqk[((rb * NH + rh) * 2) * Dh + j];
+        sk += parts.dqk[((rb * NH + rh) * 2 + 1) * Dh + j];
+        if (j == 0) se += parts.deta[rb * NH + rh];
+    }
+    dq[off] += sq;
+    dk[off] += sk;
+    dv[off] += parts.dv[idx];
+    if (with_deta && j == 0) deta[rh] += se;
+}
+
+template <int NC, int RT>
+void launch_fast(bool backward, const FastPlan& p, const train::TttScanShape& s, float* y,
+                 float* checkpoints, const float* checkpoints_in, const float* q, const float* k,
+                 const float* v, const float* eta, float eta_const, const float* dy,
+                 BackwardParts parts, cudaStream_t stream) {
+    const dim3 grid(static_cast<unsigned>(s.B * s.H), static_cast<unsigned>(p.row_blocks));
+    const dim3 block(static_cast<unsigned>(p.warps * 32));
+    if (!backward) {
+        auto kernel = scan_forward_fast<NC, RT>;
+        detail::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(p.fwd_smem)),
+                           "ttt_scan_forward: cudaFuncSetAttribute");
+        kernel<<<grid, block, p.fwd_smem, stream>>>(y, checkpoints, q, k, v, eta, eta_const,
+                                                    dims_of(s), p.rows, p.fwd_tile);
+        detail::check_launch("ttt_scan_forward");
+    } else {
+        auto kernel = scan_backward_fast<NC, RT>;
+        detail::check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(p.bwd_smem)),
+                           "ttt_scan_backward: cudaFuncSetAttribute");
+        kernel<<<grid, block, p.bwd_smem, stream>>>(parts, dy, checkpoints_in, q, k, v, eta,
+                                                    eta_const, dims_of(s), p.rows, p.bwd_tile);
+        detail::check_launch("ttt_scan_backward");
+    }
+}
+
+void dispatch_fast(bool backward, const FastPlan& p, const train::TttScanShape& s, float* y,
+                   float* checkpoints, const float* checkpoints_in, const float* q, const float* k,
+                   const float* v, const float* eta, float eta_const, const float* dy,
+                   BackwardParts parts, cudaStream_t stream) {
+    switch (p.nc) {
+        case 1:
+            return launch_fast<1, 8>(backward, p, s, y, checkpoints, checkpoints_in, q, k, v, eta,
+                                     eta_const, dy, parts, stream);
+        case 2:
+            return launch_fast<2, 8>(backward, p, s, y, checkpoints, checkpoints_in, q, k, v, eta,
+                                     eta_const, dy, parts, stream);
+        case 4:
+            return launch_fast<4, 8>(backward, p, s, y, checkpoints, checkpoints_in, q, k, v, eta,
+                                     eta_const, dy, parts, stream);
+        default:
+            return launch_fast<8, 4>(backward, p, s, y, checkpoints, checkpoints_in, q, k, v, eta,
+                                     eta_const, dy, parts, stream);
+    }
+}
+
 void check_shape(const train::TttScanShape& s, const char* what) {
     check(s.B >= 1 && s.T >= 1 && s.H >= 1 && s.Dh >= 1 && s.chunk >= 1,
           ErrorKind::kInvalidArgument, "CUDA: {}: bad shape B={} T={} H={} Dh={} chunk={}", what,
           s.B, s.T, s.H, s.Dh, s.chunk);
-    check(s.B * s.H < detail::kMaxDim && s.Dh <= 4096 &&
-              s.B * s.T * s.H * s.Dh < detail::kMaxDim * 64,
+    check(s.B * s.H <= 65535 * 1024 && s.Dh <= 4096 && s.chunk <= s.T + 4096 &&
+              s.B * s.T * s.H * s.Dh < detail::kMaxDim * 32,
           ErrorKind::kInvalidArgument, "CUDA: {}: shape B={} T={} H={} Dh={} is too large", what,
           s.B, s.T, s.H, s.Dh);
 }
 
 }  // namespace
 
+void ttt_scan_force_simple(bool on) {
+    g_force_simple = on;
+}
+
 size_t ttt_scan_workspace_bytes(const train::TttScanShape& s) {
     check_shape(s, "ttt_scan_workspace_bytes");
-    return static_cast<size_t>(s.B * s.H * simple_floats_per_pair(s)) * sizeof(float);
+    const FastPlan p = plan_of(s);
+    const int64_t floats =
+        p.fast ? fast_workspace_floats(s, p) : s.B * s.H * simple_floats_per_pair(s);
+    return static_cast<size_t>(floats) * sizeof(float);
 }
 
 void ttt_scan_forward(float* y, float* checkpoints, const float* q, const float* k, const float* v,
                       const float* eta, float eta_const, const train::TttScanShape& s,
                       void* workspace, const Stream& stream) {
     check_shape(s, "ttt_scan_forward");
-    check(y && checkpoints && q && k && v && workspace, ErrorKind::kInvalidArgument,
+    check(y && checkpoints && q && k && v, ErrorKind::kInvalidArgument,
           "CUDA: ttt_scan_forward: null buffer");
+    const FastPlan p = plan_of(s);
+    if (p.fast) {
+        dispatch_fast(false, p, s, y, checkpoints, nullptr, q, k, v, eta, eta_const, nullptr, {},
+                      detail::raw(stream));
+        return;
+    }
+    check(workspace != nullptr, ErrorKind::kInvalidArgument,
+          "CUDA: ttt_scan_forward: null workspace");
     scan_forward_simple<<<static_cast<unsigned>(s.B * s.H), kSimpleThreads, 0,
                           detail::raw(stream)>>>(y, checkpoints, q, k, v, eta, eta_const,
                                                  dims_of(s), static_cast<float*>(workspace));
@@ -200,6 +623,21 @@ void ttt_scan_backward(float* dq, float* dk, float* dv, float* deta, const float
     check_shape(s, "ttt_scan_backward");
     check(dq && dk && dv && dy && checkpoints && q && k && v && workspace,
           ErrorKind::kInvalidArgument, "CUDA: ttt_scan_backward: null buffer");
+    const FastPlan p = plan_of(s);
+    if (p.fast) {
+        const int64_t nh = s.B * s.T * s.H;
+        float* ws = static_cast<float*>(workspace);
+        const BackwardParts parts{ws, ws + p.row_blocks * nh * 2 * s.Dh,
+                                  ws + p.row_blocks * nh * 2 * s.Dh + nh * s.Dh};
+        dispatch_fast(true, p, s, nullptr, nullptr, checkpoints, q, k, v, eta, eta_const, dy, parts,
+                      detail::raw(stream));
+        const int64_t total = nh * s.Dh;
+        add_backward_parts<<<static_cast<unsigned>((total + 255) / 256), 256, 0,
+                             detail::raw(stream)>>>(dq, dk, dv, deta, deta != nullptr && eta, parts,
+                                                    nh, s.H, s.Dh, p.row_blocks);
+        detail::check_launch("ttt_scan_backward: add_backward_parts");
+        return;
+    }
     scan_backward_simple<<<static_cast<unsigned>(s.B * s.H), kSimpleThreads, 0,
                            detail::raw(stream)>>>(dq, dk, dv, deta, dy, checkpoints, q, k, v, eta,
                                                   eta_const, dims_of(s),

@@ -34,4 +34,9 @@ void ttt_scan_backward(float* dq, float* dk, float* dv, float* deta, const float
                        const float* eta, float eta_const, const train::TttScanShape& s,
                        void* workspace, const Stream& stream);
 
+// For tests and benchmarks: true makes every later call use the first, simple version (one block
+// per sequence and head, one thread per state row, W and G in the workspace) instead of the fast
+// one (state in registers, rows split over warps and blocks; Dh <= 256). Not thread-safe.
+void ttt_scan_force_simple(bool on);
+
 }  // namespace bitttt::cuda
