@@ -35,6 +35,8 @@ void bench_tokenizer(const BenchOptions& options, BenchReporter& reporter);
 
 // bench_train.cpp
 void bench_train(const BenchOptions& options, BenchReporter& reporter);
+// bench_cuda_train.cpp (skipped with a note without a GPU or CUDA)
+void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter);
 
 const std::vector<BenchEntry>& bench_entries() {
     static const std::vector<BenchEntry> entries = {
@@ -55,6 +57,8 @@ const std::vector<BenchEntry>& bench_entries() {
          "tokenizer encode MB/s (GPT-2 vocab, 1 and all threads) vs the tokenizers package",
          bench_tokenizer},
         {"train", "CPU training tokens/s at D=256/L=8 and D=128/L=4, TTT scan share", bench_train},
+        {"cuda-train", "GPU training tokens/s, MFU and peak memory (default, large, VRAM table)",
+         bench_cuda_train},
     };
     return entries;
 }

@@ -15,7 +15,6 @@ void register_train(CLI::App& app) {
     auto* cmd = app.add_subcommand("train", "Train a Bit-TTT model on text (CPU)");
     auto o = std::make_shared<train::TrainOptions>();
     auto rule = std::make_shared<std::string>("reconstruct");
-    auto device = std::make_shared<std::string>("cpu");
     auto threads = std::make_shared<int>(0);
     auto quiet = std::make_shared<bool>(false);
     cmd->add_option("--data", o->data,
@@ -57,7 +56,10 @@ void register_train(CLI::App& app) {
     cmd->add_option("--seed", o->seed, "Seed of the initial weights and the batches")
         ->capture_default_str();
     cmd->add_option("--threads", *threads, "CPU threads (0: all cores)")->capture_default_str();
-    cmd->add_option("--device", *device, "cpu (cuda: not built yet)")->capture_default_str();
+    cmd->add_option("--device", o->device, "cpu or cuda (train on the GPU)")->capture_default_str();
+    cmd->add_option("--gpu-precision", o->gpu_precision,
+                    "Products on the GPU: bf16 (tensor cores) or fp32")
+        ->capture_default_str();
     cmd->add_option("--out", o->out_dir, "Output directory (metrics, checkpoint, model)")
         ->capture_default_str();
     cmd->add_option("--resume", o->resume,
@@ -70,12 +72,7 @@ void register_train(CLI::App& app) {
                     "Write the gradient of the first batch at the initial weights to this "
                     "safetensors file and exit (for reference implementations)")
         ->group("Testing");
-    cmd->callback([cmd, o, rule, device, threads, quiet, dump] {
-        if (*device == "cuda")
-            fail(ErrorKind::kUnsupported,
-                 "--device cuda: the CUDA training backend is not built yet; use --device cpu");
-        check(*device == "cpu", ErrorKind::kInvalidArgument,
-              "--device '{}' is unknown (expected cpu or cuda)", *device);
+    cmd->callback([cmd, o, rule, threads, quiet, dump] {
         set_num_threads(*threads);
         train::TrainOptions options = *o;
         options.model.ttt_rule = parse_ttt_rule(*rule);

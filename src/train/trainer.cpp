@@ -16,6 +16,9 @@
 #include "model/weights.hpp"
 #include "train/checkpoint.hpp"
 #include "train/data.hpp"
+#if BITTTT_HAS_CUDA
+#include "kernels/cuda/train_model.hpp"
+#endif
 
 namespace bitttt::train {
 namespace fs = std::filesystem;
@@ -105,9 +108,26 @@ void check_options(const TrainOptions& o) {
     check(std::isfinite(o.grad_clip) && o.grad_clip > 0, ErrorKind::kInvalidArgument,
           "gradient clipping must be positive");
     check(!o.data.empty(), ErrorKind::kInvalidArgument, "no training data (--data)");
+    check(o.device == "cpu" || o.device == "cuda", ErrorKind::kInvalidArgument,
+          "--device '{}' is unknown (expected cpu or cuda)", o.device);
+    check(o.gpu_precision == "bf16" || o.gpu_precision == "fp32", ErrorKind::kInvalidArgument,
+          "--gpu-precision '{}' is unknown (expected bf16 or fp32)", o.gpu_precision);
+#if !BITTTT_HAS_CUDA
+    check(o.device != "cuda", ErrorKind::kUnsupported,
+          "--device cuda: this build has no CUDA backend (build with a CUDA compiler and "
+          "-DBITTTT_CUDA=ON); use --device cpu");
+#endif
 }
 
 }  // namespace
+
+#if BITTTT_HAS_CUDA
+struct Trainer::Gpu {
+    cuda::GpuTrainModel model;
+};
+#else
+struct Trainer::Gpu {};
+#endif
 
 void Trainer::handle_sigint() {
     g_interrupted = 0;
@@ -126,6 +146,10 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
         tokenizer_ = Tokenizer::from_json(ck->tokenizer_json, options_.resume + ": tokenizer");
     }
     check_options(options_);
+#if BITTTT_HAS_CUDA
+    // Fail before the data work when there is no GPU.
+    if (options_.device == "cuda") cuda::require_device("--device cuda");
+#endif
     fs::create_directories(options_.out_dir);
 
     if (!tokenizer_) {
@@ -190,6 +214,17 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
     } else {
         model_->init_random(options_.seed);
     }
+#if BITTTT_HAS_CUDA
+    if (options_.device == "cuda") {
+        using cuda::GpuTrainModel;
+        const auto precision = options_.gpu_precision == "fp32" ? cuda::TrainPrecision::kFp32
+                                                                : cuda::TrainPrecision::kBf16;
+        gpu_.reset(new Gpu{GpuTrainModel(options_.model, precision)});
+        gpu_->model.upload(GpuTrainModel::Buffer::kParams, model_->params.data());
+        gpu_->model.upload(GpuTrainModel::Buffer::kAdamM, adam_m_.data());
+        gpu_->model.upload(GpuTrainModel::Buffer::kAdamV, adam_v_.data());
+    }
+#endif
     const size_t tokens = static_cast<size_t>(options_.batch_size * options_.context_len);
     inputs_.resize(tokens);
     targets_.resize(tokens);
@@ -197,15 +232,9 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
 
 Trainer::~Trainer() = default;
 
-StepMetrics Trainer::step() {
-    const double t0 = now_s();
+void Trainer::report_non_finite(double loss, double norm) const {
     TrainModel<float>& m = *model_;
     const ParamLayout& layout = m.layout();
-    const int64_t B = options_.batch_size, T = options_.context_len;
-    const float lr =
-        learning_rate(step_, options_.steps, options_.warmup_steps, options_.lr, options_.min_lr);
-    sampler_->next(inputs_.data(), targets_.data());
-    const double loss = m.forward(inputs_.data(), targets_.data(), B, T);
     if (!std::isfinite(loss)) {
         for (size_t i = 0; i < layout.specs.size(); ++i)
             for (int64_t j = 0; j < layout.specs[i].numel(); ++j)
@@ -215,9 +244,6 @@ StepMetrics Trainer::step() {
         fail(ErrorKind::kInternal, "step {}: the loss is {} (the activations overflowed)",
              step_ + 1, loss);
     }
-    m.zero_grad();
-    m.backward();
-    const double norm = global_norm(m.grads.data(), layout.total);
     if (!std::isfinite(norm)) {
         for (size_t i = 0; i < layout.specs.size(); ++i) {
             const double n = global_norm(m.grad(i), layout.specs[i].numel());
@@ -227,6 +253,50 @@ StepMetrics Trainer::step() {
                                             : std::to_string(layout.specs[i].layer));
         }
     }
+}
+
+void Trainer::pull_from_gpu() const {
+#if BITTTT_HAS_CUDA
+    if (!gpu_) return;
+    using cuda::GpuTrainModel;
+    gpu_->model.download(GpuTrainModel::Buffer::kParams, model_->params.data());
+    gpu_->model.download(GpuTrainModel::Buffer::kAdamM, adam_m_.data());
+    gpu_->model.download(GpuTrainModel::Buffer::kAdamV, adam_v_.data());
+#endif
+}
+
+StepMetrics Trainer::step() {
+    const double t0 = now_s();
+    TrainModel<float>& m = *model_;
+    const ParamLayout& layout = m.layout();
+    const int64_t B = options_.batch_size, T = options_.context_len;
+    const float lr =
+        learning_rate(step_, options_.steps, options_.warmup_steps, options_.lr, options_.min_lr);
+    sampler_->next(inputs_.data(), targets_.data());
+#if BITTTT_HAS_CUDA
+    if (gpu_) {
+        // Forward, backward, norm, clipping and AdamW on the GPU; AdamW leaves everything as it
+        // was when the loss or the norm is not finite.
+        const auto r = gpu_->model.train_step(inputs_.data(), targets_.data(), B, T, lr,
+                                              options_.grad_clip, step_ + 1, options_.adamw);
+        if (!std::isfinite(r.loss) || !std::isfinite(r.grad_norm)) {
+            gpu_->model.download(cuda::GpuTrainModel::Buffer::kParams, m.params.data());
+            gpu_->model.download(cuda::GpuTrainModel::Buffer::kGrads, m.grads.data());
+            report_non_finite(r.loss, r.grad_norm);
+        }
+        ++step_;
+        losses_.push_back(r.loss);
+        const double dt = now_s() - t0;
+        elapsed_s_ += dt;
+        return {step_, r.loss, r.grad_norm, static_cast<double>(B * T) / dt, lr};
+    }
+#endif
+    const double loss = m.forward(inputs_.data(), targets_.data(), B, T);
+    if (!std::isfinite(loss)) report_non_finite(loss, 0.0);
+    m.zero_grad();
+    m.backward();
+    const double norm = global_norm(m.grads.data(), layout.total);
+    if (!std::isfinite(norm)) report_non_finite(loss, norm);
     // Global-norm clipping folded into AdamW's gradient scale.
     const float scale =
         norm > options_.grad_clip ? static_cast<float>(options_.grad_clip / norm) : 1.0f;
@@ -257,12 +327,19 @@ double Trainer::validation_loss() {
                 targets_[r * T + t] = val_tokens_[s + t + 1];
             }
         }
+#if BITTTT_HAS_CUDA
+        if (gpu_) {
+            total += gpu_->model.forward(inputs_.data(), targets_.data(), B, T);
+            continue;
+        }
+#endif
         total += model_->forward(inputs_.data(), targets_.data(), B, T);
     }
     return total / static_cast<double>(options_.eval_batches);
 }
 
 void Trainer::save_checkpoint() const {
+    pull_from_gpu();
     const uint64_t* s = sampler_->rng().state();
     nlohmann::json state = {{"step", step_},
                             {"rng",
@@ -286,9 +363,21 @@ void Trainer::dump_gradient(const std::string& path) {
     const ParamLayout& layout = m.layout();
     const int64_t B = options_.batch_size, T = options_.context_len;
     sampler_->next(inputs_.data(), targets_.data());
-    const double loss = m.forward(inputs_.data(), targets_.data(), B, T);
-    m.zero_grad();
-    m.backward();
+    double loss = 0;
+#if BITTTT_HAS_CUDA
+    if (gpu_) {
+        loss = gpu_->model.forward(inputs_.data(), targets_.data(), B, T);
+        gpu_->model.zero_grad();
+        gpu_->model.backward();
+        gpu_->model.download(cuda::GpuTrainModel::Buffer::kParams, m.params.data());
+        gpu_->model.download(cuda::GpuTrainModel::Buffer::kGrads, m.grads.data());
+    }
+#endif
+    if (!gpu_) {
+        loss = m.forward(inputs_.data(), targets_.data(), B, T);
+        m.zero_grad();
+        m.backward();
+    }
     std::vector<float> ids[2];
     for (int i = 0; i < 2; ++i)
         for (int32_t id : i == 0 ? inputs_ : targets_) ids[i].push_back(static_cast<float>(id));
@@ -313,6 +402,7 @@ void Trainer::dump_gradient(const std::string& path) {
 }
 
 void Trainer::export_model() const {
+    pull_from_gpu();
     const fs::path out(options_.out_dir);
     const ParamLayout& layout = model_->layout();
     auto lookup = [&](const ParamSpec& s) -> const float* {

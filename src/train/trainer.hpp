@@ -49,6 +49,11 @@ struct TrainOptions {
     int64_t stop_at_step = 0;  // > 0: save a checkpoint and stop after this step (time slicing)
     bool progress = true;      // progress bar on stderr
     bool export_model = true;  // write model/ and model.bitt at the end
+    // "cpu" or "cuda" (DESIGN.md §5: the same model, parameter layout and checkpoints on the GPU;
+    // not part of the checkpoint, so a run can resume on the other device).
+    std::string device = "cpu";
+    // Products on the GPU: "bf16" (tensor cores, fp32 accumulation) or "fp32" (as the CPU).
+    std::string gpu_precision = "bf16";
 };
 
 enum class TrainOutcome { kFinished, kStopped, kInterrupted };
@@ -79,7 +84,10 @@ class Trainer {
     void export_model() const;
 
     int64_t steps_done() const { return step_; }
+    // The host model; with --device cuda its parameters are refreshed from the GPU only by
+    // save_checkpoint(), export_model() and dump_gradient().
     TrainModel<float>& model() { return *model_; }
+    bool on_gpu() const { return gpu_ != nullptr; }
     const TrainOptions& options() const { return options_; }
     const Tokenizer& tokenizer() const { return *tokenizer_; }
     const std::vector<double>& losses() const { return losses_; }
@@ -89,10 +97,17 @@ class Trainer {
     static void handle_sigint();
 
   private:
+    struct Gpu;  // the GPU model (defined only when the CUDA backend is built)
+    // Copies the GPU's parameters (and moments) into the host model and moments.
+    void pull_from_gpu() const;
+    // Throws the CPU trainer's errors naming the step and the first non-finite tensor.
+    void report_non_finite(double loss, double norm) const;
+
     TrainOptions options_;
+    std::unique_ptr<Gpu> gpu_;
     std::optional<Tokenizer> tokenizer_;
     std::unique_ptr<TrainModel<float>> model_;
-    AlignedBuffer<float> adam_m_, adam_v_;
+    mutable AlignedBuffer<float> adam_m_, adam_v_;  // pulled from the GPU before a save
     std::vector<int32_t> train_tokens_, val_tokens_;
     std::unique_ptr<BatchSampler> sampler_;
     std::vector<int32_t> inputs_, targets_;

@@ -1,0 +1,134 @@
+// `bitttt bench cuda-train`: GPU training throughput (kernels/cuda/train_model.hpp, bf16 products,
+// the whole optimizer step with its one host synchronization, random tokens) and device memory.
+//
+// Cases: the default model D=256/L=8 at context 128 with batch 64 and with a batch that fills much
+// of the GPU; D=1024/L=24 at context 1024; and the seed's VRAM table (D/L = 256/8, 512/12,
+// 1024/24, batch 16, context 128) whose targets are half the seed's stated minimum (1, 2, 4 GB).
+//
+// Model FLOPs per token (the MFU's numerator, stated so it can be checked): 6 per weight of every
+// product (BitLinear, ttt.lr and lm_head: 2 forward, 4 backward; embedding lookups are free) plus
+// the TTT scan, 18·Dh² per head and layer (forward: W k, the rank-1 update and W q, 2·Dh² each;
+// backward counted as twice the forward; the backward's recomputation of chunk states is not
+// counted). MFU = model FLOP/s / the GPU's dense bf16 tensor peak (H100/H200 SXM: 989 TFLOP/s).
+// Memory: device bytes in use after the steps minus those in use before the model was built
+// (every buffer is allocated at the first step and kept, so this is the high-water mark; it
+// includes cuBLAS's workspace but not the CUDA context), next to the model's own allocations.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <vector>
+
+#include "cli/bench.hpp"
+#include "core/rng.hpp"
+#include "model/config.hpp"
+#include "train/model.hpp"
+
+#if BITTTT_HAS_CUDA
+#include "kernels/cuda/device.hpp"
+#include "kernels/cuda/train_model.hpp"
+#endif
+
+namespace bitttt::cli {
+
+#if BITTTT_HAS_CUDA
+namespace {
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+struct Case {
+    const char* label;
+    int64_t D, L, B, T;
+    double target_gb;  // 0: no memory target
+};
+
+double model_flops_per_token(const ModelConfig& c) {
+    int64_t weights = 0;
+    for (const auto& s : parameter_table(c))
+        if (s.kind == ParamKind::kBitLinear || s.kind == ParamKind::kLinear) weights += s.numel();
+    const double dh = static_cast<double>(c.head_dim());
+    return 6.0 * static_cast<double>(weights) +
+           18.0 * dh * dh * static_cast<double>(c.ttt_heads * c.num_layers);
+}
+
+}  // namespace
+
+void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
+    if (cuda::device_count() == 0) {
+        fmt::print(stderr, "bench cuda-train: skipped: no CUDA GPU on this machine\n");
+        return;
+    }
+    const cuda::DeviceInfo info = cuda::device_info();
+    const bool hopper =
+        info.name.find("H100") != std::string::npos || info.name.find("H200") != std::string::npos;
+    const double peak = hopper ? 989e12 : 0.0;
+    std::vector<Case> cases;
+    if (options.quick) {
+        cases = {{"quick", 128, 2, 4, 64, 0}};
+    } else {
+        cases = {{"default", 256, 8, 64, 128, 0},  {"default.fill", 256, 8, 1024, 128, 0},
+                 {"large", 1024, 24, 16, 1024, 0}, {"vram", 256, 8, 16, 128, 1.0},
+                 {"vram", 512, 12, 16, 128, 2.0},  {"vram", 1024, 24, 16, 128, 4.0}};
+    }
+    for (const Case& k : cases) {
+        ModelConfig c;
+        c.hidden_dim = k.D, c.num_layers = k.L;
+        c.resolve_and_validate();
+        train::TrainModel<float> host(c);  // the initialization (host memory only)
+        host.init_random(1);
+        const int64_t before = cuda::device_info().free_bytes;
+        cuda::GpuTrainModel model(c, cuda::TrainPrecision::kBf16);
+        model.upload(cuda::GpuTrainModel::Buffer::kParams, host.params.data());
+        std::vector<int32_t> in(k.B * k.T), tg(k.B * k.T);
+        Rng rng(2);
+        for (auto& t : in) t = static_cast<int32_t>(rng.below(c.vocab_size));
+        for (auto& t : tg) t = static_cast<int32_t>(rng.below(c.vocab_size));
+        int64_t step = 0;
+        auto train_step = [&] {
+            ++step;
+            model.train_step(in.data(), tg.data(), k.B, k.T, 3e-4f, 1.0f, step, {});
+        };
+        train_step();  // allocates everything
+        train_step();
+        // Timed steps: at least 5 and at least 2 s (quick: 2).
+        const int min_steps = options.quick ? 2 : 5;
+        const double t0 = now_s();
+        int steps = 0;
+        while (steps < min_steps || (!options.quick && now_s() - t0 < 2.0)) {
+            train_step();
+            ++steps;
+        }
+        const double dt = (now_s() - t0) / steps;
+        const double used = static_cast<double>(before - cuda::device_info().free_bytes);
+        const double tokens_per_s = static_cast<double>(k.B * k.T) / dt;
+        const double flops = model_flops_per_token(c) * tokens_per_s;
+        const std::string shape = fmt::format("D{}.L{}.B{}xT{}", k.D, k.L, k.B, k.T);
+        reporter.report({fmt::format("cuda_train.{}.{}", k.label, shape), tokens_per_s, "tokens/s",
+                         peak > 0 ? fmt::format("MFU vs bf16 peak 989 TFLOP/s ({:.1f} TFLOP/s "
+                                                "model, {:.1f} ms/step)",
+                                                flops / 1e12, dt * 1e3)
+                                  : fmt::format("{:.1f} TFLOP/s model (no peak known for {})",
+                                                flops / 1e12, info.name),
+                         peak > 0 ? flops / peak : 0.0});
+        reporter.report(
+            {fmt::format("cuda_train.{}.{}.memory", k.label, shape), used / 1e9, "GB",
+             k.target_gb > 0
+                 ? fmt::format("target {:.0f} GB (model buffers {:.2f} GB)", k.target_gb,
+                               static_cast<double>(model.allocated_bytes()) / 1e9)
+                 : fmt::format("model buffers {:.2f} GB of {:.0f} GB",
+                               static_cast<double>(model.allocated_bytes()) / 1e9,
+                               static_cast<double>(info.memory_bytes) / 1e9),
+             k.target_gb > 0 ? used / 1e9 / k.target_gb : 0.0});
+    }
+}
+#else
+void bench_cuda_train(const BenchOptions&, BenchReporter&) {
+    fmt::print(stderr,
+               "bench cuda-train: skipped: bitttt was built without CUDA (no nvcc at configure "
+               "time)\n");
+}
+#endif
+
+}  // namespace bitttt::cli

@@ -1,0 +1,626 @@
+// The GPU training model (train_model.hpp). Reads top to bottom as src/train/model.cpp, op for op:
+// the same activations, the same order of accumulation into gradients; products through cuBLAS,
+// everything else through train_ops.hpp and the TTT scan through ttt_scan_train.hpp.
+#include "kernels/cuda/train_model.hpp"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/train_ops.hpp"
+#include "kernels/cuda/ttt_scan_train.hpp"
+#include "train/ttt_bptt.hpp"
+
+namespace bitttt::cuda {
+namespace {
+
+using detail::check_cuda;
+using detail::raw;
+
+void check_cublas(cublasStatus_t status, const char* what) {
+    if (status == CUBLAS_STATUS_SUCCESS) return;
+    fail(status == CUBLAS_STATUS_ALLOC_FAILED ? ErrorKind::kUnsupported : ErrorKind::kInternal,
+         "CUDA: {}: cuBLAS {} ({})", what, cublasGetStatusName(status),
+         cublasGetStatusString(status));
+}
+
+// Hands out 256-byte-aligned pieces of one device allocation; a first pass with base = nullptr
+// only counts.
+struct Carver {
+    char* base = nullptr;
+    size_t used = 0;
+    template <typename T>
+    T* take(int64_t n) {
+        T* p = base ? reinterpret_cast<T*>(base + used) : nullptr;
+        used += (static_cast<size_t>(n) * sizeof(T) + 255) / 256 * 256;
+        return p;
+    }
+};
+
+// A quantized BitLinear input: fp32 fake-quantized values (kFp32) or bf16 codes and the row
+// scales γ/127 (kBf16).
+struct Act {
+    float* f = nullptr;
+    uint16_t* codes = nullptr;
+    float* scale = nullptr;
+};
+
+// Indices into the parameter table of one layer's tensors (-1: absent in this rule).
+struct LayerIndex {
+    int norm1 = -1, norm2 = -1, down = -1, up = -1, q = -1, k = -1, v = -1, o = -1;
+    int lr_w = -1, lr_b = -1, gate = -1, mlp_up = -1, mlp_down = -1;
+};
+
+struct LayerActs {
+    float *res = nullptr, *ln1 = nullptr, *ln1_rstd = nullptr;
+    Act ln1_q;
+    float *f = nullptr, *fhat = nullptr, *fnorm = nullptr, *z = nullptr;  // reconstruct
+    Act z_q;
+    float *q = nullptr, *k = nullptr, *v = nullptr, *qhat = nullptr, *khat = nullptr;  // delta
+    float *qnorm = nullptr, *knorm = nullptr, *lr_logit = nullptr, *eta = nullptr;
+    float *y = nullptr, *o = nullptr, *o_rstd = nullptr;
+    Act o_q;
+    float* ckpt = nullptr;
+    float *h = nullptr, *ln2_rstd = nullptr;
+    Act ln2_q;
+    float *gate = nullptr, *up = nullptr;
+    Act swi_q;
+};
+
+}  // namespace
+
+struct GpuTrainModel::Impl {
+    ModelConfig config;
+    train::ParamLayout layout;
+    TrainPrecision precision;
+    bool quantize = true;
+    Stream stream;
+    cublasHandle_t blas = nullptr;
+
+    DeviceBuffer params, grads, adam_m, adam_v, decay;
+    DeviceBuffer qweights;  // fp32 fake-quantized (kFp32) or bf16 codes (kBf16), layout-shaped
+    DeviceBuffer betas, bl_offsets, bl_sizes, consts, scalars, norm_partial, lm_bf16;
+    std::vector<int> beta_index;  // per spec: index into betas, -1 if not BitLinear
+    int bitlinear_count = 0;
+    int64_t bitlinear_max = 0;
+    int embed = -1, norm_f = -1, lm_head = -1;
+    std::vector<LayerIndex> layers;
+
+    // Activations for the current [B, T].
+    int64_t B = 0, T = 0;
+    DeviceBuffer arena, workspace;
+    std::vector<LayerActs> acts;
+    int32_t *inputs = nullptr, *targets = nullptr;
+    float *final_res = nullptr, *lnf = nullptr, *lnf_rstd = nullptr, *logits = nullptr;
+    float* losses = nullptr;
+    uint16_t *lnf_bf = nullptr, *dlogits_bf = nullptr, *dout_bf = nullptr,
+             *dout_scaled_bf = nullptr;
+    float *branch = nullptr, *ln_scratch = nullptr, *swi = nullptr;
+    float *dres = nullptr, *dln = nullptr, *dswi = nullptr, *dgate = nullptr, *dup = nullptr;
+    float* dttt[7] = {};
+    float *deta = nullptr, *dlr = nullptr;
+    bool have_targets = false;
+
+    Impl(const ModelConfig& c, TrainPrecision p) : config(c), layout(c), precision(p) {}
+    ~Impl() {
+        if (blas) cublasDestroy(blas);
+    }
+
+    bool bf16() const { return precision == TrainPrecision::kBf16; }
+    float* P(int i) const { return params.as<float>() + layout.offsets[static_cast<size_t>(i)]; }
+    float* G(int i) const { return grads.as<float>() + layout.offsets[static_cast<size_t>(i)]; }
+    const float* one() const { return consts.as<float>() + 1; }
+    const float* zero() const { return consts.as<float>(); }
+    double* loss_dev() const { return scalars.as<double>(); }
+    double* norm_dev() const { return scalars.as<double>() + 1; }
+
+    void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
+              const void* A, cudaDataType at, int64_t lda, const void* B_, cudaDataType bt,
+              int64_t ldb, float* C, int64_t ldc, const float* alpha, const float* beta) {
+        check(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX, ErrorKind::kInvalidArgument,
+              "CUDA: a training product of {}x{}x{} is too large for cuBLAS", m, n, k);
+        check_cublas(cublasGemmEx(blas, ta, tb, static_cast<int>(m), static_cast<int>(n),
+                                  static_cast<int>(k), alpha, A, at, static_cast<int>(lda), B_, bt,
+                                  static_cast<int>(ldb), beta, C, CUDA_R_32F, static_cast<int>(ldc),
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     "cublasGemmEx");
+    }
+
+    // Row-major out[N, OC] = x[N, C] · W[OC, C]ᵀ for BitLinear weight `wi` (cuBLAS sees the
+    // column-major transposes: outᵀ = W · xᵀ).
+    void bl_forward(float* out, const Act& x, int wi, int64_t N, int64_t C, int64_t OC) {
+        const int64_t off = layout.offsets[static_cast<size_t>(wi)];
+        if (!bf16()) {
+            gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<float>() + off, CUDA_R_32F, C, x.f,
+                 CUDA_R_32F, C, out, OC, one(), zero());
+            return;
+        }
+        gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
+             x.codes, CUDA_R_16BF, C, out, OC, one(), zero());
+        const float* beta = betas.as<float>() + beta_index[static_cast<size_t>(wi)];
+        train_scale_rows(out, x.scale, beta, N, OC, stream);
+    }
+
+    // dx[N, C] += dout · Wq; dW[OC, C] += doutᵀ · x_q (straight-through for both roundings).
+    void bl_backward(float* dx, int wi, const float* dout, const Act& x, int64_t N, int64_t C,
+                     int64_t OC) {
+        const int64_t off = layout.offsets[static_cast<size_t>(wi)];
+        float* dw = G(wi);
+        if (!bf16()) {
+            gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<float>() + off, CUDA_R_32F, C,
+                 dout, CUDA_R_32F, OC, dx, C, one(), one());
+            gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.f, CUDA_R_32F, C, dout, CUDA_R_32F, OC, dw,
+                 C, one(), one());
+            return;
+        }
+        // dx += β · bf16(dout) · codes_W
+        train_to_bf16(dout_bf, dout, N * OC, stream);
+        const float* beta = betas.as<float>() + beta_index[static_cast<size_t>(wi)];
+        gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
+             dout_bf, CUDA_R_16BF, OC, dx, C, beta, one());
+        // dW += (diag(γ/127) · dout)ᵀ · codes_x
+        train_to_bf16_rows(dout_scaled_bf, dout, x.scale, N, OC, stream);
+        gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C, dout_scaled_bf,
+             CUDA_R_16BF, OC, dw, C, one(), one());
+    }
+
+    void act_quant(const Act& out, const float* in, int64_t N, int64_t C) {
+        train_act_quant_forward(out.f, out.codes, out.scale, in, N, C, config.act_bits, stream);
+    }
+
+    Act take_act(Carver& a, int64_t N, int64_t C) {
+        Act act;
+        if (bf16()) {
+            act.codes = a.take<uint16_t>(N * C);
+            act.scale = a.take<float>(N);
+        } else {
+            act.f = a.take<float>(N * C);
+        }
+        return act;
+    }
+
+    train::TttScanShape shape() const {
+        const bool delta = config.ttt_rule == TttRule::kDelta;
+        return {B, T, config.ttt_heads, config.ttt_dim / config.ttt_heads, !delta, 16};
+    }
+
+    void allocate(int64_t B_, int64_t T_) {
+        if (B_ == B && T_ == T) return;
+        arena = DeviceBuffer();
+        workspace = DeviceBuffer();
+        B = B_, T = T_;
+        const ModelConfig& c = config;
+        const int64_t N = B * T, D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
+        const int64_t V = c.vocab_size, H = c.ttt_heads;
+        const bool delta = c.ttt_rule == TttRule::kDelta;
+        acts.assign(static_cast<size_t>(c.num_layers), LayerActs{});
+        for (int pass = 0; pass < 2; ++pass) {
+            Carver a{pass == 0 ? nullptr : arena.as<char>(), 0};
+            inputs = a.take<int32_t>(N), targets = a.take<int32_t>(N);
+            for (auto& l : acts) {
+                l.res = a.take<float>(N * D), l.ln1_rstd = a.take<float>(N);
+                // The normed input is needed after quantization only by the delta rule's ttt.lr.
+                if (delta || !bf16()) l.ln1 = a.take<float>(N * D);
+                l.ln1_q = take_act(a, N, D);
+                if (!delta) {
+                    l.f = a.take<float>(N * Dt), l.fhat = a.take<float>(N * Dt);
+                    l.fnorm = a.take<float>(N), l.z = a.take<float>(N * Dt);
+                    l.z_q = take_act(a, N, Dt);
+                } else {
+                    l.q = a.take<float>(N * Dt), l.k = a.take<float>(N * Dt);
+                    l.v = a.take<float>(N * Dt), l.qhat = a.take<float>(N * Dt);
+                    l.khat = a.take<float>(N * Dt), l.qnorm = a.take<float>(N * H);
+                    l.knorm = a.take<float>(N * H), l.lr_logit = a.take<float>(N * H);
+                    l.eta = a.take<float>(N * H), l.y = a.take<float>(N * Dt);
+                    l.o = a.take<float>(N * Dt), l.o_rstd = a.take<float>(N);
+                    l.o_q = take_act(a, N, Dt);
+                }
+                l.ckpt = a.take<float>(shape().checkpoint_floats());
+                l.h = a.take<float>(N * D), l.ln2_rstd = a.take<float>(N);
+                l.ln2_q = take_act(a, N, D);
+                l.gate = a.take<float>(N * M), l.up = a.take<float>(N * M);
+                l.swi_q = take_act(a, N, M);
+            }
+            final_res = a.take<float>(N * D);
+            lnf = a.take<float>(N * D), lnf_rstd = a.take<float>(N);
+            logits = a.take<float>(N * V), losses = a.take<float>(N);
+            if (bf16()) {
+                lnf_bf = a.take<uint16_t>(N * D), dlogits_bf = a.take<uint16_t>(N * V);
+                const int64_t widest = N * std::max(M, std::max(D, Dt));
+                dout_bf = a.take<uint16_t>(widest), dout_scaled_bf = a.take<uint16_t>(widest);
+            }
+            branch = a.take<float>(N * D), ln_scratch = a.take<float>(N * D);
+            swi = a.take<float>(N * M);
+            dres = a.take<float>(N * D), dln = a.take<float>(N * D);
+            dswi = a.take<float>(N * M), dgate = a.take<float>(N * M), dup = a.take<float>(N * M);
+            for (auto& d : dttt) d = a.take<float>(N * Dt);
+            deta = a.take<float>(N * H), dlr = a.take<float>(N * H);
+            if (pass == 0) arena = DeviceBuffer(a.used);
+        }
+        const size_t ws = ttt_scan_workspace_bytes(shape());
+        if (ws > 0) workspace = DeviceBuffer(ws);
+    }
+
+    void zero(float* p, int64_t n) {
+        check_cuda(cudaMemsetAsync(p, 0, static_cast<size_t>(n) * sizeof(float), raw(stream)),
+                   "cudaMemsetAsync");
+    }
+
+    void upload_batch(const int32_t* in, const int32_t* tg) {
+        const size_t bytes = static_cast<size_t>(B * T) * sizeof(int32_t);
+        check_cuda(cudaMemcpyAsync(inputs, in, bytes, cudaMemcpyHostToDevice, raw(stream)),
+                   "cudaMemcpyAsync (inputs)");
+        if (tg)
+            check_cuda(cudaMemcpyAsync(targets, tg, bytes, cudaMemcpyHostToDevice, raw(stream)),
+                       "cudaMemcpyAsync (targets)");
+    }
+
+    void run_forward(bool with_targets) {
+        const ModelConfig& c = config;
+        const int64_t N = B * T, D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
+        const int64_t V = c.vocab_size, H = c.ttt_heads, Dh = Dt / H;
+        const float eps = c.norm_eps, inner_lr = c.inner_lr;
+        const bool delta = c.ttt_rule == TttRule::kDelta;
+        const train::TttScanShape s = shape();
+        // Fake-quantize every BitLinear weight once per forward (§2.1, absmean per tensor).
+        train_weight_quant_forward(
+            bf16() ? nullptr : qweights.as<float>(), bf16() ? qweights.as<uint16_t>() : nullptr,
+            betas.as<float>(), params.as<float>(), bl_offsets.as<int64_t>(), bl_sizes.as<int64_t>(),
+            bitlinear_count, bitlinear_max, quantize, stream);
+        if (bf16()) train_to_bf16(lm_bf16.as<uint16_t>(), P(lm_head), V * D, stream);
+
+        train_embedding_forward(acts[0].res, inputs, P(embed), N, D, stream);
+        for (size_t li = 0; li < acts.size(); ++li) {
+            LayerActs& a = acts[li];
+            const LayerIndex& w = layers[li];
+            float* out = li + 1 < acts.size() ? acts[li + 1].res : final_res;
+            float* ln1 = a.ln1 ? a.ln1 : ln_scratch;
+            train_rmsnorm_forward(ln1, a.ln1_rstd, a.res, P(w.norm1), N, D, eps, stream);
+            act_quant(a.ln1_q, ln1, N, D);
+            if (!delta) {
+                bl_forward(a.f, a.ln1_q, w.down, N, D, Dt);
+                train_l2norm_forward(a.fhat, a.fnorm, a.f, N, Dt, stream);
+                ttt_scan_forward(a.z, a.ckpt, a.fhat, a.fhat, a.fhat, nullptr, inner_lr, s,
+                                 workspace.data(), stream);
+                act_quant(a.z_q, a.z, N, Dt);
+                bl_forward(branch, a.z_q, w.up, N, Dt, D);
+            } else {
+                bl_forward(a.q, a.ln1_q, w.q, N, D, Dt);
+                bl_forward(a.k, a.ln1_q, w.k, N, D, Dt);
+                bl_forward(a.v, a.ln1_q, w.v, N, D, Dt);
+                train_l2norm_forward(a.qhat, a.qnorm, a.q, N * H, Dh, stream);
+                train_l2norm_forward(a.khat, a.knorm, a.k, N * H, Dh, stream);
+                // η_t = inner_lr · σ(ttt.lr · x + b), from the unquantized normed input (fp32).
+                gemm(CUBLAS_OP_T, CUBLAS_OP_N, H, N, D, P(w.lr_w), CUDA_R_32F, D, ln1, CUDA_R_32F,
+                     D, a.lr_logit, H, one(), zero());
+                train_add_bias(a.lr_logit, P(w.lr_b), N, H, stream);
+                train_sigmoid_scale_forward(a.eta, a.lr_logit, N * H, inner_lr, stream);
+                ttt_scan_forward(a.y, a.ckpt, a.qhat, a.khat, a.v, a.eta, 0.0f, s, workspace.data(),
+                                 stream);
+                train_rmsnorm_forward(a.o, a.o_rstd, a.y, nullptr, N, Dt, eps, stream);
+                act_quant(a.o_q, a.o, N, Dt);
+                bl_forward(branch, a.o_q, w.o, N, Dt, D);
+            }
+            train_residual_forward(a.h, a.res, branch, N * D, stream);
+            train_rmsnorm_forward(ln_scratch, a.ln2_rstd, a.h, P(w.norm2), N, D, eps, stream);
+            act_quant(a.ln2_q, ln_scratch, N, D);
+            bl_forward(a.gate, a.ln2_q, w.gate, N, D, M);
+            bl_forward(a.up, a.ln2_q, w.mlp_up, N, D, M);
+            train_swiglu_forward(swi, a.gate, a.up, N * M, stream);
+            act_quant(a.swi_q, swi, N, M);
+            bl_forward(branch, a.swi_q, w.mlp_down, N, M, D);
+            train_residual_forward(out, a.h, branch, N * D, stream);
+        }
+        train_rmsnorm_forward(lnf, lnf_rstd, final_res, P(norm_f), N, D, eps, stream);
+        if (bf16()) {
+            train_to_bf16(lnf_bf, lnf, N * D, stream);
+            gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, N, D, lm_bf16.data(), CUDA_R_16BF, D, lnf_bf,
+                 CUDA_R_16BF, D, logits, V, one(), zero());
+        } else {
+            gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, N, D, P(lm_head), CUDA_R_32F, D, lnf, CUDA_R_32F, D,
+                 logits, V, one(), zero());
+        }
+        have_targets = with_targets;
+        if (!with_targets) return;
+        // Loss and the gradient of the mean loss in one pass (fp32 over the logits or bf16).
+        train_crossentropy_fused(losses, bf16() ? nullptr : logits, bf16() ? dlogits_bf : nullptr,
+                                 logits, targets, N, V, 1.0f / static_cast<float>(N), stream);
+        train_mean(loss_dev(), losses, N, stream);
+    }
+
+    void run_backward() {
+        check(have_targets, ErrorKind::kInvalidArgument,
+              "backward: the last forward had no targets");
+        const ModelConfig& c = config;
+        const int64_t N = B * T, D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
+        const int64_t V = c.vocab_size, H = c.ttt_heads, Dh = Dt / H;
+        const bool delta = c.ttt_rule == TttRule::kDelta;
+        const train::TttScanShape s = shape();
+        const float inner_lr = c.inner_lr;
+
+        // lm_head: dlnf = dlogits · W, dW += dlogitsᵀ · lnf.
+        if (bf16()) {
+            gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, lm_bf16.data(), CUDA_R_16BF, D, dlogits_bf,
+                 CUDA_R_16BF, V, dln, D, one(), zero());
+            gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, lnf_bf, CUDA_R_16BF, D, dlogits_bf, CUDA_R_16BF,
+                 V, G(lm_head), D, one(), one());
+        } else {
+            gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, P(lm_head), CUDA_R_32F, D, logits, CUDA_R_32F,
+                 V, dln, D, one(), zero());
+            gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, lnf, CUDA_R_32F, D, logits, CUDA_R_32F, V,
+                 G(lm_head), D, one(), one());
+        }
+        zero(dres, N * D);
+        train_rmsnorm_backward(dres, G(norm_f), dln, final_res, P(norm_f), lnf_rstd, N, D, stream);
+
+        for (int64_t li = static_cast<int64_t>(acts.size()) - 1; li >= 0; --li) {
+            const LayerActs& a = acts[static_cast<size_t>(li)];
+            const LayerIndex& w = layers[static_cast<size_t>(li)];
+            // MLP branch
+            zero(dswi, N * M);
+            bl_backward(dswi, w.mlp_down, dres, a.swi_q, N, M, D);
+            zero(dgate, N * M), zero(dup, N * M);
+            train_swiglu_backward(dgate, dup, dswi, a.gate, a.up, N * M, stream);
+            zero(dln, N * D);
+            bl_backward(dln, w.gate, dgate, a.ln2_q, N, D, M);
+            bl_backward(dln, w.mlp_up, dup, a.ln2_q, N, D, M);
+            train_rmsnorm_backward(dres, G(w.norm2), dln, a.h, P(w.norm2), a.ln2_rstd, N, D,
+                                   stream);
+            // TTT branch
+            zero(dln, N * D);
+            if (!delta) {
+                float *dz = dttt[0], *dfhat = dttt[1], *df = dttt[2];
+                zero(dz, N * Dt), zero(dfhat, N * Dt), zero(df, N * Dt);
+                bl_backward(dz, w.up, dres, a.z_q, N, Dt, D);
+                ttt_scan_backward(dfhat, dfhat, dfhat, nullptr, dz, a.ckpt, a.fhat, a.fhat, a.fhat,
+                                  nullptr, inner_lr, s, workspace.data(), stream);
+                train_l2norm_backward(df, dfhat, a.f, a.fnorm, N, Dt, stream);
+                bl_backward(dln, w.down, df, a.ln1_q, N, D, Dt);
+            } else {
+                float *dout = dttt[0], *dy = dttt[1], *dqh = dttt[2], *dkh = dttt[3];
+                float *dv = dttt[4], *dq = dttt[5], *dk = dttt[6];
+                for (float* p : dttt) zero(p, N * Dt);
+                zero(deta, N * H), zero(dlr, N * H);
+                bl_backward(dout, w.o, dres, a.o_q, N, Dt, D);
+                train_rmsnorm_backward(dy, nullptr, dout, a.y, nullptr, a.o_rstd, N, Dt, stream);
+                ttt_scan_backward(dqh, dkh, dv, deta, dy, a.ckpt, a.qhat, a.khat, a.v, a.eta, 0.0f,
+                                  s, workspace.data(), stream);
+                train_l2norm_backward(dq, dqh, a.q, a.qnorm, N * H, Dh, stream);
+                train_l2norm_backward(dk, dkh, a.k, a.knorm, N * H, Dh, stream);
+                train_sigmoid_scale_backward(dlr, deta, a.lr_logit, N * H, inner_lr, stream);
+                // ttt.lr (fp32): dx += dlr · W, dW += dlrᵀ · ln1, db += Σ_n dlr.
+                gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, H, P(w.lr_w), CUDA_R_32F, D, dlr, CUDA_R_32F,
+                     H, dln, D, one(), one());
+                gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, H, N, a.ln1, CUDA_R_32F, D, dlr, CUDA_R_32F, H,
+                     G(w.lr_w), D, one(), one());
+                train_column_sum_accumulate(G(w.lr_b), dlr, N, H, stream);
+                bl_backward(dln, w.q, dq, a.ln1_q, N, D, Dt);
+                bl_backward(dln, w.k, dk, a.ln1_q, N, D, Dt);
+                bl_backward(dln, w.v, dv, a.ln1_q, N, D, Dt);
+            }
+            train_rmsnorm_backward(dres, G(w.norm1), dln, a.res, P(w.norm1), a.ln1_rstd, N, D,
+                                   stream);
+        }
+        train_embedding_backward(G(embed), dres, inputs, N, D, stream);
+        have_targets = false;
+    }
+
+    void check_batch(const int32_t* in, const int32_t* tg, int64_t B_, int64_t T_) const {
+        check(B_ > 0 && T_ > 0, ErrorKind::kInvalidArgument, "forward: empty batch [{}, {}]", B_,
+              T_);
+        const int64_t V = config.vocab_size;
+        for (int64_t n = 0; n < B_ * T_; ++n) {
+            check(in[n] >= 0 && in[n] < V, ErrorKind::kInvalidArgument,
+                  "token id {} at position {} is outside the vocabulary of {}", in[n], n, V);
+            check(!tg || (tg[n] >= 0 && tg[n] < V), ErrorKind::kInvalidArgument,
+                  "target id {} at position {} is outside the vocabulary of {}", tg ? tg[n] : 0, n,
+                  V);
+        }
+    }
+};
+
+GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision) {
+    require_device("GPU training");
+    ModelConfig c = config;
+    c.resolve_and_validate("training config");
+    impl_ = std::make_unique<Impl>(c, precision);
+    Impl& m = *impl_;
+    const train::ParamLayout& L = m.layout;
+    const size_t total = static_cast<size_t>(L.total);
+    m.params = DeviceBuffer(total * sizeof(float));
+    m.grads = DeviceBuffer(total * sizeof(float));
+    m.adam_m = DeviceBuffer(total * sizeof(float));
+    m.adam_v = DeviceBuffer(total * sizeof(float));
+    for (DeviceBuffer* b : {&m.params, &m.grads, &m.adam_m, &m.adam_v}) b->fill_bytes(0);
+    m.qweights = DeviceBuffer(total * (m.bf16() ? sizeof(uint16_t) : sizeof(float)));
+    m.qweights.fill_bytes(0);
+
+    std::vector<uint8_t> decay(total, 0);
+    std::vector<int64_t> offsets, sizes;
+    m.beta_index.assign(L.specs.size(), -1);
+    for (size_t i = 0; i < L.specs.size(); ++i) {
+        const ParamSpec& s = L.specs[i];
+        std::fill(decay.begin() + L.offsets[i], decay.begin() + L.offsets[i] + s.numel(),
+                  s.weight_decay() ? 1 : 0);
+        if (s.kind != ParamKind::kBitLinear) continue;
+        m.beta_index[i] = static_cast<int>(offsets.size());
+        offsets.push_back(L.offsets[i]);
+        sizes.push_back(s.numel());
+        m.bitlinear_max = std::max(m.bitlinear_max, s.numel());
+    }
+    m.bitlinear_count = static_cast<int>(offsets.size());
+    m.decay = DeviceBuffer(total);
+    m.decay.copy_from_host(decay.data(), total);
+    m.betas = DeviceBuffer(std::max<size_t>(offsets.size(), 1) * sizeof(float));
+    m.bl_offsets = DeviceBuffer(std::max<size_t>(offsets.size(), 1) * sizeof(int64_t));
+    m.bl_sizes = DeviceBuffer(std::max<size_t>(offsets.size(), 1) * sizeof(int64_t));
+    m.bl_offsets.copy_from_host(offsets.data(), offsets.size() * sizeof(int64_t));
+    m.bl_sizes.copy_from_host(sizes.data(), sizes.size() * sizeof(int64_t));
+    const float consts[2] = {0.0f, 1.0f};
+    m.consts = DeviceBuffer(sizeof consts);
+    m.consts.copy_from_host(consts, sizeof consts);
+    m.scalars = DeviceBuffer(2 * sizeof(double));
+    m.scalars.fill_bytes(0);
+    m.norm_partial =
+        DeviceBuffer(static_cast<size_t>(train_norm_partials(L.total)) * sizeof(double));
+
+    auto index = [&](const std::string& name) { return static_cast<int>(L.index_of(name)); };
+    m.embed = index("embed.weight");
+    m.norm_f = index("norm_f.weight");
+    m.lm_head = index("lm_head.weight");
+    if (m.bf16())
+        m.lm_bf16 =
+            DeviceBuffer(static_cast<size_t>(c.vocab_size * c.hidden_dim) * sizeof(uint16_t));
+    const bool delta = c.ttt_rule == TttRule::kDelta;
+    for (int64_t l = 0; l < c.num_layers; ++l) {
+        const std::string p = "layers." + std::to_string(l) + ".";
+        LayerIndex li;
+        li.norm1 = index(p + "norm1.weight");
+        li.norm2 = index(p + "norm2.weight");
+        if (!delta) {
+            li.down = index(p + "ttt.down.weight");
+            li.up = index(p + "ttt.up.weight");
+        } else {
+            li.q = index(p + "ttt.q.weight"), li.k = index(p + "ttt.k.weight");
+            li.v = index(p + "ttt.v.weight"), li.o = index(p + "ttt.o.weight");
+            li.lr_w = index(p + "ttt.lr.weight"), li.lr_b = index(p + "ttt.lr.bias");
+        }
+        li.gate = index(p + "mlp.gate_proj.weight");
+        li.mlp_up = index(p + "mlp.up_proj.weight");
+        li.mlp_down = index(p + "mlp.down_proj.weight");
+        m.layers.push_back(li);
+    }
+
+    check_cublas(cublasCreate(&m.blas), "cublasCreate");
+    check_cublas(cublasSetStream(m.blas, raw(m.stream)), "cublasSetStream");
+    check_cublas(cublasSetPointerMode(m.blas, CUBLAS_POINTER_MODE_DEVICE), "cublasSetPointerMode");
+}
+
+GpuTrainModel::~GpuTrainModel() = default;
+
+const ModelConfig& GpuTrainModel::config() const {
+    return impl_->config;
+}
+const train::ParamLayout& GpuTrainModel::layout() const {
+    return impl_->layout;
+}
+TrainPrecision GpuTrainModel::precision() const {
+    return impl_->precision;
+}
+void GpuTrainModel::set_quantize_weights(bool on) {
+    impl_->quantize = on;
+}
+const Stream& GpuTrainModel::stream() const {
+    return impl_->stream;
+}
+
+namespace {
+DeviceBuffer& buffer_of(GpuTrainModel::Buffer which, DeviceBuffer& p, DeviceBuffer& g,
+                        DeviceBuffer& m, DeviceBuffer& v) {
+    switch (which) {
+        case GpuTrainModel::Buffer::kParams:
+            return p;
+        case GpuTrainModel::Buffer::kGrads:
+            return g;
+        case GpuTrainModel::Buffer::kAdamM:
+            return m;
+        case GpuTrainModel::Buffer::kAdamV:
+            return v;
+    }
+    return p;
+}
+}  // namespace
+
+void GpuTrainModel::upload(Buffer which, const float* host) {
+    Impl& m = *impl_;
+    m.stream.synchronize();
+    buffer_of(which, m.params, m.grads, m.adam_m, m.adam_v)
+        .copy_from_host(host, static_cast<size_t>(m.layout.total) * sizeof(float));
+}
+
+void GpuTrainModel::download(Buffer which, float* host) const {
+    Impl& m = *impl_;
+    m.stream.synchronize();
+    buffer_of(which, m.params, m.grads, m.adam_m, m.adam_v)
+        .copy_to_host(host, static_cast<size_t>(m.layout.total) * sizeof(float));
+}
+
+double GpuTrainModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
+    Impl& m = *impl_;
+    m.check_batch(inputs, targets, B, T);
+    m.allocate(B, T);
+    m.upload_batch(inputs, targets);
+    m.run_forward(targets != nullptr);
+    if (!targets) return 0.0;
+    double loss = 0;
+    check_cuda(
+        cudaMemcpyAsync(&loss, m.loss_dev(), sizeof loss, cudaMemcpyDeviceToHost, raw(m.stream)),
+        "cudaMemcpyAsync (loss)");
+    m.stream.synchronize();
+    return loss;
+}
+
+void GpuTrainModel::download_logits(float* host) const {
+    Impl& m = *impl_;
+    check(m.B > 0, ErrorKind::kInvalidArgument, "download_logits: no forward yet");
+    m.stream.synchronize();
+    check_cuda(cudaMemcpy(host, m.logits,
+                          static_cast<size_t>(m.B * m.T * m.config.vocab_size) * sizeof(float),
+                          cudaMemcpyDeviceToHost),
+               "cudaMemcpy (logits)");
+}
+
+void GpuTrainModel::zero_grad() {
+    Impl& m = *impl_;
+    m.zero(m.grads.as<float>(), m.layout.total);
+}
+
+void GpuTrainModel::backward() {
+    impl_->run_backward();
+}
+
+GpuTrainModel::StepResult GpuTrainModel::train_step(const int32_t* inputs, const int32_t* targets,
+                                                    int64_t B, int64_t T, float lr, float grad_clip,
+                                                    int64_t t, const train::AdamWConfig& c) {
+    Impl& m = *impl_;
+    check(targets != nullptr, ErrorKind::kInvalidArgument, "train_step: no targets");
+    m.check_batch(inputs, targets, B, T);
+    m.allocate(B, T);
+    m.upload_batch(inputs, targets);
+    m.run_forward(true);
+    zero_grad();
+    m.run_backward();
+    const int64_t n = m.layout.total;
+    train_global_norm(m.norm_dev(), m.norm_partial.as<double>(), m.grads.as<float>(), n, m.stream);
+    // The bias corrections exactly as train::adamw_update computes them.
+    const float bc1 = 1.0f - std::pow(c.beta1, static_cast<float>(t));
+    const float bc2 = 1.0f - std::pow(c.beta2, static_cast<float>(t));
+    train_adamw(m.params.as<float>(), m.grads.as<float>(), m.adam_m.as<float>(),
+                m.adam_v.as<float>(), m.decay.as<uint8_t>(), n, lr, c.beta1, c.beta2, c.eps,
+                c.weight_decay, bc1, bc2, m.norm_dev(), m.loss_dev(), grad_clip, m.stream);
+    double result[2];
+    check_cuda(cudaMemcpyAsync(result, m.scalars.data(), sizeof result, cudaMemcpyDeviceToHost,
+                               raw(m.stream)),
+               "cudaMemcpyAsync (loss, norm)");
+    m.stream.synchronize();
+    return {result[0], result[1]};
+}
+
+int64_t GpuTrainModel::allocated_bytes() const {
+    const Impl& m = *impl_;
+    int64_t total = 0;
+    for (const DeviceBuffer* b :
+         {&m.params, &m.grads, &m.adam_m, &m.adam_v, &m.decay, &m.qweights, &m.betas, &m.bl_offsets,
+          &m.bl_sizes, &m.consts, &m.scalars, &m.norm_partial, &m.lm_bf16, &m.arena, &m.workspace})
+        total += static_cast<int64_t>(b->bytes());
+    return total;
+}
+
+}  // namespace bitttt::cuda

@@ -1,0 +1,83 @@
+// The training model on the GPU (DESIGN.md §2, §2.4, §5): train::TrainModel's forward and backward
+// with every buffer in device memory, plus the optimizer step (global gradient norm, clipping and
+// AdamW) so that a training step needs no host round trip beyond its loss and gradient norm.
+//
+// Same parameter table, flat layout (train::ParamLayout) and formulas as the CPU model, so the
+// parameter, gradient and AdamW moment buffers copy 1:1 between the two: a run moves between CPU
+// and GPU by resuming a checkpoint (the Trainer does the copies).
+//
+// Precision of the products (TrainPrecision):
+//   kFp32  every product in fp32 (cuBLAS SGEMM, no TF32) on the fake-quantized values, like the
+//          CPU: for the gradient checks against TrainModel<float>.
+//   kBf16  (training default) tensor-core products with fp32 accumulation. BitLinear forward:
+//          integer codes of activations (|c| <= 127) times ternary codes, both exact in bf16, the
+//          fp32 sums of at most 2^24 / 127 terms exact too, then one rescale γ/127 · β per output
+//          (DESIGN.md §2.1): the same values as fp32 up to the order of float rounding. BitLinear
+//          backward: dout rounded to bf16 (dinp = β · bf16(dout) · codes_W; dW = (bf16(γ/127 ·
+//          dout))ᵀ · codes_x), the usual mixed-precision gradient. lm_head: bf16 weights and
+//          normed inputs, logits and their gradient (bf16) from the fused cross-entropy. The small
+//          ttt.lr projection of the delta rule stays fp32.
+// Plain C++ (no CUDA types): includes compile without nvcc; built only with the CUDA backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "kernels/cuda/device.hpp"
+#include "model/config.hpp"
+#include "train/model.hpp"
+#include "train/optimizer.hpp"
+
+namespace bitttt::cuda {
+
+enum class TrainPrecision { kFp32, kBf16 };
+
+class GpuTrainModel {
+  public:
+    // Allocates parameters, gradients and AdamW moments on device 0 (throws Error "CUDA: ..."
+    // without a GPU). Contents start at zero; upload the parameters before the first forward.
+    GpuTrainModel(const ModelConfig& config, TrainPrecision precision);
+    ~GpuTrainModel();
+    GpuTrainModel(const GpuTrainModel&) = delete;
+    GpuTrainModel& operator=(const GpuTrainModel&) = delete;
+
+    const ModelConfig& config() const;
+    const train::ParamLayout& layout() const;
+    TrainPrecision precision() const;
+    // Off: BitLinear weights are used as they are (an exact fp model, for gradient checks).
+    void set_quantize_weights(bool on);
+
+    // Parameter-shaped buffers (layout().total floats, padding included), synchronous copies.
+    enum class Buffer { kParams, kGrads, kAdamM, kAdamV };
+    void upload(Buffer which, const float* host);
+    void download(Buffer which, float* host) const;
+
+    // Forward over inputs [B, T] (host ids, checked against the vocabulary); with targets returns
+    // the mean loss (waits for the GPU) and leaves the gradient of the logits for backward();
+    // without, leaves the logits (download_logits) and returns 0.
+    double forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T);
+    void download_logits(float* host) const;  // [B·T, V] after a forward without targets
+    void zero_grad();
+    // Adds the gradient of the last forward's mean loss to the gradient buffer (asynchronous).
+    void backward();
+
+    struct StepResult {
+        double loss = 0, grad_norm = 0;
+    };
+    // One optimizer step (as Trainer::step on the CPU): forward, zero_grad, backward, global
+    // gradient norm, clipping to grad_clip and AdamW at learning rate lr and 1-based step t. One
+    // synchronization, at the end, for the loss and the norm. When either is not finite the
+    // parameters and moments are left unchanged (the caller reports).
+    StepResult train_step(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
+                          float lr, float grad_clip, int64_t t, const train::AdamWConfig& adamw);
+
+    // Device bytes this model holds now (parameters, moments, activations, workspaces).
+    int64_t allocated_bytes() const;
+    const Stream& stream() const;
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bitttt::cuda

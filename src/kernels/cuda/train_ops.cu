@@ -1,0 +1,541 @@
+// The training ops on the GPU (train_ops.hpp): rows map to warps (RMSNorm, L2 norm, quantization),
+// the cross-entropy row to a block, elementwise ops to grid-stride loops. Formulas follow
+// src/train/ops.cpp step by step so fp32 results agree with the CPU to rounding.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/train_ops.hpp"
+
+namespace bitttt::cuda {
+namespace {
+
+using detail::check_launch;
+using detail::raw;
+
+constexpr int kThreads = 256;
+constexpr int kRowsPerBlock = kThreads / 32;  // one warp per row
+
+template <typename T>
+__device__ T warp_sum(T v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum (or max) over a block of at most 1024 threads, every thread gets the result.
+template <typename T, bool kMax>
+__device__ T block_reduce(T v) {
+    __shared__ T scratch[32];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const T other = __shfl_xor_sync(0xffffffffu, v, o);
+        v = kMax ? (v > other ? v : other) : v + other;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    const int warps = static_cast<int>(blockDim.x >> 5);
+    v = lane < warps ? scratch[lane] : (kMax ? scratch[0] : T(0));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const T other = __shfl_xor_sync(0xffffffffu, v, o);
+        v = kMax ? (v > other ? v : other) : v + other;
+    }
+    return v;
+}
+
+__device__ float sigmoidf(float x) {
+    return 1.0f / (1.0f + expf(-x));
+}
+
+__device__ uint16_t bf16_bits(float x) {
+    return __bfloat16_as_ushort(__float2bfloat16_rn(x));
+}
+
+int64_t row_blocks(int64_t rows) {
+    return (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+}
+int64_t elem_blocks(int64_t n) {
+    return std::min<int64_t>((n + kThreads - 1) / kThreads, 65536);
+}
+
+#define BITTTT_GRID_STRIDE(i, n)                                                           \
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+#define BITTTT_WARP_ROW(row, N)                                                                \
+    const int64_t row = blockIdx.x * static_cast<int64_t>(kRowsPerBlock) + (threadIdx.x >> 5); \
+    const int lane = threadIdx.x & 31;                                                         \
+    if (row >= (N)) return;
+
+// ---- embedding ----
+
+__global__ void embedding_forward_kernel(float* out, const int32_t* tokens, const float* wte,
+                                         int64_t N, int64_t C) {
+    BITTTT_GRID_STRIDE(i, N * C) {
+        const int64_t n = i / C, c = i % C;
+        out[i] = wte[static_cast<int64_t>(tokens[n]) * C + c];
+    }
+}
+
+__global__ void embedding_backward_kernel(float* dwte, const float* dout, const int32_t* tokens,
+                                          int64_t N, int64_t C) {
+    BITTTT_GRID_STRIDE(i, N * C) {
+        const int64_t n = i / C, c = i % C;
+        atomicAdd(dwte + static_cast<int64_t>(tokens[n]) * C + c, dout[i]);
+    }
+}
+
+// ---- RMSNorm ----
+
+__global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp,
+                                       const float* weight, int64_t N, int64_t C, float eps) {
+    BITTTT_WARP_ROW(n, N)
+    const float* x = inp + n * C;
+    double ss = 0.0;
+    for (int64_t c = lane; c < C; c += 32) ss += static_cast<double>(x[c]) * x[c];
+    ss = warp_sum(ss);
+    const float r = 1.0f / sqrtf(static_cast<float>(ss / static_cast<double>(C)) + eps);
+    float* y = out + n * C;
+    for (int64_t c = lane; c < C; c += 32) y[c] = weight ? x[c] * r * weight[c] : x[c] * r;
+    if (lane == 0) rstd[n] = r;
+}
+
+__global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const float* inp,
+                                        const float* weight, const float* rstd, int64_t N,
+                                        int64_t C) {
+    BITTTT_WARP_ROW(n, N)
+    const float* x = inp + n * C;
+    const float* dy = dout + n * C;
+    const float r = rstd[n];
+    double dot = 0.0;
+    for (int64_t c = lane; c < C; c += 32)
+        dot += static_cast<double>(weight ? weight[c] : 1.0f) * dy[c] * x[c];
+    dot = warp_sum(dot);
+    const float k = static_cast<float>(dot / static_cast<double>(C)) * r * r;
+    float* dx = dinp + n * C;
+    for (int64_t c = lane; c < C; c += 32)
+        dx[c] += r * ((weight ? weight[c] : 1.0f) * dy[c] - x[c] * k);
+}
+
+// Column sums dst[c] += Σ_n value(n, c): blocks of 32 columns × 8 row lanes over a slice of rows,
+// a shared-memory sum over the 8 lanes, one float atomic per column and block.
+constexpr int64_t kColumnSliceRows = 256;
+
+template <typename Value>
+__global__ void column_sum_kernel(float* dst, Value value, int64_t N, int64_t C) {
+    __shared__ float partial[8][33];
+    const int64_t c = blockIdx.x * 32 + threadIdx.x;
+    const int64_t n0 = blockIdx.y * kColumnSliceRows;
+    const int64_t n1 = min(N, n0 + kColumnSliceRows);
+    float sum = 0.0f;
+    if (c < C)
+        for (int64_t n = n0 + threadIdx.y; n < n1; n += 8) sum += value(n, c);
+    partial[threadIdx.y][threadIdx.x] = sum;
+    __syncthreads();
+    if (threadIdx.y == 0 && c < C) {
+        float total = 0.0f;
+        for (int j = 0; j < 8; ++j) total += partial[j][threadIdx.x];
+        atomicAdd(dst + c, total);
+    }
+}
+
+template <typename Value>
+void column_sum(float* dst, Value value, int64_t N, int64_t C, const Stream& stream,
+                const char* what) {
+    const dim3 grid(static_cast<unsigned>((C + 31) / 32),
+                    static_cast<unsigned>((N + kColumnSliceRows - 1) / kColumnSliceRows));
+    column_sum_kernel<<<grid, dim3(32, 8), 0, raw(stream)>>>(dst, value, N, C);
+    check_launch(what);
+}
+
+struct RmsWeightGrad {
+    const float *dout, *inp, *rstd;
+    int64_t C;
+    __device__ float operator()(int64_t n, int64_t c) const {
+        return dout[n * C + c] * inp[n * C + c] * rstd[n];
+    }
+};
+struct Plain {
+    const float* src;
+    int64_t C;
+    __device__ float operator()(int64_t n, int64_t c) const { return src[n * C + c]; }
+};
+
+// ---- L2 norm ----
+
+__global__ void l2norm_forward_kernel(float* out, float* norm, const float* inp, int64_t N,
+                                      int64_t C) {
+    BITTTT_WARP_ROW(n, N)
+    const float* x = inp + n * C;
+    double ss = 0.0;
+    for (int64_t c = lane; c < C; c += 32) ss += static_cast<double>(x[c]) * x[c];
+    ss = warp_sum(ss);
+    const float nrm = static_cast<float>(sqrt(ss));
+    const float inv = 1.0f / (nrm + 1e-6f);
+    for (int64_t c = lane; c < C; c += 32) out[n * C + c] = x[c] * inv;
+    if (lane == 0) norm[n] = nrm;
+}
+
+__global__ void l2norm_backward_kernel(float* dinp, const float* dout, const float* inp,
+                                       const float* norm, int64_t N, int64_t C) {
+    BITTTT_WARP_ROW(n, N)
+    const float* x = inp + n * C;
+    const float* dy = dout + n * C;
+    const float nrm = norm[n], d = nrm + 1e-6f;
+    double xdy = 0.0;
+    for (int64_t c = lane; c < C; c += 32) xdy += static_cast<double>(x[c]) * dy[c];
+    xdy = warp_sum(xdy);
+    const float k = nrm > 0.0f ? static_cast<float>(xdy) / (nrm * d * d) : 0.0f;
+    for (int64_t c = lane; c < C; c += 32) dinp[n * C + c] += dy[c] / d - x[c] * k;
+}
+
+// ---- quantization ----
+
+__global__ void act_quant_kernel(float* out, uint16_t* codes, float* scale, const float* inp,
+                                 int64_t N, int64_t C, int act_bits) {
+    BITTTT_WARP_ROW(n, N)
+    const float* x = inp + n * C;
+    if (act_bits == 0) {
+        for (int64_t c = lane; c < C; c += 32) {
+            if (out) out[n * C + c] = x[c];
+            if (codes) codes[n * C + c] = bf16_bits(x[c]);
+        }
+        if (scale && lane == 0) scale[n] = 1.0f;
+        return;
+    }
+    float absmax = 0.0f;
+    for (int64_t c = lane; c < C; c += 32) absmax = fmaxf(absmax, fabsf(x[c]));
+    absmax = warp_max(absmax);
+    const float gamma = fmaxf(absmax, 1e-5f);
+    const float s = __fdiv_rn(127.0f, gamma), back = __fdiv_rn(gamma, 127.0f);
+    for (int64_t c = lane; c < C; c += 32) {
+        const float code = fminf(fmaxf(rintf(__fmul_rn(x[c], s)), -127.0f), 127.0f);
+        if (out) out[n * C + c] = __fmul_rn(code, back);
+        if (codes) codes[n * C + c] = bf16_bits(code);
+    }
+    if (scale && lane == 0) scale[n] = back;
+}
+
+__global__ void weight_beta_kernel(float* beta, const float* w, const int64_t* offsets,
+                                   const int64_t* sizes, bool quantize) {
+    const int i = blockIdx.x;
+    const float* p = w + offsets[i];
+    const int64_t n = sizes[i];
+    double sum = 0.0;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += fabs(static_cast<double>(p[j]));
+    sum = block_reduce<double, false>(sum);
+    if (threadIdx.x == 0)
+        beta[i] = !quantize ? 1.0f
+                  : n > 0   ? static_cast<float>(sum / static_cast<double>(n))
+                            : 0.0f;
+}
+
+__global__ void weight_quant_kernel(float* out, uint16_t* codes, const float* beta, const float* w,
+                                    const int64_t* offsets, const int64_t* sizes, bool quantize) {
+    const int i = blockIdx.y;
+    const int64_t off = offsets[i], n = sizes[i];
+    const float b = beta[i], denom = b + 1e-8f;
+    for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < n;
+         j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const float x = w[off + j];
+        const float code = quantize ? fminf(fmaxf(rintf(__fdiv_rn(x, denom)), -1.0f), 1.0f) : x;
+        if (out) out[off + j] = quantize ? __fmul_rn(code, b) : x;
+        if (codes) codes[off + j] = bf16_bits(code);
+    }
+}
+
+// ---- pointwise ----
+
+__global__ void swiglu_forward_kernel(float* out, const float* gate, const float* up, int64_t n) {
+    BITTTT_GRID_STRIDE(i, n) out[i] = gate[i] * sigmoidf(gate[i]) * up[i];
+}
+
+__global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* dout,
+                                       const float* gate, const float* up, int64_t n) {
+    BITTTT_GRID_STRIDE(i, n) {
+        const float g = gate[i], s = sigmoidf(g);
+        dgate[i] += dout[i] * up[i] * s * (1.0f + g * (1.0f - s));
+        dup[i] += dout[i] * g * s;
+    }
+}
+
+__global__ void sigmoid_scale_forward_kernel(float* out, const float* inp, int64_t n, float scale) {
+    BITTTT_GRID_STRIDE(i, n) out[i] = scale * sigmoidf(inp[i]);
+}
+
+__global__ void sigmoid_scale_backward_kernel(float* dinp, const float* dout, const float* inp,
+                                              int64_t n, float scale) {
+    BITTTT_GRID_STRIDE(i, n) {
+        const float s = sigmoidf(inp[i]);
+        dinp[i] += dout[i] * scale * s * (1.0f - s);
+    }
+}
+
+__global__ void residual_kernel(float* out, const float* a, const float* b, int64_t n) {
+    BITTTT_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
+}
+
+__global__ void scale_rows_kernel(float* x, const float* row_scale, const float* scalar, int64_t N,
+                                  int64_t C) {
+    const float s = scalar ? scalar[0] : 1.0f;
+    BITTTT_GRID_STRIDE(i, N * C) x[i] = x[i] * (row_scale ? row_scale[i / C] : 1.0f) * s;
+}
+
+__global__ void add_bias_kernel(float* out, const float* bias, int64_t N, int64_t C) {
+    BITTTT_GRID_STRIDE(i, N * C) out[i] += bias[i % C];
+}
+
+__global__ void to_bf16_kernel(uint16_t* out, const float* in, const float* row_scale, int64_t N,
+                               int64_t C) {
+    BITTTT_GRID_STRIDE(i, N * C) out[i] = bf16_bits(row_scale ? in[i] * row_scale[i / C] : in[i]);
+}
+
+// ---- cross-entropy ----
+
+constexpr int kCeThreads = 512;
+
+__global__ void crossentropy_kernel(float* losses, float* dlogits_f32, uint16_t* dlogits_bf16,
+                                    const float* logits, const int32_t* targets, int64_t V,
+                                    float dloss) {
+    const int64_t n = blockIdx.x;
+    const float* z = logits + n * V;
+    float mx = -INFINITY;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, z[v]);
+    mx = block_reduce<float, true>(mx);
+    double sum = 0.0;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) sum += expf(z[v] - mx);
+    sum = block_reduce<double, false>(sum);
+    const int64_t t = targets[n];
+    const float target_shifted = z[t] - mx;  // read before dlogits may overwrite it
+    const float inv = static_cast<float>(1.0 / sum);
+    __syncthreads();
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        const float g = expf(z[v] - mx) * inv * dloss - (v == t ? dloss : 0.0f);
+        if (dlogits_f32) dlogits_f32[n * V + v] = g;
+        if (dlogits_bf16) dlogits_bf16[n * V + v] = bf16_bits(g);
+    }
+    if (threadIdx.x == 0) losses[n] = static_cast<float>(log(sum)) - target_shifted;
+}
+
+__global__ void mean_kernel(double* out, const float* x, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+    s = block_reduce<double, false>(s);
+    if (threadIdx.x == 0) out[0] = s / static_cast<double>(n);
+}
+
+// ---- gradient norm and AdamW ----
+
+constexpr int64_t kNormChunk = 8192;  // elements per partial sum
+
+__global__ void norm_partial_kernel(double* partial, const float* g, int64_t n) {
+    const int64_t start = blockIdx.x * kNormChunk, end = min(n, start + kNormChunk);
+    double s = 0.0;
+    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x)
+        s += static_cast<double>(g[i]) * g[i];
+    s = block_reduce<double, false>(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void norm_final_kernel(double* out, const double* partial, int64_t count) {
+    double s = 0.0;
+    for (int64_t i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
+    s = block_reduce<double, false>(s);
+    if (threadIdx.x == 0) out[0] = sqrt(s);
+}
+
+__global__ void adamw_kernel(float* params, const float* grads, float* m, float* v,
+                             const uint8_t* decay_mask, int64_t n, float lr, float beta1,
+                             float beta2, float eps, float weight_decay, float bc1, float bc2,
+                             const double* norm, const double* loss, float grad_clip) {
+    const double nrm = *norm;
+    if (!isfinite(nrm) || (loss && !isfinite(*loss))) return;
+    const float scale = nrm > grad_clip ? static_cast<float>(grad_clip / nrm) : 1.0f;
+    BITTTT_GRID_STRIDE(i, n) {
+        const float g = grads[i] * scale;
+        const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+        const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        const float mhat = mi / bc1, vhat = vi / bc2;
+        const float wd = decay_mask[i] ? weight_decay : 0.0f;
+        params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * params[i]);
+    }
+}
+
+}  // namespace
+
+// ---- launchers ----
+
+void train_embedding_forward(float* out, const int32_t* tokens, const float* wte, int64_t N,
+                             int64_t C, const Stream& stream) {
+    embedding_forward_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(out, tokens, wte, N,
+                                                                               C);
+    check_launch("train_embedding_forward");
+}
+
+void train_embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N,
+                              int64_t C, const Stream& stream) {
+    embedding_backward_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(dwte, dout, tokens,
+                                                                                N, C);
+    check_launch("train_embedding_backward");
+}
+
+void train_rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,
+                           int64_t N, int64_t C, float eps, const Stream& stream) {
+    rmsnorm_forward_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(out, rstd, inp, weight, N,
+                                                                        C, eps);
+    check_launch("train_rmsnorm_forward");
+}
+
+void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                            const float* weight, const float* rstd, int64_t N, int64_t C,
+                            const Stream& stream) {
+    rmsnorm_backward_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(dinp, dout, inp, weight,
+                                                                         rstd, N, C);
+    check_launch("train_rmsnorm_backward");
+    if (dweight)
+        column_sum(dweight, RmsWeightGrad{dout, inp, rstd, C}, N, C, stream,
+                   "train_rmsnorm_backward (dweight)");
+}
+
+void train_l2norm_forward(float* out, float* norm, const float* inp, int64_t N, int64_t C,
+                          const Stream& stream) {
+    l2norm_forward_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(out, norm, inp, N, C);
+    check_launch("train_l2norm_forward");
+}
+
+void train_l2norm_backward(float* dinp, const float* dout, const float* inp, const float* norm,
+                           int64_t N, int64_t C, const Stream& stream) {
+    l2norm_backward_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(dinp, dout, inp, norm, N,
+                                                                        C);
+    check_launch("train_l2norm_backward");
+}
+
+void train_act_quant_forward(float* out, uint16_t* codes, float* scale, const float* inp, int64_t N,
+                             int64_t C, int act_bits, const Stream& stream) {
+    act_quant_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(out, codes, scale, inp, N, C,
+                                                                  act_bits);
+    check_launch("train_act_quant_forward");
+}
+
+void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, const float* w,
+                                const int64_t* offsets, const int64_t* sizes, int count,
+                                int64_t max_size, bool quantize, const Stream& stream) {
+    if (count == 0) return;
+    weight_beta_kernel<<<count, 1024, 0, raw(stream)>>>(beta, w, offsets, sizes, quantize);
+    check_launch("train_weight_quant_forward (beta)");
+    const dim3 grid(static_cast<unsigned>(std::min<int64_t>((max_size + 1023) / 1024, 1024)),
+                    static_cast<unsigned>(count));
+    weight_quant_kernel<<<grid, 1024, 0, raw(stream)>>>(out, codes, beta, w, offsets, sizes,
+                                                        quantize);
+    check_launch("train_weight_quant_forward");
+}
+
+void train_swiglu_forward(float* out, const float* gate, const float* up, int64_t n,
+                          const Stream& stream) {
+    swiglu_forward_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(out, gate, up, n);
+    check_launch("train_swiglu_forward");
+}
+
+void train_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                           const float* up, int64_t n, const Stream& stream) {
+    swiglu_backward_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(dgate, dup, dout, gate, up,
+                                                                         n);
+    check_launch("train_swiglu_backward");
+}
+
+void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float scale,
+                                 const Stream& stream) {
+    sigmoid_scale_forward_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(out, inp, n, scale);
+    check_launch("train_sigmoid_scale_forward");
+}
+
+void train_sigmoid_scale_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                                  float scale, const Stream& stream) {
+    sigmoid_scale_backward_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(dinp, dout, inp, n,
+                                                                                scale);
+    check_launch("train_sigmoid_scale_backward");
+}
+
+void train_residual_forward(float* out, const float* a, const float* b, int64_t n,
+                            const Stream& stream) {
+    residual_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(out, a, b, n);
+    check_launch("train_residual_forward");
+}
+
+void train_scale_rows(float* x, const float* row_scale, const float* scalar, int64_t N, int64_t C,
+                      const Stream& stream) {
+    scale_rows_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(x, row_scale, scalar, N, C);
+    check_launch("train_scale_rows");
+}
+
+void train_add_bias(float* out, const float* bias, int64_t N, int64_t C, const Stream& stream) {
+    add_bias_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(out, bias, N, C);
+    check_launch("train_add_bias");
+}
+
+void train_column_sum_accumulate(float* dst, const float* src, int64_t N, int64_t C,
+                                 const Stream& stream) {
+    column_sum(dst, Plain{src, C}, N, C, stream, "train_column_sum_accumulate");
+}
+
+void train_to_bf16(uint16_t* out, const float* in, int64_t n, const Stream& stream) {
+    to_bf16_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(out, in, nullptr, n, 1);
+    check_launch("train_to_bf16");
+}
+
+void train_to_bf16_rows(uint16_t* out, const float* in, const float* row_scale, int64_t N,
+                        int64_t C, const Stream& stream) {
+    to_bf16_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(out, in, row_scale, N, C);
+    check_launch("train_to_bf16_rows");
+}
+
+void train_crossentropy_fused(float* losses, float* dlogits_f32, uint16_t* dlogits_bf16,
+                              const float* logits, const int32_t* targets, int64_t N, int64_t V,
+                              float dloss, const Stream& stream) {
+    if (N == 0) return;
+    crossentropy_kernel<<<static_cast<unsigned>(N), kCeThreads, 0, raw(stream)>>>(
+        losses, dlogits_f32, dlogits_bf16, logits, targets, V, dloss);
+    check_launch("train_crossentropy_fused");
+}
+
+void train_mean(double* out, const float* x, int64_t n, const Stream& stream) {
+    mean_kernel<<<1, 1024, 0, raw(stream)>>>(out, x, n);
+    check_launch("train_mean");
+}
+
+int64_t train_norm_partials(int64_t n) {
+    return std::max<int64_t>(1, (n + kNormChunk - 1) / kNormChunk);
+}
+
+void train_global_norm(double* out, double* partial, const float* g, int64_t n,
+                       const Stream& stream) {
+    const int64_t blocks = train_norm_partials(n);
+    norm_partial_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, raw(stream)>>>(partial, g, n);
+    check_launch("train_global_norm (partials)");
+    norm_final_kernel<<<1, 1024, 0, raw(stream)>>>(out, partial, blocks);
+    check_launch("train_global_norm");
+}
+
+void train_adamw(float* params, const float* grads, float* m, float* v, const uint8_t* decay_mask,
+                 int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                 float bc1, float bc2, const double* norm, const double* loss, float grad_clip,
+                 const Stream& stream) {
+    adamw_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(params, grads, m, v, decay_mask, n,
+                                                               lr, beta1, beta2, eps, weight_decay,
+                                                               bc1, bc2, norm, loss, grad_clip);
+    check_launch("train_adamw");
+}
+
+}  // namespace bitttt::cuda

@@ -1,0 +1,119 @@
+// CUDA versions of the training ops of src/train/ops.hpp (DESIGN.md §2, §2.4), fp32, with the
+// same semantics: every X_backward ACCUMULATES (+=) into its gradient outputs, the caller zeroes
+// them first. Every pointer is a DEVICE pointer; every launcher enqueues on `stream` and returns
+// without waiting. bf16 tensors are passed as uint16_t bit patterns (no CUDA types here).
+//
+// Differences from the CPU ops, all within float rounding: sums run in another order (warp and
+// block reductions; the rmsnorm/l2norm sums of squares are still in double), expf instead of
+// std::exp, and the column sums of embedding_backward / rmsnorm_backward's dweight /
+// column_sum_accumulate use float atomics (their order varies between runs).
+//
+// The bf16 path of the BitLinear products (train_model.cpp) stores quantized activations as their
+// integer codes in bf16 (exact: |code| <= 127 needs 7 bits of mantissa) with one fp32 scale per row
+// (γ/127), and ternary weights as codes {-1, 0, 1} in bf16 with β per tensor, so the product of
+// codes accumulated in fp32 is exact and the scales are applied once afterwards (DESIGN.md §2.1).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/device.hpp"
+
+namespace bitttt::cuda {
+
+// out[n, :] = wte[tokens[n], :]; tokens must be < V (the caller checks on the host).
+void train_embedding_forward(float* out, const int32_t* tokens, const float* wte, int64_t N,
+                             int64_t C, const Stream& stream);
+// dwte[tokens[n], :] += dout[n, :] (float atomics).
+void train_embedding_backward(float* dwte, const float* dout, const int32_t* tokens, int64_t N,
+                              int64_t C, const Stream& stream);
+
+// RMSNorm of rows: out = inp · rstd · weight (weight nullptr: ones), rstd stored per row.
+void train_rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,
+                           int64_t N, int64_t C, float eps, const Stream& stream);
+// dinp += rstd (w ⊙ dout − inp · rstd² · mean(w ⊙ dout ⊙ inp)); dweight += Σ_n dout inp rstd
+// (dweight nullptr: skipped).
+void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                            const float* weight, const float* rstd, int64_t N, int64_t C,
+                            const Stream& stream);
+
+// L2 normalization of rows of C: out = inp / (‖inp‖ + 1e-6), ‖inp‖ stored in norm.
+void train_l2norm_forward(float* out, float* norm, const float* inp, int64_t N, int64_t C,
+                          const Stream& stream);
+void train_l2norm_backward(float* dinp, const float* dout, const float* inp, const float* norm,
+                           int64_t N, int64_t C, const Stream& stream);
+
+// Per-row absmax activation fake quantization (act_bits 8; round half to even, as the CPU):
+//   γ = max(max|x|, 1e-5), code = clamp(rint(x · (127/γ)), −127, 127), x_q = code · (γ/127).
+// Writes any of: out (the fake-quantized floats x_q), codes (bf16 of code) and scale (γ/127 per
+// row); nullptr outputs are skipped. act_bits 0: out = x, codes = bf16(x), scale = 1.
+// Its backward is the straight-through estimator (the identity), so it has no kernel.
+void train_act_quant_forward(float* out, uint16_t* codes, float* scale, const float* inp, int64_t N,
+                             int64_t C, int act_bits, const Stream& stream);
+
+// Weight fake quantization of `count` tensors of one flat buffer at once: tensor i is
+// w[offsets[i] .. offsets[i] + sizes[i]) (offsets, sizes: device arrays). Per tensor
+// β = mean|w| (double sum), code = clamp(rint(w / (β + 1e-8)), −1, 1); writes beta[i] and any of
+// out[offset + j] = code · β (fp32) and codes[offset + j] = bf16(code). quantize false: out = w,
+// codes = bf16(w) and beta = 1 (the unquantized model of the gradient checks).
+void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, const float* w,
+                                const int64_t* offsets, const int64_t* sizes, int count,
+                                int64_t max_size, bool quantize, const Stream& stream);
+
+// out = silu(gate) · up; backward: dgate += dout · up · σ(g)(1 + g(1 − σ(g))), dup += dout ·
+// silu(g).
+void train_swiglu_forward(float* out, const float* gate, const float* up, int64_t n,
+                          const Stream& stream);
+void train_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                           const float* up, int64_t n, const Stream& stream);
+
+// out = scale · σ(inp); backward dinp += dout · scale · σ (1 − σ).
+void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float scale,
+                                 const Stream& stream);
+void train_sigmoid_scale_backward(float* dinp, const float* dout, const float* inp, int64_t n,
+                                  float scale, const Stream& stream);
+
+// out = a + b (the residual connection; its backward is the identity).
+void train_residual_forward(float* out, const float* a, const float* b, int64_t n,
+                            const Stream& stream);
+
+// x[n, c] *= row_scale[n] · scalar[0] for N rows of C (either may be nullptr = 1): the rescale
+// of a product of codes, (Σ code_x code_w) · γ_n/127 · β.
+void train_scale_rows(float* x, const float* row_scale, const float* scalar, int64_t N, int64_t C,
+                      const Stream& stream);
+// out[n, c] += bias[c].
+void train_add_bias(float* out, const float* bias, int64_t N, int64_t C, const Stream& stream);
+// dst[c] += Σ_n src[n, c] (a bias gradient).
+void train_column_sum_accumulate(float* dst, const float* src, int64_t N, int64_t C,
+                                 const Stream& stream);
+
+// bf16 copies for the tensor-core products: out = bf16(in), round to nearest even; with row_scale,
+// out[n, c] = bf16(in[n, c] · row_scale[n]) for N rows of C.
+void train_to_bf16(uint16_t* out, const float* in, int64_t n, const Stream& stream);
+void train_to_bf16_rows(uint16_t* out, const float* in, const float* row_scale, int64_t N,
+                        int64_t C, const Stream& stream);
+
+// The fused softmax cross-entropy, forward and backward in one pass over each row of V logits:
+// losses[n] = logsumexp(z) − z[target] and the gradient of the mean loss
+// dlogits[n, :] = (softmax(z) − onehot(target)) · dloss, written as fp32 (dlogits_f32, which may
+// alias logits) or bf16 (dlogits_bf16), whichever is not nullptr. No probability buffer.
+void train_crossentropy_fused(float* losses, float* dlogits_f32, uint16_t* dlogits_bf16,
+                              const float* logits, const int32_t* targets, int64_t N, int64_t V,
+                              float dloss, const Stream& stream);
+// out[0] = Σ x[i] / n in double (one block: a fixed order).
+void train_mean(double* out, const float* x, int64_t n, const Stream& stream);
+
+// Global gradient norm: out[0] = √(Σ g²) in double. partial: train_norm_partials(n) doubles.
+int64_t train_norm_partials(int64_t n);
+void train_global_norm(double* out, double* partial, const float* g, int64_t n,
+                       const Stream& stream);
+
+// One AdamW step over the whole flat buffer, as train::adamw_update with decay per element
+// (decay_mask[i] != 0: weight decay). bc1 = 1 − β1^t, bc2 = 1 − β2^t (computed on the host as the
+// CPU does). The clipping scale comes from the device: s = norm > clip ? clip / norm : 1. When
+// the norm (or *loss, if given) is not finite, nothing is updated (the host reports the step).
+void train_adamw(float* params, const float* grads, float* m, float* v, const uint8_t* decay_mask,
+                 int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                 float bc1, float bc2, const double* norm, const double* loss, float grad_clip,
+                 const Stream& stream);
+
+}  // namespace bitttt::cuda

@@ -1,0 +1,326 @@
+// Every CUDA training op (kernels/cuda/train_ops.hpp) against its CPU reference in
+// src/train/ops.hpp / optimizer.hpp, on random data and odd shapes (1 column, sizes that are not
+// multiples of a warp, rows longer than a block). Tolerances: the activation quantization and
+// weight codes are bit-exact (same float operations); everything else agrees to a few float ulps
+// (relative 2e-6 plus 1e-6 absolute; reductions run in another order).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/rng.hpp"
+#include "cuda_test_util.hpp"
+#include "kernels/cuda/train_ops.hpp"
+#include "train/ops.hpp"
+#include "train/optimizer.hpp"
+
+namespace bitttt::cuda::test {
+namespace {
+
+class TrainOpsCuda : public CudaTest {};
+
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1},    {3, 7},    {17, 33},
+                                                          {64, 256}, {5, 1000}, {2, 4099}};
+
+std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f) {
+    Rng rng(seed);
+    std::vector<float> v(n);
+    for (auto& x : v) x = scale * static_cast<float>(rng.normal());
+    return v;
+}
+
+void expect_close(const std::vector<float>& want, const std::vector<float>& got, double rel,
+                  double abs, const char* what) {
+    ASSERT_EQ(want.size(), got.size()) << what;
+    for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], abs + rel * std::fabs(want[i])) << what << " at " << i;
+}
+
+float from_bf16(uint16_t b) {
+    const uint32_t u = static_cast<uint32_t>(b) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+TEST_F(TrainOpsCuda, Embedding) {
+    const int64_t V = 11;
+    for (auto [N, C] : kShapes) {
+        auto wte = random_vec(V * C, 1);
+        std::vector<int32_t> tokens(N);
+        for (int64_t n = 0; n < N; ++n) tokens[n] = static_cast<int32_t>((n * 7) % V);  // repeats
+        auto dout = random_vec(N * C, 2);
+        std::vector<float> out(N * C), dwte = random_vec(V * C, 3);
+        train::embedding_forward(out.data(), tokens.data(), wte.data(), N, C);
+        auto d_wte = upload(wte), d_tok = upload(tokens), d_out = upload(std::vector<float>(N * C));
+        auto d_dout = upload(dout), d_dwte = upload(dwte);
+        train::embedding_backward(dwte.data(), dout.data(), tokens.data(), N, C);
+        Stream s;
+        train_embedding_forward(d_out.as<float>(), d_tok.as<int32_t>(), d_wte.as<float>(), N, C, s);
+        train_embedding_backward(d_dwte.as<float>(), d_dout.as<float>(), d_tok.as<int32_t>(), N, C,
+                                 s);
+        s.synchronize();
+        expect_close(out, download<float>(d_out, N * C), 0, 0, "embedding forward");
+        expect_close(dwte, download<float>(d_dwte, V * C), 2e-6, 1e-6, "embedding backward");
+    }
+}
+
+TEST_F(TrainOpsCuda, RmsNormForwardBackward) {
+    for (auto [N, C] : kShapes)
+        for (bool with_weight : {true, false}) {
+            auto x = random_vec(N * C, 4), w = random_vec(C, 5), dy = random_vec(N * C, 6);
+            auto dx = random_vec(N * C, 7), dw = random_vec(C, 8);
+            std::vector<float> y(N * C), rstd(N);
+            const float* wp = with_weight ? w.data() : nullptr;
+            train::rmsnorm_forward(y.data(), rstd.data(), x.data(), wp, N, C, 1e-5f);
+            auto d_x = upload(x), d_w = upload(w), d_dy = upload(dy), d_dx = upload(dx);
+            auto d_dw = upload(dw), d_y = upload(y), d_r = upload(rstd);
+            train::rmsnorm_backward(dx.data(), with_weight ? dw.data() : nullptr, dy.data(),
+                                    x.data(), wp, rstd.data(), N, C);
+            Stream s;
+            const float* dwp = with_weight ? d_w.as<float>() : nullptr;
+            train_rmsnorm_forward(d_y.as<float>(), d_r.as<float>(), d_x.as<float>(), dwp, N, C,
+                                  1e-5f, s);
+            train_rmsnorm_backward(d_dx.as<float>(), with_weight ? d_dw.as<float>() : nullptr,
+                                   d_dy.as<float>(), d_x.as<float>(), dwp, d_r.as<float>(), N, C,
+                                   s);
+            s.synchronize();
+            expect_close(y, download<float>(d_y, N * C), 2e-6, 1e-6, "rmsnorm y");
+            expect_close(rstd, download<float>(d_r, N), 2e-6, 0, "rmsnorm rstd");
+            expect_close(dx, download<float>(d_dx, N * C), 2e-5, 2e-5, "rmsnorm dx");
+            expect_close(dw, download<float>(d_dw, C), 2e-5, 1e-5 * N, "rmsnorm dweight");
+        }
+}
+
+TEST_F(TrainOpsCuda, L2NormForwardBackward) {
+    for (auto [N, C] : kShapes) {
+        auto x = random_vec(N * C, 9), dy = random_vec(N * C, 10), dx = random_vec(N * C, 11);
+        for (int64_t c = 0; c < C; ++c) x[c] = 0.0f;  // a zero row (the gradient's special case)
+        std::vector<float> y(N * C), nrm(N);
+        train::l2norm_forward(y.data(), nrm.data(), x.data(), N, C);
+        auto d_x = upload(x), d_dy = upload(dy), d_dx = upload(dx), d_y = upload(y);
+        auto d_n = upload(nrm);
+        train::l2norm_backward(dx.data(), dy.data(), x.data(), nrm.data(), N, C);
+        Stream s;
+        train_l2norm_forward(d_y.as<float>(), d_n.as<float>(), d_x.as<float>(), N, C, s);
+        train_l2norm_backward(d_dx.as<float>(), d_dy.as<float>(), d_x.as<float>(), d_n.as<float>(),
+                              N, C, s);
+        s.synchronize();
+        expect_close(y, download<float>(d_y, N * C), 2e-6, 1e-6, "l2norm y");
+        expect_close(nrm, download<float>(d_n, N), 2e-6, 0, "l2norm norm");
+        expect_close(dx, download<float>(d_dx, N * C), 2e-5, 2e-5, "l2norm dx");
+    }
+}
+
+TEST_F(TrainOpsCuda, ActQuantIsBitExact) {
+    for (auto [N, C] : kShapes)
+        for (int act_bits : {8, 0}) {
+            auto x = random_vec(N * C, 12, 3.0f);
+            x[0] = 0.5f * 127.0f / 127.0f;  // a value exactly between two codes in some row scales
+            std::vector<float> y(N * C);
+            train::act_quant_forward(y.data(), x.data(), N, C, act_bits);
+            auto d_x = upload(x), d_y = upload(std::vector<float>(N * C));
+            auto d_c = upload(std::vector<uint16_t>(N * C)), d_s = upload(std::vector<float>(N));
+            Stream s;
+            train_act_quant_forward(d_y.as<float>(), d_c.as<uint16_t>(), d_s.as<float>(),
+                                    d_x.as<float>(), N, C, act_bits, s);
+            s.synchronize();
+            const auto gy = download<float>(d_y, N * C);
+            const auto gc = download<uint16_t>(d_c, N * C);
+            const auto gs = download<float>(d_s, N);
+            for (int64_t i = 0; i < N * C; ++i) {
+                ASSERT_EQ(bits(y[i]), bits(gy[i])) << "act quant at " << i;
+                // codes · scale is the fake-quantized value; codes are integers for 8 bits.
+                const float code = from_bf16(gc[i]);
+                if (act_bits == 8) {
+                    ASSERT_EQ(code, std::nearbyint(code));
+                    ASSERT_LE(std::fabs(code), 127.0f);
+                    ASSERT_EQ(bits(code * gs[i / C]), bits(y[i])) << "codes x scale at " << i;
+                } else {
+                    ASSERT_NEAR(code, x[i], std::fabs(x[i]) / 128.0f);
+                }
+            }
+        }
+}
+
+TEST_F(TrainOpsCuda, WeightQuantSeveralTensors) {
+    // Three tensors of one flat buffer, one of them odd-sized, one tiny.
+    const std::vector<int64_t> sizes = {1000, 7, 4096 * 3 + 5};
+    std::vector<int64_t> offsets;
+    int64_t total = 0, max_size = 0;
+    for (int64_t n : sizes)
+        offsets.push_back(total), total += (n + 15) / 16 * 16, max_size = std::max(max_size, n);
+    auto w = random_vec(total, 13, 0.02f);
+    std::vector<float> want(total, 0.0f), want_beta;
+    for (size_t i = 0; i < sizes.size(); ++i)
+        want_beta.push_back(
+            train::weight_quant_forward(want.data() + offsets[i], w.data() + offsets[i], sizes[i]));
+    auto d_w = upload(w), d_out = upload(std::vector<float>(total, 0.0f));
+    auto d_codes = upload(std::vector<uint16_t>(total)), d_beta = upload(std::vector<float>(3));
+    auto d_off = upload(offsets), d_sz = upload(sizes);
+    Stream s;
+    train_weight_quant_forward(d_out.as<float>(), d_codes.as<uint16_t>(), d_beta.as<float>(),
+                               d_w.as<float>(), d_off.as<int64_t>(), d_sz.as<int64_t>(), 3,
+                               max_size, true, s);
+    s.synchronize();
+    const auto out = download<float>(d_out, total);
+    const auto codes = download<uint16_t>(d_codes, total);
+    const auto beta = download<float>(d_beta, 3);
+    for (size_t i = 0; i < sizes.size(); ++i) {
+        EXPECT_NEAR(beta[i], want_beta[i], 1e-6 * want_beta[i]);
+        for (int64_t j = 0; j < sizes[i]; ++j) {
+            const int64_t k = offsets[i] + j;
+            ASSERT_NEAR(out[k], want[k], 1e-6 * want_beta[i]) << "tensor " << i << " at " << j;
+            ASSERT_EQ(from_bf16(codes[k]) * beta[i], out[k]);
+        }
+    }
+}
+
+TEST_F(TrainOpsCuda, Pointwise) {
+    for (int64_t n : {1, 7, 1000, 100003}) {
+        auto g = random_vec(n, 14, 3.0f), u = random_vec(n, 15), dout = random_vec(n, 16);
+        auto dg = random_vec(n, 17), du = random_vec(n, 18);
+        std::vector<float> sw(n), sig(n), res(n);
+        train::swiglu_forward(sw.data(), g.data(), u.data(), n);
+        train::sigmoid_scale_forward(sig.data(), g.data(), n, 0.3f);
+        train::residual_forward(res.data(), g.data(), u.data(), n);
+        auto d_g = upload(g), d_u = upload(u), d_do = upload(dout), d_dg = upload(dg);
+        auto d_du = upload(du), d_sw = upload(sw), d_sig = upload(sig), d_res = upload(res);
+        auto d_dsig = upload(dg);
+        std::vector<float> dsig = dg;
+        train::swiglu_backward(dg.data(), du.data(), dout.data(), g.data(), u.data(), n);
+        train::sigmoid_scale_backward(dsig.data(), dout.data(), g.data(), n, 0.3f);
+        Stream s;
+        train_swiglu_forward(d_sw.as<float>(), d_g.as<float>(), d_u.as<float>(), n, s);
+        train_swiglu_backward(d_dg.as<float>(), d_du.as<float>(), d_do.as<float>(), d_g.as<float>(),
+                              d_u.as<float>(), n, s);
+        train_sigmoid_scale_forward(d_sig.as<float>(), d_g.as<float>(), n, 0.3f, s);
+        train_sigmoid_scale_backward(d_dsig.as<float>(), d_do.as<float>(), d_g.as<float>(), n, 0.3f,
+                                     s);
+        train_residual_forward(d_res.as<float>(), d_g.as<float>(), d_u.as<float>(), n, s);
+        s.synchronize();
+        expect_close(sw, download<float>(d_sw, n), 4e-6, 1e-6, "swiglu");
+        expect_close(dg, download<float>(d_dg, n), 4e-6, 1e-6, "swiglu dgate");
+        expect_close(du, download<float>(d_du, n), 4e-6, 1e-6, "swiglu dup");
+        expect_close(sig, download<float>(d_sig, n), 4e-6, 1e-7, "sigmoid_scale");
+        expect_close(dsig, download<float>(d_dsig, n), 4e-6, 1e-6, "sigmoid_scale backward");
+        expect_close(res, download<float>(d_res, n), 0, 0, "residual");
+    }
+}
+
+TEST_F(TrainOpsCuda, BiasScaleColumnSumBf16) {
+    for (auto [N, C] : kShapes) {
+        auto x = random_vec(N * C, 19), b = random_vec(C, 20), rs = random_vec(N, 21);
+        auto dst = random_vec(C, 22);
+        const float scalar = 0.37f;
+        auto d_x = upload(x), d_b = upload(b), d_rs = upload(rs), d_dst = upload(dst);
+        auto d_sc = upload(std::vector<float>{scalar});
+        auto d_h = upload(std::vector<uint16_t>(N * C)),
+             d_h2 = upload(std::vector<uint16_t>(N * C));
+        Stream s;
+        train_to_bf16(d_h.as<uint16_t>(), d_x.as<float>(), N * C, s);
+        train_to_bf16_rows(d_h2.as<uint16_t>(), d_x.as<float>(), d_rs.as<float>(), N, C, s);
+        train_column_sum_accumulate(d_dst.as<float>(), d_x.as<float>(), N, C, s);
+        train_scale_rows(d_x.as<float>(), d_rs.as<float>(), d_sc.as<float>(), N, C, s);
+        train_add_bias(d_x.as<float>(), d_b.as<float>(), N, C, s);
+        s.synchronize();
+        const auto h = download<uint16_t>(d_h, N * C), h2 = download<uint16_t>(d_h2, N * C);
+        std::vector<float> want = x, want_dst = dst;
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t c = 0; c < C; ++c) {
+                const float v = x[n * C + c];
+                ASSERT_NEAR(from_bf16(h[n * C + c]), v, std::fabs(v) / 256.0f);
+                ASSERT_NEAR(from_bf16(h2[n * C + c]), v * rs[n], std::fabs(v * rs[n]) / 256.0f);
+                want[n * C + c] = v * rs[n] * scalar + b[c];
+                want_dst[c] += v;
+            }
+        expect_close(want, download<float>(d_x, N * C), 2e-6, 1e-6, "scale_rows + add_bias");
+        expect_close(want_dst, download<float>(d_dst, C), 1e-5, 1e-5 * N, "column sum");
+    }
+}
+
+TEST_F(TrainOpsCuda, CrossEntropyFused) {
+    for (auto [N, V] : std::vector<std::pair<int64_t, int64_t>>{
+             {1, 1}, {3, 7}, {17, 257}, {9, 16384}, {2, 40000}}) {
+        auto z = random_vec(N * V, 23, 4.0f);
+        std::vector<int32_t> t(N);
+        for (int64_t n = 0; n < N; ++n) t[n] = static_cast<int32_t>((n * 13 + 5) % V);
+        std::vector<float> probs = z, losses(N);
+        const double mean =
+            train::crossentropy_forward(losses.data(), probs.data(), t.data(), N, V);
+        const float dloss = 1.0f / static_cast<float>(N);
+        std::vector<float> dz(N * V);
+        train::crossentropy_backward(dz.data(), probs.data(), t.data(), N, V, dloss);
+        auto d_z = upload(z), d_t = upload(t), d_l = upload(std::vector<float>(N));
+        auto d_bf = upload(std::vector<uint16_t>(N * V)), d_mean = upload(std::vector<double>(1));
+        auto d_z2 = upload(z);
+        Stream s;
+        // bf16 gradient from an unchanged logits buffer, then fp32 in place.
+        train_crossentropy_fused(d_l.as<float>(), nullptr, d_bf.as<uint16_t>(), d_z.as<float>(),
+                                 d_t.as<int32_t>(), N, V, dloss, s);
+        train_crossentropy_fused(d_l.as<float>(), d_z2.as<float>(), nullptr, d_z2.as<float>(),
+                                 d_t.as<int32_t>(), N, V, dloss, s);
+        train_mean(d_mean.as<double>(), d_l.as<float>(), N, s);
+        s.synchronize();
+        expect_close(losses, download<float>(d_l, N), 1e-5, 1e-5, "cross-entropy losses");
+        EXPECT_NEAR(download<double>(d_mean, 1)[0], mean, 1e-5 * std::fabs(mean));
+        expect_close(dz, download<float>(d_z2, N * V), 1e-5, 1e-9, "cross-entropy dlogits");
+        const auto bf = download<uint16_t>(d_bf, N * V);
+        for (int64_t i = 0; i < N * V; ++i)
+            ASSERT_NEAR(from_bf16(bf[i]), dz[i], std::fabs(dz[i]) / 128.0f + 1e-9) << i;
+    }
+}
+
+TEST_F(TrainOpsCuda, GlobalNormAndAdamW) {
+    for (int64_t n : {1, 1000, 8192 * 3 + 17})
+        for (float clip : {1e-3f, 1e6f}) {  // clipping active and not
+            auto p = random_vec(n, 24), g = random_vec(n, 25), m = random_vec(n, 26, 0.1f);
+            auto v = random_vec(n, 27, 0.1f);
+            for (auto& x : v) x = x * x;
+            std::vector<uint8_t> mask(n);
+            for (int64_t i = 0; i < n; ++i) mask[i] = (i / 100) % 2;
+            const double norm = train::global_norm(g.data(), n);
+            const float scale = norm > clip ? static_cast<float>(clip / norm) : 1.0f;
+            train::AdamWConfig c;
+            const int64_t t = 7;
+            auto d_p = upload(p), d_g = upload(g), d_m = upload(m), d_v = upload(v);
+            auto d_mask = upload(mask), d_norm = upload(std::vector<double>(1));
+            auto d_part = upload(std::vector<double>(train_norm_partials(n)));
+            // The CPU step per run of equal decay flags (as the Trainer does per tensor).
+            for (int64_t i = 0; i < n; i += 100) {
+                const int64_t len = std::min<int64_t>(100, n - i);
+                train::adamw_update(p.data() + i, g.data() + i, m.data() + i, v.data() + i, len,
+                                    1e-3f, scale, t, mask[i] != 0, c);
+            }
+            const float bc1 = 1.0f - std::pow(c.beta1, static_cast<float>(t));
+            const float bc2 = 1.0f - std::pow(c.beta2, static_cast<float>(t));
+            Stream s;
+            train_global_norm(d_norm.as<double>(), d_part.as<double>(), d_g.as<float>(), n, s);
+            train_adamw(d_p.as<float>(), d_g.as<float>(), d_m.as<float>(), d_v.as<float>(),
+                        d_mask.as<uint8_t>(), n, 1e-3f, c.beta1, c.beta2, c.eps, c.weight_decay,
+                        bc1, bc2, d_norm.as<double>(), nullptr, clip, s);
+            s.synchronize();
+            EXPECT_NEAR(download<double>(d_norm, 1)[0], norm, 1e-12 * norm);
+            expect_close(p, download<float>(d_p, n), 1e-6, 1e-7, "adamw params");
+            expect_close(m, download<float>(d_m, n), 1e-6, 1e-9, "adamw m");
+            expect_close(v, download<float>(d_v, n), 1e-6, 1e-12, "adamw v");
+        }
+}
+
+TEST_F(TrainOpsCuda, AdamWSkipsNonFiniteSteps) {
+    const int64_t n = 100;
+    auto p = random_vec(n, 28), g = random_vec(n, 29);
+    auto d_p = upload(p), d_g = upload(g), d_m = upload(std::vector<float>(n));
+    auto d_v = upload(std::vector<float>(n)), d_mask = upload(std::vector<uint8_t>(n, 1));
+    auto d_norm = upload(std::vector<double>{1.0}), d_loss = upload(std::vector<double>{NAN});
+    Stream s;
+    train_adamw(d_p.as<float>(), d_g.as<float>(), d_m.as<float>(), d_v.as<float>(),
+                d_mask.as<uint8_t>(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.1f, 0.05f,
+                d_norm.as<double>(), d_loss.as<double>(), 1.0f, s);
+    s.synchronize();
+    expect_close(p, download<float>(d_p, n), 0, 0, "parameters after a NaN loss");
+}
+
+}  // namespace
+}  // namespace bitttt::cuda::test
