@@ -303,7 +303,9 @@ TEST_F(TrainOpsCuda, GlobalNormAndAdamW) {
             s.synchronize();
             EXPECT_NEAR(download<double>(d_norm, 1)[0], norm, 1e-12 * norm);
             expect_close(p, download<float>(d_p, n), 1e-6, 1e-7, "adamw params");
-            expect_close(m, download<float>(d_m, n), 1e-6, 1e-9, "adamw m");
+            // m = β1 m + (1 − β1) g cancels when the terms have opposite signs: an absolute bound
+            // at the terms' scale (the GPU contracts to FMA, the CPU may not).
+            expect_close(m, download<float>(d_m, n), 1e-6, 1e-7, "adamw m");
             expect_close(v, download<float>(d_v, n), 1e-6, 1e-12, "adamw v");
         }
 }
