@@ -58,6 +58,9 @@ struct LayerIndex {
     int lr_w = -1, lr_b = -1, gate = -1, mlp_up = -1, mlp_down = -1;
 };
 
+// Rows of fp32 logits held at once in bf16 mode (16384 rows x 16384 vocab = 1 GiB).
+constexpr int64_t kLogitRows = 16384;
+
 struct LayerActs {
     float *res = nullptr, *ln1 = nullptr, *ln1_rstd = nullptr;
     Act ln1_q;
@@ -100,6 +103,7 @@ struct GpuTrainModel::Impl {
     int32_t *inputs = nullptr, *targets = nullptr;
     float *final_res = nullptr, *lnf = nullptr, *lnf_rstd = nullptr, *logits = nullptr;
     float* losses = nullptr;
+    int64_t logit_rows = 0;  // rows of `logits`
     uint16_t *lnf_bf = nullptr, *dlogits_bf = nullptr, *dout_bf = nullptr,
              *dout_scaled_bf = nullptr;
     float *branch = nullptr, *ln_scratch = nullptr, *swi = nullptr;
@@ -230,7 +234,10 @@ struct GpuTrainModel::Impl {
             }
             final_res = a.take<float>(N * D);
             lnf = a.take<float>(N * D), lnf_rstd = a.take<float>(N);
-            logits = a.take<float>(N * V), losses = a.take<float>(N);
+            // bf16: the fp32 logits exist only for a slice of rows at a time (the fused
+            // cross-entropy turns each slice into its bf16 gradient at once).
+            logit_rows = bf16() ? std::min<int64_t>(N, kLogitRows) : N;
+            logits = a.take<float>(logit_rows * V), losses = a.take<float>(N);
             if (bf16()) {
                 lnf_bf = a.take<uint16_t>(N * D), dlogits_bf = a.take<uint16_t>(N * V);
                 const int64_t widest = N * std::max(M, std::max(D, Dt));
@@ -319,19 +326,29 @@ struct GpuTrainModel::Impl {
             train_residual_forward(out, a.h, branch, N * D, stream);
         }
         train_rmsnorm_forward(lnf, lnf_rstd, final_res, P(norm_f), N, D, eps, stream);
-        if (bf16()) {
-            train_to_bf16(lnf_bf, lnf, N * D, stream);
-            gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, N, D, lm_bf16.data(), CUDA_R_16BF, D, lnf_bf,
-                 CUDA_R_16BF, D, logits, V, one(), zero());
-        } else {
+        have_targets = with_targets;
+        const float dloss = 1.0f / static_cast<float>(N);
+        if (!bf16()) {
             gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, N, D, P(lm_head), CUDA_R_32F, D, lnf, CUDA_R_32F, D,
                  logits, V, one(), zero());
+            if (!with_targets) return;
+            // Loss and the gradient of the mean loss in one pass, over the logits.
+            train_crossentropy_fused(losses, logits, nullptr, logits, targets, N, V, dloss, stream);
+        } else {
+            check(with_targets || N <= logit_rows, ErrorKind::kInvalidArgument,
+                  "forward without targets: bf16 mode keeps the logits of at most {} rows",
+                  logit_rows);
+            train_to_bf16(lnf_bf, lnf, N * D, stream);
+            for (int64_t r0 = 0; r0 < N; r0 += logit_rows) {
+                const int64_t rows = std::min(logit_rows, N - r0);
+                gemm(CUBLAS_OP_T, CUBLAS_OP_N, V, rows, D, lm_bf16.data(), CUDA_R_16BF, D,
+                     lnf_bf + r0 * D, CUDA_R_16BF, D, logits, V, one(), zero());
+                if (with_targets)
+                    train_crossentropy_fused(losses + r0, nullptr, dlogits_bf + r0 * V, logits,
+                                             targets + r0, rows, V, dloss, stream);
+            }
+            if (!with_targets) return;
         }
-        have_targets = with_targets;
-        if (!with_targets) return;
-        // Loss and the gradient of the mean loss in one pass (fp32 over the logits or bf16).
-        train_crossentropy_fused(losses, bf16() ? nullptr : logits, bf16() ? dlogits_bf : nullptr,
-                                 logits, targets, N, V, 1.0f / static_cast<float>(N), stream);
         train_mean(loss_dev(), losses, N, stream);
     }
 
@@ -569,7 +586,8 @@ double GpuTrainModel::forward(const int32_t* inputs, const int32_t* targets, int
 
 void GpuTrainModel::download_logits(float* host) const {
     Impl& m = *impl_;
-    check(m.B > 0, ErrorKind::kInvalidArgument, "download_logits: no forward yet");
+    check(m.B > 0 && m.B * m.T <= m.logit_rows, ErrorKind::kInvalidArgument,
+          "download_logits: no forward yet, or more rows than the logits held");
     m.stream.synchronize();
     check_cuda(cudaMemcpy(host, m.logits,
                           static_cast<size_t>(m.B * m.T * m.config.vocab_size) * sizeof(float),
