@@ -137,6 +137,14 @@ void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
         const double dt = (now_s() - t0) / steps;
         const double used = static_cast<double>(before - cuda::device_info().free_bytes);
         const double scan_ms = scan_ms_per_step(c, k.B, k.T);
+        // Where a step's time goes: two more steps with events between the phases.
+        model.set_phase_timing(true);
+        train_step();
+        train_step();
+        std::string phases;
+        for (const auto& [name, ms] : model.phase_ms())
+            phases += fmt::format("{}{} {:.2f}", phases.empty() ? "" : ", ", name, ms / 2);
+        model.set_phase_timing(false);
         const double tokens_per_s = static_cast<double>(k.B * k.T) / dt;
         const double flops = model_flops_per_token(c) * tokens_per_s;
         const std::string shape = fmt::format("D{}.L{}.B{}xT{}", k.D, k.L, k.B, k.T);
@@ -148,6 +156,7 @@ void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
                                                 "TTT scan {:.1f} of {:.1f} ms/step",
                                                 flops / 1e12, info.name, scan_ms, dt * 1e3),
                          peak > 0 ? flops / peak : 0.0});
+        if (!options.json) fmt::print("  phases of one step (ms): {}\n", phases);
         reporter.report(
             {fmt::format("cuda_train.{}.{}.memory", k.label, shape), used / 1e9, "GB",
              k.target_gb > 0

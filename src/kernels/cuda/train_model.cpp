@@ -106,15 +106,51 @@ struct GpuTrainModel::Impl {
     int64_t logit_rows = 0;  // rows of `logits`
     uint16_t *lnf_bf = nullptr, *dlogits_bf = nullptr, *dout_bf = nullptr,
              *dout_scaled_bf = nullptr;
-    float *branch = nullptr, *ln_scratch = nullptr, *swi = nullptr;
+    float *branch = nullptr, *ln_scratch = nullptr;
     float *dres = nullptr, *dln = nullptr, *dswi = nullptr, *dgate = nullptr, *dup = nullptr;
     float* dttt[7] = {};
     float *deta = nullptr, *dlr = nullptr;
     bool have_targets = false;
 
+    // Phase timing (set_phase_timing): events recorded between phases, summed per label.
+    bool timing = false;
+    std::vector<cudaEvent_t> events;
+    std::vector<const char*> labels;
+    size_t marks = 0;
+    std::vector<std::pair<std::string, double>> phase_ms;
+
     Impl(const ModelConfig& c, TrainPrecision p) : config(c), layout(c), precision(p) {}
     ~Impl() {
         if (blas) cublasDestroy(blas);
+        for (cudaEvent_t e : events) cudaEventDestroy(e);
+    }
+
+    // Ends the phase `label` (the time since the previous mark counts for it).
+    void mark(const char* label) {
+        if (!timing) return;
+        if (marks == events.size()) {
+            cudaEvent_t e;
+            check_cuda(cudaEventCreate(&e), "cudaEventCreate");
+            events.push_back(e);
+            labels.push_back(nullptr);
+        }
+        check_cuda(cudaEventRecord(events[marks], raw(stream)), "cudaEventRecord");
+        labels[marks++] = label;
+    }
+    void collect_marks() {
+        if (!timing) return;
+        stream.synchronize();
+        for (size_t i = 1; i < marks; ++i) {
+            float ms = 0;
+            check_cuda(cudaEventElapsedTime(&ms, events[i - 1], events[i]), "cudaEventElapsedTime");
+            auto it = std::find_if(phase_ms.begin(), phase_ms.end(),
+                                   [&](const auto& p) { return p.first == labels[i]; });
+            if (it == phase_ms.end())
+                phase_ms.emplace_back(labels[i], ms);
+            else
+                it->second += ms;
+        }
+        marks = 0;
     }
 
     bool bf16() const { return precision == TrainPrecision::kBf16; }
@@ -139,7 +175,10 @@ struct GpuTrainModel::Impl {
 
     // Row-major out[N, OC] = x[N, C] · W[OC, C]ᵀ for BitLinear weight `wi` (cuBLAS sees the
     // column-major transposes: outᵀ = W · xᵀ).
-    void bl_forward(float* out, const Act& x, int wi, int64_t N, int64_t C, int64_t OC) {
+    // rescale false (bf16 only): leaves the raw product of codes, for a consumer that applies
+    // γ/127 · β itself (train_swiglu_quant_forward).
+    void bl_forward(float* out, const Act& x, int wi, int64_t N, int64_t C, int64_t OC,
+                    bool rescale = true) {
         const int64_t off = layout.offsets[static_cast<size_t>(wi)];
         if (!bf16()) {
             gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<float>() + off, CUDA_R_32F, C, x.f,
@@ -148,31 +187,39 @@ struct GpuTrainModel::Impl {
         }
         gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
              x.codes, CUDA_R_16BF, C, out, OC, one(), zero());
-        const float* beta = betas.as<float>() + beta_index[static_cast<size_t>(wi)];
-        train_scale_rows(out, x.scale, beta, N, OC, stream);
+        if (rescale) train_scale_rows(out, x.scale, beta_of(wi), N, OC, stream);
     }
 
-    // dx[N, C] += dout · Wq; dW[OC, C] += doutᵀ · x_q (straight-through for both roundings).
+    const float* beta_of(int wi) const {
+        return betas.as<float>() + beta_index[static_cast<size_t>(wi)];
+    }
+
+    // dx[N, C] += dout · Wq (accumulate false: dx = ...); dW[OC, C] += doutᵀ · x_q
+    // (straight-through for both roundings).
     void bl_backward(float* dx, int wi, const float* dout, const Act& x, int64_t N, int64_t C,
-                     int64_t OC) {
-        const int64_t off = layout.offsets[static_cast<size_t>(wi)];
-        float* dw = G(wi);
+                     int64_t OC, bool accumulate = true) {
         if (!bf16()) {
+            const int64_t off = layout.offsets[static_cast<size_t>(wi)];
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<float>() + off, CUDA_R_32F, C,
-                 dout, CUDA_R_32F, OC, dx, C, one(), one());
-            gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.f, CUDA_R_32F, C, dout, CUDA_R_32F, OC, dw,
-                 C, one(), one());
+                 dout, CUDA_R_32F, OC, dx, C, one(), accumulate ? one() : zero());
+            gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.f, CUDA_R_32F, C, dout, CUDA_R_32F, OC,
+                 G(wi), C, one(), one());
             return;
         }
-        // dx += β · bf16(dout) · codes_W
         train_to_bf16(dout_bf, dout, N * OC, stream);
-        const float* beta = betas.as<float>() + beta_index[static_cast<size_t>(wi)];
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
-             dout_bf, CUDA_R_16BF, OC, dx, C, beta, one());
-        // dW += (diag(γ/127) · dout)ᵀ · codes_x
         train_to_bf16_rows(dout_scaled_bf, dout, x.scale, N, OC, stream);
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C, dout_scaled_bf,
-             CUDA_R_16BF, OC, dw, C, one(), one());
+        bl_backward_bf16(dx, wi, dout_bf, dout_scaled_bf, x, N, C, OC, accumulate);
+    }
+
+    // The bf16 backward from dout already in bf16, plain and scaled by x's γ/127 per row:
+    //   dx (+)= β · bf16(dout) · codes_W;  dW += (bf16(diag(γ/127) · dout))ᵀ · codes_x.
+    void bl_backward_bf16(float* dx, int wi, const uint16_t* dout_b, const uint16_t* dout_scaled_b,
+                          const Act& x, int64_t N, int64_t C, int64_t OC, bool accumulate) {
+        const int64_t off = layout.offsets[static_cast<size_t>(wi)];
+        gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
+             dout_b, CUDA_R_16BF, OC, dx, C, beta_of(wi), accumulate ? one() : zero());
+        gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C, dout_scaled_b,
+             CUDA_R_16BF, OC, G(wi), C, one(), one());
     }
 
     void act_quant(const Act& out, const float* in, int64_t N, int64_t C) {
@@ -244,7 +291,6 @@ struct GpuTrainModel::Impl {
                 dout_bf = a.take<uint16_t>(widest), dout_scaled_bf = a.take<uint16_t>(widest);
             }
             branch = a.take<float>(N * D), ln_scratch = a.take<float>(N * D);
-            swi = a.take<float>(N * M);
             dres = a.take<float>(N * D), dln = a.take<float>(N * D);
             dswi = a.take<float>(N * M), dgate = a.take<float>(N * M), dup = a.take<float>(N * M);
             for (auto& d : dttt) d = a.take<float>(N * Dt);
@@ -282,6 +328,7 @@ struct GpuTrainModel::Impl {
             betas.as<float>(), params.as<float>(), bl_offsets.as<int64_t>(), bl_sizes.as<int64_t>(),
             bitlinear_count, bitlinear_max, quantize, stream);
         if (bf16()) train_to_bf16(lm_bf16.as<uint16_t>(), P(lm_head), V * D, stream);
+        mark("weight quantization");
 
         train_embedding_forward(acts[0].res, inputs, P(embed), N, D, stream);
         for (size_t li = 0; li < acts.size(); ++li) {
@@ -294,8 +341,10 @@ struct GpuTrainModel::Impl {
             if (!delta) {
                 bl_forward(a.f, a.ln1_q, w.down, N, D, Dt);
                 train_l2norm_forward(a.fhat, a.fnorm, a.f, N, Dt, stream);
+                mark("forward layers (no scan)");
                 ttt_scan_forward(a.z, a.ckpt, a.fhat, a.fhat, a.fhat, nullptr, inner_lr, s,
                                  workspace.data(), stream);
+                mark("TTT scan forward");
                 act_quant(a.z_q, a.z, N, Dt);
                 bl_forward(branch, a.z_q, w.up, N, Dt, D);
             } else {
@@ -309,8 +358,10 @@ struct GpuTrainModel::Impl {
                      D, a.lr_logit, H, one(), zero());
                 train_add_bias(a.lr_logit, P(w.lr_b), N, H, stream);
                 train_sigmoid_scale_forward(a.eta, a.lr_logit, N * H, inner_lr, stream);
+                mark("forward layers (no scan)");
                 ttt_scan_forward(a.y, a.ckpt, a.qhat, a.khat, a.v, a.eta, 0.0f, s, workspace.data(),
                                  stream);
+                mark("TTT scan forward");
                 train_rmsnorm_forward(a.o, a.o_rstd, a.y, nullptr, N, Dt, eps, stream);
                 act_quant(a.o_q, a.o, N, Dt);
                 bl_forward(branch, a.o_q, w.o, N, Dt, D);
@@ -318,12 +369,16 @@ struct GpuTrainModel::Impl {
             train_residual_forward(a.h, a.res, branch, N * D, stream);
             train_rmsnorm_forward(ln_scratch, a.ln2_rstd, a.h, P(w.norm2), N, D, eps, stream);
             act_quant(a.ln2_q, ln_scratch, N, D);
-            bl_forward(a.gate, a.ln2_q, w.gate, N, D, M);
-            bl_forward(a.up, a.ln2_q, w.mlp_up, N, D, M);
-            train_swiglu_forward(swi, a.gate, a.up, N * M, stream);
-            act_quant(a.swi_q, swi, N, M);
+            // bf16: the rescale of both products is fused into the SwiGLU + quantization.
+            bl_forward(a.gate, a.ln2_q, w.gate, N, D, M, false);
+            bl_forward(a.up, a.ln2_q, w.mlp_up, N, D, M, false);
+            train_swiglu_quant_forward(a.gate, a.up, bf16() ? a.ln2_q.scale : nullptr,
+                                       bf16() ? beta_of(w.gate) : nullptr,
+                                       bf16() ? beta_of(w.mlp_up) : nullptr, a.swi_q.f,
+                                       a.swi_q.codes, a.swi_q.scale, N, M, c.act_bits, stream);
             bl_forward(branch, a.swi_q, w.mlp_down, N, M, D);
             train_residual_forward(out, a.h, branch, N * D, stream);
+            mark("forward layers (no scan)");
         }
         train_rmsnorm_forward(lnf, lnf_rstd, final_res, P(norm_f), N, D, eps, stream);
         have_targets = with_targets;
@@ -350,6 +405,7 @@ struct GpuTrainModel::Impl {
             if (!with_targets) return;
         }
         train_mean(loss_dev(), losses, N, stream);
+        mark("lm_head + cross-entropy");
     }
 
     void run_backward() {
@@ -376,30 +432,41 @@ struct GpuTrainModel::Impl {
         }
         zero(dres, N * D);
         train_rmsnorm_backward(dres, G(norm_f), dln, final_res, P(norm_f), lnf_rstd, N, D, stream);
+        mark("lm_head backward");
 
         for (int64_t li = static_cast<int64_t>(acts.size()) - 1; li >= 0; --li) {
             const LayerActs& a = acts[static_cast<size_t>(li)];
             const LayerIndex& w = layers[static_cast<size_t>(li)];
             // MLP branch
-            zero(dswi, N * M);
-            bl_backward(dswi, w.mlp_down, dres, a.swi_q, N, M, D);
-            zero(dgate, N * M), zero(dup, N * M);
-            train_swiglu_backward(dgate, dup, dswi, a.gate, a.up, N * M, stream);
-            zero(dln, N * D);
-            bl_backward(dln, w.gate, dgate, a.ln2_q, N, D, M);
-            bl_backward(dln, w.mlp_up, dup, a.ln2_q, N, D, M);
+            bl_backward(dswi, w.mlp_down, dres, a.swi_q, N, M, D, false);
+            if (bf16()) {
+                // The SwiGLU gradients go straight to the bf16 forms the products read (each
+                // fp32 buffer holds two bf16 ones).
+                auto* dg = reinterpret_cast<uint16_t*>(dgate);
+                auto* du = reinterpret_cast<uint16_t*>(dup);
+                train_swiglu_backward_bf16(dg, dg + N * M, du, du + N * M, a.ln2_q.scale, dswi,
+                                           a.gate, a.up, N, M, stream);
+                bl_backward_bf16(dln, w.gate, dg, dg + N * M, a.ln2_q, N, D, M, false);
+                bl_backward_bf16(dln, w.mlp_up, du, du + N * M, a.ln2_q, N, D, M, true);
+            } else {
+                zero(dgate, N * M), zero(dup, N * M);
+                train_swiglu_backward(dgate, dup, dswi, a.gate, a.up, N * M, stream);
+                bl_backward(dln, w.gate, dgate, a.ln2_q, N, D, M, false);
+                bl_backward(dln, w.mlp_up, dup, a.ln2_q, N, D, M);
+            }
             train_rmsnorm_backward(dres, G(w.norm2), dln, a.h, P(w.norm2), a.ln2_rstd, N, D,
                                    stream);
-            // TTT branch
-            zero(dln, N * D);
+            // TTT branch (its first product into dln overwrites it)
             if (!delta) {
                 float *dz = dttt[0], *dfhat = dttt[1], *df = dttt[2];
-                zero(dz, N * Dt), zero(dfhat, N * Dt), zero(df, N * Dt);
-                bl_backward(dz, w.up, dres, a.z_q, N, Dt, D);
+                zero(dfhat, N * Dt), zero(df, N * Dt);
+                bl_backward(dz, w.up, dres, a.z_q, N, Dt, D, false);
+                mark("backward layers (no scan)");
                 ttt_scan_backward(dfhat, dfhat, dfhat, nullptr, dz, a.ckpt, a.fhat, a.fhat, a.fhat,
                                   nullptr, inner_lr, s, workspace.data(), stream);
+                mark("TTT scan backward");
                 train_l2norm_backward(df, dfhat, a.f, a.fnorm, N, Dt, stream);
-                bl_backward(dln, w.down, df, a.ln1_q, N, D, Dt);
+                bl_backward(dln, w.down, df, a.ln1_q, N, D, Dt, false);
             } else {
                 float *dout = dttt[0], *dy = dttt[1], *dqh = dttt[2], *dkh = dttt[3];
                 float *dv = dttt[4], *dq = dttt[5], *dk = dttt[6];
@@ -407,14 +474,16 @@ struct GpuTrainModel::Impl {
                 zero(deta, N * H), zero(dlr, N * H);
                 bl_backward(dout, w.o, dres, a.o_q, N, Dt, D);
                 train_rmsnorm_backward(dy, nullptr, dout, a.y, nullptr, a.o_rstd, N, Dt, stream);
+                mark("backward layers (no scan)");
                 ttt_scan_backward(dqh, dkh, dv, deta, dy, a.ckpt, a.qhat, a.khat, a.v, a.eta, 0.0f,
                                   s, workspace.data(), stream);
+                mark("TTT scan backward");
                 train_l2norm_backward(dq, dqh, a.q, a.qnorm, N * H, Dh, stream);
                 train_l2norm_backward(dk, dkh, a.k, a.knorm, N * H, Dh, stream);
                 train_sigmoid_scale_backward(dlr, deta, a.lr_logit, N * H, inner_lr, stream);
                 // ttt.lr (fp32): dx += dlr · W, dW += dlrᵀ · ln1, db += Σ_n dlr.
                 gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, H, P(w.lr_w), CUDA_R_32F, D, dlr, CUDA_R_32F,
-                     H, dln, D, one(), one());
+                     H, dln, D, one(), zero());
                 gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, H, N, a.ln1, CUDA_R_32F, D, dlr, CUDA_R_32F, H,
                      G(w.lr_w), D, one(), one());
                 train_column_sum_accumulate(G(w.lr_b), dlr, N, H, stream);
@@ -426,6 +495,7 @@ struct GpuTrainModel::Impl {
                                    stream);
         }
         train_embedding_backward(G(embed), dres, inputs, N, D, stream);
+        mark("backward layers (no scan)");
         have_targets = false;
     }
 
@@ -534,6 +604,15 @@ TrainPrecision GpuTrainModel::precision() const {
 void GpuTrainModel::set_quantize_weights(bool on) {
     impl_->quantize = on;
 }
+void GpuTrainModel::set_phase_timing(bool on) {
+    impl_->timing = on;
+    impl_->marks = 0;
+    impl_->phase_ms.clear();
+}
+std::vector<std::pair<std::string, double>> GpuTrainModel::phase_ms() const {
+    return impl_->phase_ms;
+}
+
 const Stream& GpuTrainModel::stream() const {
     return impl_->stream;
 }
@@ -611,6 +690,8 @@ GpuTrainModel::StepResult GpuTrainModel::train_step(const int32_t* inputs, const
     check(targets != nullptr, ErrorKind::kInvalidArgument, "train_step: no targets");
     m.check_batch(inputs, targets, B, T);
     m.allocate(B, T);
+    m.marks = 0;  // (forward() calls outside train_step are not timed)
+    m.mark("start");
     m.upload_batch(inputs, targets);
     m.run_forward(true);
     zero_grad();
@@ -623,11 +704,13 @@ GpuTrainModel::StepResult GpuTrainModel::train_step(const int32_t* inputs, const
     train_adamw(m.params.as<float>(), m.grads.as<float>(), m.adam_m.as<float>(),
                 m.adam_v.as<float>(), m.decay.as<uint8_t>(), n, lr, c.beta1, c.beta2, c.eps,
                 c.weight_decay, bc1, bc2, m.norm_dev(), m.loss_dev(), grad_clip, m.stream);
+    m.mark("gradient norm + AdamW");
     double result[2];
     check_cuda(cudaMemcpyAsync(result, m.scalars.data(), sizeof result, cudaMemcpyDeviceToHost,
                                raw(m.stream)),
                "cudaMemcpyAsync (loss, norm)");
     m.stream.synchronize();
+    m.collect_marks();
     return {result[0], result[1]};
 }
 

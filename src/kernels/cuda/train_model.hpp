@@ -22,6 +22,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "kernels/cuda/device.hpp"
 #include "model/config.hpp"
@@ -70,6 +73,12 @@ class GpuTrainModel {
     // parameters and moments are left unchanged (the caller reports).
     StepResult train_step(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T,
                           float lr, float grad_clip, int64_t t, const train::AdamWConfig& adamw);
+
+    // Phase timing for benchmarks: when on, train_step records device events between its phases
+    // (weight quantization, layers without the scan, TTT scan forward/backward, lm_head,
+    // optimizer) and phase_ms() returns the milliseconds summed per phase since it was turned on.
+    void set_phase_timing(bool on);
+    std::vector<std::pair<std::string, double>> phase_ms() const;
 
     // Device bytes this model holds now (parameters, moments, activations, workspaces).
     int64_t allocated_bytes() const;

@@ -269,6 +269,58 @@ __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* do
     }
 }
 
+__global__ void swiglu_quant_kernel(float* gate, float* up, const float* row_scale,
+                                    const float* beta_gate, const float* beta_up, float* out,
+                                    uint16_t* codes, float* scale, int64_t N, int64_t M,
+                                    int act_bits) {
+    BITTTT_WARP_ROW(n, N)
+    float* g = gate + n * M;
+    float* u = up + n * M;
+    float absmax = 0.0f;
+    if (row_scale) {
+        const float sg = beta_gate[0], su = beta_up[0], r = row_scale[n];
+        for (int64_t c = lane; c < M; c += 32) {
+            const float gv = g[c] * r * sg, uv = u[c] * r * su;
+            g[c] = gv, u[c] = uv;
+            absmax = fmaxf(absmax, fabsf(gv * sigmoidf(gv) * uv));
+        }
+    } else {
+        for (int64_t c = lane; c < M; c += 32)
+            absmax = fmaxf(absmax, fabsf(g[c] * sigmoidf(g[c]) * u[c]));
+    }
+    if (act_bits == 0) {
+        for (int64_t c = lane; c < M; c += 32) {
+            const float x = g[c] * sigmoidf(g[c]) * u[c];
+            if (out) out[n * M + c] = x;
+            if (codes) codes[n * M + c] = bf16_bits(x);
+        }
+        if (scale && lane == 0) scale[n] = 1.0f;
+        return;
+    }
+    absmax = warp_max(absmax);
+    const float gamma = fmaxf(absmax, 1e-5f);
+    const float s = __fdiv_rn(127.0f, gamma), back = __fdiv_rn(gamma, 127.0f);
+    for (int64_t c = lane; c < M; c += 32) {
+        const float x = g[c] * sigmoidf(g[c]) * u[c];
+        const float code = fminf(fmaxf(rintf(__fmul_rn(x, s)), -127.0f), 127.0f);
+        if (out) out[n * M + c] = __fmul_rn(code, back);
+        if (codes) codes[n * M + c] = bf16_bits(code);
+    }
+    if (scale && lane == 0) scale[n] = back;
+}
+
+__global__ void swiglu_backward_bf16_kernel(uint16_t* dgate, uint16_t* dgate_scaled, uint16_t* dup,
+                                            uint16_t* dup_scaled, const float* row_scale,
+                                            const float* dout, const float* gate, const float* up,
+                                            int64_t N, int64_t M) {
+    BITTTT_GRID_STRIDE(i, N * M) {
+        const float g = gate[i], s = sigmoidf(g), r = row_scale[i / M];
+        const float dg = dout[i] * up[i] * s * (1.0f + g * (1.0f - s)), du = dout[i] * g * s;
+        dgate[i] = bf16_bits(dg), dgate_scaled[i] = bf16_bits(dg * r);
+        dup[i] = bf16_bits(du), dup_scaled[i] = bf16_bits(du * r);
+    }
+}
+
 __global__ void sigmoid_scale_forward_kernel(float* out, const float* inp, int64_t n, float scale) {
     BITTTT_GRID_STRIDE(i, n) out[i] = scale * sigmoidf(inp[i]);
 }
@@ -453,6 +505,24 @@ void train_swiglu_backward(float* dgate, float* dup, const float* dout, const fl
     swiglu_backward_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(dgate, dup, dout, gate, up,
                                                                          n);
     check_launch("train_swiglu_backward");
+}
+
+void train_swiglu_quant_forward(float* gate, float* up, const float* row_scale,
+                                const float* beta_gate, const float* beta_up, float* out,
+                                uint16_t* codes, float* scale, int64_t N, int64_t M, int act_bits,
+                                const Stream& stream) {
+    swiglu_quant_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(
+        gate, up, row_scale, beta_gate, beta_up, out, codes, scale, N, M, act_bits);
+    check_launch("train_swiglu_quant_forward");
+}
+
+void train_swiglu_backward_bf16(uint16_t* dgate, uint16_t* dgate_scaled, uint16_t* dup,
+                                uint16_t* dup_scaled, const float* row_scale, const float* dout,
+                                const float* gate, const float* up, int64_t N, int64_t M,
+                                const Stream& stream) {
+    swiglu_backward_bf16_kernel<<<elem_blocks(N * M), kThreads, 0, raw(stream)>>>(
+        dgate, dgate_scaled, dup, dup_scaled, row_scale, dout, gate, up, N, M);
+    check_launch("train_swiglu_backward_bf16");
 }
 
 void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float scale,

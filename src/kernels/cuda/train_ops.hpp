@@ -66,6 +66,22 @@ void train_swiglu_forward(float* out, const float* gate, const float* up, int64_
 void train_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                            const float* up, int64_t n, const Stream& stream);
 
+// The MLP's fused forward: optionally rescales the raw products of codes in place first,
+// gate[n, :] *= row_scale[n] · beta_gate[0] and up[n, :] *= row_scale[n] · beta_up[0] (row_scale
+// nullptr: gate and up are final), then quantizes swi = silu(gate) · up per row exactly as
+// train_swiglu_forward followed by train_act_quant_forward would (swi is recomputed, never stored).
+void train_swiglu_quant_forward(float* gate, float* up, const float* row_scale,
+                                const float* beta_gate, const float* beta_up, float* out,
+                                uint16_t* codes, float* scale, int64_t N, int64_t M, int act_bits,
+                                const Stream& stream);
+// The MLP's fused backward for the bf16 products: the gradients of train_swiglu_backward, written
+// (not accumulated) as bf16, each plain and multiplied by row_scale[n] (the γ/127 of the products'
+// input): the two forms the BitLinear backward reads.
+void train_swiglu_backward_bf16(uint16_t* dgate, uint16_t* dgate_scaled, uint16_t* dup,
+                                uint16_t* dup_scaled, const float* row_scale, const float* dout,
+                                const float* gate, const float* up, int64_t N, int64_t M,
+                                const Stream& stream);
+
 // out = scale · σ(inp); backward dinp += dout · scale · σ (1 − σ).
 void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float scale,
                                  const Stream& stream);
