@@ -23,13 +23,38 @@ struct ModelConfig;
 class ModelWeights;
 class Tokenizer;
 
+enum class Device { kCpu, kCuda };
+
+// Where a model runs (DESIGN.md §5). With kCuda the packed 2-bit weights of the first gpu_layers
+// blocks are uploaded to GPU 0 once, at load (never dequantized), and the Sessions of the model run
+// those blocks there; the other blocks run on the CPU (hybrid inference for models larger than
+// GPU memory). The embedding table goes to the GPU when at least one block does (the token
+// stream starts there); norm_f and lm_head go only when every block does, otherwise the CPU
+// computes the logits from the hidden state downloaded after block gpu_layers - 1.
+struct DeviceOptions {
+    Device device = Device::kCpu;
+    int64_t gpu_layers = -1;  // with kCuda: -1 (or >= num_layers) all, 0 none (pure CPU)
+    // Embedding and lm_head on the GPU as bf16 (half the bytes; logits within ~1e-2 relative of
+    // the fp32 ones); false keeps them fp32 (the CPU's logits within float rounding).
+    bool dense_bf16 = true;
+};
+// "cpu" or "cuda" (also "cuda:0") -> Device; an Error naming the value otherwise.
+Device parse_device(std::string_view name);
+
 class Model {
   public:
     // Loads a .bitt file or a model directory (config.json + model.safetensors [+ tokenizer.json]).
-    static std::shared_ptr<const Model> load(const std::string& path);
+    // With options.device == kCuda: an Error (kUnsupported, message starting "CUDA:") when this
+    // build has no CUDA backend or there is no GPU.
+    static std::shared_ptr<const Model> load(const std::string& path,
+                                             const DeviceOptions& options = {});
     // Wraps weights already in memory (random models for tests and benchmarks).
     static std::shared_ptr<const Model> from_weights(
-        ModelWeights weights, std::shared_ptr<const Tokenizer> tokenizer = nullptr);
+        ModelWeights weights, std::shared_ptr<const Tokenizer> tokenizer = nullptr,
+        const DeviceOptions& options = {});
+
+    // The placement: device, and gpu_layers resolved to [0, num_layers] (0 for kCpu).
+    const DeviceOptions& device_options() const;
 
     const ModelConfig& config() const;
     const ModelWeights& weights() const;
@@ -43,9 +68,11 @@ class Model {
     Model(const Model&) = delete;
     Model& operator=(const Model&) = delete;
 
+    struct Impl;  // internal (model.cpp); Sessions read the device copy of the weights from it
+    const Impl& impl() const { return *impl_; }
+
   private:
     Model();
-    struct Impl;
     std::unique_ptr<Impl> impl_;
 };
 
@@ -96,6 +123,9 @@ class Session {
     std::span<const float> forward(std::span<const int32_t> ids, std::span<float> all_logits = {});
     // One token (decode): the same logits forward({id}) gives; allocates nothing.
     std::span<const float> forward_token(int32_t id);
+    // The logits of the last token read (what forward returned), or an empty span when no token
+    // was read since construction, reset() or load_state().
+    std::span<const float> last_logits() const;
 
     // Feeds the prompt (if any), then samples up to max_new_tokens tokens, feeding each back.
     // With an empty prompt, sampling starts from the logits of the last forward call (an error

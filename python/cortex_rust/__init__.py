@@ -64,8 +64,9 @@ class BitLlamaConfig:
 class BitLlama:
     """A Bit-Llama model loaded from a safetensors file of master weights, with its TTT state.
 
-    ``device`` is ``"cpu"``; ``"cuda"`` raises RuntimeError saying why it cannot run (a build
-    without CUDA, no GPU, or no CUDA model forward in this version).
+    ``device`` is ``"cpu"`` or ``"cuda"`` (the packed weights on GPU 0, embedding and lm_head in
+    bf16); ``"cuda"`` raises RuntimeError saying why it cannot run in a build without CUDA or on a
+    machine without a GPU.
     """
 
     def __init__(self, config: BitLlamaConfig, path: Union[str, os.PathLike], device: str = "cpu"):

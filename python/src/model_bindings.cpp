@@ -10,34 +10,29 @@
 #include "core/error.hpp"
 #include "io/safetensors.hpp"
 #include "model/config.hpp"
+#include "model/gpu_model.hpp"
 #include "model/loader.hpp"
 #include "model/weights.hpp"
-#if BITTTT_HAS_CUDA
-#include "kernels/cuda/device.hpp"
-#endif
 
 namespace bitttt::python {
 namespace {
 
-// Only the CPU runs whole models today: the CUDA backend has kernels but no model forward yet,
-// so device="cuda" says precisely which of the three reasons stops it.
+// device -> DeviceOptions: 'cpu', or 'cuda' / 'cuda:0' (raises the engine's "CUDA: ..." error
+// when this build has no CUDA backend or there is no GPU; the model constructors check again).
+DeviceOptions device_options(const std::string& device, int64_t n_gpu_layers) {
+    DeviceOptions o;
+    o.device = parse_device(device);
+    check(o.device == Device::kCuda || n_gpu_layers == -1, ErrorKind::kInvalidArgument,
+          "n_gpu_layers needs device='cuda'");
+    check(n_gpu_layers >= -1, ErrorKind::kInvalidArgument,
+          "n_gpu_layers must be -1 (all) or >= 0, got {}", n_gpu_layers);
+    o.gpu_layers = n_gpu_layers;
+    if (o.device == Device::kCuda) require_gpu("device='cuda'");
+    return o;
+}
+
 void check_device(const std::string& device) {
-    if (device == "cpu") return;
-    check(device == "cuda" || device.rfind("cuda:", 0) == 0, ErrorKind::kInvalidArgument,
-          "device must be 'cpu' or 'cuda', got '{}'", device);
-#if BITTTT_HAS_CUDA
-    check(cuda::device_count() > 0, ErrorKind::kUnsupported,
-          "device='{}': no CUDA GPU is available on this machine; use device='cpu'", device);
-    fail(ErrorKind::kUnsupported,
-         "device='{}': CUDA inference is not available yet (this build has the CUDA kernels but "
-         "no CUDA model forward); use device='cpu'",
-         device);
-#else
-    fail(ErrorKind::kUnsupported,
-         "device='{}': this build of bitttt has no CUDA support (no CUDA compiler was found when "
-         "it was built); use device='cpu'",
-         device);
-#endif
+    device_options(device, -1);
 }
 
 std::shared_ptr<const Tokenizer> share(const std::optional<Tokenizer>& tokenizer,
@@ -67,40 +62,45 @@ void bind_model(nb::module_& m) {
                         "tokenizer, shared by any number of Sessions.")
         .def_static(
             "load",
-            [](const Path& path, const std::string& device) {
-                check_device(device);
+            [](const Path& path, const std::string& device, int64_t n_gpu_layers) {
+                const DeviceOptions placement = device_options(device, n_gpu_layers);
                 nb::gil_scoped_release release;
-                return PyModel{Model::load(path.string())};
+                return PyModel{Model::load(path.string(), placement)};
             },
-            nb::arg("path"), nb::arg("device") = "cpu",
+            nb::arg("path"), nb::arg("device") = "cpu", nb::arg("n_gpu_layers") = -1,
             "Loads a .bitt file or a model directory (config.json + model.safetensors [+ "
-            "tokenizer.json]). OSError for a missing file, ValueError for a malformed one, "
-            "RuntimeError for device='cuda' (no CUDA inference yet).")
+            "tokenizer.json]). device='cuda' uploads the packed weights to GPU 0 (the first "
+            "n_gpu_layers blocks, -1: all; the rest run on the CPU). OSError for a missing file, "
+            "ValueError for a malformed one, RuntimeError for device='cuda' without a CUDA build "
+            "or a GPU.")
         .def_static(
             "from_safetensors",
             [](const Path& path, const ModelConfig& config,
-               const std::optional<Tokenizer>& tokenizer, const std::string& device) {
-                check_device(device);
+               const std::optional<Tokenizer>& tokenizer, const std::string& device,
+               int64_t n_gpu_layers) {
+                const DeviceOptions placement = device_options(device, n_gpu_layers);
                 auto shared_tokenizer = share(tokenizer, config);
                 nb::gil_scoped_release release;
                 return PyModel{Model::from_weights(load_master_safetensors(path.string(), config),
-                                                   shared_tokenizer)};
+                                                   shared_tokenizer, placement)};
             },
             nb::arg("path"), nb::arg("config"), nb::arg("tokenizer") = nb::none(),
-            nb::arg("device") = "cpu",
+            nb::arg("device") = "cpu", nb::arg("n_gpu_layers") = -1,
             "Loads a model.safetensors of master weights (F32/BF16/F16, tensor names of "
             "ModelConfig.parameter_shapes()) with the given config; BitLinear weights are "
             "quantized and packed.")
         .def_static(
             "random",
-            [](const ModelConfig& config, uint64_t seed,
-               const std::optional<Tokenizer>& tokenizer) {
+            [](const ModelConfig& config, uint64_t seed, const std::optional<Tokenizer>& tokenizer,
+               const std::string& device, int64_t n_gpu_layers) {
+                const DeviceOptions placement = device_options(device, n_gpu_layers);
                 auto shared_tokenizer = share(tokenizer, config);
                 nb::gil_scoped_release release;
-                return PyModel{
-                    Model::from_weights(ModelWeights::random(config, seed), shared_tokenizer)};
+                return PyModel{Model::from_weights(ModelWeights::random(config, seed),
+                                                   shared_tokenizer, placement)};
             },
             nb::arg("config"), nb::arg("seed") = 0, nb::arg("tokenizer") = nb::none(),
+            nb::arg("device") = "cpu", nb::arg("n_gpu_layers") = -1,
             "A model with random weights (normal, std 1/sqrt(fan_in); norms 1), for tests and "
             "benchmarks.")
         .def(
@@ -146,6 +146,16 @@ void bind_model(nb::module_& m) {
             "identity_hash", [](const PyModel& self) { return self.model->identity_hash(); },
             "XXH3-64 of the config and weights: the identity saved TTT states are checked "
             "against.")
+        .def_prop_ro(
+            "device",
+            [](const PyModel& self) {
+                return self.model->device_options().device == Device::kCuda ? "cuda" : "cpu";
+            },
+            "'cpu' or 'cuda' (where the model was placed).")
+        .def_prop_ro(
+            "n_gpu_layers",
+            [](const PyModel& self) { return self.model->device_options().gpu_layers; },
+            "Blocks that run on the GPU (0 on the CPU).")
         .def("__repr__", [](const PyModel& self) {
             const ModelConfig& c = self.model->config();
             return "Model(vocab_size=" + std::to_string(c.vocab_size) +

@@ -26,21 +26,12 @@ namespace {
 struct PySession {
     Session session;
     std::atomic<bool> busy{false};
-    // The session's logits buffer and whether it holds the logits of the last token read (after a
-    // forward or generation, not after reset / load_state): what generate() continues from when
-    // the prompt is empty. The buffer is found by one token's forward at construction, undone by
-    // reset() (Session has no other accessor for it).
-    std::span<const float> logits_buffer;
-    bool has_logits = false;
 
     PySession(std::shared_ptr<const Model> model, int64_t max_chunk)
-        : session(std::move(model), max_chunk) {
-        logits_buffer = session.forward_token(0);
-        session.reset();
-    }
-    std::span<const float> last_logits() const {
-        return has_logits ? logits_buffer : std::span<const float>();
-    }
+        : session(std::move(model), max_chunk) {}
+    // The logits of the last token read (empty after construction, reset or load_state): what
+    // generate() continues from when the prompt is empty.
+    std::span<const float> last_logits() const { return session.last_logits(); }
 };
 
 void acquire(PySession& s) {
@@ -112,16 +103,6 @@ bool truthy_or_none(nb::handle r) {
     return truth != 0;
 }
 
-// Tokens read during a call leave their logits in the buffer.
-struct TrackLogits {
-    PySession& s;
-    int64_t position;
-    explicit TrackLogits(PySession& session) : s(session), position(session.session.position()) {}
-    ~TrackLogits() {
-        if (s.session.position() != position) s.has_logits = true;
-    }
-};
-
 // The Python generate() iterator; holds the session's busy flag until generation ends.
 struct PyGenerateIterator {
     PySession* owner;
@@ -160,7 +141,6 @@ struct PyGenerateIterator {
         } done{stepping};
         std::optional<std::string> piece;
         try {
-            TrackLogits track(*owner);
             nb::gil_scoped_release unlocked;
             piece = steps.next();
         } catch (...) {
@@ -263,7 +243,6 @@ void bind_session(nb::module_& m) {
             "forward",
             [](PySession& self, const std::vector<int32_t>& ids, bool all_logits, bool copy) {
                 BusyGuard busy(self);
-                TrackLogits track(self);
                 if (all_logits) {
                     const size_t V = static_cast<size_t>(self.session.model().config().vocab_size);
                     // Allocated here, filled without the GIL, handed to NumPy without a copy.
@@ -296,7 +275,6 @@ void bind_session(nb::module_& m) {
             "forward_token",
             [](PySession& self, int32_t id, bool copy) {
                 BusyGuard busy(self);
-                TrackLogits track(self);
                 std::span<const float> logits;
                 {
                     nb::gil_scoped_release unlocked;
@@ -325,7 +303,6 @@ void bind_session(nb::module_& m) {
                                                            tok->streaming_decoder()),
                                     nb::rv_policy::take_ownership);
                 BusyGuard busy(self);
-                TrackLogits track(self);
                 StreamingDecoder decoder = tok->streaming_decoder();
                 auto emit = [&](std::string text) {
                     if (text.empty()) return true;
@@ -364,7 +341,6 @@ void bind_session(nb::module_& m) {
                                      repeat_penalty, repeat_last_n, seed);
                 std::vector<int32_t> ids = prompt_ids(self.session, prompt);
                 BusyGuard busy(self);
-                TrackLogits track(self);
                 TokenCallback on_token;
                 if (!callback.is_none()) {
                     on_token = [&](int32_t id) {
@@ -391,7 +367,6 @@ void bind_session(nb::module_& m) {
             [](PySession& self) {
                 BusyGuard busy(self);
                 self.session.reset();
-                self.has_logits = false;
             },
             "Forgets everything read: every W back to 0, position 0.")
         .def_prop_ro(
@@ -414,7 +389,6 @@ void bind_session(nb::module_& m) {
                     nb::gil_scoped_release unlocked;
                     self.session.load_state(path.string());
                 }
-                self.has_logits = false;  // the memory is back, the last logits are not
             },
             nb::arg("path"),
             "Reads a .tttstate file saved from this same model (checked by identity hash); on "

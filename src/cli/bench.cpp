@@ -106,6 +106,8 @@ void register_bench(CLI::App& app) {
     auto isa = std::make_shared<std::string>();
     cmd->add_option("--isa", *isa, "Force a lower ISA level: scalar, avx2, avx512");
     cmd->add_option("--model", options->model, "Model file for model benchmarks");
+    cmd->add_option("--device", options->device, "decode/prompt: run the model on cpu or cuda")
+        ->capture_default_str();
     cmd->callback([options, names, isa] {
         if (!isa->empty()) set_active_isa(parse_isa(*isa));
         set_num_threads(options->threads);

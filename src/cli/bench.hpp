@@ -10,10 +10,11 @@
 namespace bitttt::cli {
 
 struct BenchOptions {
-    int threads = 0;     // 0: all cores
-    bool json = false;   // one JSON object per result instead of a table
-    bool quick = false;  // smaller sizes, for smoke tests
-    std::string model;   // optional model path for model benchmarks
+    int threads = 0;             // 0: all cores
+    bool json = false;           // one JSON object per result instead of a table
+    bool quick = false;          // smaller sizes, for smoke tests
+    std::string model;           // optional model path for model benchmarks
+    std::string device = "cpu";  // decode/prompt: cpu or cuda
 };
 
 struct BenchResult {
@@ -51,5 +52,10 @@ double seconds_per_call(const std::function<void()>& fn, double min_seconds = 0.
 // Read bandwidth of this machine in GB/s: streaming sum over a buffer of `bytes` (>= 1 GiB for
 // a figure past the last-level cache) with the current thread count.
 double measure_read_bandwidth_gbps(size_t bytes);
+
+// The GPU's streaming read bandwidth in GB/s (bench_cuda.cpp; an Error without CUDA or a GPU),
+// and a one-line description of the GPU.
+double measure_gpu_read_bandwidth_gbps(bool quick);
+std::string gpu_description();
 
 }  // namespace bitttt::cli

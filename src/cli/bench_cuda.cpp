@@ -437,6 +437,18 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
 
 }  // namespace
 
+double measure_gpu_read_bandwidth_gbps(bool quick) {
+    cuda::require_device("bench");
+    cuda::Stream stream;
+    return measure_bandwidth(stream, quick).read_gbps;
+}
+
+std::string gpu_description() {
+    const auto info = cuda::device_info();
+    return fmt::format("{}, {} SMs, {:.0f} GB", info.name, info.multiprocessors,
+                       static_cast<double>(info.memory_bytes) / 1e9);
+}
+
 void bench_cuda_gemv_entry(const BenchOptions& options, BenchReporter& reporter) {
     bench_cuda_gemv(options, reporter);
 }
@@ -445,6 +457,14 @@ void bench_cuda_decode_entry(const BenchOptions& options, BenchReporter& reporte
 }
 
 #else  // no CUDA backend in this build
+
+double measure_gpu_read_bandwidth_gbps(bool) {
+    fail(ErrorKind::kUnsupported,
+         "CUDA: bench: this build of bitttt has no CUDA backend (no nvcc at configure time)");
+}
+std::string gpu_description() {
+    return "no CUDA";
+}
 
 void bench_cuda_gemv_entry(const BenchOptions&, BenchReporter&) {
     fmt::print(

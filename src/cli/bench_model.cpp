@@ -41,9 +41,40 @@ std::vector<Shape> shapes(const BenchOptions& options) {
     return {{"default", def, 5000}, {"7b", big, 13}};
 }
 
+DeviceOptions device_of(const BenchOptions& options) {
+    DeviceOptions d;
+    d.device = parse_device(options.device);
+    return d;
+}
+
 std::shared_ptr<const Model> make_model(const Shape& shape, const BenchOptions& options) {
-    if (!options.model.empty()) return Model::load(options.model);
-    return Model::from_weights(ModelWeights::random_packed(shape.config, 1234));
+    if (!options.model.empty()) return Model::load(options.model, device_of(options));
+    return Model::from_weights(ModelWeights::random_packed(shape.config, 1234), nullptr,
+                               device_of(options));
+}
+
+bool on_gpu(const BenchOptions& options) {
+    return parse_device(options.device) == Device::kCuda;
+}
+
+// Bytes one decode step reads on the GPU: the packed BitLinear tensors, the bf16 lm_head and
+// embedding row, the fp32 step-size projections and norms, the TTT states (read and written).
+double gpu_bytes_per_token(const Model& model) {
+    const ModelWeights& w = model.weights();
+    const ModelConfig& c = w.config;
+    double bytes = 0;
+    for (const ParamSpec& spec : w.table) {
+        if (spec.kind == ParamKind::kBitLinear)
+            bytes += static_cast<double>(kernels::packed_bytes(spec.shape[0], spec.shape[1]));
+        else if (spec.kind == ParamKind::kEmbedding)
+            bytes += static_cast<double>(c.hidden_dim) * 2;
+        else if (spec.name == "lm_head.weight")
+            bytes += static_cast<double>(spec.numel()) * 2;
+        else
+            bytes += static_cast<double>(spec.numel()) * 4;
+    }
+    bytes += 2.0 * static_cast<double>(c.num_layers * c.ttt_dim * c.head_dim()) * 4;
+    return bytes;
 }
 
 // Bytes one decode step reads: every packed BitLinear tensor, the fp32 tensors it touches
@@ -84,7 +115,31 @@ double decode_tokens_per_s(Session& session, int64_t tokens, int64_t vocab) {
 
 }  // namespace
 
+// Decode on the GPU: tokens/s (logits downloaded to the host every token, as generation needs
+// them) against the HBM read bandwidth measured in the same run.
+void bench_decode_gpu(const BenchOptions& options, BenchReporter& reporter) {
+    const double bandwidth = measure_gpu_read_bandwidth_gbps(options.quick);
+    const std::string gpu = gpu_description();
+    for (const Shape& shape : shapes(options)) {
+        auto model = make_model(shape, options);
+        Session session(model);
+        const bool big = model->config().hidden_dim >= 2048;
+        const double tps = decode_tokens_per_s(session, big ? 32 : 256, model->config().vocab_size);
+        const std::string name = fmt::format("cuda.decode.{}", label(shape, options));
+        const double bytes = gpu_bytes_per_token(*model);
+        const double gbps = bytes * tps / 1e9;
+        reporter.report({name, tps, "tokens/s",
+                         fmt::format("bound {:.0f} tokens/s = read bandwidth / {:.1f} MB per token",
+                                     bandwidth * 1e9 / bytes, bytes / 1e6),
+                         tps * bytes / (bandwidth * 1e9)});
+        reporter.report({name + ".stream", gbps, "GB/s",
+                         fmt::format("read bandwidth {:.0f} GB/s on {}", bandwidth, gpu),
+                         gbps / bandwidth});
+    }
+}
+
 void bench_decode(const BenchOptions& options, BenchReporter& reporter) {
+    if (on_gpu(options)) return bench_decode_gpu(options, reporter);
     const double bandwidth =
         measure_read_bandwidth_gbps(options.quick ? size_t{64} << 20 : size_t{1} << 30);
     for (const Shape& shape : shapes(options)) {
@@ -121,8 +176,9 @@ void bench_prompt(const BenchOptions& options, BenchReporter& reporter) {
         const double prompt_tps = static_cast<double>(n) / prompt_s;
         Session decode_session(model);
         const double decode_tps = decode_tokens_per_s(decode_session, big ? 4 : 64, c.vocab_size);
-        reporter.report({fmt::format("prompt.{}.{}tok", label(shape, options), n), prompt_tps,
-                         "tokens/s", fmt::format("decode {:.4g} tokens/s", decode_tps),
+        reporter.report({fmt::format("{}prompt.{}.{}tok", on_gpu(options) ? "cuda." : "",
+                                     label(shape, options), n),
+                         prompt_tps, "tokens/s", fmt::format("decode {:.4g} tokens/s", decode_tps),
                          prompt_tps / decode_tps});
     }
 }

@@ -22,6 +22,7 @@ struct ChatArgs {
     GenerateOptions options;
     std::string state_in;
     int threads = 0;
+    DeviceFlags device;
 };
 
 constexpr const char* kChatHelp =
@@ -48,7 +49,7 @@ void reply(Session& session, const std::string& line, const GenerateOptions& opt
 
 void run_chat(ChatArgs& a) {
     apply_threads(a.threads);
-    Session session(open_model(a.model));
+    Session session(open_model(a.model, a.device.options()));
     if (!a.state_in.empty()) session.load_state(a.state_in);
     const bool tty = isatty(STDIN_FILENO) != 0;
     if (tty) {
@@ -106,6 +107,7 @@ void register_chat(CLI::App& app) {
     cmd->add_option("--state-in", a->state_in, "Start from the TTT memory in this .tttstate file");
     cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)")
         ->check(CLI::Range(0, 4096));
+    add_device_options(cmd, a->device);
     cmd->callback([a] { run_chat(*a); });
 }
 

@@ -26,6 +26,7 @@ struct EvalArgs {
     int64_t chunk = 256;
     int threads = 0;
     bool quiet = false;
+    DeviceFlags device;
 };
 
 // −log softmax(logits)[target], in double: log Σ exp(l − max) − (l_target − max).
@@ -48,7 +49,7 @@ void progress(int64_t done, int64_t total, double loss, double seconds) {
 
 void run_eval(const EvalArgs& a) {
     apply_threads(a.threads);
-    auto model = open_model(a.model);
+    auto model = open_model(a.model, a.device.options());
     const Tokenizer* tok = model->tokenizer();
     check(tok != nullptr, ErrorKind::kInvalidArgument, "{}: the model has no tokenizer", a.model);
     const std::string text = tok::read_text_file(a.file);
@@ -108,6 +109,7 @@ void register_eval(CLI::App& app) {
         ->check(CLI::Range(int64_t{1}, int64_t{4096}));
     cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)")
         ->check(CLI::Range(0, 4096));
+    add_device_options(cmd, a->device);
     cmd->add_flag("-q,--quiet", a->quiet, "No progress bar");
     cmd->callback([a] { run_eval(*a); });
 }

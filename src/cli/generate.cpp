@@ -26,6 +26,7 @@ struct GenerateArgs {
     std::string state_in, state_out;
     std::string dump_logits;
     int threads = 0;
+    DeviceFlags device;
 };
 
 const char* stop_name(StopReason r) {
@@ -55,7 +56,7 @@ void run_generate(const GenerateArgs& a) {
     check(a.prompt.empty() != a.ids.empty(), ErrorKind::kInvalidArgument,
           "give exactly one of --prompt and --ids");
     apply_threads(a.threads);
-    auto model = open_model(a.model);
+    auto model = open_model(a.model, a.device.options());
     const Tokenizer* tok = model->tokenizer();
     std::vector<int32_t> prompt;
     if (!a.ids.empty()) {
@@ -141,6 +142,7 @@ void register_generate(CLI::App& app) {
                     "Save the TTT memory to this .tttstate file at the end");
     cmd->add_option("-t,--threads", a->threads, "Threads (0: all cores)")
         ->check(CLI::Range(0, 4096));
+    add_device_options(cmd, a->device);
     cmd->add_option(
         "--dump-logits", a->dump_logits,
         "Write the logits of every prompt token (float32 [tokens, vocab]) to this file");

@@ -10,7 +10,7 @@
 
 namespace bitttt::cli {
 
-std::shared_ptr<const Model> open_model(const std::string& spec) {
+std::shared_ptr<const Model> open_model(const std::string& spec, const DeviceOptions& device) {
     if (spec == "random" || spec.rfind("random:", 0) == 0) {
         ModelConfig config;
         if (spec.size() > 7)
@@ -21,9 +21,34 @@ std::shared_ptr<const Model> open_model(const std::string& spec) {
         constexpr int64_t kMasterLimit = int64_t{64} << 20;
         return Model::from_weights(parameter_count(config) <= kMasterLimit
                                        ? ModelWeights::random(config, 1)
-                                       : ModelWeights::random_packed(config, 1));
+                                       : ModelWeights::random_packed(config, 1),
+                                   nullptr, device);
     }
-    return Model::load(spec);
+    return Model::load(spec, device);
+}
+
+DeviceOptions DeviceFlags::options() const {
+    DeviceOptions o;
+    o.device = parse_device(device);
+    check(gpu_layers >= -1, ErrorKind::kInvalidArgument,
+          "--n-gpu-layers must be -1 (all) or >= 0, got {}", gpu_layers);
+    check(o.device == Device::kCuda || gpu_layers == -1, ErrorKind::kInvalidArgument,
+          "--n-gpu-layers needs --device cuda");
+    o.gpu_layers = gpu_layers;
+    o.dense_bf16 = !dense_f32;
+    return o;
+}
+
+void add_device_options(CLI::App* cmd, DeviceFlags& flags) {
+    cmd->add_option("--device", flags.device, "Where the model runs: cpu or cuda (GPU 0)")
+        ->capture_default_str();
+    cmd->add_option("--n-gpu-layers", flags.gpu_layers,
+                    "With --device cuda: blocks on the GPU, the rest on the CPU (-1: all; the "
+                    "embedding goes with block 0, lm_head only when every block is on the GPU)")
+        ->capture_default_str();
+    cmd->add_flag("--dense-f32", flags.dense_f32,
+                  "With --device cuda: keep embedding and lm_head in fp32 on the GPU (default "
+                  "bf16: half the bytes)");
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {

@@ -16,8 +16,17 @@ inline constexpr const char* kModelHelp =
     "Model: a .bitt file, a model directory (config.json + model.safetensors [+ tokenizer.json]), "
     "or random[:CONFIG.json] (random weights, for tests and benchmarks)";
 
-// Opens a model named as kModelHelp says.
-std::shared_ptr<const Model> open_model(const std::string& spec);
+// Opens a model named as kModelHelp says, placed as `device` says.
+std::shared_ptr<const Model> open_model(const std::string& spec, const DeviceOptions& device = {});
+
+// --device cpu|cuda, --n-gpu-layers N, --dense-f32 (DeviceOptions).
+struct DeviceFlags {
+    std::string device = "cpu";
+    int64_t gpu_layers = -1;
+    bool dense_f32 = false;
+    DeviceOptions options() const;  // checks the values (one-line errors)
+};
+void add_device_options(CLI::App* cmd, DeviceFlags& flags);
 
 // --temperature, --top-k, --top-p, --repeat-penalty, --repeat-last-n, --seed.
 void add_sampling_options(CLI::App* cmd, SamplingOptions& options);

@@ -142,38 +142,63 @@ void Session::Impl::ttt_delta(const LayerWeights& lw, float* state, int64_t n) {
 }
 
 void Session::Impl::forward_chunk(const int32_t* ids, int64_t n, float* all_logits) {
+    const int64_t D = config.hidden_dim;
+    if (gpu) {
+        upload_states();
+        const bool head_on_gpu = gpu_layers == config.num_layers;
+        gpu->forward(ids, n, head_on_gpu ? nullptr : x.data(), logits.data(),
+                     head_on_gpu ? all_logits : nullptr);
+        host_states_stale = true;
+        if (!head_on_gpu) {
+            forward_layers(gpu_layers, n);
+            forward_head(n, all_logits);
+        }
+    } else {
+        float* xs = x.data();
+        for (int64_t t = 0; t < n; ++t)
+            std::memcpy(xs + t * D, weights.embed + static_cast<int64_t>(ids[t]) * D,
+                        static_cast<size_t>(D) * sizeof(float));
+        forward_layers(0, n);
+        forward_head(n, all_logits);
+    }
+    position += n;
+    has_logits = true;
+}
+
+void Session::Impl::forward_layers(int64_t first, int64_t n) {
     const ModelConfig& c = config;
-    const int64_t D = c.hidden_dim, M = c.mlp_dim, V = c.vocab_size;
+    const int64_t D = c.hidden_dim, M = c.mlp_dim;
     const float eps = c.norm_eps;
     float* xs = x.data();
-    for (int64_t t = 0; t < n; ++t)
-        std::memcpy(xs + t * D, weights.embed + static_cast<int64_t>(ids[t]) * D,
-                    static_cast<size_t>(D) * sizeof(float));
-    {
-        ThreadCountScope scope(n * layer_bytes < kSerialLayerBytes);
-        for (int64_t l = 0; l < c.num_layers; ++l) {
-            const LayerWeights& lw = weights.layers[static_cast<size_t>(l)];
-            float* state = states.data() + l * state_floats_per_layer;
-            // h = x + TTT(RMSNorm(x; norm1))
-            kernels::rmsnorm(xs, n, D, D, lw.norm1, eps, u.data(), D);
-            prepare_input(u.data(), n, D, D);
-            if (c.ttt_rule == TttRule::kReconstruct)
-                ttt_reconstruct(lw, state, n);
-            else
-                ttt_delta(lw, state, n);
-            for (int64_t i = 0; i < n * D; ++i) xs[i] += proj[static_cast<size_t>(i)];
-            // x = h + down(silu(gate(u)) * up(u)), u = RMSNorm(h; norm2)
-            kernels::rmsnorm(xs, n, D, D, lw.norm2, eps, u.data(), D);
-            prepare_input(u.data(), n, D, D);
-            project(lw.gate_proj, n, gate.data(), M);
-            project(lw.up_proj, n, up.data(), M);
-            kernels::silu_mul(gate.data(), up.data(), n * M, gate.data());
-            prepare_input(gate.data(), n, M, M);
-            project(lw.down_proj, n, proj.data(), D);
-            for (int64_t i = 0; i < n * D; ++i) xs[i] += proj[static_cast<size_t>(i)];
-        }
+    ThreadCountScope scope(n * layer_bytes < kSerialLayerBytes);
+    for (int64_t l = first; l < c.num_layers; ++l) {
+        const LayerWeights& lw = weights.layers[static_cast<size_t>(l)];
+        float* state = states.data() + l * state_floats_per_layer;
+        // h = x + TTT(RMSNorm(x; norm1))
+        kernels::rmsnorm(xs, n, D, D, lw.norm1, eps, u.data(), D);
+        prepare_input(u.data(), n, D, D);
+        if (c.ttt_rule == TttRule::kReconstruct)
+            ttt_reconstruct(lw, state, n);
+        else
+            ttt_delta(lw, state, n);
+        for (int64_t i = 0; i < n * D; ++i) xs[i] += proj[static_cast<size_t>(i)];
+        // x = h + down(silu(gate(u)) * up(u)), u = RMSNorm(h; norm2)
+        kernels::rmsnorm(xs, n, D, D, lw.norm2, eps, u.data(), D);
+        prepare_input(u.data(), n, D, D);
+        project(lw.gate_proj, n, gate.data(), M);
+        project(lw.up_proj, n, up.data(), M);
+        kernels::silu_mul(gate.data(), up.data(), n * M, gate.data());
+        prepare_input(gate.data(), n, M, M);
+        project(lw.down_proj, n, proj.data(), D);
+        for (int64_t i = 0; i < n * D; ++i) xs[i] += proj[static_cast<size_t>(i)];
     }
-    // logits = lm_head(RMSNorm(x; norm_f)), for the last token or for all of them.
+}
+
+// logits = lm_head(RMSNorm(x; norm_f)), for the last token or for all of them.
+void Session::Impl::forward_head(int64_t n, float* all_logits) {
+    const int64_t D = config.hidden_dim, V = config.vocab_size;
+    const float eps = config.norm_eps;
+    float* xs = x.data();
     if (all_logits) {
         kernels::rmsnorm(xs, n, D, D, weights.norm_f, eps, u.data(), D);
         kernels::f32_matmul(weights.lm_head, V, D, u.data(), D, n, all_logits, V);
@@ -183,8 +208,6 @@ void Session::Impl::forward_chunk(const int32_t* ids, int64_t n, float* all_logi
         kernels::rmsnorm(xs + (n - 1) * D, 1, D, D, weights.norm_f, eps, u.data(), D);
         kernels::f32_matmul(weights.lm_head, V, D, u.data(), D, 1, logits.data(), V);
     }
-    position += n;
-    has_logits = true;
 }
 
 }  // namespace bitttt

@@ -1,35 +1,57 @@
 // Model: immutable weights (+ tokenizer) shared by sessions, and its identity hash.
 #include <xxhash.h>
 
+#include <algorithm>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "bitttt/model.hpp"
 #include "core/error.hpp"
 #include "model/config.hpp"
+#include "model/model_impl.hpp"
 #include "model/weights.hpp"
 
 namespace bitttt {
 
-struct Model::Impl {
-    ModelWeights weights;
-    std::shared_ptr<const Tokenizer> tokenizer;
-    mutable std::once_flag hash_once;
-    mutable uint64_t hash = 0;
-};
+Device parse_device(std::string_view name) {
+    if (name == "cpu") return Device::kCpu;
+    if (name == "cuda" || name == "cuda:0") return Device::kCuda;
+    fail(ErrorKind::kInvalidArgument, "device must be 'cpu' or 'cuda' (GPU 0), got '{}'", name);
+}
 
 Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
 
 std::shared_ptr<const Model> Model::from_weights(ModelWeights weights,
-                                                 std::shared_ptr<const Tokenizer> tokenizer) {
+                                                 std::shared_ptr<const Tokenizer> tokenizer,
+                                                 const DeviceOptions& options) {
     check(weights.layers.size() == static_cast<size_t>(weights.config.num_layers) &&
               weights.embed && weights.norm_f && weights.lm_head,
           ErrorKind::kInvalidArgument, "model: weights are incomplete (call link() first)");
+    DeviceOptions placement = options;
+    const int64_t L = weights.config.num_layers;
+    if (placement.device == Device::kCpu) {
+        placement.gpu_layers = 0;
+    } else {
+        check(placement.gpu_layers >= -1, ErrorKind::kInvalidArgument,
+              "model: gpu_layers must be -1 (all) or >= 0, got {}", placement.gpu_layers);
+        placement.gpu_layers = placement.gpu_layers < 0 ? L : std::min(placement.gpu_layers, L);
+        require_gpu("model");
+        check(placement.gpu_layers == 0 || weights.config.act_bits == 8, ErrorKind::kUnsupported,
+              "CUDA: model: models without int8 activations (act_bits = 0) run on the CPU only");
+    }
     std::shared_ptr<Model> m(new Model());
+    if (placement.gpu_layers > 0)
+        m->impl_->gpu =
+            std::make_shared<const GpuModel>(weights, placement.gpu_layers, placement.dense_bf16);
     m->impl_->weights = std::move(weights);
     m->impl_->tokenizer = std::move(tokenizer);
+    m->impl_->device = placement;
     return m;
+}
+
+const DeviceOptions& Model::device_options() const {
+    return impl_->device;
 }
 
 const ModelConfig& Model::config() const {

@@ -6,7 +6,7 @@
 
 namespace bitttt {
 
-std::shared_ptr<const Model> Model::load(const std::string& path) {
+std::shared_ptr<const Model> Model::load(const std::string& path, const DeviceOptions& options) {
     LoadedModel loaded = load_model(path);
     std::shared_ptr<const Tokenizer> tokenizer;
     if (loaded.tokenizer_json) {
@@ -17,7 +17,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path) {
               "{}: the tokenizer has {} tokens, more than the model's vocabulary of {}", path,
               tokenizer->vocab_size(), loaded.weights.config.vocab_size);
     }
-    return from_weights(std::move(loaded.weights), std::move(tokenizer));
+    return from_weights(std::move(loaded.weights), std::move(tokenizer), options);
 }
 
 }  // namespace bitttt

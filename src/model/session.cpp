@@ -3,6 +3,7 @@
 
 #include "bitttt/model.hpp"
 #include "core/error.hpp"
+#include "model/model_impl.hpp"
 #include "model/session_impl.hpp"
 
 namespace bitttt {
@@ -37,6 +38,23 @@ Session::Impl::Impl(std::shared_ptr<const Model> m, int64_t chunk)
     xq.resize(rows(xq_stride));
     act_scale.resize(static_cast<size_t>(C));
     logits.resize(static_cast<size_t>(c.vocab_size));
+    const auto& placement = model->impl();
+    if (placement.gpu) {
+        gpu = std::make_unique<GpuSession>(*placement.gpu, max_chunk);
+        gpu_layers = placement.gpu->layers();
+    }
+}
+
+void Session::Impl::download_states() {
+    if (!host_states_stale) return;
+    gpu->download_states(states.data());
+    host_states_stale = false;
+}
+
+void Session::Impl::upload_states() {
+    if (!device_states_stale) return;
+    gpu->upload_states(states.data());
+    device_states_stale = false;
 }
 
 Session::Session(std::shared_ptr<const Model> model, int64_t max_chunk) {
@@ -73,8 +91,17 @@ std::span<const float> Session::forward_token(int32_t id) {
     return forward(std::span<const int32_t>(&id, 1));
 }
 
+std::span<const float> Session::last_logits() const {
+    if (!impl_->has_logits) return {};
+    return {impl_->logits.data(), impl_->logits.size()};
+}
+
 void Session::reset() {
     impl_->states.fill_zero();
+    if (impl_->gpu) {
+        impl_->gpu->zero_states();
+        impl_->host_states_stale = impl_->device_states_stale = false;
+    }
     impl_->position = 0;
     impl_->has_logits = false;
 }
@@ -86,12 +113,15 @@ int64_t Session::position() const {
 std::span<const float> Session::state(int64_t layer) const {
     check(layer >= 0 && layer < impl_->config.num_layers, ErrorKind::kInvalidArgument,
           "session: layer {} is out of range", layer);
+    if (layer < impl_->gpu_layers) impl_->download_states();
     const size_t n = static_cast<size_t>(impl_->state_floats_per_layer);
     return {impl_->states.data() + static_cast<size_t>(layer) * n, n};
 }
 
 std::span<float> Session::mutable_state(int64_t layer) {
     auto s = std::as_const(*this).state(layer);
+    // The caller may write the host copy: it goes to the device before the next forward.
+    if (layer < impl_->gpu_layers) impl_->device_states_stale = true;
     return {const_cast<float*>(s.data()), s.size()};
 }
 

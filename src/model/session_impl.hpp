@@ -9,6 +9,7 @@
 #include "core/aligned_buffer.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "model/config.hpp"
+#include "model/gpu_model.hpp"
 #include "model/sampling.hpp"
 #include "model/weights.hpp"
 
@@ -48,11 +49,26 @@ struct Session::Impl {
 
     Sampler sampler;
 
+    // Hybrid/GPU inference (model placed with Device::kCuda): blocks [0, gpu_layers) run in `gpu`,
+    // the rest here. The states of the GPU blocks live on the device; `states` holds a host copy
+    // that is brought up to date on demand (state(), save_state) and sent back before the next
+    // forward when the host changed it (mutable_state(), load_state()).
+    std::unique_ptr<GpuSession> gpu;
+    int64_t gpu_layers = 0;
+    bool host_states_stale = false;    // the device ran tokens since the last download
+    bool device_states_stale = false;  // the host copy was changed since the last upload
+    void download_states();            // if host_states_stale
+    void upload_states();              // if device_states_stale
+
     Impl(std::shared_ptr<const Model> m, int64_t chunk);
 
     // Runs tokens [0, n) of ids (n <= max_chunk) through every layer, then writes the logits
     // of the last token to `logits`, and of every token to all_logits when it is not null.
     void forward_chunk(const int32_t* ids, int64_t n, float* all_logits);
+    // The CPU part of forward_chunk: blocks [first, L) over the residual stream in x, then the
+    // logits.
+    void forward_layers(int64_t first, int64_t n);
+    void forward_head(int64_t n, float* all_logits);
 
     // BitLinear (DESIGN.md §2.1) in two steps so several projections share one quantization:
     // prepare_input quantizes m rows of k features (act_bits = 8) or just remembers them (0),

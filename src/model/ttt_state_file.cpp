@@ -120,6 +120,7 @@ TttStateHeader header_of(const Model& model) {
 void Session::save_state(const std::string& path) const {
     TttStateHeader h = header_of(*impl_->model);
     h.position = static_cast<uint64_t>(impl_->position);
+    if (impl_->gpu) impl_->download_states();
     save_ttt_state(path, h, impl_->states.span());
 }
 
@@ -128,6 +129,10 @@ void Session::load_state(const std::string& path) {
     const uint64_t position = load_ttt_state(path, header_of(*impl_->model), impl_->states.span());
     impl_->position = static_cast<int64_t>(position);
     impl_->has_logits = false;
+    if (impl_->gpu) {
+        impl_->host_states_stale = false;  // the host copy is the truth now
+        impl_->device_states_stale = true;
+    }
 }
 
 }  // namespace bitttt

@@ -135,6 +135,28 @@ void copy_device_to_device(void* dst, const void* src, size_t bytes, const Strea
                "cudaMemcpyAsync device to device");
 }
 
+void copy_host_to_device(void* dst, const void* src, size_t bytes, const Stream& stream) {
+    if (bytes == 0) return;
+    check(dst != nullptr && src != nullptr, ErrorKind::kInvalidArgument,
+          "CUDA: copy_host_to_device: null pointer");
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, detail::raw(stream)),
+               "cudaMemcpyAsync host to device");
+}
+
+void copy_device_to_host(void* dst, const void* src, size_t bytes, const Stream& stream) {
+    if (bytes == 0) return;
+    check(dst != nullptr && src != nullptr, ErrorKind::kInvalidArgument,
+          "CUDA: copy_device_to_host: null pointer");
+    check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, detail::raw(stream)),
+               "cudaMemcpyAsync device to host");
+}
+
+void memset_device(void* dst, int value, size_t bytes, const Stream& stream) {
+    if (bytes == 0) return;
+    check(dst != nullptr, ErrorKind::kInvalidArgument, "CUDA: memset_device: null pointer");
+    check_cuda(cudaMemsetAsync(dst, value, bytes, detail::raw(stream)), "cudaMemsetAsync");
+}
+
 // ---- Graph ----
 
 Graph::~Graph() {
@@ -155,6 +177,13 @@ void Graph::end_capture(const Stream& stream) {
     cudaGraphExec_t exec = nullptr;
     check_cuda(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
     exec_ = exec;
+}
+
+void Graph::abort_capture(const Stream& stream) noexcept {
+    cudaGraph_t graph = nullptr;
+    if (cudaStreamEndCapture(detail::raw(stream), &graph) == cudaSuccess && graph)
+        cudaGraphDestroy(graph);
+    cudaGetLastError();  // clear the capture's error status
 }
 
 void Graph::launch(const Stream& stream) const {

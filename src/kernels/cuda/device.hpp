@@ -80,6 +80,11 @@ class Stream {
 
 // Device-to-device copy on a stream (asynchronous).
 void copy_device_to_device(void* dst, const void* src, size_t bytes, const Stream& stream);
+// Host <-> device copies and a memset ordered on a stream (host memory may be pageable: such a
+// copy returns once the host buffer may be reused or, for downloads, once the data is there).
+void copy_host_to_device(void* dst, const void* src, size_t bytes, const Stream& stream);
+void copy_device_to_host(void* dst, const void* src, size_t bytes, const Stream& stream);
+void memset_device(void* dst, int value, size_t bytes, const Stream& stream);
 
 // A CUDA graph recorded from the launches made on a stream between begin_capture and
 // end_capture; launch() replays them with one call (removes per-kernel launch overhead).
@@ -91,6 +96,10 @@ class Graph {
     Graph& operator=(const Graph&) = delete;
     void begin_capture(const Stream& stream);
     void end_capture(const Stream& stream);
+    // Ends a capture that failed half-way (an exception between begin and end), dropping what was
+    // recorded so the stream works normally again; never throws.
+    void abort_capture(const Stream& stream) noexcept;
+    bool ready() const { return exec_ != nullptr; }
     void launch(const Stream& stream) const;
 
   private:

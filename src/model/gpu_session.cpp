@@ -1,0 +1,285 @@
+// GpuSession: the forward pass of DESIGN.md §2 on the GPU for the blocks a GpuModel holds, over a
+// chunk of tokens: projections batched (dp4a GEMM; the GEMV for one token), the TTT recurrence
+// token after token inside one scan kernel per layer, and one CUDA graph per decode token.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "core/error.hpp"
+#include "model/gpu_model.hpp"
+
+#if BITTTT_HAS_CUDA
+#include "kernels/cuda/kernels.hpp"
+#include "kernels/cuda/model_kernels.hpp"
+#include "model/gpu_model_impl.hpp"
+#endif
+
+namespace bitttt {
+
+#if BITTTT_HAS_CUDA
+
+namespace {
+
+// BITTTT_CUDA_NO_GRAPH=1 launches a decode token's kernels one by one (for measuring the graph).
+bool graphs_enabled() {
+    static const bool enabled = [] {
+        const char* v = std::getenv("BITTTT_CUDA_NO_GRAPH");
+        return v == nullptr || v[0] == '\0' || v[0] == '0';
+    }();
+    return enabled;
+}
+
+size_t floats(int64_t n) {
+    return static_cast<size_t>(n) * sizeof(float);
+}
+
+}  // namespace
+
+struct GpuSession::Impl {
+    const GpuModel::Impl& m;
+    const ModelConfig& c;
+    int64_t max_chunk;
+    int64_t state_floats;  // per layer: heads x Dh x Dh
+    cuda::Stream stream;
+    cuda::DeviceBuffer states, ids, x, u, ttt_in, ttt_out, eta, gate, up, q, scale, sum, logits;
+    cuda::DeviceBuffer all_logits;  // [max_chunk, V], allocated on first use
+    cuda::QuantizedActivations acts;
+    cuda::Graph decode_graph;
+    bool graph_broken = false;  // capture failed once: launch decode tokens one by one
+
+    Impl(const GpuModel::Impl& model, int64_t chunk)
+        : m(model), c(model.config), max_chunk(chunk), state_floats(c.ttt_dim * c.head_dim()) {
+        const int64_t C = max_chunk, D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
+        states = cuda::DeviceBuffer(floats(m.layers * state_floats));
+        states.fill_bytes(0);
+        ids = cuda::DeviceBuffer(static_cast<size_t>(C) * sizeof(int32_t));
+        x = cuda::DeviceBuffer(floats(C * D));
+        u = cuda::DeviceBuffer(floats(C * D));
+        ttt_in = cuda::DeviceBuffer(floats(C * 3 * Dt));
+        ttt_out = cuda::DeviceBuffer(floats(C * Dt));
+        eta = cuda::DeviceBuffer(floats(C * c.ttt_heads));
+        gate = cuda::DeviceBuffer(floats(C * M));
+        up = cuda::DeviceBuffer(floats(C * M));
+        const int64_t q_stride = kernels::packed_cols(std::max({D, Dt, M}));
+        q = cuda::DeviceBuffer(static_cast<size_t>(C * q_stride));
+        scale = cuda::DeviceBuffer(floats(C));
+        sum = cuda::DeviceBuffer(static_cast<size_t>(C) * sizeof(int32_t));
+        if (m.has_head) logits = cuda::DeviceBuffer(floats(c.vocab_size));
+        acts = {q.as<int8_t>(), q_stride, scale.as<float>(), sum.as<int32_t>()};
+    }
+
+    float* state(int64_t l) const { return states.as<float>() + l * state_floats; }
+
+    void project(const kernels::TernaryWeights& w, int64_t n, float* y, int64_t y_stride,
+                 bool accumulate) {
+        cuda::ternary_matmul(w, acts, n, y, y_stride, accumulate, stream);
+    }
+
+    // §2.2: f = down(u); f̂ = f/‖f‖; z = W f̂ (before the update); W -= η (z − f̂) f̂ᵀ; x += up(z).
+    void ttt_reconstruct(const GpuLayer& g, int64_t l, int64_t n) {
+        const int64_t Dt = c.ttt_dim, D = c.hidden_dim;
+        float* f = ttt_in.as<float>();
+        cuda::rmsnorm_quantize(x.as<float>(), n, D, D, g.norm1, c.norm_eps, acts, stream);
+        project(g.ttt_down, n, f, Dt, false);
+        cuda::l2_normalize_heads(f, n, Dt, 1, Dt, stream);
+        cuda::DeltaScanArgs scan;
+        scan.w = state(l);
+        scan.heads = 1;
+        scan.head_dim = Dt;
+        scan.tokens = n;
+        scan.k = f;
+        scan.k_stride = Dt;
+        scan.v = f;
+        scan.v_stride = Dt;
+        scan.eta = m.inner_lr;
+        scan.eta_stride = 0;
+        scan.read_after_update = false;
+        scan.out = ttt_out.as<float>();
+        scan.out_stride = Dt;
+        cuda::delta_rule_scan(scan, stream);
+        cuda::quantize_activations(ttt_out.as<float>(), n, Dt, Dt, acts, stream);
+        project(g.ttt_up, n, x.as<float>(), D, true);
+    }
+
+    // §2.3: q, k, v = BitLinear(u); η = inner_lr · sigmoid(lr · u + b) per head; per head
+    // W -= η (W k̂ − v) k̂ᵀ, o = W q̂ (after the update); x += o_proj(RMSNorm(o) without weight).
+    void ttt_delta(const GpuLayer& g, int64_t l, int64_t n) {
+        const int64_t Dt = c.ttt_dim, D = c.hidden_dim, H = c.ttt_heads, dh = c.head_dim();
+        const int64_t stride = 3 * Dt;
+        float* qp = ttt_in.as<float>();
+        float* kp = qp + Dt;
+        float* vp = qp + 2 * Dt;
+        // The step size reads the normalized, unquantized input: RMSNorm and quantization apart.
+        cuda::rmsnorm(x.as<float>(), n, D, D, g.norm1, c.norm_eps, u.as<float>(), D, stream);
+        cuda::quantize_activations(u.as<float>(), n, D, D, acts, stream);
+        if (n == 1) {
+            const kernels::TernaryWeights w[3] = {g.ttt_q, g.ttt_k, g.ttt_v};
+            float* y[3] = {qp, kp, vp};
+            cuda::ternary_gemv_batch(w, y, 3, acts, false, stream);
+        } else {
+            project(g.ttt_q, n, qp, stride, false);
+            project(g.ttt_k, n, kp, stride, false);
+            project(g.ttt_v, n, vp, stride, false);
+        }
+        cuda::delta_step_sizes(g.lr_weight, g.lr_bias, H, D, u.as<float>(), n, c.inner_lr,
+                               eta.as<float>(), stream);
+        cuda::l2_normalize_heads(qp, n, stride, H, dh, stream);
+        cuda::l2_normalize_heads(kp, n, stride, H, dh, stream);
+        cuda::DeltaScanArgs scan;
+        scan.w = state(l);
+        scan.heads = H;
+        scan.head_dim = dh;
+        scan.tokens = n;
+        scan.k = kp;
+        scan.k_stride = stride;
+        scan.v = vp;
+        scan.v_stride = stride;
+        scan.q = qp;
+        scan.q_stride = stride;
+        scan.eta = eta.as<float>();
+        scan.eta_stride = H;
+        scan.read_after_update = true;
+        scan.out = ttt_out.as<float>();
+        scan.out_stride = Dt;
+        cuda::delta_rule_scan(scan, stream);
+        cuda::rmsnorm_quantize(ttt_out.as<float>(), n, Dt, Dt, m.ones, c.norm_eps, acts, stream);
+        project(g.ttt_o, n, x.as<float>(), D, true);
+    }
+
+    // x += down(silu(gate(u)) * up(u)), u = RMSNorm(x; norm2).
+    void mlp(const GpuLayer& g, int64_t n) {
+        const int64_t D = c.hidden_dim, M = c.mlp_dim;
+        cuda::rmsnorm_quantize(x.as<float>(), n, D, D, g.norm2, c.norm_eps, acts, stream);
+        if (n == 1) {
+            const kernels::TernaryWeights w[2] = {g.gate_proj, g.up_proj};
+            float* y[2] = {gate.as<float>(), up.as<float>()};
+            cuda::ternary_gemv_batch(w, y, 2, acts, false, stream);
+        } else {
+            project(g.gate_proj, n, gate.as<float>(), M, false);
+            project(g.up_proj, n, up.as<float>(), M, false);
+        }
+        cuda::silu_mul_quantize(gate.as<float>(), up.as<float>(), n, M, M, acts, stream);
+        project(g.down_proj, n, x.as<float>(), D, true);
+    }
+
+    void dense_gemv(const float* in, float* out) {
+        const int64_t V = c.vocab_size, D = c.hidden_dim;
+        if (m.head_bf16)
+            cuda::bf16_gemv(static_cast<const uint16_t*>(m.lm_head), V, D, in, out, stream);
+        else
+            cuda::f32_gemv(static_cast<const float*>(m.lm_head), V, D, in, out, stream);
+    }
+
+    // Every kernel of n tokens (ids already on the device): embedding, the GPU blocks, the head.
+    void enqueue(int64_t n, bool every_token) {
+        const int64_t D = c.hidden_dim, V = c.vocab_size;
+        cuda::embed_lookup(m.embed, m.embed_bf16, D, ids.as<int32_t>(), n, x.as<float>(), stream);
+        for (int64_t l = 0; l < m.layers; ++l) {
+            const GpuLayer& g = m.layer[static_cast<size_t>(l)];
+            if (c.ttt_rule == TttRule::kReconstruct)
+                ttt_reconstruct(g, l, n);
+            else
+                ttt_delta(g, l, n);
+            mlp(g, n);
+        }
+        if (!m.has_head) return;
+        if (every_token) {
+            cuda::rmsnorm(x.as<float>(), n, D, D, m.norm_f, c.norm_eps, u.as<float>(), D, stream);
+            for (int64_t t = 0; t < n; ++t)
+                dense_gemv(u.as<float>() + t * D, all_logits.as<float>() + t * V);
+        } else {
+            cuda::rmsnorm(x.as<float>() + (n - 1) * D, 1, D, D, m.norm_f, c.norm_eps, u.as<float>(),
+                          D, stream);
+            dense_gemv(u.as<float>(), logits.as<float>());
+        }
+    }
+
+    // One decode token: the recorded graph (captured on first use), or the kernels one by one.
+    void enqueue_decode() {
+        if (!graphs_enabled() || graph_broken) return enqueue(1, false);
+        if (!decode_graph.ready()) {
+            decode_graph.begin_capture(stream);
+            try {
+                enqueue(1, false);
+            } catch (...) {
+                decode_graph.abort_capture(stream);
+                throw;
+            }
+            try {
+                decode_graph.end_capture(stream);
+            } catch (const Error&) {
+                graph_broken = true;  // e.g. a driver without graph support: run without it
+                return enqueue(1, false);
+            }
+        }
+        decode_graph.launch(stream);
+    }
+};
+
+GpuSession::GpuSession(const GpuModel& model, int64_t max_chunk)
+    : impl_(std::make_unique<Impl>(model.impl(), max_chunk)) {}
+GpuSession::~GpuSession() = default;
+
+void GpuSession::forward(const int32_t* ids, int64_t n, float* host_x, float* logits,
+                         float* all_logits) {
+    Impl& s = *impl_;
+    const int64_t D = s.c.hidden_dim, V = s.c.vocab_size;
+    check(n >= 1 && n <= s.max_chunk, ErrorKind::kInternal, "CUDA: session: chunk of {} tokens", n);
+    const bool every = all_logits != nullptr && s.m.has_head;
+    if (every && s.all_logits.bytes() == 0)
+        s.all_logits = cuda::DeviceBuffer(floats(s.max_chunk * V));
+    cuda::copy_host_to_device(s.ids.data(), ids, static_cast<size_t>(n) * sizeof(int32_t),
+                              s.stream);
+    if (n == 1 && !every)
+        s.enqueue_decode();
+    else
+        s.enqueue(n, every);
+    if (!s.m.has_head) {
+        cuda::copy_device_to_host(host_x, s.x.data(), floats(n * D), s.stream);
+    } else if (every) {
+        cuda::copy_device_to_host(all_logits, s.all_logits.data(), floats(n * V), s.stream);
+    } else {
+        cuda::copy_device_to_host(logits, s.logits.data(), floats(V), s.stream);
+    }
+    s.stream.synchronize();
+    if (every) std::memcpy(logits, all_logits + (n - 1) * V, floats(V));
+}
+
+void GpuSession::download_states(float* host) const {
+    cuda::copy_device_to_host(host, impl_->states.data(), impl_->states.bytes(), impl_->stream);
+    impl_->stream.synchronize();
+}
+
+void GpuSession::upload_states(const float* host) {
+    cuda::copy_host_to_device(impl_->states.data(), host, impl_->states.bytes(), impl_->stream);
+    impl_->stream.synchronize();
+}
+
+void GpuSession::zero_states() {
+    cuda::memset_device(impl_->states.data(), 0, impl_->states.bytes(), impl_->stream);
+    impl_->stream.synchronize();
+}
+
+#else  // a build without the CUDA backend: GpuModel cannot exist, so neither can these
+
+struct GpuSession::Impl {};
+GpuSession::GpuSession(const GpuModel&, int64_t) {
+    require_gpu("session");
+}
+GpuSession::~GpuSession() = default;
+void GpuSession::forward(const int32_t*, int64_t, float*, float*, float*) {
+    require_gpu("session");
+}
+void GpuSession::download_states(float*) const {
+    require_gpu("session");
+}
+void GpuSession::upload_states(const float*) {
+    require_gpu("session");
+}
+void GpuSession::zero_states() {
+    require_gpu("session");
+}
+
+#endif
+
+}  // namespace bitttt
