@@ -24,6 +24,7 @@
 #include "kernels/cpu/ternary.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/kernels.hpp"
+#include "kernels/cuda/model_kernels.hpp"
 #endif
 
 namespace bitttt::cli {
@@ -232,6 +233,7 @@ struct Parts {
     bool gemv = true;       // ternary projections and lm_head
     bool ttt = true;        // TTT state steps
     bool pointwise = true;  // norms, quantization, SiLU, embedding
+    bool wide = true;       // norm/SiLU + quantization over several blocks (else one block each)
 };
 
 // A random-weight Bit-TTT model living on the GPU, and one decode step over it.
@@ -292,6 +294,8 @@ class DecodeModel {
         scale_ = cuda::DeviceBuffer(16);
         sum_ = cuda::DeviceBuffer(16);
         acts_ = {q_.as<int8_t>(), packed_cols(widest), scale_.as<float>(), sum_.as<int32_t>()};
+        work_ = cuda::DeviceBuffer(static_cast<size_t>(cuda::kWideWorkspaceBytes));
+        work_.fill_bytes(0);
         stream.synchronize();
     }
 
@@ -307,26 +311,30 @@ class DecodeModel {
             const float* norm2 = norm1 + c.dim;
             float* state = states_.as<float>() + l * c.ttt_dim * c.ttt_dim;
             // h = x + TTT(RMSNorm(x))
-            if (parts.pointwise)
-                cuda::rmsnorm_quantize(x, 1, c.dim, c.dim, norm1, c.eps, acts_, stream);
+            if (parts.pointwise) norm_quantize(x, norm1, parts, stream);
             if (parts.gemv)
                 cuda::ternary_matmul(layer.ttt_down, acts_, 1, f_.as<float>(), c.ttt_dim, false,
                                      stream);
             if (parts.ttt)
                 cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
                                            z_.as<float>(), stream);
-            if (parts.pointwise)
+            if (parts.pointwise && parts.wide)
+                cuda::quantize_activations_wide(z_.as<float>(), c.ttt_dim, acts_, work_.data(),
+                                                stream);
+            else if (parts.pointwise)
                 cuda::quantize_activations(z_.as<float>(), 1, c.ttt_dim, c.ttt_dim, acts_, stream);
             if (parts.gemv) cuda::ternary_matmul(layer.ttt_up, acts_, 1, x, c.dim, true, stream);
             // x = h + down(silu(gate(u)) * up(u)), u = RMSNorm(h)
-            if (parts.pointwise)
-                cuda::rmsnorm_quantize(x, 1, c.dim, c.dim, norm2, c.eps, acts_, stream);
+            if (parts.pointwise) norm_quantize(x, norm2, parts, stream);
             if (parts.gemv) {
                 const TernaryWeights gate_up[2] = {layer.gate, layer.up};
                 float* outputs[2] = {g_.as<float>(), u_.as<float>()};
                 cuda::ternary_gemv_batch(gate_up, outputs, 2, acts_, false, stream);
             }
-            if (parts.pointwise)
+            if (parts.pointwise && parts.wide)
+                cuda::silu_mul_quantize_wide(g_.as<float>(), u_.as<float>(), c.mlp, acts_,
+                                             work_.data(), stream);
+            else if (parts.pointwise)
                 cuda::silu_mul_quantize(g_.as<float>(), u_.as<float>(), 1, c.mlp, c.mlp, acts_,
                                         stream);
             if (parts.gemv) cuda::ternary_matmul(layer.down, acts_, 1, x, c.dim, true, stream);
@@ -338,6 +346,14 @@ class DecodeModel {
         if (parts.gemv)
             cuda::bf16_gemv(lm_head_.as<uint16_t>(), c.vocab, c.dim, xn_.as<float>(),
                             logits_.as<float>(), stream);
+    }
+
+    void norm_quantize(const float* x, const float* norm, const Parts& parts,
+                       const cuda::Stream& stream) const {
+        if (parts.wide)
+            cuda::rmsnorm_quantize_wide(x, c_.dim, norm, c_.eps, acts_, work_.data(), stream);
+        else
+            cuda::rmsnorm_quantize(x, 1, c_.dim, c_.dim, norm, c_.eps, acts_, stream);
     }
 
     int64_t weight_bytes() const { return ternary_bytes_ + lm_head_bytes_; }
@@ -353,7 +369,7 @@ class DecodeModel {
     std::vector<Layer> layers_;
     int64_t ternary_bytes_ = 0, lm_head_bytes_ = 0, state_bytes_ = 0;
     cuda::DeviceBuffer codes_, norms_, states_, embed_, lm_head_;
-    cuda::DeviceBuffer x_, xn_, f_, z_, g_, u_, logits_, q_, scale_, sum_;
+    cuda::DeviceBuffer x_, xn_, f_, z_, g_, u_, logits_, q_, scale_, sum_, work_;
     cuda::QuantizedActivations acts_;
 };
 
@@ -408,8 +424,26 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                                  model.kernels_per_token()),
                      token_ms / stream_ms});
 
+    // The same token with the single-block norm/quantize kernels (the previous chain).
+    Parts narrow;
+    narrow.wide = false;
+    const auto narrow_graph = graph_of(narrow);
+    const double narrow_ms = median_ms(
+        stream, [&] { narrow_graph->launch(stream); }, 7, inner);
+    reporter.report({fmt::format("cuda.decode.{}.single_block_norms", tag), 1e3 / narrow_ms,
+                     "tokens/s",
+                     fmt::format("multi-block norm/quantize {:.1f} tok/s", tokens_per_s),
+                     token_ms / narrow_ms});
+    Parts narrow_pointwise{false, false, true, false};
+    const auto narrow_pw = graph_of(narrow_pointwise);
+    const double narrow_pw_ms = median_ms(
+        stream, [&] { narrow_pw->launch(stream); }, 7, inner);
+    reporter.report(
+        {fmt::format("cuda.decode.{}.part.pointwise_single_block", tag), narrow_pw_ms * 1e3, "us",
+         fmt::format("share of the {:.3f} ms token", narrow_ms), narrow_pw_ms / narrow_ms});
+
     // Breakdown: each part of the token alone, as a graph.
-    const auto gemv_only = graph_of(Parts{true, false, false});
+    const auto gemv_only = graph_of(Parts{true, false, false, true});
     const double gemv_ms = median_ms(
         stream, [&] { gemv_only->launch(stream); }, 7, inner);
     const double gemv_gbps = static_cast<double>(model.weight_bytes()) / (gemv_ms * 1e-3) / 1e9;
@@ -417,7 +451,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         {fmt::format("cuda.decode.{}.part.gemv", tag), gemv_gbps, "GB/s",
          fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, gemv_ms, token_ms),
          gemv_gbps / bw.read_gbps});
-    const auto ttt_only = graph_of(Parts{false, true, false});
+    const auto ttt_only = graph_of(Parts{false, true, false, true});
     const double ttt_ms = median_ms(
         stream, [&] { ttt_only->launch(stream); }, 7, inner);
     const double ttt_gbps =
@@ -426,7 +460,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         {fmt::format("cuda.decode.{}.part.ttt_state", tag), ttt_gbps, "GB/s",
          fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, ttt_ms, token_ms),
          ttt_gbps / bw.read_gbps});
-    const auto pointwise_only = graph_of(Parts{false, false, true});
+    const auto pointwise_only = graph_of(Parts{false, false, true, true});
     const double pointwise_ms = median_ms(
         stream, [&] { pointwise_only->launch(stream); }, 7, inner);
     reporter.report(

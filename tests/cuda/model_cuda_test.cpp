@@ -220,6 +220,61 @@ TEST_F(CudaTest, NormalizeStepSizesEmbedAndGemvMatchCpu) {
     }
 }
 
+TEST_F(CudaTest, WideQuantizeMatchesSingleBlockKernels) {
+    Rng rng(5);
+    Stream stream;
+    DeviceBuffer work(static_cast<size_t>(kWideWorkspaceBytes));
+    work.fill_bytes(0);
+    for (int64_t k : {int64_t{5}, int64_t{1000}, int64_t{1024}, int64_t{2048}, int64_t{8192},
+                      int64_t{28672}, int64_t{30001}}) {
+        const int64_t kp = kernels::packed_cols(k);
+        auto a = random_vector(static_cast<size_t>(k), rng, -3.0f, 3.0f);
+        auto b = random_vector(static_cast<size_t>(k), rng, 0.5f, 1.5f);
+        DeviceBuffer da = upload(a), db = upload(b);
+        DeviceBuffer q1(static_cast<size_t>(kp)), q2(static_cast<size_t>(kp)), s1(16), s2(16),
+            n1(16), n2(16);
+        const QuantizedActivations one{q1.as<int8_t>(), kp, s1.as<float>(), n1.as<int32_t>()};
+        const QuantizedActivations wide{q2.as<int8_t>(), kp, s2.as<float>(), n2.as<int32_t>()};
+        for (int mode = 0; mode < 3; ++mode) {
+            SCOPED_TRACE(testing::Message() << "k " << k << " mode " << mode);
+            q2.fill_bytes(0x55);  // padding must be written
+            if (mode == 0) quantize_activations(da.as<float>(), 1, k, k, one, stream);
+            if (mode == 1)
+                rmsnorm_quantize(da.as<float>(), 1, k, k, db.as<float>(), 1e-5f, one, stream);
+            if (mode == 2) silu_mul_quantize(da.as<float>(), db.as<float>(), 1, k, k, one, stream);
+            // Many launches back to back on one workspace: the barrier must reset itself.
+            for (int rep = 0; rep < 20; ++rep) {
+                if (mode == 0)
+                    quantize_activations_wide(da.as<float>(), k, wide, work.data(), stream);
+                if (mode == 1)
+                    rmsnorm_quantize_wide(da.as<float>(), k, db.as<float>(), 1e-5f, wide,
+                                          work.data(), stream);
+                if (mode == 2)
+                    silu_mul_quantize_wide(da.as<float>(), db.as<float>(), k, wide, work.data(),
+                                           stream);
+            }
+            stream.synchronize();
+            const auto qa = download<int8_t>(q1, static_cast<size_t>(kp));
+            const auto qb = download<int8_t>(q2, static_cast<size_t>(kp));
+            const auto sa = download<float>(s1, 1), sb = download<float>(s2, 1);
+            const auto na = download<int32_t>(n1, 1), nb = download<int32_t>(n2, 1);
+            if (mode != 1) {  // the same arithmetic: bit-identical
+                EXPECT_EQ(qa, qb);
+                EXPECT_EQ(bits(sa[0]), bits(sb[0]));
+                EXPECT_EQ(na[0], nb[0]);
+            } else {  // the sum of squares in another order: at most a rare rounding flip
+                int64_t off = 0;
+                for (int64_t j = 0; j < kp; ++j) {
+                    EXPECT_LE(std::abs(int{qa[j]} - int{qb[j]}), 1);
+                    off += qa[j] != qb[j];
+                }
+                EXPECT_LE(off, std::max<int64_t>(1, k / 200));
+                EXPECT_NEAR(sa[0], sb[0], 1e-6f * sa[0]);
+            }
+        }
+    }
+}
+
 // ---- whole models ----
 
 ModelConfig small_config(const char* rule, int64_t heads) {

@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/device.hpp"
+#include "kernels/cuda/kernels.hpp"
 
 namespace bitttt::cuda {
 
@@ -56,5 +57,28 @@ void embed_lookup(const void* table, bool bf16, int64_t d, const int32_t* ids, i
 // y[r] = Σ_k w[r, k] x[k] for r < rows (fp32 weights, row-major), fp32 accumulation.
 void f32_gemv(const float* w, int64_t rows, int64_t cols, const float* x, float* y,
               const Stream& stream);
+
+}  // namespace bitttt::cuda
+
+namespace bitttt::cuda {
+
+// ---- one token's norm / SiLU and quantization spread over several blocks (decode) ----
+//
+// The single-block kernels of kernels.hpp (rmsnorm_quantize, silu_mul_quantize,
+// quantize_activations) are latency-bound for one token: one SM reads the whole row and reduces
+// it three times. These spread the row over ceil(k/1024) blocks that agree on the row's statistics
+// through a grid barrier in `workspace` (kWideWorkspaceBytes of device memory, zeroed once, one per
+// stream: two launches on different streams must not share it). Partials are summed in a fixed
+// order, so results are deterministic; they equal the single-block kernels' except that the sum of
+// squares is added in another order (a normalized value may differ in the last bit). m = 1 only,
+// k <= kMaxWideCols; out.q 16-byte aligned, zero padded to packed_cols(k).
+inline constexpr int64_t kWideWorkspaceBytes = 4096;
+inline constexpr int64_t kMaxWideCols = 64 * 1024;
+void rmsnorm_quantize_wide(const float* x, int64_t d, const float* weight, float eps,
+                           const QuantizedActivations& out, void* workspace, const Stream& stream);
+void silu_mul_quantize_wide(const float* gate, const float* up, int64_t n,
+                            const QuantizedActivations& out, void* workspace, const Stream& stream);
+void quantize_activations_wide(const float* x, int64_t k, const QuantizedActivations& out,
+                               void* workspace, const Stream& stream);
 
 }  // namespace bitttt::cuda
