@@ -81,6 +81,12 @@ struct GpuSession::Impl {
         float* f = ttt_in.as<float>();
         cuda::rmsnorm_quantize(x.as<float>(), n, D, D, g.norm1, c.norm_eps, acts, stream);
         project(g.ttt_down, n, f, Dt, false);
+        if (n == 1) {  // decode: normalization and step fused in one kernel (kernels.hpp)
+            cuda::ttt_reconstruct_step(state(l), Dt, c.inner_lr, f, ttt_out.as<float>(), stream);
+            cuda::quantize_activations(ttt_out.as<float>(), 1, Dt, Dt, acts, stream);
+            project(g.ttt_up, 1, x.as<float>(), D, true);
+            return;
+        }
         cuda::l2_normalize_heads(f, n, Dt, 1, Dt, stream);
         cuda::DeltaScanArgs scan;
         scan.w = state(l);

@@ -391,18 +391,23 @@ TEST_F(CudaTest, GpuPromptBatchedEqualsTokenByToken) {
             const auto l = single.forward_token(id);
             one_by_one.insert(one_by_one.end(), l.begin(), l.end());
         }
-        // The same kernels per row (the GEMM and the GEMV are both exact integer products).
+        // The GEMM and the GEMV are both exact integer products; the TTT step of one token is a
+        // fused kernel (float sums in another order), so a rare int8 activation may round the
+        // other way: the CPU tolerance.
         const float scale = std::max(1.0f, max_abs(std::span<const float>(all)));
-        EXPECT_LE(max_abs_diff(all, one_by_one), 1e-5f * scale);
+        const float diff = max_abs_diff(all, one_by_one);
+        std::printf("[ batched ] %s/%lld: max |batched - one by one| %.3g (max |logit| %.3g)\n",
+                    rc.rule, static_cast<long long>(rc.heads), diff, scale);
+        EXPECT_LE(diff, kLogitTolerance * scale);
         EXPECT_LE(
             max_abs_diff(std::vector<float>(last.begin(), last.end()),
                          std::vector<float>(one_by_one.end() - c.vocab_size, one_by_one.end())),
-            1e-5f * scale);
+            kLogitTolerance * scale);
         for (int64_t l = 0; l < c.num_layers; ++l) {
             const auto a = batched.state(l), b = single.state(l);
             EXPECT_LE(max_abs_diff(std::vector<float>(a.begin(), a.end()),
                                    std::vector<float>(b.begin(), b.end())),
-                      1e-5f);
+                      1e-4f);
         }
         EXPECT_EQ(batched.position(), 37);
     }

@@ -6,11 +6,11 @@
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/model_kernels.hpp"
+#include "kernels/cuda/pdl.cuh"
 
 namespace bitttt::cuda {
 namespace {
 
-using detail::check_launch;
 using detail::raw;
 
 constexpr int kWarpsPerBlock = 8;
@@ -34,6 +34,8 @@ unsigned blocks_for_warps(int64_t warps) {
 // (or before) the update: exactly the CPU row loop of delta_rule_impl.hpp.
 template <int kPer>
 __global__ void __launch_bounds__(kThreads) delta_scan_kernel(const DeltaScanArgs a) {
+    detail::wait_for_previous_kernel();  // everything read may come from it (PDL)
+    detail::allow_next_kernel();
     const int lane = threadIdx.x & 31;
     const int64_t r = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
     const int64_t dh = a.head_dim;
@@ -94,6 +96,8 @@ __global__ void __launch_bounds__(kThreads) delta_scan_kernel(const DeltaScanArg
 
 __global__ void __launch_bounds__(kThreads)
     l2_normalize_kernel(float* x, int64_t n, int64_t stride, int64_t heads, int64_t dh) {
+    detail::wait_for_previous_kernel();  // everything read may come from it (PDL)
+    detail::allow_next_kernel();
     const int lane = threadIdx.x & 31;
     const int64_t idx = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
     if (idx >= n * heads) return;
@@ -108,6 +112,8 @@ __global__ void __launch_bounds__(kThreads)
 __global__ void __launch_bounds__(kThreads)
     step_size_kernel(const float* lr_w, const float* lr_b, int64_t heads, int64_t d, const float* u,
                      int64_t n, float inner_lr, float* eta) {
+    detail::wait_for_previous_kernel();  // everything read may come from it (PDL)
+    detail::allow_next_kernel();
     const int lane = threadIdx.x & 31;
     const int64_t idx = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
     if (idx >= n * heads) return;
@@ -124,6 +130,8 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void embed_kernel(const void* table, bool bf16, int64_t d, const int32_t* ids, int64_t n,
                              float* x) {
+    detail::wait_for_previous_kernel();  // everything read may come from it (PDL)
+    detail::allow_next_kernel();
     for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n * d;
          idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const int64_t t = idx / d, j = idx % d;
@@ -138,6 +146,8 @@ __global__ void embed_kernel(const void* table, bool bf16, int64_t d, const int3
 __global__ void __launch_bounds__(kThreads)
     f32_gemv_kernel(const float* __restrict__ w, int64_t rows, int64_t cols,
                     const float* __restrict__ x, float* __restrict__ y) {
+    detail::wait_for_previous_kernel();  // everything read may come from it (PDL)
+    detail::allow_next_kernel();
     const int lane = threadIdx.x & 31;
     const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
     if (row >= rows) return;
@@ -175,17 +185,12 @@ void delta_rule_scan(const DeltaScanArgs& a, const Stream& stream) {
     const unsigned blocks = blocks_for_warps(a.heads * a.head_dim);
     const int64_t per_lane = (a.head_dim + 31) / 32;
     cudaStream_t s = raw(stream);
-    if (per_lane <= 2)
-        delta_scan_kernel<2><<<blocks, kThreads, 0, s>>>(a);
-    else if (per_lane <= 8)
-        delta_scan_kernel<8><<<blocks, kThreads, 0, s>>>(a);
-    else if (per_lane <= 32)
-        delta_scan_kernel<32><<<blocks, kThreads, 0, s>>>(a);
-    else if (per_lane <= 64)
-        delta_scan_kernel<64><<<blocks, kThreads, 0, s>>>(a);
-    else
-        delta_scan_kernel<0><<<blocks, kThreads, 0, s>>>(a);
-    check_launch("delta_scan_kernel");
+    auto kernel = per_lane <= 2    ? delta_scan_kernel<2>
+                  : per_lane <= 8  ? delta_scan_kernel<8>
+                  : per_lane <= 32 ? delta_scan_kernel<32>
+                  : per_lane <= 64 ? delta_scan_kernel<64>
+                                   : delta_scan_kernel<0>;
+    detail::launch_pdl("delta_scan_kernel", kernel, dim3(blocks), dim3(kThreads), 0, s, a);
 }
 
 void l2_normalize_heads(float* x, int64_t n, int64_t stride, int64_t heads, int64_t dh,
@@ -196,9 +201,9 @@ void l2_normalize_heads(float* x, int64_t n, int64_t stride, int64_t heads, int6
     if (n == 0) return;
     check(x != nullptr && (n == 1 || stride >= heads * dh), ErrorKind::kInvalidArgument,
           "CUDA: l2_normalize_heads: null input or stride {} below {}", stride, heads * dh);
-    l2_normalize_kernel<<<blocks_for_warps(n * heads), kThreads, 0, raw(stream)>>>(x, n, stride,
-                                                                                   heads, dh);
-    check_launch("l2_normalize_kernel");
+    detail::launch_pdl("l2_normalize_kernel", l2_normalize_kernel,
+                       dim3(blocks_for_warps(n * heads)), dim3(kThreads), 0, raw(stream), x, n,
+                       stride, heads, dh);
 }
 
 void delta_step_sizes(const float* lr_w, const float* lr_b, int64_t heads, int64_t d,
@@ -209,9 +214,8 @@ void delta_step_sizes(const float* lr_w, const float* lr_b, int64_t heads, int64
     if (n == 0) return;
     check(lr_w && lr_b && u && eta, ErrorKind::kInvalidArgument,
           "CUDA: delta_step_sizes: null buffer");
-    step_size_kernel<<<blocks_for_warps(n * heads), kThreads, 0, raw(stream)>>>(
-        lr_w, lr_b, heads, d, u, n, inner_lr, eta);
-    check_launch("step_size_kernel");
+    detail::launch_pdl("step_size_kernel", step_size_kernel, dim3(blocks_for_warps(n * heads)),
+                       dim3(kThreads), 0, raw(stream), lr_w, lr_b, heads, d, u, n, inner_lr, eta);
 }
 
 void embed_lookup(const void* table, bool bf16, int64_t d, const int32_t* ids, int64_t n, float* x,
@@ -221,8 +225,8 @@ void embed_lookup(const void* table, bool bf16, int64_t d, const int32_t* ids, i
     if (n == 0) return;
     check(table && ids && x, ErrorKind::kInvalidArgument, "CUDA: embed_lookup: null buffer");
     const auto blocks = static_cast<unsigned>(std::clamp<int64_t>((n * d + 255) / 256, 1, 65536));
-    embed_kernel<<<blocks, 256, 0, raw(stream)>>>(table, bf16, d, ids, n, x);
-    check_launch("embed_kernel");
+    detail::launch_pdl("embed_kernel", embed_kernel, dim3(blocks), dim3(256), 0, raw(stream), table,
+                       bf16, d, ids, n, x);
 }
 
 void f32_gemv(const float* w, int64_t rows, int64_t cols, const float* x, float* y,
@@ -232,8 +236,8 @@ void f32_gemv(const float* w, int64_t rows, int64_t cols, const float* x, float*
           cols);
     if (rows == 0) return;
     check(w && x && y, ErrorKind::kInvalidArgument, "CUDA: f32_gemv: null buffer");
-    f32_gemv_kernel<<<blocks_for_warps(rows), kThreads, 0, raw(stream)>>>(w, rows, cols, x, y);
-    check_launch("f32_gemv_kernel");
+    detail::launch_pdl("f32_gemv_kernel", f32_gemv_kernel, dim3(blocks_for_warps(rows)),
+                       dim3(kThreads), 0, raw(stream), w, rows, cols, x, y);
 }
 
 }  // namespace bitttt::cuda
