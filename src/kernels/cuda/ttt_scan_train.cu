@@ -6,6 +6,7 @@
 // the chunk forward again keeping e_t = W_{t-1} k_t − v_t (Dh floats per token), and then walks the
 // chunk backward, undoing each step exactly as it was made: W_{t-1} = W_t + η_t e_t k_tᵀ. Only W,
 // G and the chunk's e_t are held (no per-token states).
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -169,13 +170,13 @@ __global__ void scan_backward_simple(float* dq, float* dk, float* dv, float* det
 // A block owns R = warps·RT consecutive rows of one (sequence, head)'s state (blockIdx.y picks
 // which R rows); a warp owns RT of them, and lane l holds columns l, l+32, .., l+32(NC−1) of each
 // (W, and G in the backward, live in registers: 32·NC ≥ Dh, padded columns and rows stay exactly
-// 0 because their k, q, v and dy are read as 0). Row sums (W k, W q, G k) are warp butterflies,
-// identical in every lane. Column sums over rows (dq, dk of the backward) are summed within each
-// thread over its RT rows, written per warp to shared memory and added over the warps of the
-// block in a fixed order, per block into the workspace, then over blocks by a second kernel that
-// also does every += into dq, dk, dv, deta (one thread per element: aliased gradients are safe).
-// Everything is deterministic. Per token the block reads k, q (and v, dy, η) from shared memory,
-// staged a tile of tokens at a time.
+// 0 because their k, q, v and dy are read as 0). Row sums (W k, W q, G k) are transposing warp
+// reductions (row_sums), broadcast from one lane so that every lane uses the same value. Column
+// sums over rows (dq, dk of the backward) are summed within each thread over its RT rows, written
+// per warp to shared memory and added over the warps of the block in a fixed order, per block into
+// the workspace, then over blocks by a second kernel that also does every += into dq, dk, dv, deta
+// (one thread per element: aliased gradients are safe). Everything is deterministic. Per token the
+// block reads k, q (and v, dy, η) from shared memory, staged a tile of tokens at a time.
 
 constexpr int kTargetBlocks = 128;  // split rows over more blocks until the grid has this many
 constexpr int kMaxWarps = 16;
@@ -191,6 +192,11 @@ struct FastPlan {
 
 bool g_force_simple = false;
 
+// Floats of one shared-memory stage of `tile` tokens (see Stage below).
+__host__ __device__ constexpr int stage_floats(int tile, int cols, int R) {
+    return tile * (2 * cols + R + 1);
+}
+
 FastPlan plan_of(const train::TttScanShape& s) {
     FastPlan p;
     if (g_force_simple || s.Dh > 256) return p;
@@ -204,7 +210,9 @@ FastPlan plan_of(const train::TttScanShape& s) {
     p.rows = p.warps * p.rt;
     p.row_blocks = static_cast<int>(row_blocks(p.warps));
     p.fwd_tile = 16;
-    p.fwd_smem = sizeof(float) * static_cast<size_t>(p.fwd_tile * (2 * cols + 2 * p.rows + 1));
+    const int rows = p.rows, c32 = static_cast<int>(cols);
+    p.fwd_smem = sizeof(float) *
+                 static_cast<size_t>(2 * stage_floats(p.fwd_tile, c32, rows) + p.fwd_tile * rows);
     p.bwd_tile = static_cast<int>(
         std::clamp<int64_t>(16384 / (p.warps * 2 * cols), 1, std::min<int64_t>(16, s.chunk)));
     p.bwd_smem =
@@ -221,10 +229,93 @@ int64_t fast_workspace_floats(const train::TttScanShape& s, const FastPlan& p) {
     return p.row_blocks * nh * 2 * s.Dh + nh * s.Dh + p.row_blocks * nh;
 }
 
-__device__ __forceinline__ float warp_sum(float x) {
+// Row sums of a warp's RT rows (RT a power of two <= 32): v[r] holds lane l's partial of row r.
+// A transposing reduction: each halving step exchanges half of the remaining values, so the warp
+// needs log2(RT) + ... shuffles, not 5·RT. Returns the full sum of row `row_of_lane(lane)`, the
+// same value in the 32/RT lanes of that row (additions in the same order up to commutation).
+template <int RT>
+__device__ __forceinline__ constexpr int log2_of() {
+    return RT <= 1 ? 0 : 1 + log2_of<RT / 2>();
+}
+
+template <int RT>
+__device__ __forceinline__ int row_of_lane(int lane) {
+    return lane >> (5 - log2_of<RT>());
+}
+
+template <int RT>
+__device__ __forceinline__ float row_sum_scatter(float (&v)[RT], int lane) {
+    constexpr int kLog = log2_of<RT>();
 #pragma unroll
-    for (int m = 16; m > 0; m >>= 1) x += __shfl_xor_sync(0xffffffffu, x, m);
+    for (int step = 0; step < kLog; ++step) {
+        const int mask = 16 >> step, half = RT >> (step + 1);
+        const bool upper = (lane & mask) != 0;
+#pragma unroll
+        for (int i = 0; i < half; ++i) {
+            const float send = upper ? v[i] : v[i + half];
+            const float keep = upper ? v[i + half] : v[i];
+            v[i] = keep + __shfl_xor_sync(0xffffffffu, send, mask);
+        }
+    }
+    float x = v[0];
+#pragma unroll
+    for (int mask = 16 >> kLog; mask > 0; mask >>= 1) x += __shfl_xor_sync(0xffffffffu, x, mask);
     return x;
+}
+
+// v[r] ← the full sum of row r over the warp, in every lane (one lane's value is broadcast).
+template <int RT>
+__device__ __forceinline__ void row_sums(float (&v)[RT], int lane) {
+    const float mine = row_sum_scatter<RT>(v, lane);
+#pragma unroll
+    for (int r = 0; r < RT; ++r) v[r] = __shfl_sync(0xffffffffu, mine, r << (5 - log2_of<RT>()));
+}
+
+// Shared-memory staging of a tile of tokens: k (and q) [tile][32·NC], one value per state row of
+// the block [tile][R] (v, or dy in the backward walk), η [tile]. Two of them alternate: the copies
+// for the next tile (cp.async, no registers, no waiting) are in flight while the current one is
+// computed, so the scan never waits for global memory.
+struct Stage {
+    float *ks, *qs, *rows, *etas;
+};
+
+__device__ Stage stage_at(float* base, int tile, int cols, int R) {
+    return {base, base + tile * cols, base + 2 * tile * cols, base + 2 * tile * cols + tile * R};
+}
+
+// Issues the copies of n tokens from ta (zeros for padded columns and rows) and commits them.
+__device__ void stage_async(const Stage& st, const ScanDims& d, int64_t b, int64_t h, int64_t row0,
+                            int R, int cols, int64_t ta, int n, const float* k, const float* q,
+                            const float* rowvec, const float* eta, float eta_const) {
+    const int64_t Dh = d.Dh, Dt = d.H * Dh;
+    for (int idx = threadIdx.x; idx < n * cols; idx += blockDim.x) {
+        const int tt = idx / cols, j = idx % cols;
+        const int64_t off = (b * d.T + ta + tt) * Dt + h * Dh + j;
+        if (j < Dh) {
+            __pipeline_memcpy_async(st.ks + idx, k + off, sizeof(float));
+            if (q) __pipeline_memcpy_async(st.qs + idx, q + off, sizeof(float));
+        } else {
+            st.ks[idx] = 0.0f;
+            st.qs[idx] = 0.0f;
+        }
+    }
+    for (int idx = threadIdx.x; idx < n * R; idx += blockDim.x) {
+        const int tt = idx / R;
+        const int64_t i = row0 + idx % R;
+        if (i < Dh)
+            __pipeline_memcpy_async(st.rows + idx, rowvec + (b * d.T + ta + tt) * Dt + h * Dh + i,
+                                    sizeof(float));
+        else
+            st.rows[idx] = 0.0f;
+    }
+    for (int idx = threadIdx.x; idx < n; idx += blockDim.x) {
+        if (eta)
+            __pipeline_memcpy_async(st.etas + idx, eta + (b * d.T + ta + idx) * d.H + h,
+                                    sizeof(float));
+        else
+            st.etas[idx] = eta_const;
+    }
+    __pipeline_commit();
 }
 
 template <int NC, int RT>
@@ -233,11 +324,12 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
                       const float* eta, float eta_const, ScanDims d, int R, int tile) {
     constexpr int kCols = 32 * NC;
     extern __shared__ float smem[];
-    float* ks = smem;               // [tile][kCols]
-    float* qs = ks + tile * kCols;  // [tile][kCols]
-    float* vs = qs + tile * kCols;  // [tile][R]
-    float* ys = vs + tile * R;      // [tile][R]
-    float* etas = ys + tile * R;    // [tile]
+    // Stage 0 or 1 (computed, not an array: a dynamically indexed array would live in local
+    // memory).
+    auto stages = [&](int64_t which) {
+        return stage_at(smem + (which & 1) * stage_floats(tile, kCols, R), tile, kCols, R);
+    };
+    float* ys = smem + 2 * stage_floats(tile, kCols, R);  // [tile][R]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H, Dh = d.Dh, dd = Dh * Dh;
     const int64_t Dt = d.H * Dh, row0 = int64_t{blockIdx.y} * R;
@@ -247,23 +339,22 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     for (int r = 0; r < RT; ++r)
 #pragma unroll
         for (int c = 0; c < NC; ++c) w[r][c] = 0.0f;
-    for (int64_t ta = 0; ta < d.T; ta += tile) {
+    const int64_t ntiles = (d.T + tile - 1) / tile;
+    stage_async(stages(0), d, b, h, row0, R, kCols, 0, static_cast<int>(min(int64_t{tile}, d.T)), k,
+                q, v, eta, eta_const);
+    for (int64_t ti = 0; ti < ntiles; ++ti) {
+        const int64_t ta = ti * tile;
         const int n = static_cast<int>(min(int64_t{tile}, d.T - ta));
-        __syncthreads();  // the previous tile's ys are stored
-        for (int idx = threadIdx.x; idx < n * kCols; idx += blockDim.x) {
-            const int tt = idx / kCols, j = idx % kCols;
-            const int64_t off = (b * d.T + ta + tt) * Dt + h * Dh + j;
-            ks[idx] = j < Dh ? k[off] : 0.0f;
-            qs[idx] = j < Dh ? q[off] : 0.0f;
+        if (ti + 1 < ntiles) {
+            const int64_t tb = ta + tile;
+            stage_async(stages(ti + 1), d, b, h, row0, R, kCols, tb,
+                        static_cast<int>(min(int64_t{tile}, d.T - tb)), k, q, v, eta, eta_const);
+            __pipeline_wait_prior(1);
+        } else {
+            __pipeline_wait_prior(0);
         }
-        for (int idx = threadIdx.x; idx < n * R; idx += blockDim.x) {
-            const int tt = idx / R;
-            const int64_t i = row0 + idx % R;
-            vs[idx] = i < Dh ? v[(b * d.T + ta + tt) * Dt + h * Dh + i] : 0.0f;
-        }
-        for (int idx = threadIdx.x; idx < n; idx += blockDim.x)
-            etas[idx] = eta ? eta[(b * d.T + ta + idx) * d.H + h] : eta_const;
         __syncthreads();
+        const Stage st = stages(ti);
         for (int tt = 0; tt < n; ++tt) {
             const int64_t t = ta + tt;
             if (t % d.chunk == 0) {
@@ -282,42 +373,50 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
             float kk[NC], qq[NC];
 #pragma unroll
             for (int c = 0; c < NC; ++c) {
-                kk[c] = ks[tt * kCols + lane + 32 * c];
-                qq[c] = qs[tt * kCols + lane + 32 * c];
+                kk[c] = st.ks[tt * kCols + lane + 32 * c];
+                qq[c] = st.qs[tt * kCols + lane + 32 * c];
             }
-            float z[RT], yv[RT] = {};
+            // y = W q (before or after the update): only the lanes that end up holding a row's sum
+            // write it (one lane per row).
+            float* yrow = ys + tt * R + warp * RT + row_of_lane<RT>(lane);
+            const bool writer = (lane & ((32 / RT) - 1)) == 0;
+            float z[RT], yp[RT];
+            if (d.read_before) {
 #pragma unroll
-            for (int r = 0; r < RT; ++r) {
-                float zs = 0.0f, ysum = 0.0f;
+                for (int r = 0; r < RT; ++r) {
+                    yp[r] = 0.0f;
 #pragma unroll
-                for (int c = 0; c < NC; ++c) {
-                    zs += w[r][c] * kk[c];
-                    ysum += w[r][c] * qq[c];
+                    for (int c = 0; c < NC; ++c) yp[r] += w[r][c] * qq[c];
                 }
-                z[r] = warp_sum(zs);
-                if (d.read_before) yv[r] = warp_sum(ysum);
+                const float yv = row_sum_scatter<RT>(yp, lane);
+                if (writer) *yrow = yv;
             }
-            const float et = etas[tt];
 #pragma unroll
             for (int r = 0; r < RT; ++r) {
-                const float a = -et * (z[r] - vs[tt * R + warp * RT + r]);
+                z[r] = 0.0f;
+#pragma unroll
+                for (int c = 0; c < NC; ++c) z[r] += w[r][c] * kk[c];
+            }
+            row_sums<RT>(z, lane);
+            const float et = st.etas[tt];
+#pragma unroll
+            for (int r = 0; r < RT; ++r) {
+                const float a = -et * (z[r] - st.rows[tt * R + warp * RT + r]);
 #pragma unroll
                 for (int c = 0; c < NC; ++c) w[r][c] += a * kk[c];
             }
             if (!d.read_before) {
 #pragma unroll
                 for (int r = 0; r < RT; ++r) {
-                    float ysum = 0.0f;
+                    yp[r] = 0.0f;
 #pragma unroll
-                    for (int c = 0; c < NC; ++c) ysum += w[r][c] * qq[c];
-                    yv[r] = warp_sum(ysum);
+                    for (int c = 0; c < NC; ++c) yp[r] += w[r][c] * qq[c];
                 }
+                const float yv = row_sum_scatter<RT>(yp, lane);
+                if (writer) *yrow = yv;
             }
-            if (lane == 0)
-#pragma unroll
-                for (int r = 0; r < RT; ++r) ys[tt * R + warp * RT + r] = yv[r];
         }
-        __syncthreads();
+        __syncthreads();  // ys complete; this stage may be overwritten from the next iteration on
         for (int idx = threadIdx.x; idx < n * R; idx += blockDim.x) {
             const int tt = idx / R;
             const int64_t i = row0 + idx % R;
@@ -333,6 +432,28 @@ struct BackwardParts {
     float* deta;  // [row_blocks][B·T·H]
 };
 
+// The backward's steps, in order: for each chunk from the last, its tiles forward (recompute, from
+// the checkpoint) and then backward (walk).
+struct Step {
+    int64_t ch = -1, ti = 0;
+    bool walk = false;
+};
+
+__device__ int64_t tiles_in_chunk(const ScanDims& d, int64_t ch, int tile) {
+    const int64_t len = min(d.T, (ch + 1) * d.chunk) - ch * d.chunk;
+    return (len + tile - 1) / tile;
+}
+
+__device__ Step next_step(const ScanDims& d, Step s, int tile) {
+    const int64_t nt = tiles_in_chunk(d, s.ch, tile);
+    if (!s.walk) {
+        if (s.ti + 1 < nt) return {s.ch, s.ti + 1, false};
+        return {s.ch, nt - 1, true};
+    }
+    if (s.ti > 0) return {s.ch, s.ti - 1, true};
+    return {s.ch - 1, 0, false};  // ch = -1: done
+}
+
 template <int NC, int RT>
 __global__ void __launch_bounds__(kMaxWarps * 32)
     scan_backward_fast(BackwardParts parts, const float* dy, const float* checkpoints,
@@ -341,95 +462,106 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     constexpr int kCols = 32 * NC;
     extern __shared__ float smem[];
     const int warps = blockDim.x >> 5;
-    float* ks = smem;               // [tile][kCols]
-    float* qs = ks + tile * kCols;  // [tile][kCols]
-    float* vs = qs + tile * kCols;  // [tile][R]: v (recompute) or dy (backward walk)
-    float* dvs = vs + tile * R;     // [tile][R]: η u_i
-    float* eus = dvs + tile * R;    // [tile][R]: −e_i u_i
-    float* etas = eus + tile * R;   // [tile]
-    float* es = etas + tile;        // [chunk][R]: e_t of the chunk
-    float* red = es + d.chunk * R;  // [tile][warps][2][kCols]
+    // Stage 0 or 1 (computed, not an array: a dynamically indexed array would live in local
+    // memory).
+    auto stages = [&](int64_t which) {
+        return stage_at(smem + (which & 1) * stage_floats(tile, kCols, R), tile, kCols, R);
+    };
+    float* dvs = smem + 2 * stage_floats(tile, kCols, R);  // [tile][R]: η u_i
+    float* eus = dvs + tile * R;                           // [tile][R]: −e_i u_i
+    float* es = eus + tile * R;                            // [chunk][R]: e_t of the chunk
+    float* ckb = es + d.chunk * R;                         // [R][kCols]: the chunk's W_{t0}
+    float* red = ckb + R * kCols;                          // [tile][warps][2][kCols]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H, Dh = d.Dh, dd = Dh * Dh;
-    const int64_t Dt = d.H * Dh, row0 = int64_t{blockIdx.y} * R, NH = d.B * d.T * d.H;
+    const int64_t row0 = int64_t{blockIdx.y} * R, NH = d.B * d.T * d.H;
     const float* ckpt = checkpoints + bh * d.chunks * dd;
+
+    // Stages a step: its tokens, and for the first tile of a chunk also W_{t0} (into ckb).
+    auto stage = [&](const Step& s, const Stage& st) {
+        const int64_t t0 = s.ch * d.chunk, t1 = min(d.T, t0 + d.chunk), ta = t0 + s.ti * tile;
+        const int n = static_cast<int>(min(int64_t{tile}, t1 - ta));
+        if (!s.walk && s.ti == 0) {
+            for (int idx = threadIdx.x; idx < R * kCols; idx += blockDim.x) {
+                const int64_t i = row0 + idx / kCols, j = idx % kCols;
+                if (i < Dh && j < Dh)
+                    __pipeline_memcpy_async(ckb + idx, ckpt + s.ch * dd + i * Dh + j,
+                                            sizeof(float));
+                else
+                    ckb[idx] = 0.0f;
+            }
+        }
+        stage_async(st, d, b, h, row0, R, kCols, ta, n, k, s.walk ? q : nullptr, s.walk ? dy : v,
+                    eta, eta_const);
+    };
+
     float w[RT][NC], g[RT][NC];
 #pragma unroll
     for (int r = 0; r < RT; ++r)
 #pragma unroll
         for (int c = 0; c < NC; ++c) g[r][c] = 0.0f;
-
-    // Stages k (and q) for n tokens from ta, and v (or dy) of this block's rows.
-    auto stage = [&](int64_t ta, int n, const float* rowvec, bool with_q) {
-        __syncthreads();
-        for (int idx = threadIdx.x; idx < n * kCols; idx += blockDim.x) {
-            const int tt = idx / kCols, j = idx % kCols;
-            const int64_t off = (b * d.T + ta + tt) * Dt + h * Dh + j;
-            ks[idx] = j < Dh ? k[off] : 0.0f;
-            if (with_q) qs[idx] = j < Dh ? q[off] : 0.0f;
+    Step cur{d.chunks - 1, 0, false};
+    int parity = 0;
+    stage(cur, stages(0));
+    while (cur.ch >= 0) {
+        const Step nxt = next_step(d, cur, tile);
+        if (nxt.ch >= 0) {
+            stage(nxt, stages(parity ^ 1));
+            __pipeline_wait_prior(1);
+        } else {
+            __pipeline_wait_prior(0);
         }
-        for (int idx = threadIdx.x; idx < n * R; idx += blockDim.x) {
-            const int tt = idx / R;
-            const int64_t i = row0 + idx % R;
-            vs[idx] = i < Dh ? rowvec[(b * d.T + ta + tt) * Dt + h * Dh + i] : 0.0f;
-        }
-        for (int idx = threadIdx.x; idx < n; idx += blockDim.x)
-            etas[idx] = eta ? eta[(b * d.T + ta + idx) * d.H + h] : eta_const;
         __syncthreads();
-    };
-
-    for (int64_t ch = d.chunks - 1; ch >= 0; --ch) {
-        const int64_t t0 = ch * d.chunk, t1 = min(d.T, t0 + d.chunk);
-        // W = W_{t0} from the checkpoint, then forward to W_{t1}, keeping e_t.
+        const Stage st = stages(parity);
+        const int64_t t0 = cur.ch * d.chunk, t1 = min(d.T, t0 + d.chunk), ta = t0 + cur.ti * tile;
+        const int n = static_cast<int>(min(int64_t{tile}, t1 - ta));
+        if (!cur.walk) {
+            if (cur.ti == 0) {  // W = W_{t0}
 #pragma unroll
-        for (int r = 0; r < RT; ++r) {
-            const int64_t i = row0 + warp * RT + r;
+                for (int r = 0; r < RT; ++r)
 #pragma unroll
-            for (int c = 0; c < NC; ++c) {
-                const int64_t j = lane + 32 * c;
-                w[r][c] = (i < Dh && j < Dh) ? ckpt[ch * dd + i * Dh + j] : 0.0f;
+                    for (int c = 0; c < NC; ++c)
+                        w[r][c] = ckb[(warp * RT + r) * kCols + lane + 32 * c];
             }
-        }
-        for (int64_t ta = t0; ta < t1; ta += tile) {
-            const int n = static_cast<int>(min(int64_t{tile}, t1 - ta));
-            stage(ta, n, v, false);
+            // Forward through the tile, keeping e_t.
             for (int tt = 0; tt < n; ++tt) {
                 float kk[NC];
 #pragma unroll
-                for (int c = 0; c < NC; ++c) kk[c] = ks[tt * kCols + lane + 32 * c];
-                const float et = etas[tt];
+                for (int c = 0; c < NC; ++c) kk[c] = st.ks[tt * kCols + lane + 32 * c];
+                const float et = st.etas[tt];
+                float z[RT];
 #pragma unroll
                 for (int r = 0; r < RT; ++r) {
-                    float zs = 0.0f;
+                    z[r] = 0.0f;
 #pragma unroll
-                    for (int c = 0; c < NC; ++c) zs += w[r][c] * kk[c];
-                    const float e = warp_sum(zs) - vs[tt * R + warp * RT + r];
+                    for (int c = 0; c < NC; ++c) z[r] += w[r][c] * kk[c];
+                }
+                row_sums<RT>(z, lane);
+#pragma unroll
+                for (int r = 0; r < RT; ++r) {
+                    const float e = z[r] - st.rows[tt * R + warp * RT + r];
                     if (lane == 0) es[(ta + tt - t0) * R + warp * RT + r] = e;
                     const float a = -et * e;
 #pragma unroll
                     for (int c = 0; c < NC; ++c) w[r][c] += a * kk[c];
                 }
             }
-        }
-        // Walk the chunk backward, tile by tile from its end.
-        const int64_t ntiles = (t1 - t0 + tile - 1) / tile;
-        for (int64_t ti = ntiles - 1; ti >= 0; --ti) {
-            const int64_t ta = t0 + ti * tile;
-            const int n = static_cast<int>(min(int64_t{tile}, t1 - ta));
-            stage(ta, n, dy, true);  // also makes es visible to every warp
+            __syncthreads();  // this stage may be overwritten from the next iteration on
+        } else {
+            // Walk the tile backward.
             for (int tt = n - 1; tt >= 0; --tt) {
                 float kk[NC], qq[NC], pq[NC], pk[NC], dyr[RT], er[RT], u[RT];
 #pragma unroll
                 for (int c = 0; c < NC; ++c) {
-                    kk[c] = ks[tt * kCols + lane + 32 * c];
-                    qq[c] = qs[tt * kCols + lane + 32 * c];
+                    kk[c] = st.ks[tt * kCols + lane + 32 * c];
+                    qq[c] = st.qs[tt * kCols + lane + 32 * c];
                     pq[c] = 0.0f;
                     pk[c] = 0.0f;
                 }
-                const float et = etas[tt];
+                const float et = st.etas[tt];
 #pragma unroll
                 for (int r = 0; r < RT; ++r) {
-                    dyr[r] = vs[tt * R + warp * RT + r];
+                    dyr[r] = st.rows[tt * R + warp * RT + r];
                     er[r] = es[(ta + tt - t0) * R + warp * RT + r];
                 }
                 if (!d.read_before) {  // W = W_t: dq += W_tᵀ dy, G += dy qᵀ
@@ -445,14 +577,14 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
 #pragma unroll
                 for (int r = 0; r < RT; ++r) {
                     const float a = et * er[r];
-                    float us = 0.0f;
+                    u[r] = 0.0f;
 #pragma unroll
                     for (int c = 0; c < NC; ++c) {
                         w[r][c] += a * kk[c];
-                        us += g[r][c] * kk[c];
+                        u[r] += g[r][c] * kk[c];
                     }
-                    u[r] = warp_sum(us);
                 }
+                row_sums<RT>(u, lane);
                 // dk −= η (Gᵀe + W_{t-1}ᵀu); then G −= η u kᵀ; (read before) dq, G += dy qᵀ.
 #pragma unroll
                 for (int r = 0; r < RT; ++r) {
@@ -482,10 +614,9 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
             }
             __syncthreads();
             // Sums over the block's warps (fixed order) into this block's slice of the workspace.
-            for (int idx = threadIdx.x; idx < n * 2 * Dh; idx += blockDim.x) {
-                const int tt = idx / (2 * static_cast<int>(Dh));
-                const int rest = idx % (2 * static_cast<int>(Dh));
-                const int vec = rest / static_cast<int>(Dh), j = rest % static_cast<int>(Dh);
+            const int dh = static_cast<int>(Dh);
+            for (int idx = threadIdx.x; idx < n * 2 * dh; idx += blockDim.x) {
+                const int tt = idx / (2 * dh), vec = (idx / dh) % 2, j = idx % dh;
                 float sum = 0.0f;
                 for (int wi = 0; wi < warps; ++wi)
                     sum += red[(tt * warps + wi) * 2 * kCols + vec * kCols + j];
@@ -502,7 +633,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
                 for (int r = 0; r < R; ++r) sum += eus[tt * R + r];
                 parts.deta[blockIdx.y * NH + (b * d.T + ta + tt) * d.H + h] = sum;
             }
+            __syncthreads();  // red, dvs, eus and this stage are free again
         }
+        cur = nxt;
+        parity ^= 1;
     }
 }
 
