@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
@@ -178,7 +179,16 @@ __global__ void scan_backward_simple(float* dq, float* dk, float* dv, float* det
 // (one thread per element: aliased gradients are safe). Everything is deterministic. Per token the
 // block reads k, q (and v, dy, η) from shared memory, staged a tile of tokens at a time.
 
-constexpr int kTargetBlocks = 128;  // split rows over more blocks until the grid has this many
+// Rows are split over more (smaller) blocks until the grid has this many blocks: about one per SM
+// of an H100. BITTTT_CUDA_TTT_TARGET_BLOCKS overrides it (for tuning; read once per process).
+int target_blocks() {
+    static const int value = [] {
+        const char* env = std::getenv("BITTTT_CUDA_TTT_TARGET_BLOCKS");
+        const int v = env ? std::atoi(env) : 0;
+        return v > 0 ? v : 128;
+    }();
+    return value;
+}
 constexpr int kMaxWarps = 16;
 constexpr size_t kMaxSmemBytes = 200 * 1024;
 
@@ -205,7 +215,7 @@ FastPlan plan_of(const train::TttScanShape& s) {
     const int64_t cols = 32 * p.nc;
     p.warps = static_cast<int>(std::min<int64_t>(kMaxWarps, (s.Dh + p.rt - 1) / p.rt));
     auto row_blocks = [&](int warps) { return (s.Dh + warps * p.rt - 1) / (warps * p.rt); };
-    while (p.warps > 2 && s.B * s.H * row_blocks(p.warps) < kTargetBlocks)
+    while (p.warps > 2 && s.B * s.H * row_blocks(p.warps) < target_blocks())
         p.warps = (p.warps + 1) / 2;
     p.rows = p.warps * p.rt;
     p.row_blocks = static_cast<int>(row_blocks(p.warps));
@@ -215,9 +225,10 @@ FastPlan plan_of(const train::TttScanShape& s) {
                  static_cast<size_t>(2 * stage_floats(p.fwd_tile, c32, rows) + p.fwd_tile * rows);
     p.bwd_tile = static_cast<int>(
         std::clamp<int64_t>(16384 / (p.warps * 2 * cols), 1, std::min<int64_t>(16, s.chunk)));
-    p.bwd_smem =
-        sizeof(float) * static_cast<size_t>(p.bwd_tile * (2 * cols + 3 * p.rows + 1) +
-                                            s.chunk * p.rows + p.bwd_tile * p.warps * 2 * cols);
+    // The layout of scan_backward_fast: two stages, dvs and eus, es, ckb, red.
+    p.bwd_smem = sizeof(float) * static_cast<size_t>(2 * stage_floats(p.bwd_tile, c32, rows) +
+                                                     2 * p.bwd_tile * rows + s.chunk * rows +
+                                                     rows * cols + p.bwd_tile * p.warps * 2 * cols);
     p.fast = p.bwd_smem <= kMaxSmemBytes;
     return p;
 }
@@ -269,6 +280,14 @@ __device__ __forceinline__ void row_sums(float (&v)[RT], int lane) {
     const float mine = row_sum_scatter<RT>(v, lane);
 #pragma unroll
     for (int r = 0; r < RT; ++r) v[r] = __shfl_sync(0xffffffffu, mine, r << (5 - log2_of<RT>()));
+}
+
+// Traps (a launch error at the next synchronization, never a silent overrun) when a kernel's
+// shared-memory layout needs more than the launch gave it: plan_of must match the kernels.
+__device__ __forceinline__ void check_smem_end(const float* smem, const float* end) {
+    unsigned bytes;
+    asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(bytes));
+    if (static_cast<size_t>(end - smem) * sizeof(float) > bytes) __trap();
 }
 
 // Shared-memory staging of a tile of tokens: k (and q) [tile][32·NC], one value per state row of
@@ -330,6 +349,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
         return stage_at(smem + (which & 1) * stage_floats(tile, kCols, R), tile, kCols, R);
     };
     float* ys = smem + 2 * stage_floats(tile, kCols, R);  // [tile][R]
+    check_smem_end(smem, ys + tile * R);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H, Dh = d.Dh, dd = Dh * Dh;
     const int64_t Dt = d.H * Dh, row0 = int64_t{blockIdx.y} * R;
@@ -472,6 +492,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32)
     float* es = eus + tile * R;                            // [chunk][R]: e_t of the chunk
     float* ckb = es + d.chunk * R;                         // [R][kCols]: the chunk's W_{t0}
     float* red = ckb + R * kCols;                          // [tile][warps][2][kCols]
+    check_smem_end(smem, red + tile * warps * 2 * kCols);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H, Dh = d.Dh, dd = Dh * Dh;
     const int64_t row0 = int64_t{blockIdx.y} * R, NH = d.B * d.T * d.H;
