@@ -1,11 +1,13 @@
 // The TTT scan of training on the GPU (see ttt_scan_train.hpp for the contract and
-// train/ttt_bptt.hpp for the math). This first version is the simple one: one block per
-// (sequence, head), one thread per row of the state, W (and G) in the workspace in global memory.
+// train/ttt_bptt.hpp for the math). Two versions with one meaning:
+//   - simple: one block per (sequence, head), one thread per row of the state, W and G in the
+//     workspace in global memory (the reference on the GPU, and the path for Dh > 256);
+//   - fast (below, "the fast version"): the state in registers, rows split over warps and blocks.
 //
-// Backward: for each chunk (last to first) the block reloads W from the chunk's checkpoint, runs
-// the chunk forward again keeping e_t = W_{t-1} k_t − v_t (Dh floats per token), and then walks the
-// chunk backward, undoing each step exactly as it was made: W_{t-1} = W_t + η_t e_t k_tᵀ. Only W,
-// G and the chunk's e_t are held (no per-token states).
+// Backward of both: for each chunk (last to first) W is reloaded from the chunk's checkpoint, the
+// chunk is run forward again keeping e_t = W_{t-1} k_t − v_t (Dh floats per token), and then walked
+// backward, undoing each step exactly as it was made: W_{t-1} = W_t + η_t e_t k_tᵀ (fp32 round-off
+// of at most `chunk` steps; no per-token states are stored). Only W, G and the chunk's e_t are held.
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 

@@ -12,7 +12,13 @@
 //   states from its checkpoint.
 // Every pointer is a DEVICE pointer (fp32). Both calls are asynchronous on `stream`.
 // `workspace` holds ttt_scan_workspace_bytes(s) device bytes (nullptr allowed when that is 0); the
-//   same size serves the forward and the backward; nothing in it survives between calls.
+//   same size serves the forward and the backward; nothing in it survives between calls. The fast
+//   backward keeps per-block partial sums there: (2·row_blocks + 1)·B·T·H·Dh + row_blocks·B·T·H
+//   floats, row_blocks = the number of blocks one state's rows are split over (1 to 13 for Dh <=
+//   256; e.g. 8 at B=16, Dh=256: 285 MB for B·T = 16384 tokens). The forward needs none.
+// Both versions are deterministic (fixed summation orders, no atomics). Sizes: Dh <= 256 runs the
+// fast version (larger Dh the simple one); s.chunk * rows of the block must fit in shared memory
+// next to the staging buffers, which holds for chunk <= 128 (otherwise the simple version runs).
 // Bad shapes or null pointers throw bitttt::Error before anything is enqueued.
 #pragma once
 
