@@ -37,10 +37,11 @@ def parse_args(argv):
     p.add_argument("--json", default="bench_torch_train.json")
     p.add_argument("--vocab", type=int, default=16384)
     p.add_argument("--chunk", type=int, default=32, help="tokens per chunk of the TTT scan")
+    p.add_argument("--big-chunk", type=int, default=64, help="the chunk at context 1024")
     p.add_argument("--large-batch", type=int, default=512)
     p.add_argument("--big-batches", default="16,8,4,2", help="batches tried at D=1024 T=1024")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps (compile happens here)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps (compile happens here)")
+    p.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
     p.add_argument("--rules", default="reconstruct,delta")
     p.add_argument("--modes", default="eager,compile")
     p.add_argument("--only", default="", help="comma list of run names to keep (default all)")
@@ -53,17 +54,18 @@ def parse_args(argv):
 
 def make_model(D, L, rule, vocab, chunk, device):
     c = BitTTTConfig(vocab_size=vocab, hidden_dim=D, num_layers=L, ttt_rule=rule)
-    return BitTTTModel(c, chunk=chunk).to(device)
+    with torch.device(device):  # parameters made and initialized on the device
+        return BitTTTModel(c, chunk=chunk)
 
 
-def train_steps(D, L, T, B, rule, mode, a, device):
+def train_steps(D, L, T, B, rule, mode, a, device, chunk):
     """Builds a model, runs warmup + timed steps; returns a result dict (tokens/s, memory)."""
     gc.collect()  # frees the tensors of a failed (OOM) variant
     torch._dynamo.reset()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    model = make_model(D, L, rule, a.vocab, a.chunk, device)
+    model = make_model(D, L, rule, a.vocab, chunk, device)
     if mode == "compile":
         compile_blocks(model)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
@@ -91,16 +93,19 @@ def train_steps(D, L, T, B, rule, mode, a, device):
         loss = step()
     sync()
     warmup_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
+    times = []
+    for _ in range(a.steps):  # each step synced (the loss is read each step in training too)
+        t0 = time.perf_counter()
         loss = step()
-    sync()
-    dt = (time.perf_counter() - t0) / a.steps
+        sync()
+        times.append(time.perf_counter() - t0)
+    dt = sorted(times)[len(times) // 2]  # the median step: robust to a stray slow one
     tokens_per_s = B * T / dt
     flops = 6.0 * matrix_params(model) * tokens_per_s
     result = {"tokens_per_s": tokens_per_s, "step_ms": dt * 1e3, "warmup_s": warmup_s,
+              "step_ms_each": [round(t * 1e3, 2) for t in times],
               "model_tflops": flops / 1e12, "mfu": flops / (a.peak_tflops * 1e12),
-              "loss": float(loss), "matrix_params": matrix_params(model),
+              "chunk": chunk, "loss": float(loss.detach()), "matrix_params": matrix_params(model),
               "params": sum(p.numel() for p in model.parameters())}
     if device.type == "cuda":
         result["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
@@ -120,18 +125,20 @@ def main(argv=None):
     big_batches = [int(b) for b in a.big_batches.split(",")]
     if a.quick:  # shapes small enough for a CPU
         a.vocab = min(a.vocab, 512)
-        throughput = [("D64.L2.T32.B4", 64, 2, 32, [4]), ("D64.L2.T64.B2", 64, 2, 64, [2])]
+        throughput = [("D64.L2.T32.B4", 64, 2, 32, [4], a.chunk),
+                      ("D64.L2.T64.B2", 64, 2, 64, [2], a.big_chunk)]
         memory = [("mem.D64.L2", 64, 2, 32, 4)]
     else:
-        throughput = [("D256.L8.T128.B64", 256, 8, 128, [64]),
-                      (f"D256.L8.T128.B{a.large_batch}", 256, 8, 128, [a.large_batch]),
-                      ("D1024.L24.T1024", 1024, 24, 1024, big_batches)]
+        throughput = [("D256.L8.T128.B64", 256, 8, 128, [64], a.chunk),
+                      (f"D256.L8.T128.B{a.large_batch}", 256, 8, 128, [a.large_batch], a.chunk),
+                      ("D1024.L24.T1024", 1024, 24, 1024, big_batches, a.big_chunk)]
         memory = [("mem.D256.L8", 256, 8, 128, 16), ("mem.D512.L12", 512, 12, 128, 16),
                   ("mem.D1024.L24", 1024, 24, 128, 16)]
     only = set(filter(None, a.only.split(",")))
     start = time.perf_counter()
     header = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "torch": torch.__version__, "vocab": a.vocab, "chunk": a.chunk,
+              "big_chunk": a.big_chunk,
               "warmup_steps": a.warmup, "timed_steps": a.steps, "peak_tflops": a.peak_tflops}
     print(json.dumps(header), flush=True)
     results = []
@@ -143,7 +150,7 @@ def main(argv=None):
         with open(a.json, "w") as f:  # rewritten after every run: a killed call keeps the rest
             json.dump({**header, "results": results}, f, indent=1)
 
-    for name, D, L, T, batches in throughput:
+    for name, D, L, T, batches, chunk in throughput:
         if only and name not in only:
             continue
         for rule in rules:
@@ -154,7 +161,7 @@ def main(argv=None):
                         record(name, rule, mode, B, T, {"skipped": "time limit"})
                         break
                     try:
-                        res = train_steps(D, L, T, B, rule, mode, a, device)
+                        res = train_steps(D, L, T, B, rule, mode, a, device, chunk)
                         fitting = B
                         record(name, rule, mode, B, T, res)
                         break
@@ -173,12 +180,14 @@ def main(argv=None):
                 record(name, rule, "eager", B, T, {"skipped": "time limit"})
                 continue
             try:
-                record(name, rule, "eager", B, T, train_steps(D, L, T, B, rule, "eager", a, device))
+                record(name, rule, "eager", B, T,
+                       train_steps(D, L, T, B, rule, "eager", a, device, a.chunk))
             except Exception as e:  # noqa: BLE001
                 traceback.print_exc()
                 record(name, rule, "eager", B, T, {"error": str(e).splitlines()[0][:300]})
 
-    print(f"\n{header['device']}, torch {header['torch']}, vocab {a.vocab}, chunk {a.chunk}, "
+    print(f"\n{header['device']}, torch {header['torch']}, vocab {a.vocab}, chunk {a.chunk} "
+          f"(context 1024: {a.big_chunk}), "
           f"{time.perf_counter() - start:.0f} s")
     print(f"{'run':<22} {'rule':<12} {'mode':<8} {'B':>4} {'tokens/s':>11} {'step ms':>9} "
           f"{'TFLOP/s':>8} {'MFU':>6} {'peak GiB':>9}  note")
@@ -200,7 +209,8 @@ def main(argv=None):
                 key not in best or r["tokens_per_s"] > best[key]["tokens_per_s"]):
             best[key] = r
     for (run, rule), r in best.items():
-        print(f"best {run} {rule}: {r['tokens_per_s']:.0f} tokens/s ({r['mode']}, batch {r['batch']})")
+        print(f"best {run} {rule}: {r['tokens_per_s']:.0f} tokens/s "
+              f"({r['mode']}, batch {r['batch']})")
     return 0
 
 

@@ -60,7 +60,8 @@ def read_token_file(tokens_path, vocab_size=None):
     dtype = {"uint16": "<u2", "uint32": "<u4"}.get(index.get("dtype"))
     count = index.get("tokens")
     if dtype is None or not isinstance(count, int) or count <= 0:
-        raise ValueError(f"{index_path}: bad index (dtype {index.get('dtype')!r}, tokens {count!r})")
+        raise ValueError(f"{index_path}: bad index (dtype {index.get('dtype')!r}, "
+                         f"tokens {count!r})")
     tokens = np.fromfile(tokens_path, dtype=dtype)
     if tokens.size != count:
         raise ValueError(f"{tokens_path}: {tokens.size} tokens, the index says {count}")
@@ -86,7 +87,8 @@ def find_cached_tokens(cache_dir, text_path, vocab_size=None):
         source_hash = None
     size = os.path.getsize(text_path)
     found = []
-    pattern = os.path.join(glob.escape(cache_dir), glob.escape(os.path.basename(text_path)) + ".*.json")
+    name = glob.escape(os.path.basename(text_path))
+    pattern = os.path.join(glob.escape(cache_dir), name + ".*.json")
     for index_path in sorted(glob.glob(pattern)):
         try:
             with open(index_path, encoding="utf-8") as f:

@@ -47,7 +47,8 @@ class BitTTTConfig:
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ValueError(f"config: '{key}' must be a positive integer")
         if self.ttt_rule not in ("reconstruct", "delta"):
-            raise ValueError(f"config: 'ttt_rule' must be reconstruct or delta, got {self.ttt_rule!r}")
+            raise ValueError(f"config: 'ttt_rule' must be reconstruct or delta, "
+                             f"got {self.ttt_rule!r}")
         if self.ttt_dim % self.ttt_heads:
             raise ValueError(f"config: ttt_dim {self.ttt_dim} is not divisible by ttt_heads")
         if self.ttt_rule == "reconstruct" and self.ttt_heads != 1:
@@ -197,7 +198,8 @@ def run_scan(q, k, v, beta, read_after_update, chunk, scan):
 
 
 class TTTReconstruct(nn.Module):
-    """§2.2: f̂ = l2n(down(x)); z = W f̂ (before the update); W -= η (z − f̂) f̂ᵀ; out = up(z)."""
+    """§2.2: f̂ = l2n(down(x)); z = W f̂ (read before the update); W -= η (z − f̂) f̂ᵀ;
+    out = up(z)."""
 
     def __init__(self, c: BitTTTConfig):
         super().__init__()
@@ -214,8 +216,8 @@ class TTTReconstruct(nn.Module):
 
 
 class TTTDelta(nn.Module):
-    """§2.3: per head, W -= η_t (W k̂ − v) k̂ᵀ with η_t = inner_lr·σ(lr(x)); o = RMSNorm(W q̂) over
-    the concatenated heads (no weight); out = o_proj(o)."""
+    """§2.3: per head, W -= η_t (W k̂ − v) k̂ᵀ with η_t = inner_lr·σ(lr(x));
+    o = RMSNorm(W q̂) over the concatenated heads (no weight); out = o_proj(o)."""
 
     def __init__(self, c: BitTTTConfig):
         super().__init__()
@@ -287,17 +289,18 @@ class BitTTTModel(nn.Module):
         """As the C++ trainer (TrainModel::init_random, not its exact numbers): norms 1, biases 0,
         matrices N(0, 0.02²), the projections writing into the residual stream scaled by
         1/sqrt(2L) (GPT-2)."""
-        gen = torch.Generator().manual_seed(seed)
+        device = self.embed.weight.device  # drawn where the model lives (fast on the GPU)
+        gen = torch.Generator(device=device).manual_seed(seed)
         residual_scale = 1.0 / math.sqrt(2 * self.config.num_layers)
         for name, p in self.named_parameters():
-            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or name == "norm_f.weight":
+            if name.endswith(("norm1.weight", "norm2.weight")) or name == "norm_f.weight":
                 p.fill_(1.0)
             elif name.endswith("lr.bias"):
                 p.zero_()
             else:
                 std = 0.02 * (residual_scale if name.endswith(("ttt.up.weight", "ttt.o.weight",
                                                               "down_proj.weight")) else 1.0)
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * std)
+                p.copy_(torch.randn(p.shape, generator=gen, device=device) * std)
 
     def forward(self, ids, targets=None):
         x = self.embed(ids)
@@ -373,7 +376,8 @@ class AttentionLlama(nn.Module):
     @torch.no_grad()
     def init_weights(self, seed):
         """GPT-2 init as BitTTTModel: N(0, 0.02²), o_proj/down_proj scaled by 1/sqrt(2L)."""
-        gen = torch.Generator().manual_seed(seed)
+        device = self.embed.weight.device
+        gen = torch.Generator(device=device).manual_seed(seed)
         residual_scale = 1.0 / math.sqrt(2 * self.config.num_layers)
         for name, p in self.named_parameters():
             if "norm" in name:
@@ -381,7 +385,7 @@ class AttentionLlama(nn.Module):
             else:
                 std = 0.02 * (residual_scale if name.endswith(("o_proj.weight",
                                                               "down_proj.weight")) else 1.0)
-                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * std)
+                p.copy_(torch.randn(p.shape, generator=gen, device=device) * std)
 
     def forward(self, ids, targets=None):
         x = self.embed(ids)

@@ -209,7 +209,8 @@ def main(argv=None):
     else:  # as the C++ trainer: hold out the last 5% (at least one window)
         held = max(train.size // 20, a.context_len + 1)
         if train.size <= held + a.context_len:
-            raise SystemExit(f"error: {train.size} tokens are too few to hold out a validation split")
+            raise SystemExit(f"error: {train.size} tokens are too few to hold out a "
+                             f"validation split")
         val, train = train[-held:], train[:-held]
         val_src = "the last 5% of " + train_src
         bytes_per_token = train_bytes / (train.size + val.size) if train_bytes else None
@@ -257,7 +258,8 @@ def main(argv=None):
                 a.stop_at_step and step >= a.stop_at_step):
             save()
             print(f"stopped at step {step}; checkpoint "
-                  f"{os.path.join(a.out, 'checkpoint.pt')} (continue with --resume)", file=sys.stderr)
+                  f"{os.path.join(a.out, 'checkpoint.pt')} (continue with --resume)",
+                  file=sys.stderr)
             return 0
         t0 = time.time()
         lr = learning_rate(step, a.steps, a.warmup_steps, a.lr, a.min_lr)

@@ -67,7 +67,7 @@ def delta_rule_chunked(q, k, v, beta, chunk, read_after_update, state=None):
     q, k, v = (x.reshape(B, H, N, C, Dh) for x in (q, k, v))
     beta = beta.reshape(B, H, N, C, 1)
 
-    # Per chunk, independent of the state: L, U = L⁻¹ βV and Wk = L⁻¹ βK (one solve for both).
+    # Per chunk, independent of the state: L, U = L⁻¹ βV, Wk = L⁻¹ βK (one solve for both).
     kb = k * beta
     strict_lower = torch.tril(kb @ k.transpose(-1, -2), diagonal=-1)  # tril(diag(β) K Kᵀ, -1)
     rhs = torch.cat([v * beta, kb], dim=-1)

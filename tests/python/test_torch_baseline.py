@@ -74,7 +74,7 @@ def test_chunked_scan_equals_token_loop(read_after, T, C):
 
 
 def test_reconstruct_is_the_delta_rule_read_before_update():
-    """§2.2 written out (z = W f̂; W -= η (z − f̂) f̂ᵀ) equals the scan with q = k = v = f̂."""
+    """§2.2 as written (z = W f̂; W -= η (z − f̂) f̂ᵀ) is the scan with q = k = v = f̂."""
     _, f, _, _, _ = scan_inputs(1, 1, 20, 6, seed=3)
     f = f.detach()
     eta = 0.7
