@@ -14,7 +14,7 @@ Runs (each variant in its own try/except, so one failure or OOM does not end the
               batch 16, context 128 (eager; the seed's VRAM table: 2, 4, 8 GB)
 Prints a table and writes --json. Model FLOPs: 6 per matrix weight per token (lm_head included,
 TTT scan excluded); MFU against --peak-tflops (H100 SXM dense bf16: 989). --time-limit skips what
-is left (marked "skipped") so a call ends in time; the full run takes ~5-8 min on one H100.
+is left (marked "skipped") so a call ends in time; the full run takes ~3-5 min on one H100.
 
     python3 bench/bench_torch_train.py --json bench_torch_train.json
 """
@@ -41,7 +41,7 @@ def parse_args(argv):
     p.add_argument("--large-batch", type=int, default=512)
     p.add_argument("--big-batches", default="16,8,4,2", help="batches tried at D=1024 T=1024")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps (compile happens here)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps (the median is reported)")
+    p.add_argument("--steps", type=int, default=8, help="timed steps (the median is reported)")
     p.add_argument("--rules", default="reconstruct,delta")
     p.add_argument("--modes", default="eager,compile")
     p.add_argument("--only", default="", help="comma list of run names to keep (default all)")
