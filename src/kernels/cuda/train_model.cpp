@@ -190,6 +190,15 @@ struct GpuTrainModel::Impl {
         if (rescale) train_scale_rows(out, x.scale, beta_of(wi), N, OC, stream);
     }
 
+    // out = a + the product `raw` of bl_forward(..., rescale = false) by weight wi on input x.
+    void residual_rescaled(float* out, const float* a, const float* raw, const Act& x, int wi,
+                           int64_t N, int64_t C) {
+        if (bf16())
+            train_residual_scaled_forward(out, a, raw, x.scale, beta_of(wi), N, C, stream);
+        else
+            train_residual_forward(out, a, raw, N * C, stream);
+    }
+
     const float* beta_of(int wi) const {
         return betas.as<float>() + beta_index[static_cast<size_t>(wi)];
     }
@@ -336,8 +345,13 @@ struct GpuTrainModel::Impl {
             const LayerIndex& w = layers[li];
             float* out = li + 1 < acts.size() ? acts[li + 1].res : final_res;
             float* ln1 = a.ln1 ? a.ln1 : ln_scratch;
-            train_rmsnorm_forward(ln1, a.ln1_rstd, a.res, P(w.norm1), N, D, eps, stream);
-            act_quant(a.ln1_q, ln1, N, D);
+            if (a.ln1) {
+                train_rmsnorm_forward(ln1, a.ln1_rstd, a.res, P(w.norm1), N, D, eps, stream);
+                act_quant(a.ln1_q, ln1, N, D);
+            } else {  // bf16 reconstruct: the normed input itself is never needed
+                train_rmsnorm_quant_forward(a.ln1_rstd, a.ln1_q.codes, a.ln1_q.scale, a.res,
+                                            P(w.norm1), N, D, eps, c.act_bits, stream);
+            }
             if (!delta) {
                 bl_forward(a.f, a.ln1_q, w.down, N, D, Dt);
                 train_l2norm_forward(a.fhat, a.fnorm, a.f, N, Dt, stream);
@@ -346,7 +360,7 @@ struct GpuTrainModel::Impl {
                                  workspace.data(), stream);
                 mark("TTT scan forward");
                 act_quant(a.z_q, a.z, N, Dt);
-                bl_forward(branch, a.z_q, w.up, N, Dt, D);
+                bl_forward(branch, a.z_q, w.up, N, Dt, D, false);
             } else {
                 bl_forward(a.q, a.ln1_q, w.q, N, D, Dt);
                 bl_forward(a.k, a.ln1_q, w.k, N, D, Dt);
@@ -364,11 +378,18 @@ struct GpuTrainModel::Impl {
                 mark("TTT scan forward");
                 train_rmsnorm_forward(a.o, a.o_rstd, a.y, nullptr, N, Dt, eps, stream);
                 act_quant(a.o_q, a.o, N, Dt);
-                bl_forward(branch, a.o_q, w.o, N, Dt, D);
+                bl_forward(branch, a.o_q, w.o, N, Dt, D, false);
             }
-            train_residual_forward(a.h, a.res, branch, N * D, stream);
-            train_rmsnorm_forward(ln_scratch, a.ln2_rstd, a.h, P(w.norm2), N, D, eps, stream);
-            act_quant(a.ln2_q, ln_scratch, N, D);
+            const Act& tq = delta ? a.o_q : a.z_q;
+            const int tw = delta ? w.o : w.up;
+            residual_rescaled(a.h, a.res, branch, tq, tw, N, D);
+            if (bf16()) {
+                train_rmsnorm_quant_forward(a.ln2_rstd, a.ln2_q.codes, a.ln2_q.scale, a.h,
+                                            P(w.norm2), N, D, eps, c.act_bits, stream);
+            } else {
+                train_rmsnorm_forward(ln_scratch, a.ln2_rstd, a.h, P(w.norm2), N, D, eps, stream);
+                act_quant(a.ln2_q, ln_scratch, N, D);
+            }
             // bf16: the rescale of both products is fused into the SwiGLU + quantization.
             bl_forward(a.gate, a.ln2_q, w.gate, N, D, M, false);
             bl_forward(a.up, a.ln2_q, w.mlp_up, N, D, M, false);
@@ -376,8 +397,8 @@ struct GpuTrainModel::Impl {
                                        bf16() ? beta_of(w.gate) : nullptr,
                                        bf16() ? beta_of(w.mlp_up) : nullptr, a.swi_q.f,
                                        a.swi_q.codes, a.swi_q.scale, N, M, c.act_bits, stream);
-            bl_forward(branch, a.swi_q, w.mlp_down, N, M, D);
-            train_residual_forward(out, a.h, branch, N * D, stream);
+            bl_forward(branch, a.swi_q, w.mlp_down, N, M, D, false);
+            residual_rescaled(out, a.h, branch, a.swi_q, w.mlp_down, N, D);
             mark("forward layers (no scan)");
         }
         train_rmsnorm_forward(lnf, lnf_rstd, final_res, P(norm_f), N, D, eps, stream);

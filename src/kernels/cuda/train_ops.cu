@@ -110,6 +110,35 @@ __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp
     if (lane == 0) rstd[n] = r;
 }
 
+__global__ void rmsnorm_quant_kernel(float* rstd, uint16_t* codes, float* scale, const float* inp,
+                                     const float* weight, int64_t N, int64_t C, float eps,
+                                     int act_bits) {
+    BITTTT_WARP_ROW(n, N)
+    const float* x = inp + n * C;
+    double ss = 0.0;
+    for (int64_t c = lane; c < C; c += 32) ss += static_cast<double>(x[c]) * x[c];
+    ss = warp_sum(ss);
+    const float r = 1.0f / sqrtf(static_cast<float>(ss / static_cast<double>(C)) + eps);
+    if (lane == 0) rstd[n] = r;
+    if (act_bits == 0) {
+        for (int64_t c = lane; c < C; c += 32)
+            codes[n * C + c] = bf16_bits(weight ? x[c] * r * weight[c] : x[c] * r);
+        if (lane == 0) scale[n] = 1.0f;
+        return;
+    }
+    float absmax = 0.0f;
+    for (int64_t c = lane; c < C; c += 32)
+        absmax = fmaxf(absmax, fabsf(weight ? x[c] * r * weight[c] : x[c] * r));
+    absmax = warp_max(absmax);
+    const float gamma = fmaxf(absmax, 1e-5f);
+    const float s = __fdiv_rn(127.0f, gamma);
+    for (int64_t c = lane; c < C; c += 32) {
+        const float y = weight ? x[c] * r * weight[c] : x[c] * r;
+        codes[n * C + c] = bf16_bits(fminf(fmaxf(rintf(__fmul_rn(y, s)), -127.0f), 127.0f));
+    }
+    if (lane == 0) scale[n] = __fdiv_rn(gamma, 127.0f);
+}
+
 __global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const float* inp,
                                         const float* weight, const float* rstd, int64_t N,
                                         int64_t C) {
@@ -337,6 +366,13 @@ __global__ void residual_kernel(float* out, const float* a, const float* b, int6
     BITTTT_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
 }
 
+__global__ void residual_scaled_kernel(float* out, const float* a, const float* b,
+                                       const float* row_scale, const float* scalar, int64_t N,
+                                       int64_t C) {
+    const float s = scalar ? scalar[0] : 1.0f;
+    BITTTT_GRID_STRIDE(i, N * C) out[i] = a[i] + b[i] * (row_scale ? row_scale[i / C] : 1.0f) * s;
+}
+
 __global__ void scale_rows_kernel(float* x, const float* row_scale, const float* scalar, int64_t N,
                                   int64_t C) {
     const float s = scalar ? scalar[0] : 1.0f;
@@ -361,12 +397,22 @@ __global__ void crossentropy_kernel(float* losses, float* dlogits_f32, uint16_t*
                                     float dloss) {
     const int64_t n = blockIdx.x;
     const float* z = logits + n * V;
-    float mx = -INFINITY;
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) mx = fmaxf(mx, z[v]);
-    mx = block_reduce<float, true>(mx);
-    double sum = 0.0;
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) sum += expf(z[v] - mx);
-    sum = block_reduce<double, false>(sum);
+    // One pass for the max and the sum (online softmax): each thread keeps its own max and the
+    // sum of exp(z − its max), rescaled whenever the max grows and once more to the row's max.
+    float local_max = -INFINITY;
+    double local_sum = 0.0;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        const float zv = z[v];
+        if (zv > local_max) {
+            local_sum = local_sum * exp(static_cast<double>(local_max) - zv) + 1.0;
+            local_max = zv;
+        } else {
+            local_sum += expf(zv - local_max);
+        }
+    }
+    const float mx = block_reduce<float, true>(local_max);
+    const double sum = block_reduce<double, false>(
+        local_max == -INFINITY ? 0.0 : local_sum * exp(static_cast<double>(local_max) - mx));
     const int64_t t = targets[n];
     const float target_shifted = z[t] - mx;  // read before dlogits may overwrite it
     const float inv = static_cast<float>(1.0 / sum);
@@ -448,6 +494,14 @@ void train_rmsnorm_forward(float* out, float* rstd, const float* inp, const floa
     rmsnorm_forward_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(out, rstd, inp, weight, N,
                                                                         C, eps);
     check_launch("train_rmsnorm_forward");
+}
+
+void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, const float* inp,
+                                 const float* weight, int64_t N, int64_t C, float eps, int act_bits,
+                                 const Stream& stream) {
+    rmsnorm_quant_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(rstd, codes, scale, inp,
+                                                                      weight, N, C, eps, act_bits);
+    check_launch("train_rmsnorm_quant_forward");
 }
 
 void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
@@ -542,6 +596,14 @@ void train_residual_forward(float* out, const float* a, const float* b, int64_t 
                             const Stream& stream) {
     residual_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(out, a, b, n);
     check_launch("train_residual_forward");
+}
+
+void train_residual_scaled_forward(float* out, const float* a, const float* b,
+                                   const float* row_scale, const float* scalar, int64_t N,
+                                   int64_t C, const Stream& stream) {
+    residual_scaled_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(out, a, b, row_scale,
+                                                                             scalar, N, C);
+    check_launch("train_residual_scaled_forward");
 }
 
 void train_scale_rows(float* x, const float* row_scale, const float* scalar, int64_t N, int64_t C,

@@ -36,6 +36,12 @@ void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, cons
                             const float* weight, const float* rstd, int64_t N, int64_t C,
                             const Stream& stream);
 
+// RMSNorm fused with the activation quantization of train_act_quant_forward (the normed row is
+// recomputed, never stored): rstd, codes and scale as the two ops in a row would write them.
+void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, const float* inp,
+                                 const float* weight, int64_t N, int64_t C, float eps, int act_bits,
+                                 const Stream& stream);
+
 // L2 normalization of rows of C: out = inp / (‖inp‖ + 1e-6), ‖inp‖ stored in norm.
 void train_l2norm_forward(float* out, float* norm, const float* inp, int64_t N, int64_t C,
                           const Stream& stream);
@@ -91,6 +97,11 @@ void train_sigmoid_scale_backward(float* dinp, const float* dout, const float* i
 // out = a + b (the residual connection; its backward is the identity).
 void train_residual_forward(float* out, const float* a, const float* b, int64_t n,
                             const Stream& stream);
+// out[n, c] = a[n, c] + b[n, c] · row_scale[n] · scalar[0]: the rescale of a product of codes
+// (train_scale_rows) fused into the residual add that consumes it.
+void train_residual_scaled_forward(float* out, const float* a, const float* b,
+                                   const float* row_scale, const float* scalar, int64_t N,
+                                   int64_t C, const Stream& stream);
 
 // x[n, c] *= row_scale[n] · scalar[0] for N rows of C (either may be nullptr = 1): the rescale
 // of a product of codes, (Σ code_x code_w) · γ_n/127 · β.
