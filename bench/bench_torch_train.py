@@ -9,7 +9,8 @@ clipping + AdamW on random tokens (vocab --vocab), as `bitttt bench train`.
 
 Runs (each variant in its own try/except, so one failure or OOM does not end the others):
   throughput: D=256 L=8 T=128 at batch 64 and at --large-batch; D=1024 L=24 T=1024 at the first
-              batch of --big-batches that fits; both rules; eager and compiled
+              batch of --big-batches that fits; both rules; eager and compiled (--modes adds
+              compile-cudagraphs: torch.compile(mode="reduce-overhead"), CUDA graphs per block)
   memory:     torch.cuda.max_memory_allocated of a training step at 256/8, 512/12, 1024/24 with
               batch 16, context 128 (eager; the seed's VRAM table: 2, 4, 8 GB)
 Prints a table and writes --json. Model FLOPs: 6 per matrix weight per token (lm_head included,
@@ -43,7 +44,9 @@ def parse_args(argv):
     p.add_argument("--warmup", type=int, default=3, help="untimed steps (compile happens here)")
     p.add_argument("--steps", type=int, default=8, help="timed steps (the median is reported)")
     p.add_argument("--rules", default="reconstruct,delta")
-    p.add_argument("--modes", default="eager,compile")
+    p.add_argument("--modes", default="eager,compile",
+                   help="eager, compile, compile-cudagraphs (mode='reduce-overhead'; opt-in, "
+                        "not yet run on a GPU)")
     p.add_argument("--only", default="", help="comma list of run names to keep (default all)")
     p.add_argument("--time-limit", type=float, default=480, help="seconds; later runs skipped")
     p.add_argument("--peak-tflops", type=float, default=989.0)
@@ -66,8 +69,9 @@ def train_steps(D, L, T, B, rule, mode, a, device, chunk):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     model = make_model(D, L, rule, a.vocab, chunk, device)
-    if mode == "compile":
-        compile_blocks(model)
+    cudagraphs = mode == "compile-cudagraphs"
+    if mode.startswith("compile"):
+        compile_blocks(model, **({"mode": "reduce-overhead"} if cudagraphs else {}))
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
                             fused=device.type == "cuda")
     gen = torch.Generator(device="cpu").manual_seed(0)
@@ -76,6 +80,8 @@ def train_steps(D, L, T, B, rule, mode, a, device, chunk):
     use_bf16 = device.type == "cuda"
 
     def step():
+        if cudagraphs:  # a new iteration: the graphs' previous outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             loss = model(x, y)
         loss.backward()
@@ -122,6 +128,9 @@ def main(argv=None):
     device = torch.device(a.device if a.device != "cuda" or torch.cuda.is_available() else "cpu")
     torch.set_float32_matmul_precision("high")
     rules, modes = a.rules.split(","), a.modes.split(",")
+    if not set(rules) <= {"reconstruct", "delta"} or not set(modes) <= {
+            "eager", "compile", "compile-cudagraphs"}:
+        raise SystemExit(f"error: unknown rule or mode in {a.rules!r} / {a.modes!r}")
     big_batches = [int(b) for b in a.big_batches.split(",")]
     if a.quick:  # shapes small enough for a CPU
         a.vocab = min(a.vocab, 512)

@@ -318,4 +318,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError, KeyError) as e:  # bad files or options: one line, exit 1
+        sys.exit(f"error: {e}")
