@@ -2,8 +2,9 @@
 // the whole optimizer step with its one host synchronization, random tokens) and device memory.
 //
 // Cases: the default model D=256/L=8 at context 128 with batch 64 and with a batch that fills much
-// of the GPU; D=1024/L=24 at context 1024; and the seed's VRAM table (D/L = 256/8, 512/12,
-// 1024/24, batch 16, context 128) whose targets are half the seed's stated minimum (1, 2, 4 GB).
+// of the GPU; D=1024/L=24 at context 1024 (both also with the `delta` rule, one head); and the
+// seed's VRAM table (D/L = 256/8, 512/12, 1024/24, batch 16, context 128) whose targets are half
+// the seed's stated minimum (1, 2, 4 GB).
 //
 // Model FLOPs per token (the MFU's numerator, stated so it can be checked): 6 per weight of every
 // product (BitLinear, ttt.lr and lm_head: 2 forward, 4 backward; embedding lookups are free) plus
@@ -44,6 +45,7 @@ struct Case {
     const char* label;
     int64_t D, L, B, T;
     double target_gb;  // 0: no memory target
+    TttRule rule = TttRule::kReconstruct;
 };
 
 double model_flops_per_token(const ModelConfig& c) {
@@ -101,13 +103,18 @@ void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
     if (options.quick) {
         cases = {{"quick", 128, 2, 4, 64, 0}};
     } else {
-        cases = {{"default", 256, 8, 64, 128, 0},  {"default.fill", 256, 8, 1024, 128, 0},
-                 {"large", 1024, 24, 16, 1024, 0}, {"vram", 256, 8, 16, 128, 1.0},
-                 {"vram", 512, 12, 16, 128, 2.0},  {"vram", 1024, 24, 16, 128, 4.0}};
+        cases = {{"default", 256, 8, 64, 128, 0},
+                 {"default.delta", 256, 8, 64, 128, 0, TttRule::kDelta},
+                 {"default.fill", 256, 8, 1024, 128, 0},
+                 {"large", 1024, 24, 16, 1024, 0},
+                 {"large.delta", 1024, 24, 16, 1024, 0, TttRule::kDelta},
+                 {"vram", 256, 8, 16, 128, 1.0},
+                 {"vram", 512, 12, 16, 128, 2.0},
+                 {"vram", 1024, 24, 16, 128, 4.0}};
     }
     for (const Case& k : cases) {
         ModelConfig c;
-        c.hidden_dim = k.D, c.num_layers = k.L;
+        c.hidden_dim = k.D, c.num_layers = k.L, c.ttt_rule = k.rule;
         c.resolve_and_validate();
         train::TrainModel<float> host(c);  // the initialization (host memory only)
         host.init_random(1);
