@@ -79,7 +79,9 @@ fi
 
 best="" best_loss=""
 for name in "reconstruct_v$best_v" "delta_v$best_v"; do
-    m="$OUT/$name/model.bitt"
+    # Evaluated as shipped: a .bitt with bf16 embed and lm_head (half the file of fp32).
+    m="$OUT/$name/model_bf16.bitt"
+    "$BITTTT" export "$OUT/$name/model" "$m" --dtype bf16 >/dev/null
     log "== $name: $("$BITTTT" info "$m" | grep -i -m1 'param' || true)"
     "$BITTTT" eval "$m" "$DATA/valid.txt.gz" --reset-every "$CTX" -q -t "$THREADS" | tee -a "$OUT/results.txt"
     loss=$("$BITTTT" eval "$m" "$DATA/valid.txt.gz" --reset-every "$CTX" -q -t "$THREADS" | awk '/^loss/ {print $2}')
@@ -92,7 +94,7 @@ for name in "reconstruct_v$best_v" "delta_v$best_v"; do
     if [ -z "$best_loss" ] || awk "BEGIN {exit !($loss < $best_loss)}"; then best=$name best_loss=$loss; fi
 done
 log "best Bit-TTT model: $best ($best_loss nats/token)"
-cp "$OUT/$best/model.bitt" "$OUT/default.bitt"
+cp "$OUT/$best/model_bf16.bitt" "$OUT/default.bitt"
 for seed in 1 2 3 4 5; do
     echo "--- seed $seed" >>"$OUT/samples.txt"
     "$BITTTT" generate "$OUT/default.bitt" -p "Once upon a time" -n 200 --seed "$seed" \
