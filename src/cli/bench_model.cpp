@@ -77,9 +77,9 @@ double gpu_bytes_per_token(const Model& model) {
     return bytes;
 }
 
-// Bytes one decode step reads: every packed BitLinear tensor, the fp32 tensors it touches
-// (lm_head, the step-size projections, norms, one embedding row) and the TTT states (read and
-// written).
+// Bytes one decode step reads: every packed BitLinear tensor, the bf16 lm_head (weights.hpp), the
+// fp32 tensors it touches (the step-size projections, norms, one embedding row) and the TTT
+// states (read and written).
 double bytes_per_token(const Model& model) {
     const ModelWeights& w = model.weights();
     const ModelConfig& c = w.config;
@@ -90,6 +90,8 @@ double bytes_per_token(const Model& model) {
             bytes += static_cast<double>(kernels::packed_bytes(spec.shape[0], spec.shape[1]));
         else if (spec.kind == ParamKind::kEmbedding)
             bytes += static_cast<double>(c.hidden_dim) * 4;
+        else if (spec.name == "lm_head.weight")
+            bytes += static_cast<double>(spec.numel()) * 2;
         else
             bytes += static_cast<double>(spec.numel()) * 4;
     }

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/cpu/activations.hpp"
+#include "kernels/cpu/bf16_matmul.hpp"
 #include "kernels/cpu/f32_matmul.hpp"
 #include "kernels/cpu/norms.hpp"
 #include "model/delta_rule.hpp"
@@ -194,19 +195,20 @@ void Session::Impl::forward_layers(int64_t first, int64_t n) {
     }
 }
 
-// logits = lm_head(RMSNorm(x; norm_f)), for the last token or for all of them.
+// logits = lm_head(RMSNorm(x; norm_f)), for the last token or for all of them (lm_head in bf16,
+// weights.hpp).
 void Session::Impl::forward_head(int64_t n, float* all_logits) {
     const int64_t D = config.hidden_dim, V = config.vocab_size;
     const float eps = config.norm_eps;
     float* xs = x.data();
     if (all_logits) {
         kernels::rmsnorm(xs, n, D, D, weights.norm_f, eps, u.data(), D);
-        kernels::f32_matmul(weights.lm_head, V, D, u.data(), D, n, all_logits, V);
+        kernels::bf16_matmul(weights.lm_head_bf16, V, D, u.data(), D, n, all_logits, V);
         std::memcpy(logits.data(), all_logits + (n - 1) * V,
                     static_cast<size_t>(V) * sizeof(float));
     } else {
         kernels::rmsnorm(xs + (n - 1) * D, 1, D, D, weights.norm_f, eps, u.data(), D);
-        kernels::f32_matmul(weights.lm_head, V, D, u.data(), D, 1, logits.data(), V);
+        kernels::bf16_matmul(weights.lm_head_bf16, V, D, u.data(), D, 1, logits.data(), V);
     }
 }
 

@@ -118,6 +118,10 @@ LoadedModel load_bitt(const std::string& path, const LoadOptions& options) {
         if (spec.kind != ParamKind::kBitLinear) {
             check_float_tensor(t, spec, path);
             w.tensors[i].f32 = float_data(t, w.storage, path);
+            // A BF16 lm_head is already what the forward reads (weights.hpp): use it in place.
+            if (spec.name == "lm_head.weight" && t.dtype == DType::kBF16 &&
+                is_aligned(t.data.data(), alignof(uint16_t)))
+                w.lm_head_bf16 = reinterpret_cast<const uint16_t*>(t.data.data());
             continue;
         }
         auto logical = b.ternary_shapes.find(spec.name);

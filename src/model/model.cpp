@@ -26,7 +26,7 @@ std::shared_ptr<const Model> Model::from_weights(ModelWeights weights,
                                                  std::shared_ptr<const Tokenizer> tokenizer,
                                                  const DeviceOptions& options) {
     check(weights.layers.size() == static_cast<size_t>(weights.config.num_layers) &&
-              weights.embed && weights.norm_f && weights.lm_head,
+              weights.embed && weights.norm_f && weights.lm_head && weights.lm_head_bf16,
           ErrorKind::kInvalidArgument, "model: weights are incomplete (call link() first)");
     DeviceOptions placement = options;
     const int64_t L = weights.config.num_layers;

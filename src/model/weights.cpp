@@ -6,6 +6,7 @@
 #include "core/aligned_buffer.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "io/safetensors.hpp"
 
 namespace bitttt {
 namespace {
@@ -111,6 +112,17 @@ void ModelWeights::link() {
             L.down_proj = t.ternary;
         else
             fail(ErrorKind::kInternal, "weights: no slot for tensor '{}'", name);
+    }
+    if (lm_head && !lm_head_bf16) {
+        const int64_t n = config.vocab_size * config.hidden_dim;
+        auto bf16 = make_buffer<uint16_t>(n);
+        uint16_t* out = bf16->data();
+        const float* in = lm_head;
+        // 7B-class vocabularies have ~10^8 weights: convert on every core.
+#pragma omp parallel for schedule(static) if (n >= (int64_t{1} << 20))
+        for (int64_t i = 0; i < n; ++i) out[i] = io::f32_to_bf16(in[i]);
+        lm_head_bf16 = out;
+        storage.push_back(bf16);
     }
 }
 

@@ -45,6 +45,12 @@ class ModelWeights {
     const float* embed = nullptr;    // [V, D]
     const float* norm_f = nullptr;   // [D]
     const float* lm_head = nullptr;  // [V, D]
+    // lm_head rounded to bf16 (round to nearest even): what the inference forward reads. At the
+    // default config the fp32 lm_head (16 MiB) is most of the bytes a decoded token streams;
+    // bf16 halves them and keeps the logits within 2⁻⁸ Σ|w x| of the fp32 product
+    // (kernels/cpu/bf16_matmul.hpp). link() makes it, or it points into a .bitt file that
+    // stores lm_head as BF16 (the same values then, with nothing converted).
+    const uint16_t* lm_head_bf16 = nullptr;  // [V, D]
     std::vector<LayerWeights> layers;
     // Whatever the pointers point into (a file mapping, owned buffers).
     std::vector<std::shared_ptr<const void>> storage;
@@ -63,7 +69,8 @@ class ModelWeights {
     // (weights_random_packed.cpp).
     static ModelWeights random_packed(const ModelConfig& config, uint64_t seed);
 
-    // Fills embed/norm_f/lm_head/layers from `tensors` (call after filling tensors).
+    // Fills embed/norm_f/lm_head/layers from `tensors` (call after filling tensors), and
+    // lm_head_bf16 unless it is already set.
     void link();
     // Looks a tensor up by name; throws Error if there is none.
     const TensorRef& tensor(const std::string& name) const;

@@ -532,6 +532,8 @@ TEST(Generate, StopsAtEndOfTextAndOnCallback) {
     ModelWeights w = ModelWeights::random(c, 2);
     float* head = const_cast<float*>(w.lm_head);
     for (int64_t i = 0; i < c.vocab_size * c.hidden_dim; ++i) head[i] = 0.0f;
+    w.lm_head_bf16 = nullptr;  // link() makes the bf16 copy the forward reads again
+    w.link();
     Session s(Model::from_weights(std::move(w)));
     GenerateOptions opt;
     opt.sampling.temperature = 0;

@@ -7,6 +7,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 import bitttt
+from test_model_reference import bf16_round
 
 TINY = dict(vocab_size=64, hidden_dim=32, num_layers=2, inner_lr=0.1)
 
@@ -55,8 +56,10 @@ def quantize_act(x):
 
 
 def reference_logits(weights, config, ids):
-    """Logits of every token of ids, in float64."""
-    w = {k: v.astype(np.float64) for k, v in weights.items()}
+    """Logits of every token of ids, in float64; lm_head rounded to bfloat16 as the inference
+    reads it (src/model/weights.hpp)."""
+    w = {k: (bf16_round(v) if k == "lm_head.weight" else v).astype(np.float64)
+         for k, v in weights.items()}
     lin = {k: bitlinear_weight(v) for k, v in w.items() if ".ttt." in k or ".mlp." in k}
     act = quantize_act if config.act_bits == 8 else (lambda x: x)
     eps = config.norm_eps
