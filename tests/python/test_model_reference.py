@@ -8,7 +8,8 @@ in float64 (not from our C++ code).
 The inference reads lm_head rounded to bfloat16 (round to nearest even; src/model/weights.hpp), so
 the reference does too (`bf16_round`, written here with NumPy bit operations), and a separate check
 bounds the distance to the fp32 lm_head: per logit |ours − ref_fp32| ≤ 2⁻⁸ Σ_k |w_k h_k| + 2e-5
-(h = RMSNorm(x; norm_f), bf16 keeps 8 significant bits; measured here: well inside).
+(h = RMSNorm(x; norm_f), bf16 keeps 8 significant bits). Measured on these models: our logits are
+within 1.7e-6 of the bf16 reference, and 6.9e-3 at most from the fp32 one (0.46 of the bound).
 
 Tolerances (logits are O(1)): with act_bits = 0 the only differences are float32 rounding (we
 accumulate in float32), so logits must agree to 2e-5 (measured: <= 2e-6). With act_bits = 8 an
