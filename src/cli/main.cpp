@@ -6,9 +6,11 @@
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "cli/wait_policy.hpp"
 #include "core/error.hpp"
 
 int main(int argc, char** argv) {
+    bitttt::cli::use_passive_wait_policy(argv);
     CLI::App app{
         "bitttt: the Bit-TTT engine (ternary BitNet b1.58 weights + Test-Time-Training layers)",
         "bitttt"};
