@@ -34,7 +34,8 @@ void l2_normalize_heads(float* x, int64_t n, int64_t stride, int64_t heads, int6
 // run on the calling thread alone: at the default config a decode step's matrices are 4-64 KiB,
 // a few microseconds of work, and waking a second thread for each of the ~5 products per layer
 // costs as much as the product (and far more on a busy machine, where every fork/join waits for
-// the other thread to be scheduled). lm_head (16 MiB at the default config) stays parallel.
+// the other thread to be scheduled). lm_head (8 MiB of bf16 at the default config) stays
+// parallel.
 constexpr int64_t kSerialLayerBytes = int64_t{1} << 20;
 
 // Sets OpenMP's thread count for the scope and restores it, also when an exception leaves.
