@@ -19,8 +19,10 @@ namespace {
 
 // device -> DeviceOptions: 'cpu', or 'cuda' / 'cuda:0' (raises the engine's "CUDA: ..." error
 // when this build has no CUDA backend or there is no GPU; the model constructors check again).
-DeviceOptions device_options(const std::string& device, int64_t n_gpu_layers) {
+DeviceOptions device_options(const std::string& device, int64_t n_gpu_layers,
+                             bool dense_bf16 = true) {
     DeviceOptions o;
+    o.dense_bf16 = dense_bf16;
     o.device = parse_device(device);
     check(o.device == Device::kCuda || n_gpu_layers == -1, ErrorKind::kInvalidArgument,
           "n_gpu_layers needs device='cuda'");
@@ -62,15 +64,17 @@ void bind_model(nb::module_& m) {
                         "tokenizer, shared by any number of Sessions.")
         .def_static(
             "load",
-            [](const Path& path, const std::string& device, int64_t n_gpu_layers) {
-                const DeviceOptions placement = device_options(device, n_gpu_layers);
+            [](const Path& path, const std::string& device, int64_t n_gpu_layers, bool dense_bf16) {
+                const DeviceOptions placement = device_options(device, n_gpu_layers, dense_bf16);
                 nb::gil_scoped_release release;
                 return PyModel{Model::load(path.string(), placement)};
             },
             nb::arg("path"), nb::arg("device") = "cpu", nb::arg("n_gpu_layers") = -1,
+            nb::arg("dense_bf16") = true,
             "Loads a .bitt file or a model directory (config.json + model.safetensors [+ "
             "tokenizer.json]). device='cuda' uploads the packed weights to GPU 0 (the first "
-            "n_gpu_layers blocks, -1: all; the rest run on the CPU). OSError for a missing file, "
+            "n_gpu_layers blocks, -1: all; the rest run on the CPU; embedding and lm_head as bf16 "
+            "unless dense_bf16=False). OSError for a missing file, "
             "ValueError for a malformed one, RuntimeError for device='cuda' without a CUDA build "
             "or a GPU.")
         .def_static(
@@ -92,17 +96,17 @@ void bind_model(nb::module_& m) {
         .def_static(
             "random",
             [](const ModelConfig& config, uint64_t seed, const std::optional<Tokenizer>& tokenizer,
-               const std::string& device, int64_t n_gpu_layers) {
-                const DeviceOptions placement = device_options(device, n_gpu_layers);
+               const std::string& device, int64_t n_gpu_layers, bool dense_bf16) {
+                const DeviceOptions placement = device_options(device, n_gpu_layers, dense_bf16);
                 auto shared_tokenizer = share(tokenizer, config);
                 nb::gil_scoped_release release;
                 return PyModel{Model::from_weights(ModelWeights::random(config, seed),
                                                    shared_tokenizer, placement)};
             },
             nb::arg("config"), nb::arg("seed") = 0, nb::arg("tokenizer") = nb::none(),
-            nb::arg("device") = "cpu", nb::arg("n_gpu_layers") = -1,
+            nb::arg("device") = "cpu", nb::arg("n_gpu_layers") = -1, nb::arg("dense_bf16") = true,
             "A model with random weights (normal, std 1/sqrt(fan_in); norms 1), for tests and "
-            "benchmarks.")
+            "benchmarks; device, n_gpu_layers and dense_bf16 as in Model.load.")
         .def(
             "save_bitt",
             [](const PyModel& self, const Path& path, const std::string& dtype) {

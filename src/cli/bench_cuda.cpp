@@ -236,6 +236,10 @@ struct Parts {
     // norm/SiLU + quantization over several blocks with a grid barrier (model_kernels.hpp);
     // measured slower than one block each on an H100 (bench/RESULTS.md), so only compared
     bool wide = false;
+    // With gemv and pointwise: RMSNorm/quantization fused into the GEMV that reads it
+    // (ternary_gemv_fused): 6 kernels per layer instead of 9, but measured slower at this shape
+    // (bench/RESULTS.md), so only compared.
+    bool fused = false;
 };
 
 // A random-weight Bit-TTT model living on the GPU, and one decode step over it.
@@ -313,25 +317,44 @@ class DecodeModel {
             const float* norm2 = norm1 + c.dim;
             float* state = states_.as<float>() + l * c.ttt_dim * c.ttt_dim;
             // h = x + TTT(RMSNorm(x))
-            if (parts.pointwise) norm_quantize(x, norm1, parts, stream);
-            if (parts.gemv)
-                cuda::ternary_matmul(layer.ttt_down, acts_, 1, f_.as<float>(), c.ttt_dim, false,
-                                     stream);
-            if (parts.ttt)
-                cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
-                                           z_.as<float>(), stream);
-            if (parts.pointwise && parts.wide)
-                cuda::quantize_activations_wide(z_.as<float>(), c.ttt_dim, acts_, work_.data(),
-                                                stream);
-            else if (parts.pointwise)
-                cuda::quantize_activations(z_.as<float>(), 1, c.ttt_dim, c.ttt_dim, acts_, stream);
-            if (parts.gemv) cuda::ternary_matmul(layer.ttt_up, acts_, 1, x, c.dim, true, stream);
-            // x = h + down(silu(gate(u)) * up(u)), u = RMSNorm(h)
-            if (parts.pointwise) norm_quantize(x, norm2, parts, stream);
-            if (parts.gemv) {
+            const bool fused = parts.fused && parts.gemv && parts.pointwise && !parts.wide;
+            if (fused) {
+                float* f = f_.as<float>();
+                cuda::ternary_gemv_fused(&layer.ttt_down, &f, 1, x, c.dim, norm1, c.eps, false,
+                                         stream);
+                if (parts.ttt)
+                    cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
+                                               z_.as<float>(), stream);
+                cuda::ternary_gemv_fused(&layer.ttt_up, &x, 1, z_.as<float>(), c.ttt_dim, nullptr,
+                                         0.0f, true, stream);
                 const TernaryWeights gate_up[2] = {layer.gate, layer.up};
                 float* outputs[2] = {g_.as<float>(), u_.as<float>()};
-                cuda::ternary_gemv_batch(gate_up, outputs, 2, acts_, false, stream);
+                cuda::ternary_gemv_fused(gate_up, outputs, 2, x, c.dim, norm2, c.eps, false,
+                                         stream);
+            }
+            if (!fused) {
+                if (parts.pointwise) norm_quantize(x, norm1, parts, stream);
+                if (parts.gemv)
+                    cuda::ternary_matmul(layer.ttt_down, acts_, 1, f_.as<float>(), c.ttt_dim, false,
+                                         stream);
+                if (parts.ttt)
+                    cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
+                                               z_.as<float>(), stream);
+                if (parts.pointwise && parts.wide)
+                    cuda::quantize_activations_wide(z_.as<float>(), c.ttt_dim, acts_, work_.data(),
+                                                    stream);
+                else if (parts.pointwise)
+                    cuda::quantize_activations(z_.as<float>(), 1, c.ttt_dim, c.ttt_dim, acts_,
+                                               stream);
+                if (parts.gemv)
+                    cuda::ternary_matmul(layer.ttt_up, acts_, 1, x, c.dim, true, stream);
+                // x = h + down(silu(gate(u)) * up(u)), u = RMSNorm(h)
+                if (parts.pointwise) norm_quantize(x, norm2, parts, stream);
+                if (parts.gemv) {
+                    const TernaryWeights gate_up[2] = {layer.gate, layer.up};
+                    float* outputs[2] = {g_.as<float>(), u_.as<float>()};
+                    cuda::ternary_gemv_batch(gate_up, outputs, 2, acts_, false, stream);
+                }
             }
             if (parts.pointwise && parts.wide)
                 cuda::silu_mul_quantize_wide(g_.as<float>(), u_.as<float>(), c.mlp, acts_,
@@ -361,7 +384,9 @@ class DecodeModel {
     int64_t weight_bytes() const { return ternary_bytes_ + lm_head_bytes_; }
     int64_t ternary_bytes() const { return ternary_bytes_; }
     int64_t state_traffic_bytes() const { return 2 * state_bytes_; }  // read + write
-    int kernels_per_token() const { return static_cast<int>(9 * c_.layers + 3); }
+    int kernels_per_token(const Parts& parts) const {
+        return static_cast<int>((parts.fused ? 6 : 9) * c_.layers + 3);
+    }
 
   private:
     struct Layer {
@@ -423,19 +448,33 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         stream, [&] { model.enqueue_token(stream, Parts{}, 42); }, 5, std::max(2, inner / 2));
     reporter.report({fmt::format("cuda.decode.{}.no_graph", tag), 1e3 / stream_ms, "tokens/s",
                      fmt::format("CUDA graph {:.1f} tok/s ({} kernels per token)", tokens_per_s,
-                                 model.kernels_per_token()),
+                                 model.kernels_per_token(Parts{})),
                      token_ms / stream_ms});
+
+    // The same token with the norm/quantization fused into the GEMVs that read them.
+    Parts fused;
+    fused.fused = true;
+    const auto fused_graph = graph_of(fused);
+    const double fused_ms = median_ms(
+        stream, [&] { fused_graph->launch(stream); }, 7, inner);
+    reporter.report({fmt::format("cuda.decode.{}.fused_norm_gemv", tag), 1e3 / fused_ms, "tokens/s",
+                     fmt::format("separate single-block norm/quantize {:.1f} tok/s ({} vs {} "
+                                 "kernels)",
+                                 tokens_per_s, model.kernels_per_token(fused),
+                                 model.kernels_per_token(Parts{})),
+                     token_ms / fused_ms});
 
     // The same token with the multi-block (grid barrier) norm/quantize kernels.
     Parts wide;
     wide.wide = true;
+    wide.fused = false;
     const auto wide_graph = graph_of(wide);
     const double wide_ms = median_ms(
         stream, [&] { wide_graph->launch(stream); }, 7, inner);
     reporter.report(
         {fmt::format("cuda.decode.{}.multi_block_norms", tag), 1e3 / wide_ms, "tokens/s",
          fmt::format("single-block norm/quantize {:.1f} tok/s", tokens_per_s), token_ms / wide_ms});
-    Parts wide_pointwise{false, false, true, true};
+    Parts wide_pointwise{false, false, true, true, false};
     const auto wide_pw = graph_of(wide_pointwise);
     const double wide_pw_ms = median_ms(
         stream, [&] { wide_pw->launch(stream); }, 7, inner);

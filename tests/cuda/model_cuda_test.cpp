@@ -17,6 +17,8 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "cuda_test_util.hpp"
+#include "kernels/cpu/ternary.hpp"
+#include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/model_kernels.hpp"
 #include "model/config.hpp"
 #include "model/delta_rule.hpp"
@@ -270,6 +272,67 @@ TEST_F(CudaTest, WideQuantizeMatchesSingleBlockKernels) {
                 }
                 EXPECT_LE(off, std::max<int64_t>(1, k / 200));
                 EXPECT_NEAR(sa[0], sb[0], 1e-6f * sa[0]);
+            }
+        }
+    }
+}
+
+TEST_F(CudaTest, FusedGemvMatchesQuantizeThenGemv) {
+    Rng rng(17);
+    Stream stream;
+    for (int64_t k :
+         {int64_t{5}, int64_t{100}, int64_t{2048}, int64_t{4100}, int64_t{8192}, int64_t{16384}}) {
+        for (int count : {1, 3}) {
+            for (bool with_norm : {false, true}) {
+                SCOPED_TRACE(testing::Message()
+                             << "k " << k << " count " << count << " norm " << with_norm);
+                const int64_t rows[3] = {17, 2048, 1};
+                std::vector<DeviceBuffer> codes;
+                std::vector<kernels::TernaryWeights> w;
+                std::vector<DeviceBuffer> y1, y2;
+                std::vector<float*> p1, p2;
+                for (int j = 0; j < count; ++j) {
+                    codes.emplace_back(static_cast<size_t>(kernels::packed_bytes(rows[j], k)));
+                    fill_random_ternary(codes.back().as<uint8_t>(), rows[j], k, 40 + j, stream);
+                    w.push_back({codes.back().as<uint8_t>(), rows[j], k,
+                                 1.0f / std::sqrt(static_cast<float>(k))});
+                    auto init = random_vector(static_cast<size_t>(rows[j]), rng);
+                    y1.push_back(upload(init));
+                    y2.push_back(upload(init));
+                    p1.push_back(y1.back().as<float>());
+                    p2.push_back(y2.back().as<float>());
+                }
+                auto a = random_vector(static_cast<size_t>(k), rng, -2.0f, 2.0f);
+                auto norm = random_vector(static_cast<size_t>(k), rng, 0.5f, 1.5f);
+                DeviceBuffer da = upload(a), dn = upload(norm);
+                const int64_t kp = kernels::packed_cols(k);
+                DeviceBuffer q(static_cast<size_t>(kp)), sc(16), sm(16);
+                const QuantizedActivations acts{q.as<int8_t>(), kp, sc.as<float>(),
+                                                sm.as<int32_t>()};
+                const bool accumulate = count == 3;
+                if (with_norm)
+                    rmsnorm_quantize(da.as<float>(), 1, k, k, dn.as<float>(), 1e-5f, acts, stream);
+                else
+                    quantize_activations(da.as<float>(), 1, k, k, acts, stream);
+                ternary_gemv_batch(w.data(), p1.data(), count, acts, accumulate, stream);
+                ternary_gemv_fused(w.data(), p2.data(), count, da.as<float>(), k,
+                                   with_norm ? dn.as<float>() : nullptr, 1e-5f, accumulate, stream);
+                stream.synchronize();
+                const float act_scale = download<float>(sc, 1)[0];
+                for (int j = 0; j < count; ++j) {
+                    const auto want = download<float>(y1[j], static_cast<size_t>(rows[j]));
+                    const auto got = download<float>(y2[j], static_cast<size_t>(rows[j]));
+                    for (int64_t r = 0; r < rows[j]; ++r) {
+                        if (!with_norm) {
+                            ASSERT_EQ(bits(got[r]), bits(want[r]))
+                                << "matrix " << j << " row " << r;
+                        } else {  // a rare int8 flip from the sum of squares' order
+                            ASSERT_LE(std::fabs(got[r] - want[r]),
+                                      3.0f * w[j].scale * act_scale + 1e-6f * std::fabs(want[r]))
+                                << "matrix " << j << " row " << r;
+                        }
+                    }
+                }
             }
         }
     }

@@ -237,3 +237,21 @@ def test_model_benchmarks_quick(bitttt_cli):
     assert all(j["value"] > 0 for j in rows.values())
     # The stream figure is tokens/s times the bytes a token reads (19 MB-class models: > 1 MB).
     assert rows["decode.quick.stream"]["value"] * 1e9 / rows["decode.quick"]["value"] > 1e6
+
+
+@pytest.mark.parametrize("args", [["generate", "random", "--ids", "1,2", "-n", "2"],
+                                  ["bench", "decode", "--quick"]])
+def test_device_cuda_without_a_gpu_is_a_one_line_error(bitttt_cli, args):
+    r = subprocess.run([str(bitttt_cli), *args, "--device", "cuda"], capture_output=True,
+                       text=True, timeout=300)
+    if r.returncode == 0:
+        pytest.skip("this machine has a GPU: --device cuda ran (tests/cuda cover it)")
+    assert "no CUDA GPU is available" in r.stderr or "no CUDA backend" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_n_gpu_layers_needs_device_cuda(bitttt_cli):
+    r = run(bitttt_cli, "generate", "random", "--ids", "1", "-n", "1", "--n-gpu-layers", "2")
+    assert r.returncode != 0 and b"--n-gpu-layers needs --device cuda" in r.stderr
+    r = run(bitttt_cli, "generate", "random", "--ids", "1", "-n", "1", "--device", "tpu")
+    assert r.returncode != 0 and b"device must be" in r.stderr

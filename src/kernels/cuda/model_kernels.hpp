@@ -82,3 +82,22 @@ void quantize_activations_wide(const float* x, int64_t k, const QuantizedActivat
                                void* workspace, const Stream& stream);
 
 }  // namespace bitttt::cuda
+
+namespace bitttt::cuda {
+
+// ---- the decode GEMV with its input quantization fused in ----
+//
+// y_j = W_j · xq for j < count (as ternary_gemv_batch), where xq is not read from memory but
+// computed inside every block from the float row a[0, k):
+//     norm_weight == null: xq = quantize_activations(a)                  (bit-identical)
+//     otherwise:           xq = quantize_activations(rmsnorm(a; norm_weight, eps))
+// (the RMSNorm's double sum of squares is added in another order than rmsnorm_quantize's, so
+// a normalized value may differ in the last bit). Every block redoes the row's reductions from L2
+// (k floats) instead of waiting for a separate single-block kernel: one kernel less on the critical
+// path of a decode token. k <= kMaxFusedGemvCols.
+inline constexpr int64_t kMaxFusedGemvCols = 16384;
+void ternary_gemv_fused(const kernels::TernaryWeights* w, float* const* y, int count,
+                        const float* a, int64_t k, const float* norm_weight, float eps,
+                        bool accumulate, const Stream& stream);
+
+}  // namespace bitttt::cuda
