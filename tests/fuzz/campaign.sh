@@ -41,7 +41,7 @@ if [ -z "$bin_dir" ]; then
     if [ -d "$here/bin" ]; then bin_dir="$here/bin"; else bin_dir="build-fuzz/tests"; fi
 fi
 die() { echo "campaign: $*" >&2; exit 2; }
-[ -d "$bin_dir" ] || die "no binary folder $bin_dir (build with: make fuzz FUZZ_SECONDS=0)"
+[ -d "$bin_dir" ] || die "no binary folder $bin_dir (build it with: make fuzz-build)"
 [ -d "$corpus_dir" ] || die "no seed corpus folder $corpus_dir"
 [[ "$seconds" =~ ^[1-9][0-9]*$ ]] || die "-s wants a positive number of seconds, not '$seconds'"
 bin_dir=$(cd "$bin_dir" && pwd)

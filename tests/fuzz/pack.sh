@@ -14,7 +14,7 @@ bin_dir=${1:-build-fuzz/tests}
 dest=${2:-.fuzzbin}
 targets=$(basename -a tests/fuzz/fuzz_*.cpp | sed 's/\.cpp$//')
 for t in $targets; do
-    [ -x "$bin_dir/$t" ] || { echo "pack: no $bin_dir/$t (build: make fuzz FUZZ_SECONDS=0)" >&2; exit 1; }
+    [ -x "$bin_dir/$t" ] || { echo "pack: no $bin_dir/$t (build them: make fuzz-build)" >&2; exit 1; }
 done
 rm -rf "$dest"
 mkdir -p "$dest/bin" "$dest/lib"
