@@ -11,7 +11,7 @@ PIP_PACKAGES := numpy pytest safetensors tokenizers nanobind scikit-build-core m
 
 BITTTT := $(BUILD_DIR)/bitttt
 
-.PHONY: all deps build python run test bench clean format fuzz test-sanitize
+.PHONY: all deps build python run test bench clean format fuzz fuzz-build fuzz-pack test-sanitize test-sanitize-ci
 
 all: build
 
@@ -52,12 +52,19 @@ test: build python
 FUZZ_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.cpp)))
-fuzz: deps
+fuzz-build: deps
 	@command -v clang++ >/dev/null && ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1 || \
 	  { echo "fuzz: needs clang++ and libFuzzer (apt-get install clang libclang-rt-14-dev)"; exit 1; }
 	@CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBITTTT_SANITIZE=ON \
 	  -DBITTTT_FUZZ=ON -DBITTTT_CUDA=OFF -DBITTTT_BUILD_CLI=OFF >/dev/null
 	@cmake --build $(FUZZ_DIR) -j $(JOBS) --target $(FUZZ_TARGETS)
+
+# `make fuzz-pack`: the binaries, their libraries and the corpora in .fuzzbin, for a campaign on
+# a machine without clang (tests/fuzz/README.md: `.fuzzbin/campaign.sh -s SECONDS -o DIR`).
+fuzz-pack: fuzz-build
+	@tests/fuzz/pack.sh $(FUZZ_DIR)/tests .fuzzbin
+
+fuzz: fuzz-build
 	@mkdir -p $(FUZZ_DIR)/crashes
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
@@ -95,6 +102,25 @@ test-sanitize: deps
 	  OMP_NUM_THREADS=4 OMP_TOOL_LIBRARIES=$$(ls /usr/lib/llvm-*/lib/libarcher.so | head -n 1) \
 	  TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ignore_noninstrumented_modules=1" $(TSAN_DIR)/tests/$$t --gtest_brief=1 || exit 1; \
 	done
+
+# `make test-sanitize-ci` (run by .ci/run after `make test`): what of test-sanitize fits the CI
+# budget (2 cores, ~8 minutes more): the ASan+UBSan build (gcc, -O1 without debug info) of the
+# library, the CLI and every C++ test; ctest (every gtest but the 1-minute training-convergence
+# one, the C99 ABI test, the 8 fuzz corpus replays); then the command-line tests that feed
+# `bitttt` hostile input and SIGKILL it mid-write. TSan and the other CLI tests stay in
+# test-sanitize. tests/fuzz/README.md has the timings.
+ASAN_CI_DIR ?= build-asan-ci
+ASAN_CI_SKIP ?= TrainLoop.TinyModelOverfitsTinyText
+ASAN_CI_PYTESTS ?= tests/python/test_cli_hostile.py tests/python/test_crash_safety.py
+test-sanitize-ci: deps
+	@cmake -S . -B $(ASAN_CI_DIR) -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS=-O1 -DCMAKE_C_FLAGS=-O1 \
+	  -DBITTTT_SANITIZE=ON -DBITTTT_CUDA=OFF -DBITTTT_WERROR=ON >/dev/null
+	@cmake --build $(ASAN_CI_DIR) -j $(JOBS)
+	@cd $(ASAN_CI_DIR) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j $(JOBS) \
+	  -E '$(ASAN_CI_SKIP)'
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  BITTTT_BUILD_DIR=$(abspath $(ASAN_CI_DIR)) $(PYTHON) -m pytest -q $(ASAN_CI_PYTESTS)
 
 bench: build
 	@$(BITTTT) bench all

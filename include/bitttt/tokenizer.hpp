@@ -85,6 +85,10 @@ class Tokenizer {
     std::vector<std::vector<uint32_t>> encode_batch(std::span<const std::string_view> texts,
                                                     int threads = 0,
                                                     bool allow_special = true) const;
+    // Frees the word caches and scratch buffers that encoding keeps for later calls (they are
+    // rebuilt on demand, so only speed changes). Safe while other threads encode with this
+    // tokenizer: buffers in use are kept.
+    void release_caches() const;
 
     // Ids -> text. Throws Error for an id that names no token. skip_special drops special tokens.
     std::string decode(std::span<const uint32_t> ids, bool skip_special = false) const;

@@ -13,6 +13,7 @@
 #include "cli/commands.hpp"
 #include "cli/model_options.hpp"
 #include "core/error.hpp"
+#include "model/sampling.hpp"
 
 namespace bitttt::cli {
 namespace {
@@ -48,6 +49,8 @@ void reply(Session& session, const std::string& line, const GenerateOptions& opt
 }
 
 void run_chat(ChatArgs& a) {
+    // Bad sampling flags are an error now, not at every turn (or never, with nothing on stdin).
+    Sampler(1).set_options(a.options.sampling);
     apply_threads(a.threads);
     Session session(open_model(a.model, a.device.options()));
     if (!a.state_in.empty()) session.load_state(a.state_in);

@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "cli/commands.hpp"
+#include "cli/integer_flags.hpp"
 #include "cli/wait_policy.hpp"
 #include "core/error.hpp"
 
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
     bitttt::cli::register_export(app);
     bitttt::cli::register_tokenizer(app);
     bitttt::cli::register_train(app);
+    bitttt::cli::check_integer_flags(app);  // after every option exists
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -123,6 +123,14 @@ void Tokenizer::Impl::release_scratch(std::unique_ptr<tok::EncodeScratch> scratc
     pool_.push_back(std::move(scratch));
 }
 
+void Tokenizer::Impl::clear_scratch_pool() const {
+    std::vector<std::unique_ptr<tok::EncodeScratch>> idle;
+    {
+        std::lock_guard<std::mutex> lock(pool_mutex_);
+        idle.swap(pool_);
+    }  // freed outside the lock
+}
+
 void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<uint32_t>& out,
                                    tok::EncodeScratch& scratch) const {
     pre_tokenizer.run(text, scratch.pre);
@@ -315,6 +323,10 @@ std::vector<std::vector<uint32_t>> Tokenizer::encode_batch(std::span<const std::
     }
     if (error) std::rethrow_exception(error);
     return results;
+}
+
+void Tokenizer::release_caches() const {
+    impl_->clear_scratch_pool();
 }
 
 std::string Tokenizer::decode(std::span<const uint32_t> ids, bool skip_special) const {

@@ -81,6 +81,7 @@ struct Tokenizer::Impl {
     // Pool of encoding scratch states, one per concurrently encoding thread.
     std::unique_ptr<tok::EncodeScratch> acquire_scratch() const;
     void release_scratch(std::unique_ptr<tok::EncodeScratch> scratch) const;
+    void clear_scratch_pool() const;
 
     // Encodes text that contains no added tokens (pre-tokenize, then BPE each piece).
     void encode_plain(std::string_view text, std::vector<uint32_t>& out,

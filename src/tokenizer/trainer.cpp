@@ -297,7 +297,14 @@ Tokenizer Tokenizer::train(const std::vector<std::string>& files,
                            const TokenizerTrainOptions& options) {
     check(!files.empty(), ErrorKind::kInvalidArgument, "train: no input files");
     std::vector<std::string> contents;
-    for (const auto& path : files) contents.push_back(tok::read_text_file(path));
+    size_t bytes = 0;
+    for (const auto& path : files) {
+        contents.push_back(tok::read_text_file(path));
+        bytes += contents.back().size();
+    }
+    // An empty training set would silently give a tokenizer of the 256 bytes alone.
+    check(bytes > 0, ErrorKind::kInvalidArgument, "train: {} empty: no text to train on",
+          files.size() == 1 ? files[0] + " is" : "the input files are");
     std::vector<std::string_view> texts(contents.begin(), contents.end());
     return train_bpe(texts, options);
 }

@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -98,9 +100,10 @@ void check_options(const TrainOptions& o) {
     check(o.batch_size * o.context_len <= (int64_t{1} << 24), ErrorKind::kInvalidArgument,
           "batch-size x context-len = {} tokens per step is too large",
           o.batch_size * o.context_len);
-    check(o.warmup_steps >= 0 && o.save_interval >= 0 && o.eval_interval >= 0,
-          ErrorKind::kInvalidArgument,
-          "--warmup-steps, --save-interval and --eval-interval must be >= 0");
+    check(
+        o.warmup_steps >= 0 && o.save_interval >= 0 && o.eval_interval >= 0 && o.stop_at_step >= 0,
+        ErrorKind::kInvalidArgument,
+        "--warmup-steps, --save-interval, --eval-interval and --stop-at must be >= 0");
     check(std::isfinite(o.lr) && o.lr > 0 && std::isfinite(o.min_lr) && o.min_lr >= 0 &&
               o.min_lr <= o.lr,
           ErrorKind::kInvalidArgument, "need 0 <= --min-lr <= --lr and --lr > 0 (got {} and {})",
@@ -420,9 +423,10 @@ void Trainer::export_model() const {
 
 TrainOutcome Trainer::run() {
     const fs::path out(options_.out_dir);
+    errno = 0;
     std::ofstream metrics(out / "metrics.jsonl", std::ios::app);
-    check(metrics.good(), ErrorKind::kIo, "{}: cannot open for writing",
-          (out / "metrics.jsonl").string());
+    check(metrics.good(), ErrorKind::kIo, "{}: cannot open for writing: {}",
+          (out / "metrics.jsonl").string(), errno ? std::strerror(errno) : "unknown error");
     const bool tty = isatty(STDERR_FILENO);
     const int64_t line_every = std::max<int64_t>(1, options_.steps / 20);
     const int64_t first_step = step_;

@@ -4,13 +4,17 @@
 #include "bitttt/tokenizer.hpp"
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <fstream>
 #include <limits>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -407,6 +411,83 @@ TEST(Train, MinFrequencyStopsAndResultIsDeterministicAcrossThreads) {
 
     options.vocab_size = 100;  // cannot hold the byte alphabet
     EXPECT_THROW(Tokenizer::train_from_text(text, options), Error);
+}
+
+TEST(Train, EmptyTrainingFilesAreAnError) {
+    const std::string path = ::testing::TempDir() + "/bitttt_empty_training.txt";
+    std::ofstream(path).close();
+    TokenizerTrainOptions options;
+    options.vocab_size = 300;
+    try {
+        Tokenizer::train({path}, options);
+        FAIL() << "an empty file trained a tokenizer";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("no text to train on"), std::string::npos) << e.what();
+    }
+    std::remove(path.c_str());
+}
+
+// ---- caches and text files ----------------------------------------------------------------------
+
+TEST(Tokenizer, ReleaseCachesKeepsTheIdsAndIsSafeWhileOthersEncode) {
+    TokenizerTrainOptions options;
+    options.vocab_size = 320;
+    options.threads = 1;
+    std::string text;
+    for (int i = 0; i < 40; ++i)
+        text += "the cat sat on the mat, caf\xc3\xa9 " + std::to_string(i) + "\n";
+    const Tokenizer tok = Tokenizer::train_from_text(text, options);
+    const std::vector<uint32_t> want = tok.encode(text);
+    tok.release_caches();
+    EXPECT_EQ(tok.encode(text), want);
+    EXPECT_EQ(tok.encode_parallel(text, 2), want);
+    tok.release_caches();
+    tok.release_caches();  // nothing cached: a no-op
+    // Encoders on two threads while a third keeps dropping the caches: same ids every time.
+    std::atomic<bool> stop{false};
+    std::atomic<int> mismatches{0};
+    std::thread dropper([&] {
+        while (!stop) tok.release_caches();
+    });
+    std::vector<std::thread> encoders;
+    for (int t = 0; t < 2; ++t) {
+        encoders.emplace_back([&] {
+            for (int i = 0; i < 50; ++i)
+                if (tok.encode(text) != want) ++mismatches;
+        });
+    }
+    for (auto& e : encoders) e.join();
+    stop = true;
+    dropper.join();
+    EXPECT_EQ(mismatches.load(), 0);
+}
+
+TEST(TextFile, ReadsPlainAndGzipFilesOfEverySizeAroundTheBufferSizes) {
+    const std::string dir = ::testing::TempDir();
+    Rng rng(5);
+    for (size_t size : {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{65537},
+                        size_t{200000}, (size_t{1} << 20) - 1, (size_t{1} << 20) + 3}) {
+        std::string bytes(size, '\0');
+        for (auto& c : bytes) c = static_cast<char>('a' + rng.next_u64() % 26);
+        const std::string plain = dir + "/bitttt_text_file.txt";
+        std::ofstream(plain, std::ios::binary)
+            .write(bytes.data(), static_cast<std::streamsize>(size));
+        EXPECT_EQ(tok::read_text_file(plain), bytes) << size;
+        const std::string gz = dir + "/bitttt_text_file.txt.gz";
+        gzFile f = gzopen(gz.c_str(), "wb");
+        ASSERT_NE(f, nullptr);
+        if (size > 0) {
+            ASSERT_EQ(gzwrite(f, bytes.data(), static_cast<unsigned>(size)),
+                      static_cast<int>(size));
+        }
+        gzclose(f);
+        EXPECT_EQ(tok::read_text_file(gz), bytes) << size << " (gzip)";
+        if (size == 65537) {
+            EXPECT_THROW(tok::read_text_file(plain, 65536), Error);
+        }
+        std::remove(plain.c_str());
+        std::remove(gz.c_str());
+    }
 }
 
 }  // namespace

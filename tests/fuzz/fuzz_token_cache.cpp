@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <string>
 
+#include "core/threads.hpp"
 #include "fuzz_util.hpp"
 #include "train/data.hpp"
 
@@ -32,6 +33,10 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    // Two threads keep the parallel tokenization path in play; the default (every core) would
+    // start a thread per core in each of the many fuzzing processes of a campaign.
+    static const bool threads_set = (bitttt::set_num_threads(2), true);
+    (void)threads_set;
     static const bitttt::Tokenizer tok = bitttt::train::byte_level_tokenizer();
     static const std::string tok_json = tok.to_json();
     static const std::string tok_hash = hex64(XXH3_64bits(tok_json.data(), tok_json.size()));
@@ -61,5 +66,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if (id < 0 || static_cast<uint32_t>(id) >= tok.vocab_size()) std::abort();
         if (!corpus.from_cache && corpus.tokens != expected) std::abort();
     });
+    // Each run frees what it allocated (fuzz_tokenizer_text.cpp says why that matters).
+    tok.release_caches();
     return 0;
 }

@@ -57,9 +57,9 @@ def snapshot(root: pathlib.Path):
     return {p: p.stat().st_size for p in root.rglob("*") if p.is_file()}
 
 
-def run_hostile(cli, files, out_dir, args, allow_success=False):
+def run_hostile(cli, files, out_dir, args, allow_success=False, stdin=None):
     """Runs `bitttt args` (names of `files` entries in {...} are substituted) in a fresh output
-    directory and checks the failure contract."""
+    directory, with `stdin` (text) as its input, and checks the failure contract."""
     argv = [str(cli)]
     for a in args:
         for key, value in files.items():
@@ -68,7 +68,7 @@ def run_hostile(cli, files, out_dir, args, allow_success=False):
     before = snapshot(files["root"])
     out_dir.mkdir(exist_ok=True)
     r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=out_dir,
-                       stdin=subprocess.DEVNULL)
+                       **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}))
     assert r.returncode >= 0, f"{argv[1:]}: killed by signal {-r.returncode}: {r.stderr[-2000:]}"
     if allow_success and r.returncode == 0:
         return r
@@ -167,3 +167,67 @@ def test_hostile_input_fails_cleanly(bitttt_cli, files, tmp_path, args):
     legal = len(args) >= 2 and (args[-1] == "" or (args[-1] == "99999999999999999999" and args[-2] in (
         "--temperature", "--top-k", "--repeat-penalty", "--lr", "--inner-lr")))
     run_hostile(bitttt_cli, files, tmp_path / "out", args, allow_success=legal)
+
+
+def flag_cases():
+    """The flags and inputs cases() leaves out: every numeric flag of every subcommand with the
+    values no command may take, the remaining file arguments, and garbage on stdin. Each entry:
+    (args, stdin text or None)."""
+    c = []
+    never = ["-1", "abc", "99999999999999999999", "1e400", "nan"]
+    per_command = {
+        ("chat", "{bitt}"): ["-n", "--temperature", "--top-k", "--top-p", "--repeat-penalty",
+                             "--repeat-last-n", "--seed", "--threads"],
+        ("generate", "{bitt}", "-p", "hi", "-n", "2"): ["--repeat-last-n", "--seed"],
+        ("eval", "{bitt}", "{text}"): ["--max-tokens", "--reset-every", "--threads"],
+        ("bench", "membw", "--quick"): ["--threads"],
+        ("tokenizer", "train", "{text}", "-o", "{out}/tok.json", "--vocab-size", "300"):
+            ["--min-frequency", "--threads"],
+        ("tokenizer", "encode", "-k", "{tok}", "--text", "hi"): ["--threads"],
+        ("train", "--data", "{text}", "--out", "{out}/run", *TINY, "--steps", "1"):
+            ["--ttt-dim", "--mlp-dim", "--act-bits", "--min-lr", "--save-interval",
+             "--eval-interval", "--eval-batches", "--seed", "--threads", "--stop-at"],
+    }
+    for prefix, flags in per_command.items():
+        for flag in flags:
+            for v in never:
+                c.append(([*prefix, flag, v], None))
+    for args in (["train", "--data", "{text}", "--out", "{out}/run", *TINY, "--steps", "1",
+                  "--ttt-rule", "nope"],
+                 ["train", "--data", "{text}", "--out", "{out}/run", *TINY, "--steps", "1",
+                  "--device", "tpu"],
+                 ["train", "--data", "{text}", "--out", "{out}/run", *TINY, "--steps", "1",
+                  "--act-bits", "3"],
+                 ["train", "--data", "{text}", "--out", "{out}/run", *TINY, "--steps", "1",
+                  "--dump-gradient", "{dir}"],
+                 ["bench", "membw", "--quick", "--isa", "avx9000"],
+                 ["tokenizer", "train", "{text}", "-o", "{out}/tok.json", "--vocab-size", "300",
+                  "--special", ""],
+                 ["tokenizer", "train", "{empty}", "-o", "{out}/tok.json", "--vocab-size", "300"],
+                 ["export", "{bitt}", "{missing}/x/m.bitt"],
+                 ["demo", "unexpected_argument"]):
+        c.append((args, None))
+    for bad in BAD_FILES:
+        if bad != "garbage":  # any bytes are text (invalid UTF-8 is replaced)
+            c.append((["train", "--data", "{text}", "--val-data", "{%s}" % bad, "--out",
+                       "{out}/run", *TINY, "--steps", "1"], None))
+        c.append((["bench", "decode", "--quick", "--model", "{%s}" % bad], None))
+    # Garbage on stdin: JSON lines that are not strings / id arrays, ids out of range.
+    for stdin in ['{"a": 1}\n', "[1, 2\n", '["x"]\n', "[-1]\n", "[99999999999]\n", "\x00\xff\n"]:
+        c.append((["tokenizer", "decode", "-k", "{tok}", "--jsonl"], stdin))
+    for stdin in ["[1, 2]\n", "not json\n", '"unterminated\n', "123\n"]:
+        c.append((["tokenizer", "encode", "-k", "{tok}", "--jsonl"], stdin))
+    for stdin in ["1 2 abc\n", "-5\n", "99999999999\n"]:
+        c.append((["tokenizer", "decode", "-k", "{tok}"], stdin))
+    return c
+
+
+FLAG_CASES = flag_cases()
+
+
+@pytest.mark.parametrize("args,stdin", FLAG_CASES,
+                         ids=[case_id(a) + (" <stdin " + repr(s) if s else "") for a, s in FLAG_CASES])
+def test_flag_values_and_stdin_fail_cleanly(bitttt_cli, files, tmp_path, args, stdin):
+    # A huge finite temperature or repeat penalty is a valid number (nearly uniform sampling).
+    legal = args[-1] == "99999999999999999999" and args[-2] in ("--temperature", "--repeat-penalty")
+    run_hostile(bitttt_cli, files, tmp_path / "out", args, allow_success=legal, stdin=stdin)

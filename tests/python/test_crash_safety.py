@@ -8,8 +8,10 @@ import os
 import pathlib
 import random
 import resource
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -144,19 +146,43 @@ def test_disk_full_gives_a_clear_error_and_keeps_the_old_checkpoint(bitttt_cli, 
     assert checkpoint_step(ckpt) == 2
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_unwritable_output_directory_gives_a_clear_error_and_keeps_the_checkpoint(bitttt_cli,
-                                                                                  tmp_path):
-    out, ckpt = _trained(bitttt_cli, tmp_path)
-    before = ckpt.read_bytes()
-    out.chmod(0o555)
+def _as_nobody():
+    """For root, who ignores permissions: the child runs as `nobody` instead."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+
+
+def test_unwritable_output_directory_gives_a_clear_error_and_keeps_the_checkpoint(bitttt_cli):
+    # A directory of its own under /tmp (pytest's tmp_path is private to root): `nobody` must be
+    # able to read the checkpoint and run the binary, and only the write must fail.
+    root = pathlib.Path(tempfile.mkdtemp(prefix="bitttt_unwritable_"))
     try:
+        root.chmod(0o755)
+        out, ckpt = _trained(bitttt_cli, root)
+        for p in root.rglob("*"):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        before = ckpt.read_bytes()
+        out.chmod(0o555)
+        as_root = os.geteuid() == 0
+        if as_root:
+            probe = subprocess.run([str(bitttt_cli), "--version"], capture_output=True,
+                                   preexec_fn=_as_nobody)
+            if probe.returncode != 0:
+                pytest.skip("root, and `nobody` cannot run the binary from here")
         r = subprocess.run([str(bitttt_cli), "train", "--resume", str(ckpt), "--out", str(out),
                             "--steps", "4", "--threads", "1", "--quiet"], capture_output=True,
-                           text=True, timeout=120)
-    finally:
+                           text=True, timeout=120, preexec_fn=_as_nobody if as_root else None)
         out.chmod(0o755)
-    assert r.returncode > 0
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-    assert ckpt.read_bytes() == before
-    assert temp_files(out) == []
+        assert r.returncode > 0, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "error" in lines[0].lower(), r.stderr
+        assert "Permission denied" in lines[0], r.stderr
+        assert ckpt.read_bytes() == before
+        assert temp_files(out) == []
+        assert checkpoint_step(ckpt) == 2
+    finally:
+        out_dir = root / "out"
+        if out_dir.exists():
+            out_dir.chmod(0o755)
+        shutil.rmtree(root, ignore_errors=True)
