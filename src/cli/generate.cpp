@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <optional>
 
 #include "bitttt/model.hpp"
@@ -12,6 +11,7 @@
 #include "cli/commands.hpp"
 #include "cli/model_options.hpp"
 #include "core/error.hpp"
+#include "io/atomic_file.hpp"
 #include "model/config.hpp"
 
 namespace bitttt::cli {
@@ -43,13 +43,11 @@ const char* stop_name(StopReason r) {
 
 // Writes the logits of every prompt token, float32 [tokens, vocab] little-endian, for tests
 // that compare them with a reference implementation.
+// Atomic, like every output file: a failed write (full disk) leaves nothing half-written.
 void write_logits(const std::string& path, std::span<const float> logits) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    check(out.good(), ErrorKind::kIo, "{}: cannot create the logits file", path);
-    out.write(reinterpret_cast<const char*>(logits.data()),
-              static_cast<std::streamsize>(logits.size_bytes()));
-    out.close();
-    check(out.good(), ErrorKind::kIo, "{}: write error", path);
+    io::write_file_atomic(path,
+                          std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(logits.data()),
+                                                   logits.size_bytes()));
 }
 
 void run_generate(const GenerateArgs& a) {

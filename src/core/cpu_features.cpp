@@ -51,6 +51,12 @@ Isa detect() {
     return Isa::kAvx2;
 }
 
+bool detect_avx512_bf16() {
+    if (detected_isa() != Isa::kAvx512) return false;
+    if (cpuid(7, 0).eax < 1) return false;  // no subleaf 1
+    return cpuid(7, 1).eax & (1u << 5);
+}
+
 Isa initial_active_isa() {
     Isa best = detected_isa();
     const char* forced = std::getenv("BITTTT_ISA");
@@ -113,6 +119,11 @@ std::string cpu_model_name() {
     auto first = s.find_first_not_of(' ');
     auto last = s.find_last_not_of(' ');
     return first == std::string::npos ? "unknown x86-64" : s.substr(first, last - first + 1);
+}
+
+bool has_avx512_bf16() {
+    static const bool has = detect_avx512_bf16();
+    return has;
 }
 
 }  // namespace bitttt

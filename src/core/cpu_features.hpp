@@ -20,6 +20,10 @@ Isa parse_isa(std::string_view name);
 // Best level this CPU (and OS, for the AVX-512 register state) supports.
 Isa detected_isa();
 
+// AVX512_BF16 (vdpbf16ps: Zen 4, Sapphire Rapids and later) on top of the kAvx512 level; the
+// bf16 GEMV uses it when the active level is kAvx512 (bf16_matmul.hpp).
+bool has_avx512_bf16();
+
 // Level the kernels use: the detected one, lowered by the BITTTT_ISA environment variable or
 // by set_active_isa(). Asking for a level above the detected one is an error.
 Isa active_isa();

@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "core/threads.hpp"
+#include "io/atomic_file.hpp"
 #include "tokenizer/byte_level.hpp"
 #include "tokenizer/tokenizer_impl.hpp"
 #include "tokenizer/utf8.hpp"
@@ -228,20 +229,9 @@ std::string Tokenizer::to_json() const {
 }
 
 void Tokenizer::save(const std::string& path) const {
-    // Written to a temporary file and renamed, so a failed save never leaves half a file.
-    const std::string text = to_json();
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream file(tmp, std::ios::binary | std::ios::trunc);
-        check(file.good(), ErrorKind::kIo, "{}: cannot create file", tmp);
-        file.write(text.data(), static_cast<std::streamsize>(text.size()));
-        file.flush();
-        check(file.good(), ErrorKind::kIo, "{}: write error", tmp);
-    }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        fail(ErrorKind::kIo, "{}: cannot write tokenizer file", path);
-    }
+    // Atomic (a temporary file, flushed to disk, renamed over `path`): a failed or killed save
+    // leaves the old file, never half a file, and no temporary file once the error is reported.
+    io::write_file_atomic(path, to_json());
 }
 
 std::vector<uint32_t> Tokenizer::encode(std::string_view text, bool allow_special) const {

@@ -231,3 +231,38 @@ def test_flag_values_and_stdin_fail_cleanly(bitttt_cli, files, tmp_path, args, s
     # A huge finite temperature or repeat penalty is a valid number (nearly uniform sampling).
     legal = args[-1] == "99999999999999999999" and args[-2] in ("--temperature", "--repeat-penalty")
     run_hostile(bitttt_cli, files, tmp_path / "out", args, allow_success=legal, stdin=stdin)
+
+
+FULL_DISK_CASES = [
+    ["tokenizer", "train", "{text}", "-o", "{out}/tok.json", "--vocab-size", "300"],
+    ["generate", "{bitt}", "-p", "hi", "-n", "1", "--dump-logits", "{out}/logits.bin"],
+    ["export", "{bitt}", "{out}/m.bitt"],
+    ["export", "{bitt}", "{out}/m.bitt", "--dtype", "bf16"],
+]
+
+
+@pytest.mark.parametrize("args", FULL_DISK_CASES, ids=[case_id(a) for a in FULL_DISK_CASES])
+def test_full_disk_leaves_no_output_file(bitttt_cli, files, tmp_path, args):
+    """Every single-file output on a full disk (RLIMIT_FSIZE: writes past 1 KiB fail with EFBIG):
+    one error line, and neither the output nor a temporary file is left."""
+    import resource
+    import signal
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [str(bitttt_cli)]
+    for a in args:
+        for key, value in files.items():
+            a = a.replace("{" + key + "}", str(value))
+        argv.append(a.replace("{out}", str(out)))
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=out,
+                       stdin=subprocess.DEVNULL, preexec_fn=small_disk)
+    assert r.returncode > 0, (args, r.stdout[-300:], r.stderr[-300:])
+    lines = [l for l in r.stderr.strip().splitlines() if l.strip() and not l.startswith("[")]
+    assert len(lines) == 1 and "error" in lines[0].lower(), (args, lines)
+    assert "File too large" in lines[0], lines[0]
+    assert list(out.iterdir()) == [], (args, list(out.iterdir()))

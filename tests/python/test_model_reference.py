@@ -8,11 +8,14 @@ in float64 (not from our C++ code).
 The inference reads lm_head rounded to bfloat16 (round to nearest even; src/model/weights.hpp), so
 the reference does too (`bf16_round`, written here with NumPy bit operations), and a separate check
 bounds the distance to the fp32 lm_head: per logit |ours − ref_fp32| ≤ 2⁻⁸ Σ_k |w_k h_k| + 2e-5
-(h = RMSNorm(x; norm_f), bf16 keeps 8 significant bits). Measured on these models: our logits are
-within 1.7e-6 of the bf16 reference, and 6.9e-3 at most from the fp32 one (0.46 of the bound).
+(h = RMSNorm(x; norm_f), bf16 keeps 8 significant bits). Where the CPU has AVX512_BF16 the lm_head
+product carries h with 16 significant bits (two bf16 halves, src/kernels/cpu/bf16_matmul.hpp), so
+each logit is allowed 2⁻¹⁶ Σ_k |w_k h_k| more against the bf16 reference (~6e-5 here). Measured on
+these models (Zen 4, AVX512_BF16): our logits are within 1.2e-5 of the bf16 reference (within 1.7e-6
+with the plain AVX-512 product), and 6.9e-3 at most from the fp32 one (0.46 of the bound).
 
-Tolerances (logits are O(1)): with act_bits = 0 the only differences are float32 rounding (we
-accumulate in float32), so logits must agree to 2e-5 (measured: <= 2e-6). With act_bits = 8 an
+Tolerances (logits are O(1)), beyond that allowance: with act_bits = 0 the only differences are
+float32 rounding (we accumulate in float32), so logits must agree to 2e-5 (measured: <= 2e-6). With act_bits = 8 an
 activation that lies within float32 rounding of a .5 step can quantize to the neighbouring int8
 value; such a flip moves downstream values by about one quantization step (1/127 of the row's max),
 so the bound allows a few: max |diff| <= 0.02, mean |diff| <= 0.002 (measured on these models: no
@@ -152,8 +155,11 @@ def test_logits_match_numpy_reference(bitttt_cli, tmp_path, rule, act_bits):
     cfg, p = make_model(rule, act_bits, seed=7 if rule == "delta" else 3)
     ids = list(np.random.default_rng(1).integers(0, cfg["vocab_size"], size=24))
     ours = our_logits(bitttt_cli, tmp_path, cfg, p, ids, f"{rule}{act_bits}")
-    ref = reference_logits(cfg, p, ids)
-    diff = np.abs(ours - ref)
+    hs = []
+    ref = reference_logits(cfg, p, ids, final_h=hs)
+    head16 = bf16_round(p["lm_head.weight"]).astype(np.float64)
+    split_allowance = 2.0 ** -16 * (np.abs(np.array(hs)) @ np.abs(head16).T)
+    diff = np.maximum(np.abs(ours - ref) - split_allowance, 0)
     if act_bits == 0:
         max_tol, mean_tol = 2e-5, 2e-5
     else:
@@ -161,10 +167,9 @@ def test_logits_match_numpy_reference(bitttt_cli, tmp_path, rule, act_bits):
     assert diff.max() <= max_tol, f"max |diff| {diff.max():.3g} (mean {diff.mean():.3g})"
     assert diff.mean() <= mean_tol, f"mean |diff| {diff.mean():.3g}"
     # Against the fp32 lm_head: within bf16 rounding of the weights (bf16_matmul.hpp's bound).
-    hs = []
-    ref32 = reference_logits(cfg, p, ids, lm_head_bf16=False, final_h=hs)
+    ref32 = reference_logits(cfg, p, ids, lm_head_bf16=False)
     bound = 2.0 ** -8 * (np.abs(np.array(hs)) @ np.abs(p["lm_head.weight"].astype(np.float64)).T)
-    assert (np.abs(ours - ref32) <= bound + max_tol).all()
+    assert (np.abs(ours - ref32) <= bound + split_allowance + max_tol).all()
     # The tolerance can fail: reading the TTT state on the wrong side of the update is far outside it.
     wrong = np.abs(reference_logits(cfg, p, ids, swap_read_order=True) - ref)
     assert wrong.max() > 10 * max_tol and wrong.mean() > 10 * mean_tol

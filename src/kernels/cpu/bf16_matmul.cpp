@@ -48,6 +48,8 @@ void bf16_matmul(const uint16_t* w, int64_t rows, int64_t cols, const float* x, 
     if (m == 0 || rows == 0) return;
     switch (active_isa()) {
         case Isa::kAvx512:
+            if (has_avx512_bf16())
+                return bf16_matmul_avx512bf16(w, rows, cols, x, x_stride, m, y, y_stride);
             return bf16_matmul_avx512(w, rows, cols, x, x_stride, m, y, y_stride);
         case Isa::kAvx2:
             return bf16_matmul_avx2(w, rows, cols, x, x_stride, m, y, y_stride);

@@ -7,9 +7,9 @@
 // w·x are fp32 products of the stored weights and the unrounded activations, accumulated in
 // fp32: the only rounding against an fp32 lm_head is that of the weights themselves (bf16 keeps
 // 8 significant bits; round to nearest even moves a weight by at most 2⁻⁸ of its magnitude), so
-// |y_bf16 − y_f32| ≤ 2⁻⁸ Σ_k |w_k x_k| plus fp32 summation error. For random-signed terms the
-// error is far smaller, ~2⁻¹⁰ · sqrt(Σ_k (w_k x_k)²). (AVX512_BF16's vdpbf16ps would also round x
-// to bf16; we keep x exact.)
+// |y_bf16 − y_f32| ≤ 2⁻⁸ Σ_k |w_k x_k| plus fp32 summation error (plus 2⁻¹⁶ Σ_k |w_k x_k| for the
+// AVX512_BF16 version, which rounds x to 16 significant bits). For random-signed terms the
+// error is far smaller, ~2⁻¹⁰ · sqrt(Σ_k (w_k x_k)²).
 #pragma once
 
 #include <cstdint>
@@ -33,5 +33,9 @@ void bf16_matmul_avx2(const uint16_t* w, int64_t rows, int64_t cols, const float
                       int64_t x_stride, int64_t m, float* y, int64_t y_stride);
 void bf16_matmul_avx512(const uint16_t* w, int64_t rows, int64_t cols, const float* x,
                         int64_t x_stride, int64_t m, float* y, int64_t y_stride);
+// AVX512_BF16 (vdpbf16ps; chosen over bf16_matmul_avx512 when has_avx512_bf16()): x enters as
+// two bf16 halves with 16 significant bits, which adds at most 2⁻¹⁶ Σ|w x| to the error.
+void bf16_matmul_avx512bf16(const uint16_t* w, int64_t rows, int64_t cols, const float* x,
+                            int64_t x_stride, int64_t m, float* y, int64_t y_stride);
 
 }  // namespace bitttt::kernels
