@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/wait_policy.hpp"
 #include "core/aligned_buffer.hpp"
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
@@ -26,12 +27,13 @@ void BenchReporter::report(const BenchResult& r) {
                             {"ratio", r.ratio},
                             {"threads", num_threads()},
                             {"isa", isa_name(active_isa())},
-                            {"cpu", cpu_model_name()}};
+                            {"cpu", cpu_model_name()},
+                            {"omp_wait", wait_policy_name()}};
         fmt::print("{}\n", j.dump());
     } else {
         if (!header_printed_) {
-            fmt::print("# cpu: {} | threads: {} | isa: {}\n", cpu_model_name(), num_threads(),
-                       isa_name(active_isa()));
+            fmt::print("# cpu: {} | threads: {} | isa: {} | OpenMP wait: {}\n", cpu_model_name(),
+                       num_threads(), isa_name(active_isa()), wait_policy_name());
             fmt::print("{:<40} {:>12} {:<10} {:>8}  {}\n", "benchmark", "value", "unit", "ratio",
                        "reference");
             header_printed_ = true;

@@ -11,7 +11,7 @@
 #include "core/error.hpp"
 
 int main(int argc, char** argv) {
-    bitttt::cli::use_passive_wait_policy(argv);
+    bitttt::cli::choose_wait_policy(argv);
     CLI::App app{
         "bitttt: the Bit-TTT engine (ternary BitNet b1.58 weights + Test-Time-Training layers)",
         "bitttt"};

@@ -1,24 +1,33 @@
 // The OpenMP wait policy of the `bitttt` command.
 //
 // libgomp's default policy spins idle threads for a long while (~300,000 spins) before they
-// sleep. On an idle machine that is harmless, but on a machine whose cores are busy with other
-// work a spinning thread is preempted like any other, and each fork/join then waits a whole time
-// slice for it: on this project's 2-core build machine under load, `eval --memory-effect` took
-// 29.8 s with 2 threads and the default policy against 1.3 s with OMP_WAIT_POLICY=passive
-// (decode: 3-7x slower). A passive thread sleeps on a futex between parallel regions; waking it
-// costs a few microseconds once per region (decode has one: lm_head, bf16_matmul, whose dynamic
-// schedule lets the calling thread start without it). bench/RESULTS.md has both figures on a
-// quiet machine.
+// sleep. On an idle machine that is what decode wants: the default config forks one team per
+// token (lm_head) and the 7B shape ~160 (each GEMV), and a spinning thread joins at once. On a
+// machine whose cores are busy with other work it is a disaster: a spinning thread is preempted
+// like any other, and each fork/join then waits a time slice for it. A passive thread sleeps on
+// a futex and is woken for each region: robust under load, but each wake-up costs 20-100 us on
+// this project's VM (an idle vCPU is halted). Measured on the 2-core build machine
+// (bench/RESULTS.md): under load `eval --memory-effect` took 29.8 s spinning vs 1.3 s passive,
+// decode 3-7x slower spinning; when the cores were free, decode (default config) ran at 5,283
+// tokens/s spinning vs ~3,400 passive, and the 7B shape at 18.9 vs ~11.7 tokens/s.
 //
-// libgomp reads OMP_WAIT_POLICY once, when it is loaded (before main), so the command sets it
-// by executing itself again, once, when the user has set neither OMP_WAIT_POLICY nor
-// GOMP_SPINCOUNT. Users who want spinning threads set OMP_WAIT_POLICY=active.
+// So the command picks by the machine's load when it starts: if the 1-minute load average is at
+// least half the online CPUs, other work is competing for the cores and it uses the passive
+// policy; otherwise libgomp's default. libgomp reads OMP_WAIT_POLICY once, when it is loaded
+// (before main), so the command sets it by executing itself again, once. A policy the user sets
+// (OMP_WAIT_POLICY or GOMP_SPINCOUNT) is always kept. `bitttt bench` prints the policy it ran
+// with.
 #pragma once
+
+#include <string>
 
 namespace bitttt::cli {
 
 // Call first thing in main, before any OpenMP call; returns only when nothing had to change (or
 // the re-execution failed).
-void use_passive_wait_policy(char** argv);
+void choose_wait_policy(char** argv);
+
+// "passive", "active" or "default (spin)" (from OMP_WAIT_POLICY / GOMP_SPINCOUNT), for reports.
+std::string wait_policy_name();
 
 }  // namespace bitttt::cli
