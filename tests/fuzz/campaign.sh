@@ -14,8 +14,9 @@
 #   -t  which targets (default: every fuzz_* binary in the bin folder)
 #   -x  more (or fewer) workers for one target, e.g. -x fuzz_token_cache=6; may be repeated
 #
-# A lib/ folder next to the binaries (or next to this script) is put on LD_LIBRARY_PATH, so a
-# folder made by tests/fuzz/pack.sh runs on a machine without the libraries or clang.
+# A lib/ folder next to the binaries (or next to this script) is put on LD_LIBRARY_PATH (and
+# lib/cxx, the packed C++ runtime, if the binaries do not start without it), so a folder made by
+# tests/fuzz/pack.sh runs on a machine without the libraries or clang.
 # Inputs found go to OUT_DIR/corpus/<target> (the seed corpora are only read). Crashes, leaks,
 # timeouts and out-of-memory inputs are kept in OUT_DIR/crashes and fuzzing goes on; each one is a
 # finding to reproduce with `<binary> FILE` and turn into a regression test (tests/fuzz/README.md).
@@ -62,6 +63,18 @@ done
 for lib in "$bin_dir/lib" "$bin_dir/../lib" "$here/lib"; do
     [ -d "$lib" ] && export LD_LIBRARY_PATH="$(cd "$lib" && pwd)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
+# The machine's own C++ runtime first; the packed one (lib/cxx, which needs glibc >= 2.36) only
+# when the binaries cannot start without it.
+probe=${targets%% *}
+if ! "$bin_dir/$probe" -help=1 >/dev/null 2>&1; then
+    for lib in "$bin_dir/lib/cxx" "$bin_dir/../lib/cxx" "$here/lib/cxx"; do
+        [ -d "$lib" ] && export LD_LIBRARY_PATH="$(cd "$lib" && pwd):$LD_LIBRARY_PATH"
+    done
+    if ! "$bin_dir/$probe" -help=1 >/dev/null 2>&1; then
+        "$bin_dir/$probe" -help=1 2>&1 | head -n 3 >&2
+        die "$probe does not start on this machine (above: why)"
+    fi
+fi
 # Many fuzzing processes share the cores: OpenMP threads must sleep, not spin, while they wait.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive} OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 # libFuzzer handles crashes itself; the sanitizers must report, not recover.

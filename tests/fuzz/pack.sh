@@ -17,7 +17,7 @@ for t in $targets; do
     [ -x "$bin_dir/$t" ] || { echo "pack: no $bin_dir/$t (build them: make fuzz-build)" >&2; exit 1; }
 done
 rm -rf "$dest"
-mkdir -p "$dest/bin" "$dest/lib"
+mkdir -p "$dest/bin" "$dest/lib/cxx"
 for t in $targets; do
     objcopy --strip-debug "$bin_dir/$t" "$dest/bin/$t"
 done
@@ -27,9 +27,12 @@ for t in $targets; do ldd "$bin_dir/$t"; done | awk '$2 == "=>" && $3 ~ /^\// {p
     while read -r lib; do
         case $(basename "$lib") in
             libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*) ;;
+            # The C++ runtime needs a glibc as new as this machine's (2.36): campaign.sh uses the
+            # other machine's own when it is recent enough and these only as a fallback.
+            libstdc++.so.* | libgcc_s.so.*) cp -L "$lib" "$dest/lib/cxx/" ;;
             *) cp -L "$lib" "$dest/lib/" ;;
         esac
     done
 cp -r tests/fuzz/corpus "$dest/corpus"
 cp tests/fuzz/campaign.sh "$dest/campaign.sh"
-echo "pack: $dest: $(du -sh "$dest" | cut -f1) ($(ls "$dest/bin" | wc -l) binaries, libraries: $(ls "$dest/lib" | tr '\n' ' '))"
+echo "pack: $dest: $(du -sh "$dest" | cut -f1) ($(ls "$dest/bin" | wc -l) binaries, libraries: $(cd "$dest/lib" && find . -name '*.so*' | tr '\n' ' '))"
