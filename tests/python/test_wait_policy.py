@@ -7,7 +7,7 @@ import subprocess
 
 
 def bench_policy(cli, env):
-    r = subprocess.run([str(cli), "bench", "decode", "--quick", "--json", "-t", "1"],
+    r = subprocess.run([str(cli), "bench", "membw", "--quick", "--json", "-t", "1"],
                        capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.splitlines()[0])["omp_wait"]
