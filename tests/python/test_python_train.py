@@ -121,7 +121,7 @@ def test_trainer_with_a_tokenizer_file_and_path_objects(data, tmp_path):
 
 
 CHILD = r"""
-import signal, sys, bitttt
+import os, signal, sys, time, bitttt
 bitttt.set_num_threads(1)
 t = bitttt.Trainer(sys.argv[1], sys.argv[2], config=bitttt.ModelConfig(257, 32, 1, 0.1), steps=100000,
                    batch_size=4, context_len=32, eval_interval=0, save_interval=0, export_model=False)
@@ -132,7 +132,15 @@ try:
     print("finished")
 except KeyboardInterrupt:
     print("interrupted", t.steps_done, flush=True)
-print("python handler back:", signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+# Python's own C-level handler must be back: a second SIGINT raises KeyboardInterrupt here (the
+# trainer's handler would swallow it; SIG_DFL would kill the process). signal.getsignal() cannot
+# tell, it reports the Python-level handler whatever the C level holds.
+try:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2)
+    print("python handler back: False")
+except KeyboardInterrupt:
+    print("python handler back: True")
 """
 
 
