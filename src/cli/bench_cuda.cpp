@@ -21,6 +21,7 @@
 #include "core/error.hpp"
 
 #if BITTTT_HAS_CUDA
+#include "cli/bench_cuda_util.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/kernels.hpp"
@@ -36,31 +37,6 @@ using kernels::packed_bytes;
 using kernels::packed_cols;
 using kernels::TernaryWeights;
 
-// `bench all` on a machine without a GPU skips the CUDA benchmarks with a note instead of failing.
-bool have_gpu(const char* bench) {
-    if (cuda::device_count() > 0) return true;
-    fmt::print(stderr, "bench {}: skipped: no CUDA GPU on this machine\n", bench);
-    return false;
-}
-
-// Median milliseconds of one call of fn, timed with device events over `reps` runs of `inner`
-// calls each, after two warm-up calls.
-double median_ms(const cuda::Stream& stream, const std::function<void()>& fn, int reps, int inner) {
-    fn();
-    fn();
-    stream.synchronize();
-    cuda::EventTimer timer;
-    std::vector<double> times;
-    for (int r = 0; r < reps; ++r) {
-        timer.start(stream);
-        for (int i = 0; i < inner; ++i) fn();
-        timer.stop(stream);
-        times.push_back(timer.elapsed_ms() / inner);
-    }
-    std::sort(times.begin(), times.end());
-    return times[times.size() / 2];
-}
-
 struct Bandwidth {
     double read_gbps = 0;  // streaming read kernel
     double copy_gbps = 0;  // device-to-device copy, bytes read + bytes written
@@ -72,7 +48,7 @@ Bandwidth measure_bandwidth(const cuda::Stream& stream, bool quick) {
     cuda::fill_random_bf16(buffer.as<uint16_t>(), static_cast<int64_t>(bytes / 2), 1.0f, 1,
                            stream);  // never measure on zeros
     Bandwidth bw;
-    const double read_ms = median_ms(
+    const double read_ms = median_device_ms(
         stream,
         [&] {
             cuda::read_probe(buffer.data(), static_cast<int64_t>(bytes), sink.as<uint32_t>(),
@@ -81,7 +57,7 @@ Bandwidth measure_bandwidth(const cuda::Stream& stream, bool quick) {
         7, 3);
     bw.read_gbps = static_cast<double>(bytes) / (read_ms * 1e-3) / 1e9;
     const size_t half = bytes / 2;
-    const double copy_ms = median_ms(
+    const double copy_ms = median_device_ms(
         stream,
         [&] { cuda::copy_device_to_device(buffer.as<char>() + half, buffer.data(), half, stream); },
         7, 3);
@@ -157,7 +133,7 @@ void bench_cuda_gemv(const BenchOptions& options, BenchReporter& reporter) {
         RandomActivations a(1, shape.cols, stream);
         cuda::DeviceBuffer y(static_cast<size_t>(shape.rows) * sizeof(float));
         size_t next = 0;
-        const double ms = median_ms(
+        const double ms = median_device_ms(
             stream,
             [&] {
                 cuda::ternary_matmul(w.copies[next++ % w.copies.size()], a.view, 1, y.as<float>(),
@@ -177,7 +153,7 @@ void bench_cuda_gemv(const BenchOptions& options, BenchReporter& reporter) {
         RandomActivations a1(1, cols, stream);
         cuda::DeviceBuffer y1(static_cast<size_t>(rows) * sizeof(float));
         size_t next = 0;
-        gemv_ms_8192 = median_ms(
+        gemv_ms_8192 = median_device_ms(
             stream,
             [&] {
                 cuda::ternary_matmul(w.copies[next++ % w.copies.size()], a1.view, 1, y1.as<float>(),
@@ -187,7 +163,7 @@ void bench_cuda_gemv(const BenchOptions& options, BenchReporter& reporter) {
         for (int64_t m : {int64_t{64}, int64_t{512}}) {
             RandomActivations a(m, cols, stream);
             cuda::DeviceBuffer y(static_cast<size_t>(rows * m) * sizeof(float));
-            const double ms = median_ms(
+            const double ms = median_device_ms(
                 stream,
                 [&] {
                     cuda::ternary_matmul(w.copies[next++ % w.copies.size()], a.view, m,
@@ -209,7 +185,7 @@ void bench_cuda_gemv(const BenchOptions& options, BenchReporter& reporter) {
             y(static_cast<size_t>(rows) * 4);
         cuda::fill_random_bf16(w.as<uint16_t>(), rows * cols, 0.05f, 3, stream);
         cuda::fill_random_uniform(x.as<float>(), cols, -1.0f, 1.0f, 4, stream);
-        const double ms = median_ms(
+        const double ms = median_device_ms(
             stream,
             [&] {
                 cuda::bf16_gemv(w.as<uint16_t>(), rows, cols, x.as<float>(), y.as<float>(), stream);
@@ -420,7 +396,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         return graph;
     };
     const auto full = graph_of(Parts{});
-    const double token_ms = median_ms(
+    const double token_ms = median_device_ms(
         stream, [&] { full->launch(stream); }, 7, inner);
     const double tokens_per_s = 1e3 / token_ms;
     const double weight_gbps = static_cast<double>(model.weight_bytes()) / (token_ms * 1e-3) / 1e9;
@@ -444,7 +420,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                      vs_read + " (weights + TTT state traffic)", all_gbps / bw.read_gbps});
 
     // Without the graph: every kernel launched from the host.
-    const double stream_ms = median_ms(
+    const double stream_ms = median_device_ms(
         stream, [&] { model.enqueue_token(stream, Parts{}, 42); }, 5, std::max(2, inner / 2));
     reporter.report({fmt::format("cuda.decode.{}.no_graph", tag), 1e3 / stream_ms, "tokens/s",
                      fmt::format("CUDA graph {:.1f} tok/s ({} kernels per token)", tokens_per_s,
@@ -455,7 +431,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
     Parts fused;
     fused.fused = true;
     const auto fused_graph = graph_of(fused);
-    const double fused_ms = median_ms(
+    const double fused_ms = median_device_ms(
         stream, [&] { fused_graph->launch(stream); }, 7, inner);
     reporter.report({fmt::format("cuda.decode.{}.fused_norm_gemv", tag), 1e3 / fused_ms, "tokens/s",
                      fmt::format("separate single-block norm/quantize {:.1f} tok/s ({} vs {} "
@@ -469,14 +445,14 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
     wide.wide = true;
     wide.fused = false;
     const auto wide_graph = graph_of(wide);
-    const double wide_ms = median_ms(
+    const double wide_ms = median_device_ms(
         stream, [&] { wide_graph->launch(stream); }, 7, inner);
     reporter.report(
         {fmt::format("cuda.decode.{}.multi_block_norms", tag), 1e3 / wide_ms, "tokens/s",
          fmt::format("single-block norm/quantize {:.1f} tok/s", tokens_per_s), token_ms / wide_ms});
     Parts wide_pointwise{false, false, true, true, false};
     const auto wide_pw = graph_of(wide_pointwise);
-    const double wide_pw_ms = median_ms(
+    const double wide_pw_ms = median_device_ms(
         stream, [&] { wide_pw->launch(stream); }, 7, inner);
     reporter.report(
         {fmt::format("cuda.decode.{}.part.pointwise_multi_block", tag), wide_pw_ms * 1e3, "us",
@@ -484,7 +460,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
 
     // Breakdown: each part of the token alone, as a graph.
     const auto gemv_only = graph_of(Parts{true, false, false, false});
-    const double gemv_ms = median_ms(
+    const double gemv_ms = median_device_ms(
         stream, [&] { gemv_only->launch(stream); }, 7, inner);
     const double gemv_gbps = static_cast<double>(model.weight_bytes()) / (gemv_ms * 1e-3) / 1e9;
     reporter.report(
@@ -492,7 +468,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
          fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, gemv_ms, token_ms),
          gemv_gbps / bw.read_gbps});
     const auto ttt_only = graph_of(Parts{false, true, false, false});
-    const double ttt_ms = median_ms(
+    const double ttt_ms = median_device_ms(
         stream, [&] { ttt_only->launch(stream); }, 7, inner);
     const double ttt_gbps =
         static_cast<double>(model.state_traffic_bytes()) / (ttt_ms * 1e-3) / 1e9;
@@ -501,7 +477,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
          fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, ttt_ms, token_ms),
          ttt_gbps / bw.read_gbps});
     const auto pointwise_only = graph_of(Parts{false, false, true, false});
-    const double pointwise_ms = median_ms(
+    const double pointwise_ms = median_device_ms(
         stream, [&] { pointwise_only->launch(stream); }, 7, inner);
     reporter.report(
         {fmt::format("cuda.decode.{}.part.pointwise", tag), pointwise_ms * 1e3, "us",

@@ -25,6 +25,7 @@
 #include "train/model.hpp"
 
 #if BITTTT_HAS_CUDA
+#include "cli/bench_cuda_util.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/train_model.hpp"
@@ -91,10 +92,7 @@ double scan_ms_per_step(const ModelConfig& c, int64_t B, int64_t T) {
 }  // namespace
 
 void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
-    if (cuda::device_count() == 0) {
-        fmt::print(stderr, "bench cuda-train: skipped: no CUDA GPU on this machine\n");
-        return;
-    }
+    if (!have_gpu("cuda-train")) return;
     const cuda::DeviceInfo info = cuda::device_info();
     const bool hopper =
         info.name.find("H100") != std::string::npos || info.name.find("H200") != std::string::npos;

@@ -15,6 +15,7 @@
 #include "cli/bench.hpp"
 
 #if BITTTT_HAS_CUDA
+#include "cli/bench_cuda_util.hpp"
 #include "kernels/cuda/device.hpp"
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/ttt_scan_train.hpp"
@@ -31,22 +32,6 @@ struct ScanConfig {
     int64_t B, T, H, Dh;
     bool read_before;  // reconstruct (q = k = v, constant η) or delta (per-token η)
 };
-
-// Median device milliseconds of fn over `reps` runs, after one warm-up call.
-double median_device_ms(const cuda::Stream& stream, const std::function<void()>& fn, int reps) {
-    fn();
-    stream.synchronize();
-    cuda::EventTimer timer;
-    std::vector<double> times;
-    for (int r = 0; r < reps; ++r) {
-        timer.start(stream);
-        fn();
-        timer.stop(stream);
-        times.push_back(timer.elapsed_ms());
-    }
-    std::sort(times.begin(), times.end());
-    return times[times.size() / 2];
-}
 
 void bench_one(const ScanConfig& c, bool quick, BenchReporter& reporter) {
     const train::TttScanShape s{c.B, c.T, c.H, c.Dh, c.read_before, 16};
@@ -82,15 +67,15 @@ void bench_one(const ScanConfig& c, bool quick, BenchReporter& reporter) {
                                 stream);
     };
     const int reps = quick ? 3 : 7;
-    const double fwd_ms = median_device_ms(stream, forward, reps);
-    const double both_ms = median_device_ms(stream, forward_backward, reps);
+    const double fwd_ms = median_device_ms(stream, forward, reps, 1, 1);
+    const double both_ms = median_device_ms(stream, forward_backward, reps, 1, 1);
     // The simple version, where it finishes in reasonable time.
     double simple_ms = 0;
     if (static_cast<double>(n) * c.Dh <= 3e9) {
         cuda::ttt_scan_force_simple(true);
         cuda::DeviceBuffer ws_simple(std::max<size_t>(cuda::ttt_scan_workspace_bytes(s), 16));
         std::swap(ws, ws_simple);
-        simple_ms = median_device_ms(stream, forward_backward, 1);
+        simple_ms = median_device_ms(stream, forward_backward, 1, 1, 1);
         std::swap(ws, ws_simple);
         cuda::ttt_scan_force_simple(false);
     }
@@ -142,10 +127,7 @@ void bench_one(const ScanConfig& c, bool quick, BenchReporter& reporter) {
 }  // namespace
 
 void bench_cuda_ttt_scan_entry(const BenchOptions& options, BenchReporter& reporter) {
-    if (cuda::device_count() == 0) {
-        fmt::print(stderr, "bench cuda-ttt-scan: skipped: no CUDA GPU on this machine\n");
-        return;
-    }
+    if (!have_gpu("cuda-ttt-scan")) return;
     cuda::require_device("bench cuda-ttt-scan");
     std::vector<ScanConfig> configs;
     if (options.quick) {
