@@ -122,6 +122,9 @@ def test_trainer_with_a_tokenizer_file_and_path_objects(data, tmp_path):
 
 CHILD = r"""
 import os, signal, sys, time, bitttt
+# Python installs its handler only where SIGINT was not ignored at start (a parent run in the
+# background, e.g. under nohup, passes SIG_IGN down): install it so the test sees the usual setup.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 bitttt.set_num_threads(1)
 t = bitttt.Trainer(sys.argv[1], sys.argv[2], config=bitttt.ModelConfig(257, 32, 1, 0.1), steps=100000,
                    batch_size=4, context_len=32, eval_interval=0, save_interval=0, export_model=False)
