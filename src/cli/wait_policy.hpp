@@ -9,8 +9,8 @@
 // this project's VM (an idle vCPU is halted). Measured on the 2-core build machine
 // (bench/RESULTS.md): under load `eval --memory-effect` took 29.8 s spinning vs 1.3 s passive,
 // and decode ran at 100-830 tokens/s spinning vs ~1,600-3,700 passive; with free cores, decode
-// (default config) ran at 4,177-5,498 tokens/s spinning vs 4,495-4,761 passive, and the 7B shape
-// at 17.4-19.4 vs 15.0-17.3 tokens/s.
+// (default config) ran at 4,177-5,498 tokens/s spinning vs 3,819-4,876 passive, and the 7B shape
+// at 17.4-21.9 vs 14.2-17.3 tokens/s.
 //
 // So the command picks by the machine's load when it starts: if the 1-minute load average is at
 // least half the online CPUs, other work is competing for the cores and it uses the passive
