@@ -7,7 +7,8 @@
 // Backward of both: for each chunk (last to first) W is reloaded from the chunk's checkpoint, the
 // chunk is run forward again keeping e_t = W_{t-1} k_t − v_t (Dh floats per token), and then walked
 // backward, undoing each step exactly as it was made: W_{t-1} = W_t + η_t e_t k_tᵀ (fp32 round-off
-// of at most `chunk` steps; no per-token states are stored). Only W, G and the chunk's e_t are held.
+// of at most `chunk` steps; no per-token states are stored). Only W, G and the chunk's e_t are
+// held.
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
