@@ -57,9 +57,11 @@ bool on_gpu(const BenchOptions& options) {
     return parse_device(options.device) == Device::kCuda;
 }
 
-// Bytes one decode step reads on the GPU: the packed BitLinear tensors, the bf16 lm_head and
-// embedding row, the fp32 step-size projections and norms, the TTT states (read and written).
-double gpu_bytes_per_token(const Model& model) {
+// Bytes one decode step reads: every packed BitLinear tensor, the bf16 lm_head (weights.hpp), the
+// fp32 tensors it touches (the step-size projections, norms), one embedding row of
+// `embed_value_bytes` per value (fp32 on the CPU, bf16 on the GPU) and the TTT states (read and
+// written).
+double bytes_per_token(const Model& model, int embed_value_bytes) {
     const ModelWeights& w = model.weights();
     const ModelConfig& c = w.config;
     double bytes = 0;
@@ -67,29 +69,7 @@ double gpu_bytes_per_token(const Model& model) {
         if (spec.kind == ParamKind::kBitLinear)
             bytes += static_cast<double>(kernels::packed_bytes(spec.shape[0], spec.shape[1]));
         else if (spec.kind == ParamKind::kEmbedding)
-            bytes += static_cast<double>(c.hidden_dim) * 2;
-        else if (spec.name == "lm_head.weight")
-            bytes += static_cast<double>(spec.numel()) * 2;
-        else
-            bytes += static_cast<double>(spec.numel()) * 4;
-    }
-    bytes += 2.0 * static_cast<double>(c.num_layers * c.ttt_dim * c.head_dim()) * 4;
-    return bytes;
-}
-
-// Bytes one decode step reads: every packed BitLinear tensor, the bf16 lm_head (weights.hpp), the
-// fp32 tensors it touches (the step-size projections, norms, one embedding row) and the TTT
-// states (read and written).
-double bytes_per_token(const Model& model) {
-    const ModelWeights& w = model.weights();
-    const ModelConfig& c = w.config;
-    double bytes = 0;
-    for (size_t i = 0; i < w.table.size(); ++i) {
-        const ParamSpec& spec = w.table[i];
-        if (spec.kind == ParamKind::kBitLinear)
-            bytes += static_cast<double>(kernels::packed_bytes(spec.shape[0], spec.shape[1]));
-        else if (spec.kind == ParamKind::kEmbedding)
-            bytes += static_cast<double>(c.hidden_dim) * 4;
+            bytes += static_cast<double>(c.hidden_dim) * embed_value_bytes;
         else if (spec.name == "lm_head.weight")
             bytes += static_cast<double>(spec.numel()) * 2;
         else
@@ -128,7 +108,7 @@ void bench_decode_gpu(const BenchOptions& options, BenchReporter& reporter) {
         const bool big = model->config().hidden_dim >= 2048;
         const double tps = decode_tokens_per_s(session, big ? 32 : 256, model->config().vocab_size);
         const std::string name = fmt::format("cuda.decode.{}", label(shape, options));
-        const double bytes = gpu_bytes_per_token(*model);
+        const double bytes = bytes_per_token(*model, 2);
         const double gbps = bytes * tps / 1e9;
         reporter.report({name, tps, "tokens/s",
                          fmt::format("bound {:.0f} tokens/s = read bandwidth / {:.1f} MB per token",
@@ -156,10 +136,10 @@ void bench_decode(const BenchOptions& options, BenchReporter& reporter) {
                              tps / shape.target_tokens_per_s});
         else
             reporter.report({name, tps, "tokens/s", "", 0});
-        const double gbps = bytes_per_token(*model) * tps / 1e9;
+        const double gbps = bytes_per_token(*model, 4) * tps / 1e9;
         reporter.report({name + ".stream", gbps, "GB/s",
                          fmt::format("read bandwidth {:.1f} GB/s ({:.0f} MB/token)", bandwidth,
-                                     bytes_per_token(*model) / 1e6),
+                                     bytes_per_token(*model, 4) / 1e6),
                          gbps / bandwidth});
     }
 }
