@@ -24,3 +24,15 @@ def bitttt_cli(build_dir) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def libbitttt(build_dir) -> pathlib.Path:
     return build_dir / "libbitttt.so"
+
+
+@pytest.fixture(scope="module")
+def one_kernel_thread():
+    """One kernel thread for a module of the Python API's tests (`pytestmark =
+    pytest.mark.usefixtures("one_kernel_thread")`): their tiny shapes gain nothing from more, and
+    on a busy machine the OpenMP barriers of oversubscribed threads cost seconds per test."""
+    import bitttt
+
+    bitttt.set_num_threads(1)
+    yield
+    bitttt.set_num_threads(0)

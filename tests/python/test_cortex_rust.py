@@ -8,13 +8,8 @@ import bitttt
 import cortex_rust
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_kernel_thread():
-    """One kernel thread: these tiny shapes gain nothing from more, and on a busy machine the
-    OpenMP barriers of oversubscribed threads cost seconds per test."""
-    bitttt.set_num_threads(1)
-    yield
-    bitttt.set_num_threads(0)
+# One kernel thread for the whole module (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_kernel_thread")
 
 
 def write_master(path, config, seed=0):

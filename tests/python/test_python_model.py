@@ -12,13 +12,8 @@ from test_model_reference import bf16_round
 TINY = dict(vocab_size=64, hidden_dim=32, num_layers=2, inner_lr=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_kernel_thread():
-    """One kernel thread: these tiny shapes gain nothing from more, and on a busy machine the
-    OpenMP barriers of oversubscribed threads cost seconds per test."""
-    bitttt.set_num_threads(1)
-    yield
-    bitttt.set_num_threads(0)
+# One kernel thread for the whole module (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_kernel_thread")
 
 
 def tiny_config(**overrides):

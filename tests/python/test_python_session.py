@@ -12,13 +12,8 @@ TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on 
         "élan, naïve café: 日本語のテキスト. ") * 20
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_kernel_thread():
-    """One kernel thread: these tiny shapes gain nothing from more, and on a busy machine the
-    OpenMP barriers of oversubscribed threads cost seconds per test."""
-    bitttt.set_num_threads(1)
-    yield
-    bitttt.set_num_threads(0)
+# One kernel thread for the whole module (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_kernel_thread")
 
 
 @pytest.fixture(scope="module")

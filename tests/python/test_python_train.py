@@ -18,13 +18,8 @@ SMALL = dict(config=CONFIG, batch_size=4, context_len=32, lr=3e-3, min_lr=3e-4, 
              eval_interval=0, eval_batches=2, save_interval=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_kernel_thread():
-    """One kernel thread: these tiny shapes gain nothing from more, and on a busy machine the
-    OpenMP barriers of oversubscribed threads cost seconds per test."""
-    bitttt.set_num_threads(1)
-    yield
-    bitttt.set_num_threads(0)
+# One kernel thread for the whole module (conftest.py).
+pytestmark = pytest.mark.usefixtures("one_kernel_thread")
 
 
 @pytest.fixture(scope="module")
