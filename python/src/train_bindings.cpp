@@ -13,8 +13,11 @@
 #include <string>
 
 #include "bindings.hpp"
+#include "bitttt/model.hpp"
 #include "bitttt/tokenizer.hpp"
+#include "core/error.hpp"
 #include "model/config.hpp"
+#include "model/gpu_model.hpp"
 #include "train/trainer.hpp"
 
 namespace bitttt::python {
@@ -82,6 +85,15 @@ std::string run(PyTrainer& self) {
     return outcome_name(outcome);
 }
 
+// device -> the trainer's "cpu" / "cuda" (Model.load's spellings: 'cuda:0' is GPU 0 too). Without a
+// CUDA build or a GPU this raises the engine's RuntimeError naming device='cuda' before any data
+// work (the C++ trainer would name its command-line flag, --device cuda).
+std::string trainer_device(const std::string& device) {
+    if (parse_device(device) == Device::kCpu) return "cpu";
+    require_gpu("device='cuda'");
+    return "cuda";
+}
+
 }  // namespace
 
 void bind_train(nb::module_& m) {
@@ -100,8 +112,13 @@ void bind_train(nb::module_& m) {
                int64_t warmup_steps, float grad_clip, float weight_decay, int64_t save_interval,
                int64_t eval_interval, int64_t eval_batches, uint64_t seed,
                const std::optional<Path>& resume, int64_t stop_at_step, bool progress,
-               bool export_model) {
+               bool export_model, const std::string& device, const std::string& gpu_precision) {
                 TrainOptions o;
+                o.device = trainer_device(device);
+                check(gpu_precision == "bf16" || gpu_precision == "fp32",
+                      ErrorKind::kInvalidArgument,
+                      "gpu_precision must be 'bf16' or 'fp32', got '{}'", gpu_precision);
+                o.gpu_precision = gpu_precision;
                 if (config) o.model = *config;
                 o.data = data.string();
                 o.out_dir = out_dir.string();
@@ -140,14 +157,18 @@ void bind_train(nb::module_& m) {
             nb::arg("weight_decay") = 0.1, nb::arg("save_interval") = 500,
             nb::arg("eval_interval") = 100, nb::arg("eval_batches") = 8, nb::arg("seed") = 1337,
             nb::arg("resume") = nb::none(), nb::arg("stop_at_step") = 0,
-            nb::arg("progress") = false, nb::arg("export_model") = true,
+            nb::arg("progress") = false, nb::arg("export_model") = true, nb::arg("device") = "cpu",
+            nb::arg("gpu_precision") = "bf16",
             "Prepares training on `data` (UTF-8 text, plain or .gz; documents separated by "
             "<|endoftext|> lines): the tokenizer (the tokenizer.json given, else byte-level when "
             "config.vocab_size <= 257, else one trained on the data), the token cache, the model "
             "(config, default ModelConfig(); its vocab_size is the tokenizer's) and the "
             "optimizer. steps defaults to 1000 (or, with resume, the checkpoint's total). resume: "
             "a "
-            "checkpoint to continue from. ValueError names a bad option.")
+            "checkpoint to continue from. device='cuda' trains on GPU 0 (the same model, "
+            "checkpoints and exports; a checkpoint resumes on either device) with the products "
+            "in gpu_precision 'bf16' (tensor cores) or 'fp32'; RuntimeError without a CUDA build "
+            "or a GPU. ValueError names a bad option.")
         .def("run", &run,
              "Trains until `steps` (or stop_at_step) and returns 'finished' or 'stopped'; "
              "Ctrl-C saves a checkpoint and raises KeyboardInterrupt.")

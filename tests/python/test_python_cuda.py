@@ -1,6 +1,7 @@
 """device="cuda" from Python: bitttt.Model.load / Model.random and cortex_rust.BitLlama on the GPU
-give the CPU's logits (within the bf16 lm_head's rounding) and greedy tokens. Skipped without a
-CUDA build or a GPU (test_python_model.py and test_cortex_rust.py check the error then)."""
+give the CPU's logits (within the bf16 lm_head's rounding) and greedy tokens; bitttt.Trainer
+(device="cuda") follows the CPU trainer's losses. Skipped without a CUDA build or a GPU
+(test_python_model.py, test_cortex_rust.py and test_python_train.py check the error then)."""
 import pathlib
 
 import numpy as np
@@ -43,10 +44,15 @@ def test_model_load_on_cuda_matches_cpu():
         session = bitttt.Session(model)
         got = session.forward(ids, copy=True)
         assert got.shape == want.shape and got.dtype == np.float32
+        print(f"default.bitt n_gpu_layers={model.n_gpu_layers}: logits max |gpu - cpu| "
+              f"{np.max(np.abs(got - want)):.3e} (max |cpu| {np.max(np.abs(want)):.2f})")
         assert close(got, want, 2e-2)  # bf16 embedding / lm_head
     # Generation runs on the GPU (token equality with fp32 dense tensors: tests/cuda).
     b = bitttt.Session(gpu).generate_tokens(ids, 24, temperature=0.0, stop_at_end_of_text=False)
     assert len(b.tokens) == 24
+    a = bitttt.Session(cpu).generate_tokens(ids, 24, temperature=0.0, stop_at_end_of_text=False)
+    same = next((i for i, (x, y) in enumerate(zip(a.tokens, b.tokens)) if x != y), 24)
+    print(f"default.bitt greedy: the first {same} of 24 tokens equal on GPU and CPU")
     text = "".join(bitttt.Session(hybrid).generate("Once upon a time", max_new_tokens=8))
     assert isinstance(text, str)
 
@@ -58,7 +64,9 @@ def test_random_model_and_state_on_cuda(tmp_path):
     gpu = bitttt.Model.random(config, seed=3, device="cuda", n_gpu_layers=2, dense_bf16=False)
     ids = [5, 17, 200, 3, 9]
     s_cpu, s_gpu = bitttt.Session(cpu), bitttt.Session(gpu)
-    assert close(s_gpu.forward(ids, copy=True), s_cpu.forward(ids, copy=True), 2e-3)
+    got, want = s_gpu.forward(ids, copy=True), s_cpu.forward(ids, copy=True)
+    print(f"random model, fp32 dense: logits max |gpu - cpu| {np.max(np.abs(got - want)):.3e}")
+    assert close(got, want, 2e-3)
     for layer in range(3):
         np.testing.assert_allclose(s_gpu.state(layer), s_cpu.state(layer), atol=1e-4)
     path = str(tmp_path / "m.tttstate")
@@ -83,3 +91,37 @@ def test_cortex_rust_on_cuda(tmp_path):
     assert "cuda" in repr(gpu)
     for token in (42, 42, 7):
         assert close(gpu.forward(token_id=token), cpu.forward(token_id=token), 2e-2)
+
+
+def test_trainer_on_cuda_follows_cpu(tmp_path):
+    """The losses of 30 steps on the GPU against the CPU's from the same seed and batches: within
+    1% (fp32 products) or 3% (bf16) per step, the tolerances of tests/cuda/train_model_cuda_test."""
+    text = "\n<|endoftext|>\n".join(
+        f"story {i}: the little fox saw {i % 7} shiny stones by the river and ran home."
+        for i in range(400))
+    data = tmp_path / "text.txt"
+    data.write_text(text)
+    options = dict(config=bitttt.ModelConfig(257, 64, 2, 0.1), steps=30, batch_size=8,
+                   context_len=32, lr=3e-3, warmup_steps=5, eval_interval=0, eval_batches=2,
+                   save_interval=0, export_model=False)
+    cpu = bitttt.Trainer(str(data), str(tmp_path / "cpu"), **options)
+    assert cpu.run() == "finished"
+    for precision, tol in (("fp32", 0.01), ("bf16", 0.03)):
+        out = tmp_path / precision
+        gpu = bitttt.train(str(data), str(out), device="cuda", gpu_precision=precision,
+                           **options)
+        assert gpu.steps_done == 30
+        worst = max(abs(g - c) / c for g, c in zip(gpu.losses, cpu.losses))
+        print(f"trainer {precision}: loss cpu {cpu.losses[0]:.4f} -> {cpu.losses[-1]:.4f}, "
+              f"gpu {gpu.losses[0]:.4f} -> {gpu.losses[-1]:.4f}, max rel diff {worst:.2e}")
+        assert worst <= tol
+        assert gpu.losses[-1] < gpu.losses[0] - 1.0
+    # A GPU checkpoint resumes on the CPU (device is not part of the checkpoint).
+    part = bitttt.Trainer(str(data), str(tmp_path / "part"), device="cuda", stop_at_step=10,
+                          **options)
+    assert part.run() == "stopped"
+    resumed = bitttt.Trainer(str(data), str(tmp_path / "part"),
+                             resume=str(tmp_path / "part" / "checkpoint.safetensors"),
+                             export_model=False)
+    assert resumed.steps_done == 10 and resumed.run() == "finished"
+    assert abs(resumed.losses[-1] - cpu.losses[-1]) <= 0.03 * cpu.losses[-1]

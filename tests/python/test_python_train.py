@@ -91,6 +91,31 @@ def test_bad_options(data, tmp_path):
         bitttt.Trainer(data, str(tmp_path), steps="ten")
 
 
+def test_device_option(data, tmp_path):
+    with pytest.raises(ValueError, match="device"):
+        bitttt.Trainer(data, str(tmp_path), steps=5, device="tpu", **SMALL)
+    with pytest.raises(ValueError, match="gpu_precision"):
+        bitttt.Trainer(data, str(tmp_path), steps=5, gpu_precision="fp16", **SMALL)
+    with pytest.raises(TypeError):
+        bitttt.Trainer(data, str(tmp_path), steps=5, device=0, **SMALL)
+    try:
+        bitttt.check_device("cuda")
+        gpu = True
+    except RuntimeError:
+        gpu = False
+    if not gpu:  # with a GPU, tests/python/test_python_cuda.py trains there
+        out = tmp_path / "cuda"
+        for device in ("cuda", "cuda:0"):
+            with pytest.raises(RuntimeError, match="device='cuda'") as e:
+                bitttt.train(data, str(out), steps=5, device=device, **SMALL)
+            assert "no CUDA backend" in str(e.value) or "no CUDA GPU" in str(e.value)
+        assert not out.exists()  # the error comes before any file is written
+    # device='cpu' is the default
+    t = bitttt.Trainer(data, str(tmp_path / "cpu"), steps=2, device="cpu", export_model=False,
+                       **SMALL)
+    assert t.run() == "finished"
+
+
 def test_train_tiny_example(data, tmp_path):
     example = pathlib.Path(__file__).resolve().parents[2] / "examples" / "train_tiny.py"
     r = subprocess.run([sys.executable, str(example), "--data", data, "--out", "tiny", "--steps", "30",
