@@ -2,18 +2,14 @@
 // vectors with a scalar tail.
 #include <immintrin.h>
 
+#include "kernels/cpu/simd_avx2.hpp"
 #include "model/delta_rule.hpp"
 #include "model/delta_rule_impl.hpp"
 
 namespace bitttt {
 namespace {
 
-inline float sum_lanes(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+using kernels::simd::sum_lanes;
 
 struct Avx2Ops {
     static float dot(const float* a, const float* b, int64_t n) {

@@ -2,23 +2,15 @@
 // (Dh floats, in L1), so two accumulators and a masked tail are all they need.
 #include <immintrin.h>
 
+#include "kernels/cpu/simd_avx512.hpp"
 #include "model/delta_rule.hpp"
 #include "model/delta_rule_impl.hpp"
 
 namespace bitttt {
 namespace {
 
-inline float sum_lanes(__m512 v) {  // maskz forms: see f32_matmul_avx512.cpp
-    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0x4E));
-    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0xB1));
-    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0x4E));
-    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0xB1));
-    return _mm512_cvtss_f32(v);
-}
-
-inline __mmask16 tail(int64_t n) {
-    return static_cast<__mmask16>((1u << n) - 1);
-}
+using kernels::simd::lane_mask;
+using kernels::simd::sum_lanes;
 
 struct Avx512Ops {
     static float dot(const float* a, const float* b, int64_t n) {
@@ -29,7 +21,7 @@ struct Avx512Ops {
             s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j + 16), _mm512_loadu_ps(b + j + 16), s1);
         }
         for (; j < n; j += 16) {
-            const __mmask16 m = n - j >= 16 ? 0xFFFF : tail(n - j);
+            const __mmask16 m = lane_mask(n - j);
             s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, b + j),
                                  s0);
         }
@@ -38,7 +30,7 @@ struct Avx512Ops {
     static void axpy(float* w, float c, const float* k, int64_t n) {
         const __m512 cv = _mm512_set1_ps(c);
         for (int64_t j = 0; j < n; j += 16) {
-            const __mmask16 m = n - j >= 16 ? 0xFFFF : tail(n - j);
+            const __mmask16 m = lane_mask(n - j);
             const __m512 x = _mm512_fmadd_ps(cv, _mm512_maskz_loadu_ps(m, k + j),
                                              _mm512_maskz_loadu_ps(m, w + j));
             _mm512_mask_storeu_ps(w + j, m, x);
@@ -48,7 +40,7 @@ struct Avx512Ops {
         const __m512 cv = _mm512_set1_ps(c);
         __m512 s = _mm512_setzero_ps();
         for (int64_t j = 0; j < n; j += 16) {
-            const __mmask16 m = n - j >= 16 ? 0xFFFF : tail(n - j);
+            const __mmask16 m = lane_mask(n - j);
             const __m512 x = _mm512_fmadd_ps(cv, _mm512_maskz_loadu_ps(m, k + j),
                                              _mm512_maskz_loadu_ps(m, w + j));
             _mm512_mask_storeu_ps(w + j, m, x);

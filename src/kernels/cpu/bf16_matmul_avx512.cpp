@@ -10,20 +10,15 @@
 
 #include "kernels/cpu/bf16_matmul.hpp"
 #include "kernels/cpu/f32_matmul.hpp"
+#include "kernels/cpu/simd_avx512.hpp"
 
 namespace bitttt::kernels {
 namespace {
 
-// Sum of the 16 lanes (maskz forms: GCC 12's unmasked reductions trip -Wmaybe-uninitialized).
-inline float sum_lanes(__m512 v) {
-    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0x4E));
-    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0xB1));
-    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0x4E));
-    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0xB1));
-    return _mm512_cvtss_f32(v);
-}
+using simd::sum_lanes;
 
-// acc += w_even · x_even + w_odd · x_odd for one block of 32 weights `v` (maskz forms, as above).
+// acc += w_even · x_even + w_odd · x_odd for one block of 32 weights `v` (maskz forms: see
+// simd_avx512.hpp).
 inline __m512 fma_pairs(__m512i v, __m512 x_even, __m512 x_odd, __m512 acc) {
     const __m512 w_even = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(0xFFFF, v, 16));
     const __m512 w_odd =

@@ -18,19 +18,14 @@
 #include "core/aligned_buffer.hpp"
 #include "kernels/cpu/bf16_matmul.hpp"
 #include "kernels/cpu/f32_matmul.hpp"
+#include "kernels/cpu/simd_avx512.hpp"
 
 namespace bitttt::kernels {
 namespace {
 
-inline float sum_lanes(__m512 v) {  // maskz forms: see f32_matmul_avx512.cpp
-    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0x4E));
-    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0xB1));
-    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0x4E));
-    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0xB1));
-    return _mm512_cvtss_f32(v);
-}
+using simd::sum_lanes;
 
-// fp32 values of 32 bf16 values (natural order) as two vectors (maskz forms, as above).
+// fp32 values of 32 bf16 values (natural order) as two vectors (maskz forms: see simd_avx512.hpp).
 inline void widen(__m512i h, __m512& first, __m512& second) {
     const __m512i a =
         _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm512_maskz_extracti64x4_epi64(0xF, h, 0));

@@ -3,22 +3,13 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/f32_matmul.hpp"
+#include "kernels/cpu/simd_avx2.hpp"
 
 namespace bitttt::kernels {
 namespace {
 
-inline float sum_lanes(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-// Lane j is loaded when j < n (n in 1..7).
-inline __m256i tail_mask(int64_t n) {
-    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), lanes);
-}
+using simd::lane_mask;
+using simd::sum_lanes;
 
 template <int R, int T>
 void tile(const float* w, int64_t cols, const float* x, int64_t x_stride, float* y,
@@ -36,7 +27,7 @@ void tile(const float* w, int64_t cols, const float* x, int64_t x_stride, float*
         }
     }
     if (k < cols) {
-        const __m256i mask = tail_mask(cols - k);
+        const __m256i mask = lane_mask(cols - k);
         __m256 xv[T];
         for (int t = 0; t < T; ++t) xv[t] = _mm256_maskload_ps(x + t * x_stride + k, mask);
         for (int r = 0; r < R; ++r) {

@@ -8,18 +8,12 @@
 #include <immintrin.h>
 
 #include "kernels/cpu/f32_matmul.hpp"
+#include "kernels/cpu/simd_avx512.hpp"
 
 namespace bitttt::kernels {
 namespace {
 
-// Sum of the 16 lanes (maskz forms: GCC 12's unmasked reductions trip -Wmaybe-uninitialized).
-inline float sum_lanes(__m512 v) {
-    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0x4E));
-    v = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(0xFFFF, v, v, 0xB1));
-    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0x4E));
-    v = _mm512_add_ps(v, _mm512_maskz_permute_ps(0xFFFF, v, 0xB1));
-    return _mm512_cvtss_f32(v);
-}
+using simd::sum_lanes;
 
 template <int R, int T>
 void tile(const float* w, int64_t cols, const float* x, int64_t x_stride, float* y,

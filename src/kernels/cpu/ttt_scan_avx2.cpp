@@ -7,26 +7,17 @@
 
 #include <cmath>
 
+#include "kernels/cpu/simd_avx2.hpp"
 #include "kernels/cpu/ttt_scan.hpp"
 #include "kernels/cpu/ttt_scan_scratch.hpp"
 
 namespace bitttt::kernels {
 namespace {
 
+using simd::lane_mask;
+using simd::sum_lanes;
+
 constexpr int64_t kLanes = 8;
-
-// All-ones in the first n (0..8) lanes.
-inline __m256i lane_mask(int64_t n) {
-    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), idx);
-}
-
-inline float sum_lanes(__m256 x) {
-    __m128 v = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
-    v = _mm_add_ss(v, _mm_movehdup_ps(v));
-    return _mm_cvtss_f32(v);
-}
 
 struct Pass {  // as in ttt_scan_avx512.cpp
     const float* fa;

@@ -15,28 +15,17 @@
 
 #include <cmath>
 
+#include "kernels/cpu/simd_avx512.hpp"
 #include "kernels/cpu/ttt_scan.hpp"
 #include "kernels/cpu/ttt_scan_scratch.hpp"
 
 namespace bitttt::kernels {
 namespace {
 
+using simd::lane_mask;
+using simd::sum_lanes;
+
 constexpr int64_t kLanes = 16;
-
-// Sum of the 16 lanes, by swapping halves, quarters, pairs, neighbours. (The maskz forms: GCC 12's
-// unmasked ones, like _mm512_reduce_add_ps, start from an undefined register and trip
-// -Wmaybe-uninitialized.)
-inline float sum_lanes(__m512 x) {
-    x = _mm512_add_ps(x, _mm512_maskz_shuffle_f32x4(0xFFFF, x, x, 0x4E));
-    x = _mm512_add_ps(x, _mm512_maskz_shuffle_f32x4(0xFFFF, x, x, 0xB1));
-    x = _mm512_add_ps(x, _mm512_maskz_permute_ps(0xFFFF, x, 0x4E));
-    x = _mm512_add_ps(x, _mm512_maskz_permute_ps(0xFFFF, x, 0xB1));
-    return _mm512_cvtss_f32(x);
-}
-
-inline __mmask16 lane_mask(int64_t n) {  // the first n lanes (all 16 for n >= 16)
-    return static_cast<__mmask16>(n >= kLanes ? 0xFFFF : (1u << n) - 1);
-}
 
 // What one pass reads and writes besides S.
 struct Pass {
