@@ -18,6 +18,13 @@ if [ ! -f /tmp/prefix/.done ]; then
     for f in "$DEBS_DIR"/*.deb; do dpkg -x "$f" /tmp/prefix; done
     touch /tmp/prefix/.done
 fi
+# Absolute links of the packages (zlib1g-dev's libz.so -> /lib/x86_64-linux-gnu/libz.so.1.2.13)
+# dangle outside the prefix; CMake then takes libz.a, whose objects are not position-independent,
+# and the Python extension (a shared object) fails to link. Point them into the prefix.
+find /tmp/prefix -type l -lname '/*' | while read -r link; do
+    target=$(readlink "$link")
+    if [ -e "/tmp/prefix$target" ]; then ln -sfn "/tmp/prefix$target" "$link"; fi
+done
 export LD_LIBRARY_PATH=/tmp/prefix/usr/lib/x86_64-linux-gnu:/tmp/prefix/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 export PKG_CONFIG_LIBDIR=/tmp/prefix/usr/lib/x86_64-linux-gnu/pkgconfig:/tmp/prefix/usr/share/pkgconfig
 export PKG_CONFIG_SYSROOT_DIR=/tmp/prefix

@@ -41,6 +41,13 @@ cmake -S . -B "$build" ${BITTTT_DEVICE_CMAKE_ARGS:--DCMAKE_BUILD_TYPE=Release} \
     -DBITTTT_PYTHON=ON -DBITTTT_CUDA=ON -DBITTTT_BUILD_TESTS=OFF \
     -DPython_EXECUTABLE="$python" -Dnanobind_DIR="$nb/nanobind/cmake" "$@" >"$build/configure.log" ||
     { cat "$build/configure.log" >&2; exit 1; }
+# A non-PIC static zlib cannot go into the extension (a shared object): on the GPU machine that
+# happens when tools/device_env.sh's link fix was not there when the build folder was configured.
+if grep -q '^ZLIB_LIBRARY_RELEASE:FILEPATH=.*\.a$' "$build/CMakeCache.txt"; then
+    echo "device_python: CMake found a static libz.a; source tools/device_env.sh and use a fresh" \
+        "build folder" >&2
+    exit 1
+fi
 cmake --build "$build" -j "${JOBS:-$(nproc)}" --target bitttt _ext _ext_stub
 
 # The package folders, then the extension and its stubs beside them (install rules of python/).
