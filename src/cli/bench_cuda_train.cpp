@@ -62,7 +62,8 @@ double model_flops_per_token(const ModelConfig& c) {
 // random inputs: the scan's share of the step (kernels/cuda/ttt_scan_train.hpp).
 double scan_ms_per_step(const ModelConfig& c, int64_t B, int64_t T) {
     const bool delta = c.ttt_rule == TttRule::kDelta;
-    const train::TttScanShape s{B, T, c.ttt_heads, c.head_dim(), !delta, 16};
+    const train::TttScanShape s{
+        B, T, c.ttt_heads, c.head_dim(), !delta, cuda::ttt_scan_preferred_chunk(c.head_dim())};
     const int64_t n = B * T * c.ttt_dim, ne = B * T * c.ttt_heads;
     cuda::Stream stream;
     cuda::DeviceBuffer q(n * 4), k(n * 4), v(n * 4), y(n * 4), dq(n * 4), dk(n * 4), dv(n * 4);

@@ -20,6 +20,8 @@
 #include "core/rng.hpp"
 #include "cuda_test_util.hpp"
 #include "kernels/cuda/train_model.hpp"
+#include "kernels/cuda/ttt_chunk_train.hpp"
+#include "kernels/cuda/ttt_scan_train.hpp"
 #include "train/checkpoint.hpp"
 #include "train/model.hpp"
 #include "train/trainer.hpp"
@@ -32,11 +34,11 @@ using train::TrainModel;
 
 class TrainModelCuda : public CudaTest {};
 
-ModelConfig small_config(TttRule rule, int act_bits) {
+ModelConfig small_config(TttRule rule, int act_bits, int64_t ttt_dim = 16) {
     ModelConfig c;
     c.vocab_size = 61, c.hidden_dim = 32, c.num_layers = 2, c.mlp_dim = 64;
     c.ttt_rule = rule;
-    c.ttt_dim = 16;
+    c.ttt_dim = ttt_dim;
     c.ttt_heads = rule == TttRule::kDelta ? 2 : 1;
     c.act_bits = act_bits;
     c.inner_lr = 0.5f;  // a visible TTT contribution
@@ -56,8 +58,8 @@ double rel_error(const float* a, const float* b, int64_t n) {
 // Loss and gradients of one batch on both devices; returns the largest per-tensor relative error
 // ‖g_gpu − g_cpu‖ / ‖g_cpu‖ and checks it against tol.
 void compare_gradients(TttRule rule, bool quantize, TrainPrecision precision, double tol,
-                       int64_t B = 2, int64_t T = 37) {
-    const ModelConfig c = small_config(rule, quantize ? 8 : 0);
+                       int64_t B = 2, int64_t T = 37, int64_t ttt_dim = 16) {
+    const ModelConfig c = small_config(rule, quantize ? 8 : 0, ttt_dim);
     TrainModel<float> cpu(c);
     cpu.init_random(42);
     cpu.quantize_weights = quantize;
@@ -91,6 +93,21 @@ void compare_gradients(TttRule rule, bool quantize, TrainPrecision precision, do
     std::cout << "[gradients] rule " << ttt_rule_name(rule) << (quantize ? " quantized" : " exact")
               << " " << name << ": loss cpu " << cpu_loss << " gpu " << gpu_loss
               << ", worst tensor " << worst_name << " rel error " << worst << "\n";
+}
+
+// Heads of Dh = 128 (ttt_dim 128, one head; delta: 256 over two heads): the model's TTT scan runs
+// the chunked form (chunk 64; T = 100 ends in a partial chunk). Its products in fp32 keep the
+// exact model's tight match; in TF32 (the default) each gradient tensor stays within 2e-2.
+TEST_F(TrainModelCuda, GradientsMatchCpuWithChunkedScan) {
+    ASSERT_TRUE(ttt_scan_uses_chunked_form({2, 100, 1, 128, true, ttt_scan_preferred_chunk(128)}));
+    for (TttRule rule : {TttRule::kReconstruct, TttRule::kDelta}) {
+        const int64_t ttt_dim = rule == TttRule::kDelta ? 256 : 128;
+        ttt_chunk_set_tf32(false);
+        compare_gradients(rule, false, TrainPrecision::kFp32, 1e-3, 2, 100, ttt_dim);
+        ttt_chunk_set_tf32(true);
+        compare_gradients(rule, false, TrainPrecision::kFp32, 2e-2, 2, 100, ttt_dim);
+        compare_gradients(rule, true, TrainPrecision::kBf16, 5e-2, 2, 100, ttt_dim);
+    }
 }
 
 TEST_F(TrainModelCuda, GradientsMatchCpuFp32) {

@@ -248,7 +248,8 @@ struct GpuTrainModel::Impl {
 
     train::TttScanShape shape() const {
         const bool delta = config.ttt_rule == TttRule::kDelta;
-        return {B, T, config.ttt_heads, config.ttt_dim / config.ttt_heads, !delta, 16};
+        const int64_t Dh = config.ttt_dim / config.ttt_heads;
+        return {B, T, config.ttt_heads, Dh, !delta, ttt_scan_preferred_chunk(Dh)};
     }
 
     void allocate(int64_t B_, int64_t T_) {

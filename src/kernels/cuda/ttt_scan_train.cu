@@ -17,6 +17,7 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/ttt_chunk_train.hpp"
 #include "kernels/cuda/ttt_scan_train.hpp"
 
 namespace bitttt::cuda {
@@ -746,8 +747,34 @@ void ttt_scan_force_simple(bool on) {
     g_force_simple = on;
 }
 
+namespace {
+bool& chunked_flag() {
+    static bool on = [] {
+        const char* env = std::getenv("BITTTT_CUDA_TTT_CHUNKED");
+        return !(env && env[0] == '0');
+    }();
+    return on;
+}
+}  // namespace
+
+void ttt_scan_set_chunked(bool on) {
+    chunked_flag() = on;
+}
+
+bool ttt_scan_uses_chunked_form(const train::TttScanShape& s) {
+    return chunked_flag() && !g_force_simple && s.Dh >= 128 && s.chunk >= 32 &&
+           ttt_chunk_supported(s);
+}
+
+int64_t ttt_scan_preferred_chunk(int64_t Dh) {
+    train::TttScanShape s;
+    s.Dh = Dh, s.chunk = 64;
+    return ttt_scan_uses_chunked_form(s) ? 64 : 16;
+}
+
 size_t ttt_scan_workspace_bytes(const train::TttScanShape& s) {
     check_shape(s, "ttt_scan_workspace_bytes");
+    if (ttt_scan_uses_chunked_form(s)) return ttt_chunk_workspace_bytes(s);
     const FastPlan p = plan_of(s);
     const int64_t floats =
         p.fast ? fast_workspace_floats(s, p) : s.B * s.H * simple_floats_per_pair(s);
@@ -758,6 +785,8 @@ void ttt_scan_forward(float* y, float* checkpoints, const float* q, const float*
                       const float* eta, float eta_const, const train::TttScanShape& s,
                       void* workspace, const Stream& stream) {
     check_shape(s, "ttt_scan_forward");
+    if (ttt_scan_uses_chunked_form(s))
+        return ttt_chunk_forward(y, checkpoints, q, k, v, eta, eta_const, s, workspace, stream);
     check(y && checkpoints && q && k && v, ErrorKind::kInvalidArgument,
           "CUDA: ttt_scan_forward: null buffer");
     const FastPlan p = plan_of(s);
@@ -779,6 +808,9 @@ void ttt_scan_backward(float* dq, float* dk, float* dv, float* deta, const float
                        const float* eta, float eta_const, const train::TttScanShape& s,
                        void* workspace, const Stream& stream) {
     check_shape(s, "ttt_scan_backward");
+    if (ttt_scan_uses_chunked_form(s))
+        return ttt_chunk_backward(dq, dk, dv, deta, dy, checkpoints, q, k, v, eta, eta_const, s,
+                                  workspace, stream);
     check(dq && dk && dv && dy && checkpoints && q && k && v && workspace,
           ErrorKind::kInvalidArgument, "CUDA: ttt_scan_backward: null buffer");
     const FastPlan p = plan_of(s);

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "kernels/cuda/device.hpp"
 #include "train/ttt_bptt.hpp"
@@ -39,6 +40,17 @@ void ttt_scan_backward(float* dq, float* dk, float* dv, float* deta, const float
                        const float* checkpoints, const float* q, const float* k, const float* v,
                        const float* eta, float eta_const, const train::TttScanShape& s,
                        void* workspace, const Stream& stream);
+
+// The chunked form (ttt_chunk_train.hpp: per-chunk products on tensor cores) replaces the token
+// recurrence below where it wins: heads of Dh >= 128 (a multiple of 32, at most 512) with chunks of
+// at least 32 tokens (shorter chunks leave the products too little work). It computes the same
+// function with the same checkpoints, in TF32 products (tolerance: see its test).
+bool ttt_scan_uses_chunked_form(const train::TttScanShape& s);
+// The chunk a model should use for heads of Dh: 64 where the chunked form runs, else 16.
+int64_t ttt_scan_preferred_chunk(int64_t Dh);
+// For tests and benchmarks: false keeps the token recurrence for every shape (also
+// BITTTT_CUDA_TTT_CHUNKED=0 in the environment, read once per process). Not thread-safe.
+void ttt_scan_set_chunked(bool on);
 
 // For tests and benchmarks: true makes every later call use the first, simple version (one block
 // per sequence and head, one thread per state row, W and G in the workspace) instead of the fast

@@ -1,0 +1,584 @@
+// The chunked TTT scan of training (see ttt_chunk_train.hpp for the contract and the math).
+//
+// Every (sequence b, head h) pair p = b·H + h is cut into nc chunks of C tokens; the inputs are
+// first copied into a padded chunk layout [p][chunk][C][Dh] (rows past T are zero, with η = 0,
+// so they change nothing), which makes every per-chunk product one strided-batched GEMM over
+// P·nc chunks. The only sequential work is the passage of the state S (forward) or of its
+// gradient G (backward) from chunk to chunk: seq_kernel, one block per (pair, slab of 32 state
+// columns). A column j of S only ever meets column j of U', so the slabs are independent.
+#include <cublas_v2.h>
+#include <cuda_pipeline.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/ttt_chunk_train.hpp"
+
+namespace bitttt::cuda {
+namespace {
+
+using detail::check_cuda;
+using detail::check_launch;
+using detail::raw;
+
+bool g_tf32 = true;
+
+void check_blas(cublasStatus_t status, const char* what) {
+    check(status == CUBLAS_STATUS_SUCCESS, ErrorKind::kInternal, "cuBLAS: {}: status {}", what,
+          static_cast<int>(status));
+}
+
+// One cuBLAS handle per host thread, made on first use.
+cublasHandle_t blas_handle() {
+    struct Holder {
+        cublasHandle_t h = nullptr;
+        ~Holder() {
+            if (h) cublasDestroy(h);  // at thread exit; its status cannot be reported
+        }
+    };
+    thread_local Holder holder;
+    if (!holder.h) check_blas(cublasCreate(&holder.h), "cublasCreate");
+    return holder.h;
+}
+
+// Row-major batched product C = α·op(A)·op(B) + β·C (m×n, inner k) over `batch` matrices at the
+// given element strides. cuBLAS is column-major: a row-major X is its column-major Xᵀ, so this is
+// the column-major Cᵀ = op(B)ᵀ op(A)ᵀ with the same op flags and A, B swapped.
+struct Mat {
+    const float* p;
+    int ld;
+    long long stride;
+};
+
+void gemm_rm(cudaStream_t stream, bool ta, bool tb, int m, int n, int k, float alpha, Mat A, Mat B,
+             float beta, float* C, int ldc, long long stride_c, int batch) {
+    cublasHandle_t h = blas_handle();
+    check_blas(cublasSetStream(h, stream), "cublasSetStream");
+    const cublasComputeType_t compute = g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    check_blas(cublasGemmStridedBatchedEx(
+                   h, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
+                   &alpha, B.p, CUDA_R_32F, B.ld, B.stride, A.p, CUDA_R_32F, A.ld, A.stride, &beta,
+                   C, CUDA_R_32F, ldc, stride_c, batch, compute, CUBLAS_GEMM_DEFAULT),
+               "ttt chunk: cublasGemmStridedBatchedEx");
+}
+
+struct Dims {
+    int64_t B, T, H, Dh, C, nc, P;
+    bool read_before;
+    __host__ __device__ int64_t act() const {
+        return P * nc * C * Dh;
+    }  // floats of one padded activation
+    __host__ __device__ int64_t cc() const {
+        return P * nc * C * C;
+    }  // floats of one C×C matrix per chunk
+    __host__ __device__ int64_t tok() const { return P * nc * C; }  // padded tokens
+    __host__ __device__ int64_t states() const { return P * nc * Dh * Dh; }
+};
+
+Dims dims_of(const train::TttScanShape& s) {
+    return {s.B, s.T, s.H, s.Dh, s.chunk, s.chunks(), s.B * s.H, s.read_before};
+}
+
+// The workspace, carved in this order (floats).
+struct Work {
+    float *k, *q, *v, *dy, *wk, *x1, *x2, *up, *z, *dkp, *dqp;  // padded activations
+    float *kk, *qk, *m, *rinv, *tm, *zu, *dou, *gs, *dm;        // C×C per chunk
+    float *e, *de;                                              // per padded token
+    float* gend;                                                // Dh×Dh per chunk
+    int64_t floats;
+};
+
+Work carve(const Dims& d, float* base) {
+    Work w{};
+    int64_t used = 0;
+    auto take = [&](int64_t n) {
+        float* p = base ? base + used : nullptr;
+        used += (n + 63) / 64 * 64;  // 256-byte aligned pieces
+        return p;
+    };
+    for (float** p : {&w.k, &w.q, &w.v, &w.dy, &w.wk, &w.x1, &w.x2, &w.up, &w.z, &w.dkp, &w.dqp})
+        *p = take(d.act());
+    for (float** p : {&w.kk, &w.qk, &w.m, &w.rinv, &w.tm, &w.zu, &w.dou, &w.gs, &w.dm})
+        *p = take(d.cc());
+    w.e = take(d.tok()), w.de = take(d.tok());
+    w.gend = take(d.states());
+    w.floats = used;
+    return w;
+}
+
+// ---- packing: [B·T, H·Dh] rows into [p][chunk][C][Dh] (zeros past T) ----
+
+__global__ void pack_kernel(float* k_out, float* q_out, float* v_out, float* dy_out, const float* k,
+                            const float* q, const float* v, const float* dy, float* e_out,
+                            const float* eta, float eta_const, Dims d) {
+    const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+    if (idx >= d.act()) return;
+    const int64_t j = idx % d.Dh, tok = idx / d.Dh;  // tok = (p·nc + c)·C + t
+    const int64_t t_in = tok % (d.nc * d.C), p = tok / (d.nc * d.C);
+    const int64_t b = p / d.H, h = p % d.H;
+    const bool valid = t_in < d.T;
+    const int64_t src = (b * d.T + t_in) * d.H * d.Dh + h * d.Dh + j;
+    k_out[idx] = valid ? k[src] : 0.0f;
+    if (q_out) q_out[idx] = valid ? q[src] : 0.0f;
+    if (v_out) v_out[idx] = valid ? v[src] : 0.0f;
+    if (dy_out) dy_out[idx] = valid ? dy[src] : 0.0f;
+    if (j == 0) e_out[tok] = valid ? (eta ? eta[(b * d.T + t_in) * d.H + h] : eta_const) : 0.0f;
+}
+
+void pack(const Dims& d, const Work& w, const float* q, const float* k, const float* v,
+          const float* dy, const float* eta, float eta_const, cudaStream_t stream) {
+    // q = k = v (reconstruct): one copy serves all three.
+    const bool same = q == k && v == k;
+    const int64_t n = d.act();
+    pack_kernel<<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(
+        w.k, same ? nullptr : w.q, same ? nullptr : w.v, dy ? w.dy : nullptr, k, q, v, dy, w.e, eta,
+        eta_const, d);
+    check_launch("ttt chunk: pack");
+}
+
+// ---- per chunk: the mask, R⁻¹ and T = R⁻¹ diag(η) ----
+
+constexpr int kMaxChunk = 64;
+
+// One block per chunk. R = I + L, L[t][s] = η_t (k_t·k_s) for s < t: R⁻¹ is unit lower triangular,
+// and its row t = e_t − Σ_{s<t} L[t][s] · (row s of R⁻¹) (forward substitution, row by row).
+__global__ void __launch_bounds__(kMaxChunk)
+    prep_kernel(float* m, float* rinv, float* tm, const float* kk, const float* qk, const float* e,
+                Dims d) {
+    __shared__ float inv[kMaxChunk][kMaxChunk + 1];
+    __shared__ float l[kMaxChunk][kMaxChunk + 1];
+    const int64_t pc = blockIdx.x;
+    const int C = static_cast<int>(d.C), j = threadIdx.x;
+    const float* kkc = kk + pc * C * C;
+    const float* qkc = qk + pc * C * C;
+    const float* ec = e + pc * C;
+    for (int t = 0; t < C; ++t) {
+        if (j < C) {
+            l[t][j] = j < t ? ec[t] * kkc[t * C + j] : 0.0f;
+            const bool keep = d.read_before ? j < t : j <= t;
+            m[pc * C * C + t * C + j] = keep ? qkc[t * C + j] : 0.0f;
+        }
+    }
+    __syncthreads();
+    for (int t = 0; t < C; ++t) {
+        if (j < C) {
+            float sum = j == t ? 1.0f : 0.0f;
+            for (int s = j; s < t; ++s) sum -= l[t][s] * inv[s][j];  // inv[s][j] = 0 for s < j
+            inv[t][j] = j <= t ? sum : 0.0f;
+        }
+        __syncthreads();
+    }
+    if (j < C) {
+        for (int t = 0; t < C; ++t) {
+            rinv[pc * C * C + t * C + j] = inv[t][j];
+            tm[pc * C * C + t * C + j] = inv[t][j] * ec[j];
+        }
+    }
+}
+
+// Backward, per chunk: dL = −tril(Z U'ᵀ, −1); dη_t = Σ_j Z_tj X_tj + Σ_{s<t} dL_ts (K Kᵀ)_ts;
+// Gs = Ĝ + Ĝᵀ with Ĝ = diag(η) dL; dM = mask ⊙ (dO U'ᵀ); then Z ← dX = diag(η) Z.
+__global__ void __launch_bounds__(256)
+    prep2_kernel(float* gs, float* dm, float* de, float* z, const float* zu, const float* dou,
+                 const float* kk, const float* x, const float* e, Dims d) {
+    __shared__ float part[256];
+    const int64_t pc = blockIdx.x;
+    const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
+    const int64_t cc = pc * C * C, act = pc * C * Dh;
+    const float* ec = e + pc * C;
+    for (int idx = threadIdx.x; idx < C * C; idx += blockDim.x) {
+        const int t = idx / C, s = idx % C;
+        // Ĝ[t][s] = −η_t (Z U'ᵀ)[t][s] for s < t; Gs = Ĝ + Ĝᵀ.
+        const float gts = s < t ? -ec[t] * zu[cc + t * C + s] : 0.0f;
+        const float gst = t < s ? -ec[s] * zu[cc + s * C + t] : 0.0f;
+        gs[cc + idx] = gts + gst;
+        const bool keep = d.read_before ? s < t : s <= t;
+        dm[cc + idx] = keep ? dou[cc + idx] : 0.0f;
+    }
+    // dη: 256 threads = C rows × (256 / C) partial sums per row.
+    const int per_row = static_cast<int>(blockDim.x) / C;
+    const int t = static_cast<int>(threadIdx.x) / per_row, lane = threadIdx.x % per_row;
+    float sum = 0.0f;
+    if (t < C) {
+        for (int j = lane; j < Dh; j += per_row) sum += z[act + t * Dh + j] * x[act + t * Dh + j];
+        for (int s = lane; s < t; s += per_row) sum -= zu[cc + t * C + s] * kk[cc + t * C + s];
+    }
+    part[threadIdx.x] = sum;
+    __syncthreads();
+    if (t < C && lane == 0) {
+        float total = 0.0f;
+        for (int i = 0; i < per_row; ++i) total += part[threadIdx.x + i];
+        de[pc * C + t] = total;
+    }
+    for (int idx = threadIdx.x; idx < C * Dh; idx += blockDim.x) z[act + idx] *= ec[idx / Dh];
+}
+
+// ---- the sequential passage of the state, one block per (pair, slab of kSlab state columns) ----
+//
+// Forward (state S, chunks first to last):   store S → states (as W = Sᵀ, the checkpoint);
+//                                            X = B1 − A1 S;  S += A2ᵀ X.
+// Backward (state G, chunks last to first):  store G → states (S layout);
+//                                            X = B1 + A1 G;  G += A3ᵀ B3 − A2ᵀ X.
+// with forward A1 = Wk, B1 = U (X = U'), A2 = K; backward A1 = K, B1 = Mᵀ dO (X = dU'), A2 = Wk,
+// A3 = Q, B3 = dO. X overwrites B1 (its slab columns) in global memory.
+// Operands stream through shared memory in tiles (phase A: 32 columns of A1 by all C rows,
+// transposed; phase B: 16 rows of A2 or A3 by all Dh columns), double-buffered with cp.async so
+// that the next tile (also across phases and chunks) is in flight while one is computed.
+constexpr int kSlab = 32;
+constexpr int kSeqThreads = 256;
+constexpr int kTileJ = 32;
+constexpr int kTileT = 16;
+constexpr int kSS = kSlab + 4;      // row stride of slab-wide buffers (float4 aligned)
+constexpr int kTS = kMaxChunk + 4;  // row stride of a transposed phase-A tile
+constexpr int kMaxJpt = 512 / 32;   // state rows per thread in phase B (Dh <= 512)
+
+struct SeqArgs {
+    const float* a1;
+    float* x;
+    const float* a2;
+    const float* a3;
+    const float* b3;
+    float* states;
+    Dims d;
+    bool backward;
+};
+
+int tile_floats(int64_t Dh) {
+    return std::max<int>(kTileJ * kTS, kTileT * static_cast<int>(Dh));
+}
+
+size_t seq_smem_bytes(int64_t Dh) {
+    return sizeof(float) *
+           static_cast<size_t>(Dh * kSS + 2 * kMaxChunk * kSS + 2 * tile_floats(Dh));
+}
+
+__global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
+    extern __shared__ float4 smem4[];
+    float* smem = reinterpret_cast<float*>(smem4);
+    const Dims& d = a.d;
+    const int Dh = static_cast<int>(d.Dh), C = static_cast<int>(d.C);
+    const int tf = max(kTileJ * kTS, kTileT * Dh);
+    float* st = smem;                  // [Dh][kSS]: st[j][r] = S[j][i0 + r]
+    float* xs = st + Dh * kSS;         // [kMaxChunk][kSS]: sign·X of the slab
+    float* bs = xs + kMaxChunk * kSS;  // [kMaxChunk][kSS]: B3 of the slab
+    float* tiles = bs + kMaxChunk * kSS;
+    const int tid = threadIdx.x;
+    const int64_t p = blockIdx.x, i0 = int64_t{blockIdx.y} * kSlab;
+    const int64_t DD = d.Dh * d.Dh;
+    const float sa = a.backward ? 1.0f : -1.0f, sb = a.backward ? -1.0f : 1.0f;
+    for (int idx = tid; idx < Dh * kSS; idx += kSeqThreads) st[idx] = 0.0f;
+    for (int idx = tid; idx < 2 * kMaxChunk * kSS; idx += kSeqThreads) xs[idx] = 0.0f;
+
+    const int na = Dh / kTileJ, nb = (C + kTileT - 1) / kTileT, nb3 = a.backward ? nb : 0;
+    const int per_chunk = na + nb + nb3;
+    const int64_t total = d.nc * per_chunk;
+    auto chunk_of = [&](int64_t g) {
+        const int64_t step = g / per_chunk;
+        return a.backward ? d.nc - 1 - step : step;
+    };
+    // Issues the copies of tile g into buffer g % 2.
+    auto issue = [&](int64_t g) {
+        const int64_t pc = p * d.nc + chunk_of(g);
+        const int idx = static_cast<int>(g % per_chunk);
+        float* buf = tiles + (g & 1) * tf;
+        if (idx < na) {  // A1[:, j0 .. j0+32), transposed: buf[jj][t]
+            const float* src = a.a1 + pc * C * Dh + idx * kTileJ;
+            for (int e = tid; e < C * kTileJ; e += kSeqThreads) {
+                const int t = e / kTileJ, jj = e % kTileJ;
+                __pipeline_memcpy_async(buf + jj * kTS + t, src + t * Dh + jj, sizeof(float));
+            }
+        } else {  // rows t0 .. t0+16 of A2 (or A3), all columns: buf[tt][j]
+            const bool third = idx >= na + nb;
+            const int t0 = (idx - na - (third ? nb : 0)) * kTileT;
+            const int rows = min(kTileT, C - t0);
+            const float* src = (third ? a.a3 : a.a2) + (pc * C + t0) * Dh;
+            for (int e = tid * 4; e < rows * Dh; e += kSeqThreads * 4)
+                __pipeline_memcpy_async(buf + e, src + e, 4 * sizeof(float));
+        }
+        __pipeline_commit();
+    };
+
+    // Phase A: thread rows ty·4 .. +4, slab columns tx·2 .. +2.
+    const int ty = tid / 16, tx = tid % 16;
+    // Phase B: thread state rows jg + 32·m (m < jpt), slab columns r0 .. r0+4.
+    const int jg = tid / 8, r0 = (tid % 8) * 4, jpt = Dh / 32;
+    float acc_a[4][2] = {};
+    float acc_b[kMaxJpt][4] = {};
+
+    issue(0);
+    for (int64_t g = 0; g < total; ++g) {
+        if (g + 1 < total) {
+            issue(g + 1);
+            __pipeline_wait_prior(1);
+        } else {
+            __pipeline_wait_prior(0);
+        }
+        __syncthreads();
+        const int64_t c = chunk_of(g), pc = p * d.nc + c;
+        const int idx = static_cast<int>(g % per_chunk);
+        const float* buf = tiles + (g & 1) * tf;
+        if (idx == 0) {
+            // The state at this point: the checkpoint (forward, W layout) or G at the chunk's end
+            // (backward, S layout).
+            float* out = a.states + pc * DD;
+            if (!a.backward) {
+                for (int e = tid; e < kSlab * Dh; e += kSeqThreads) {
+                    const int r = e / Dh, j = e % Dh;
+                    out[(i0 + r) * Dh + j] = st[j * kSS + r];
+                }
+            } else {
+                for (int e = tid; e < kSlab * Dh; e += kSeqThreads) {
+                    const int j = e / kSlab, r = e % kSlab;
+                    out[j * Dh + i0 + r] = st[j * kSS + r];
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 4; ++u) acc_a[u][0] = acc_a[u][1] = 0.0f;
+        }
+        if (idx < na) {
+            const int j0 = idx * kTileJ;
+#pragma unroll 8
+            for (int jj = 0; jj < kTileJ; ++jj) {
+                const float4 av = *reinterpret_cast<const float4*>(buf + jj * kTS + ty * 4);
+                const float2 sv = *reinterpret_cast<const float2*>(st + (j0 + jj) * kSS + tx * 2);
+                acc_a[0][0] += av.x * sv.x, acc_a[0][1] += av.x * sv.y;
+                acc_a[1][0] += av.y * sv.x, acc_a[1][1] += av.y * sv.y;
+                acc_a[2][0] += av.z * sv.x, acc_a[2][1] += av.z * sv.y;
+                acc_a[3][0] += av.w * sv.x, acc_a[3][1] += av.w * sv.y;
+            }
+            if (idx == na - 1) {  // X = B1 ± A1·state for this thread's 4×2 entries
+#pragma unroll
+                for (int u = 0; u < 4; ++u) {
+                    const int t = ty * 4 + u;
+                    if (t >= C) continue;
+                    float* xrow = a.x + (pc * C + t) * Dh + i0 + tx * 2;
+#pragma unroll
+                    for (int r = 0; r < 2; ++r) {
+                        const float x = xrow[r] + sa * acc_a[u][r];
+                        xrow[r] = x;
+                        xs[t * kSS + tx * 2 + r] = sb * x;
+                    }
+                }
+                if (a.backward) {
+                    for (int e = tid; e < C * kSlab; e += kSeqThreads) {
+                        const int t = e / kSlab, r = e % kSlab;
+                        bs[t * kSS + r] = a.b3[(pc * C + t) * Dh + i0 + r];
+                    }
+                }
+            }
+        } else {
+            const bool third = idx >= na + nb;
+            const int t0 = (idx - na - (third ? nb : 0)) * kTileT;
+            const int rows = min(kTileT, C - t0);
+            if (idx == na) {  // the first phase-B tile: the state into registers
+#pragma unroll
+                for (int m = 0; m < kMaxJpt; ++m) {
+                    if (m >= jpt) break;
+                    const float4 s4 =
+                        *reinterpret_cast<const float4*>(st + (jg + 32 * m) * kSS + r0);
+                    acc_b[m][0] = s4.x, acc_b[m][1] = s4.y, acc_b[m][2] = s4.z, acc_b[m][3] = s4.w;
+                }
+            }
+            const float* vals = third ? bs : xs;
+            for (int tt = 0; tt < rows; ++tt) {
+                const float4 xv = *reinterpret_cast<const float4*>(vals + (t0 + tt) * kSS + r0);
+#pragma unroll
+                for (int m = 0; m < kMaxJpt; ++m) {
+                    if (m >= jpt) break;
+                    const float av = buf[tt * Dh + jg + 32 * m];
+                    acc_b[m][0] += av * xv.x, acc_b[m][1] += av * xv.y;
+                    acc_b[m][2] += av * xv.z, acc_b[m][3] += av * xv.w;
+                }
+            }
+            if (idx == per_chunk - 1) {  // the last phase-B tile: the state back to st
+#pragma unroll
+                for (int m = 0; m < kMaxJpt; ++m) {
+                    if (m >= jpt) break;
+                    *reinterpret_cast<float4*>(st + (jg + 32 * m) * kSS + r0) =
+                        make_float4(acc_b[m][0], acc_b[m][1], acc_b[m][2], acc_b[m][3]);
+                }
+            }
+        }
+        __syncthreads();  // buffer g % 2, xs, bs and st are consistent for the next tile
+    }
+}
+
+void run_seq(const SeqArgs& a, cudaStream_t stream) {
+    const size_t smem = seq_smem_bytes(a.d.Dh);
+    check_cuda(cudaFuncSetAttribute(seq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    static_cast<int>(smem)),
+               "ttt chunk: cudaFuncSetAttribute");
+    const dim3 grid(static_cast<unsigned>(a.d.P), static_cast<unsigned>(a.d.Dh / kSlab));
+    seq_kernel<<<grid, kSeqThreads, smem, stream>>>(a);
+    check_launch("ttt chunk: seq_kernel");
+}
+
+// ---- unpacking ----
+
+__global__ void unpack_y_kernel(float* y, const float* o, Dims d) {
+    const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+    if (idx >= d.B * d.T * d.H * d.Dh) return;
+    const int64_t j = idx % d.Dh, rh = idx / d.Dh, h = rh % d.H, row = rh / d.H;
+    const int64_t b = row / d.T, t = row % d.T, p = b * d.H + h;
+    y[idx] = o[(p * d.nc * d.C + t) * d.Dh + j];
+}
+
+// One thread per element: dq, dk and dv may be one buffer (reconstruct), so one thread does all
+// three additions, in order.
+__global__ void unpack_grads_kernel(float* dq, float* dk, float* dv, float* deta, const float* gq,
+                                    const float* gk, const float* gv, const float* ge, Dims d) {
+    const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+    if (idx >= d.B * d.T * d.H * d.Dh) return;
+    const int64_t j = idx % d.Dh, rh = idx / d.Dh, h = rh % d.H, row = rh / d.H;
+    const int64_t b = row / d.T, t = row % d.T, p = b * d.H + h;
+    const int64_t tok = p * d.nc * d.C + t, src = tok * d.Dh + j;
+    dq[idx] += gq[src];
+    dk[idx] += gk[src];
+    dv[idx] += gv[src];
+    if (deta && j == 0) deta[rh] += ge[tok];
+}
+
+void check_shape(const train::TttScanShape& s, const char* what) {
+    check(s.B >= 1 && s.T >= 1 && s.H >= 1 && s.Dh >= 1 && s.chunk >= 1,
+          ErrorKind::kInvalidArgument, "CUDA: {}: bad shape B={} T={} H={} Dh={} chunk={}", what,
+          s.B, s.T, s.H, s.Dh, s.chunk);
+    check(ttt_chunk_supported(s), ErrorKind::kInvalidArgument,
+          "CUDA: {}: the chunked scan needs Dh a multiple of 32 in [32, 512] and chunk <= 64 "
+          "(Dh={}, chunk={})",
+          what, s.Dh, s.chunk);
+    check(s.B * s.H * s.chunks() < (int64_t{1} << 30) &&
+              s.B * s.H * s.chunks() * s.chunk * s.Dh < detail::kMaxDim * 4,
+          ErrorKind::kInvalidArgument, "CUDA: {}: shape B={} T={} H={} Dh={} is too large", what,
+          s.B, s.T, s.H, s.Dh);
+}
+
+unsigned blocks_for(int64_t n) {
+    return static_cast<unsigned>((n + 255) / 256);
+}
+
+}  // namespace
+
+void ttt_chunk_set_tf32(bool on) {
+    g_tf32 = on;
+}
+
+bool ttt_chunk_supported(const train::TttScanShape& s) {
+    return s.Dh % 32 == 0 && s.Dh >= 32 && s.Dh <= 512 && s.chunk >= 1 && s.chunk <= kMaxChunk;
+}
+
+size_t ttt_chunk_workspace_bytes(const train::TttScanShape& s) {
+    check_shape(s, "ttt_chunk_workspace_bytes");
+    return static_cast<size_t>(carve(dims_of(s), nullptr).floats) * sizeof(float);
+}
+
+void ttt_chunk_forward(float* y, float* checkpoints, const float* q, const float* k, const float* v,
+                       const float* eta, float eta_const, const train::TttScanShape& s,
+                       void* workspace, const Stream& stream) {
+    check_shape(s, "ttt_chunk_forward");
+    check(y && checkpoints && q && k && v && workspace, ErrorKind::kInvalidArgument,
+          "CUDA: ttt_chunk_forward: null buffer");
+    const Dims d = dims_of(s);
+    const Work w = carve(d, static_cast<float*>(workspace));
+    const cudaStream_t st = raw(stream);
+    const bool same = q == k && v == k;
+    const float *K = w.k, *Q = same ? w.k : w.q, *V = same ? w.k : w.v;
+    pack(d, w, q, k, v, nullptr, eta, eta_const, st);
+    const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
+    const int batch = static_cast<int>(d.P * d.nc);
+    const long long sa = d.C * d.Dh, scc = d.C * d.C, sdd = d.Dh * d.Dh;
+    // K Kᵀ and Q Kᵀ per chunk.
+    gemm_rm(st, false, true, C, C, Dh, 1.0f, {K, Dh, sa}, {K, Dh, sa}, 0.0f, w.kk, C, scc, batch);
+    if (Q != K)
+        gemm_rm(st, false, true, C, C, Dh, 1.0f, {Q, Dh, sa}, {K, Dh, sa}, 0.0f, w.qk, C, scc,
+                batch);
+    prep_kernel<<<static_cast<unsigned>(batch), kMaxChunk, 0, st>>>(w.m, w.rinv, w.tm, w.kk,
+                                                                    Q != K ? w.qk : w.kk, w.e, d);
+    check_launch("ttt chunk: prep");
+    // Wk = T K, U = T V.
+    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {K, Dh, sa}, 0.0f, w.wk, Dh, sa,
+            batch);
+    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {V, Dh, sa}, 0.0f, w.x1, Dh, sa,
+            batch);
+    // The state from chunk to chunk: checkpoints, and U' (over U).
+    run_seq({w.wk, w.x1, K, nullptr, nullptr, checkpoints, d, false}, st);
+    // O = Q S0 + M U' (S0 = Wᵀ: Q Wᵀ).
+    gemm_rm(st, false, true, C, Dh, Dh, 1.0f, {Q, Dh, sa}, {checkpoints, Dh, sdd}, 0.0f, w.x2, Dh,
+            sa, batch);
+    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.m, C, scc}, {w.x1, Dh, sa}, 1.0f, w.x2, Dh, sa,
+            batch);
+    const int64_t n = d.B * d.T * d.H * d.Dh;
+    unpack_y_kernel<<<blocks_for(n), 256, 0, st>>>(y, w.x2, d);
+    check_launch("ttt chunk: unpack y");
+}
+
+void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const float* dy,
+                        const float* checkpoints, const float* q, const float* k, const float* v,
+                        const float* eta, float eta_const, const train::TttScanShape& s,
+                        void* workspace, const Stream& stream) {
+    check_shape(s, "ttt_chunk_backward");
+    check(dq && dk && dv && dy && checkpoints && q && k && v && workspace,
+          ErrorKind::kInvalidArgument, "CUDA: ttt_chunk_backward: null buffer");
+    const Dims d = dims_of(s);
+    const Work w = carve(d, static_cast<float*>(workspace));
+    const cudaStream_t st = raw(stream);
+    const bool same = q == k && v == k;
+    const float *K = w.k, *Q = same ? w.k : w.q, *V = same ? w.k : w.v, *dO = w.dy;
+    pack(d, w, q, k, v, dy, eta, eta_const, st);
+    const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
+    const int batch = static_cast<int>(d.P * d.nc);
+    const long long sa = d.C * d.Dh, scc = d.C * d.C, sdd = d.Dh * d.Dh;
+    const Mat ck{checkpoints, Dh, sdd};
+    gemm_rm(st, false, true, C, C, Dh, 1.0f, {K, Dh, sa}, {K, Dh, sa}, 0.0f, w.kk, C, scc, batch);
+    if (Q != K)
+        gemm_rm(st, false, true, C, C, Dh, 1.0f, {Q, Dh, sa}, {K, Dh, sa}, 0.0f, w.qk, C, scc,
+                batch);
+    prep_kernel<<<static_cast<unsigned>(batch), kMaxChunk, 0, st>>>(w.m, w.rinv, w.tm, w.kk,
+                                                                    Q != K ? w.qk : w.kk, w.e, d);
+    check_launch("ttt chunk: prep");
+    // Wk = T K; Mᵀ dO.
+    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {K, Dh, sa}, 0.0f, w.wk, Dh, sa,
+            batch);
+    gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.m, C, scc}, {dO, Dh, sa}, 0.0f, w.x1, Dh, sa,
+            batch);
+    // G from chunk to chunk (last to first): G at every chunk's end, and dU' (over Mᵀ dO).
+    run_seq({K, w.x1, w.wk, Q, dO, w.gend, d, true}, st);
+    const float* dU = w.x1;
+    // X = V − K S0 (= V − K Wᵀ), U' = T X.
+    check_cuda(cudaMemcpyAsync(w.x2, V, static_cast<size_t>(d.act()) * sizeof(float),
+                               cudaMemcpyDeviceToDevice, st),
+               "ttt chunk: copy V");
+    gemm_rm(st, false, true, C, Dh, Dh, -1.0f, {K, Dh, sa}, ck, 1.0f, w.x2, Dh, sa, batch);
+    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {w.x2, Dh, sa}, 0.0f, w.up, Dh, sa,
+            batch);
+    // Z = R⁻ᵀ dU'; Z U'ᵀ and dO U'ᵀ.
+    gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.rinv, C, scc}, {dU, Dh, sa}, 0.0f, w.z, Dh, sa,
+            batch);
+    gemm_rm(st, false, true, C, C, Dh, 1.0f, {w.z, Dh, sa}, {w.up, Dh, sa}, 0.0f, w.zu, C, scc,
+            batch);
+    gemm_rm(st, false, true, C, C, Dh, 1.0f, {dO, Dh, sa}, {w.up, Dh, sa}, 0.0f, w.dou, C, scc,
+            batch);
+    prep2_kernel<<<static_cast<unsigned>(batch), 256, 0, st>>>(w.gs, w.dm, w.de, w.z, w.zu, w.dou,
+                                                               w.kk, w.x2, w.e, d);
+    check_launch("ttt chunk: prep2");
+    const float* dX = w.z;
+    // dK = Gs K + dMᵀ Q − dX S0ᵀ + U' Gᵀ   (S0ᵀ = W, the checkpoint as stored)
+    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.gs, C, scc}, {K, Dh, sa}, 0.0f, w.dkp, Dh, sa,
+            batch);
+    gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.dm, C, scc}, {Q, Dh, sa}, 1.0f, w.dkp, Dh, sa,
+            batch);
+    gemm_rm(st, false, false, C, Dh, Dh, -1.0f, {dX, Dh, sa}, ck, 1.0f, w.dkp, Dh, sa, batch);
+    gemm_rm(st, false, true, C, Dh, Dh, 1.0f, {w.up, Dh, sa}, {w.gend, Dh, sdd}, 1.0f, w.dkp, Dh,
+            sa, batch);
+    // dQ = dM K + dO S0ᵀ.
+    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.dm, C, scc}, {K, Dh, sa}, 0.0f, w.dqp, Dh, sa,
+            batch);
+    gemm_rm(st, false, false, C, Dh, Dh, 1.0f, {dO, Dh, sa}, ck, 1.0f, w.dqp, Dh, sa, batch);
+    const int64_t n = d.B * d.T * d.H * d.Dh;
+    unpack_grads_kernel<<<blocks_for(n), 256, 0, st>>>(dq, dk, dv, eta ? deta : nullptr, w.dqp,
+                                                       w.dkp, dX, w.de, d);
+    check_launch("ttt chunk: unpack gradients");
+}
+
+}  // namespace bitttt::cuda

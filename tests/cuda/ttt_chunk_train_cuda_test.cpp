@@ -1,0 +1,230 @@
+// The chunked CUDA TTT scan of training (kernels/cuda/ttt_chunk_train.hpp): forward outputs, the
+// checkpoints (the states at every chunk start) and every backward gradient against the CPU
+// functions of train/ttt_bptt.hpp run in double precision on the same float inputs; both rules, a
+// per-token η and a constant one, 1-3 heads, Dh in {32, 128, 160, 256, 512}, chunks of 7 to 64
+// tokens, T not a multiple of the chunk (and T < chunk), B up to 3; q = k = v with dq = dk = dv
+// aliased (as `reconstruct` calls it); gradients accumulated into non-zero buffers; and the same
+// through ttt_scan_forward/backward, which dispatch to the chunked form at chunk 64. Skipped
+// without a GPU.
+//
+// Tolerance, per element: |gpu − ref| ≤ tol·(|ref| + max|ref|) (max over the tensor).
+//   - fp32 products (ttt_chunk_set_tf32(false)): tol = 1e-3. The chunked form sums in other
+//     orders than the token loop and inverts R = I + tril(diag(η)KKᵀ, −1), but stays within a few
+//     1e-5 of max|ref| here; any indexing or masking mistake moves elements by O(max|ref|).
+//   - TF32 products (the default, 10-bit mantissas, fp32 accumulation): tol = 2e-2; the worst
+//     error / max|ref| of every tensor is printed so the margin can be read from the log.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "cuda_test_util.hpp"
+#include "kernels/cuda/ttt_chunk_train.hpp"
+#include "kernels/cuda/ttt_scan_train.hpp"
+#include "train/ttt_bptt.hpp"
+
+namespace bitttt::cuda::test {
+namespace {
+
+using train::TttScanShape;
+
+std::vector<float> normal_vector(size_t n, Rng& rng) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = rng.normal();
+    return v;
+}
+
+// Unit-norm rows per head, as the models feed keys and queries (η‖k‖² < 2: a stable recurrence).
+std::vector<float> unit_rows(int64_t rows, int64_t heads, int64_t dh, Rng& rng) {
+    auto v = normal_vector(static_cast<size_t>(rows * heads * dh), rng);
+    for (int64_t r = 0; r < rows * heads; ++r) {
+        double sum = 0;
+        for (int64_t j = 0; j < dh; ++j) sum += double(v[r * dh + j]) * v[r * dh + j];
+        const float inv = static_cast<float>(1.0 / std::sqrt(sum));
+        for (int64_t j = 0; j < dh; ++j) v[r * dh + j] *= inv;
+    }
+    return v;
+}
+
+std::vector<double> to_double(const std::vector<float>& v) {
+    return {v.begin(), v.end()};
+}
+
+void expect_close(const std::vector<float>& got, const std::vector<double>& ref, double tol,
+                  const char* what) {
+    ASSERT_EQ(got.size(), ref.size());
+    double max_ref = 0;
+    for (double r : ref) max_ref = std::max(max_ref, std::fabs(r));
+    int misses = 0;
+    double worst = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        const double err = std::fabs(double(got[i]) - ref[i]);
+        worst = std::max(worst, err / std::max(max_ref, 1e-30));
+        if (!(err <= tol * (std::fabs(ref[i]) + max_ref)) && misses++ < 5)
+            ADD_FAILURE() << what << " element " << i << ": " << got[i] << " vs " << ref[i]
+                          << " (max|ref| " << max_ref << ")";
+    }
+    EXPECT_EQ(misses, 0) << what << ": worst error / max|ref| = " << worst;
+    std::printf("    %-12s worst error / max|ref| = %.2e\n", what, worst);
+}
+
+struct Case {
+    int64_t B, T, H, Dh, chunk;
+    bool read_before, eta_per_token, aliased;
+};
+
+// via_scan: through ttt_scan_forward/backward (which must pick the chunked form).
+void run_case(const Case& c, bool via_scan = false) {
+    SCOPED_TRACE(::testing::Message()
+                 << "B " << c.B << " T " << c.T << " H " << c.H << " Dh " << c.Dh << " chunk "
+                 << c.chunk << " read_before " << c.read_before << " eta_per_token "
+                 << c.eta_per_token << " aliased " << c.aliased << " via_scan " << via_scan);
+    std::printf(
+        "  B %lld T %lld H %lld Dh %lld chunk %lld read_before %d eta_per_token %d "
+        "aliased %d\n",
+        static_cast<long long>(c.B), static_cast<long long>(c.T), static_cast<long long>(c.H),
+        static_cast<long long>(c.Dh), static_cast<long long>(c.chunk), c.read_before,
+        c.eta_per_token, c.aliased);
+    Rng rng(static_cast<uint64_t>(c.Dh * 1000 + c.H * 100 + c.T + c.read_before * 7 +
+                                  c.eta_per_token * 3 + c.aliased));
+    const TttScanShape s{c.B, c.T, c.H, c.Dh, c.read_before, c.chunk};
+    const int64_t N = c.B * c.T, n = N * c.H * c.Dh;
+    const auto un = static_cast<size_t>(n);
+    auto k = unit_rows(N, c.H, c.Dh, rng);
+    auto q = c.aliased ? k : unit_rows(N, c.H, c.Dh, rng);
+    auto v = c.aliased ? k : normal_vector(un, rng);
+    std::vector<float> eta(static_cast<size_t>(N * c.H));
+    for (auto& e : eta) e = 0.1f + 0.8f * rng.uniform();
+    const float eta_const = 0.37f;
+    auto dy = normal_vector(un, rng);
+    auto dq0 = normal_vector(un, rng), dk0 = normal_vector(un, rng), dv0 = normal_vector(un, rng);
+    auto deta0 = normal_vector(eta.size(), rng);
+
+    // CPU reference in double.
+    std::vector<double> y_ref(un), ck_ref(static_cast<size_t>(s.checkpoint_floats()));
+    const auto qd = to_double(q), kd = to_double(k), vd = to_double(v), etad = to_double(eta);
+    const double* eta_ptr = c.eta_per_token ? etad.data() : nullptr;
+    train::ttt_scan_forward<double>(y_ref.data(), ck_ref.data(), qd.data(), kd.data(), vd.data(),
+                                    eta_ptr, double(eta_const), s);
+    std::vector<double> dq_ref = to_double(dq0), dk_ref = to_double(dk0), dv_ref = to_double(dv0);
+    std::vector<double> deta_ref = to_double(deta0);
+    const auto dyd = to_double(dy);
+    if (c.aliased) {
+        train::ttt_scan_backward<double>(dq_ref.data(), dq_ref.data(), dq_ref.data(),
+                                         deta_ref.data(), dyd.data(), ck_ref.data(), kd.data(),
+                                         kd.data(), kd.data(), eta_ptr, double(eta_const), s);
+    } else {
+        train::ttt_scan_backward<double>(dq_ref.data(), dk_ref.data(), dv_ref.data(),
+                                         deta_ref.data(), dyd.data(), ck_ref.data(), qd.data(),
+                                         kd.data(), vd.data(), eta_ptr, double(eta_const), s);
+    }
+
+    for (bool tf32 : {false, true}) {
+        if (via_scan && !tf32) continue;
+        SCOPED_TRACE(tf32 ? "TF32 products" : "fp32 products");
+        std::printf("   %s\n", tf32 ? "TF32" : "fp32");
+        const double tol = tf32 ? 2e-2 : 1e-3;
+        ttt_chunk_set_tf32(tf32);
+        Stream stream;
+        DeviceBuffer d_q = upload(q), d_k = upload(k), d_v = upload(v), d_eta = upload(eta);
+        DeviceBuffer d_dy = upload(dy), d_dq = upload(dq0), d_dk = upload(dk0), d_dv = upload(dv0);
+        DeviceBuffer d_deta = upload(deta0);
+        DeviceBuffer d_y(un * sizeof(float));
+        DeviceBuffer d_ck(static_cast<size_t>(s.checkpoint_floats()) * sizeof(float));
+        const size_t ws_bytes =
+            via_scan ? ttt_scan_workspace_bytes(s) : ttt_chunk_workspace_bytes(s);
+        DeviceBuffer d_ws(std::max<size_t>(ws_bytes, 16));
+        const float* gq = c.aliased ? d_k.as<float>() : d_q.as<float>();
+        const float* gv = c.aliased ? d_k.as<float>() : d_v.as<float>();
+        const float* geta = c.eta_per_token ? d_eta.as<float>() : nullptr;
+        float* gdk = c.aliased ? d_dq.as<float>() : d_dk.as<float>();
+        float* gdv = c.aliased ? d_dq.as<float>() : d_dv.as<float>();
+        if (via_scan) {
+            ttt_scan_forward(d_y.as<float>(), d_ck.as<float>(), gq, d_k.as<float>(), gv, geta,
+                             eta_const, s, d_ws.data(), stream);
+            ttt_scan_backward(d_dq.as<float>(), gdk, gdv, d_deta.as<float>(), d_dy.as<float>(),
+                              d_ck.as<float>(), gq, d_k.as<float>(), gv, geta, eta_const, s,
+                              d_ws.data(), stream);
+        } else {
+            ttt_chunk_forward(d_y.as<float>(), d_ck.as<float>(), gq, d_k.as<float>(), gv, geta,
+                              eta_const, s, d_ws.data(), stream);
+            ttt_chunk_backward(d_dq.as<float>(), gdk, gdv, d_deta.as<float>(), d_dy.as<float>(),
+                               d_ck.as<float>(), gq, d_k.as<float>(), gv, geta, eta_const, s,
+                               d_ws.data(), stream);
+        }
+        stream.synchronize();
+
+        expect_close(download<float>(d_y, un), y_ref, tol, "y");
+        expect_close(download<float>(d_ck, ck_ref.size()), ck_ref, tol, "checkpoints");
+        expect_close(download<float>(d_dq, un), dq_ref, tol, "dq");
+        if (!c.aliased) {
+            expect_close(download<float>(d_dk, un), dk_ref, tol, "dk");
+            expect_close(download<float>(d_dv, un), dv_ref, tol, "dv");
+        }
+        // Untouched with a constant η.
+        expect_close(download<float>(d_deta, eta.size()), deta_ref, tol, "deta");
+    }
+    ttt_chunk_set_tf32(true);
+}
+
+class TttChunkTrainCuda : public CudaTest {};
+
+TEST_F(TttChunkTrainCuda, MatchesCpuAcrossShapesAndRules) {
+    struct Dims {
+        int64_t H, Dh, chunk;
+    };
+    for (Dims dims :
+         {Dims{1, 128, 32}, Dims{2, 128, 64}, Dims{1, 256, 64}, Dims{3, 160, 48}, Dims{2, 32, 7}}) {
+        for (bool read_before : {true, false}) {
+            for (bool eta_per_token : {true, false}) {
+                run_case({3, 101, dims.H, dims.Dh, dims.chunk, read_before, eta_per_token, false});
+                if (HasFailure()) return;
+            }
+        }
+    }
+}
+
+TEST_F(TttChunkTrainCuda, ReconstructWithAliasedInputsAndGradients) {
+    run_case({3, 150, 1, 256, 64, true, false, true});
+    run_case({2, 70, 1, 128, 32, true, true, true});
+}
+
+TEST_F(TttChunkTrainCuda, OddLengthsAndWideHeads) {
+    run_case({1, 5, 1, 256, 64, true, true, false});     // one partial chunk
+    run_case({2, 64, 1, 256, 64, false, true, false});   // exactly one chunk
+    run_case({2, 300, 1, 256, 64, false, true, false});  // several chunks, the last partial
+    run_case({1, 65, 1, 512, 64, true, true, false});    // the widest heads
+}
+
+// ttt_scan_forward/backward pick the chunked form at Dh >= 128 with chunk 64, and the model's
+// preferred chunk follows.
+TEST_F(TttChunkTrainCuda, ScanDispatchesToChunkedForm) {
+    EXPECT_EQ(ttt_scan_preferred_chunk(256), 64);
+    EXPECT_EQ(ttt_scan_preferred_chunk(64), 16);
+    EXPECT_TRUE(ttt_scan_uses_chunked_form({2, 100, 1, 256, true, 64}));
+    EXPECT_FALSE(ttt_scan_uses_chunked_form({2, 100, 1, 256, true, 16}));
+    EXPECT_FALSE(ttt_scan_uses_chunked_form({2, 100, 1, 100, true, 64}));
+    run_case({2, 130, 1, 256, 64, true, false, true}, true);
+    run_case({2, 130, 2, 128, 64, false, true, false}, true);
+}
+
+TEST_F(TttChunkTrainCuda, RejectsBadShapes) {
+    Stream stream;
+    DeviceBuffer buf(1024);
+    TttScanShape s{1, 4, 1, 100, true, 64};  // Dh not a multiple of 32
+    EXPECT_THROW(ttt_chunk_workspace_bytes(s), Error);
+    s.Dh = 128, s.chunk = 65;  // chunk too long
+    EXPECT_THROW(ttt_chunk_workspace_bytes(s), Error);
+    s.chunk = 64;
+    EXPECT_THROW(ttt_chunk_forward(nullptr, buf.as<float>(), buf.as<float>(), buf.as<float>(),
+                                   buf.as<float>(), nullptr, 0.1f, s, buf.data(), stream),
+                 Error);
+}
+
+}  // namespace
+}  // namespace bitttt::cuda::test
