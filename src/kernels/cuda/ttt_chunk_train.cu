@@ -219,13 +219,14 @@ __global__ void __launch_bounds__(256)
 //
 // Forward (state S, chunks first to last):   store S → states (as W = Sᵀ, the checkpoint);
 //                                            X = B1 − A1 S;  S += A2ᵀ X.
-// Backward (state G, chunks last to first):  store G → states (S layout);
-//                                            X = B1 + A1 G;  G += A3ᵀ B3 − A2ᵀ X.
-// with forward A1 = Wk, B1 = U (X = U'), A2 = K; backward A1 = K, B1 = Mᵀ dO (X = dU'), A2 = Wk,
-// A3 = Q, B3 = dO. X overwrites B1 (its slab columns) in global memory.
+// Backward (state G, chunks last to first):  read Qᵀ dO from states (S layout, put there by a
+//                                            batched product), store G there instead;
+//                                            X = B1 + A1 G;  G += Qᵀ dO − A2ᵀ X.
+// with forward A1 = Wk, B1 = U (X = U'), A2 = K; backward A1 = K, B1 = Mᵀ dO (X = dU'), A2 = Wk.
+// X overwrites B1 (its slab columns) in global memory.
 // Operands stream through shared memory in tiles (phase A: 32 columns of A1 by all C rows,
-// transposed; phase B: 16 rows of A2 or A3 by all Dh columns), double-buffered with cp.async so
-// that the next tile (also across phases and chunks) is in flight while one is computed.
+// transposed; phase B: 16 rows of A2 by all Dh columns), double-buffered with cp.async so that the
+// next tile (also across phases and chunks) is in flight while one is computed.
 constexpr int kSlab = 32;
 constexpr int kSeqThreads = 256;
 constexpr int kTileJ = 32;
@@ -238,8 +239,6 @@ struct SeqArgs {
     const float* a1;
     float* x;
     const float* a2;
-    const float* a3;
-    const float* b3;
     float* states;
     Dims d;
     bool backward;
@@ -250,8 +249,7 @@ int tile_floats(int64_t Dh) {
 }
 
 size_t seq_smem_bytes(int64_t Dh) {
-    return sizeof(float) *
-           static_cast<size_t>(Dh * kSS + 2 * kMaxChunk * kSS + 2 * tile_floats(Dh));
+    return sizeof(float) * static_cast<size_t>(Dh * kSS + kMaxChunk * kSS + 2 * tile_floats(Dh));
 }
 
 __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
@@ -260,19 +258,18 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     const Dims& d = a.d;
     const int Dh = static_cast<int>(d.Dh), C = static_cast<int>(d.C);
     const int tf = max(kTileJ * kTS, kTileT * Dh);
-    float* st = smem;                  // [Dh][kSS]: st[j][r] = S[j][i0 + r]
-    float* xs = st + Dh * kSS;         // [kMaxChunk][kSS]: sign·X of the slab
-    float* bs = xs + kMaxChunk * kSS;  // [kMaxChunk][kSS]: B3 of the slab
-    float* tiles = bs + kMaxChunk * kSS;
+    float* st = smem;           // [Dh][kSS]: st[j][r] = S[j][i0 + r]
+    float* xs = st + Dh * kSS;  // [kMaxChunk][kSS]: sign·X of the slab
+    float* tiles = xs + kMaxChunk * kSS;
     const int tid = threadIdx.x;
     const int64_t p = blockIdx.x, i0 = int64_t{blockIdx.y} * kSlab;
     const int64_t DD = d.Dh * d.Dh;
     const float sa = a.backward ? 1.0f : -1.0f, sb = a.backward ? -1.0f : 1.0f;
     for (int idx = tid; idx < Dh * kSS; idx += kSeqThreads) st[idx] = 0.0f;
-    for (int idx = tid; idx < 2 * kMaxChunk * kSS; idx += kSeqThreads) xs[idx] = 0.0f;
+    for (int idx = tid; idx < kMaxChunk * kSS; idx += kSeqThreads) xs[idx] = 0.0f;
 
-    const int na = Dh / kTileJ, nb = (C + kTileT - 1) / kTileT, nb3 = a.backward ? nb : 0;
-    const int per_chunk = na + nb + nb3;
+    const int na = Dh / kTileJ, nb = (C + kTileT - 1) / kTileT;
+    const int per_chunk = na + nb;
     const int64_t total = d.nc * per_chunk;
     auto chunk_of = [&](int64_t g) {
         const int64_t step = g / per_chunk;
@@ -289,11 +286,10 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
                 const int t = e / kTileJ, jj = e % kTileJ;
                 __pipeline_memcpy_async(buf + jj * kTS + t, src + t * Dh + jj, sizeof(float));
             }
-        } else {  // rows t0 .. t0+16 of A2 (or A3), all columns: buf[tt][j]
-            const bool third = idx >= na + nb;
-            const int t0 = (idx - na - (third ? nb : 0)) * kTileT;
+        } else {  // rows t0 .. t0+16 of A2, all columns: buf[tt][j]
+            const int t0 = (idx - na) * kTileT;
             const int rows = min(kTileT, C - t0);
-            const float* src = (third ? a.a3 : a.a2) + (pc * C + t0) * Dh;
+            const float* src = a.a2 + (pc * C + t0) * Dh;
             for (int e = tid * 4; e < rows * Dh; e += kSeqThreads * 4)
                 __pipeline_memcpy_async(buf + e, src + e, 4 * sizeof(float));
         }
@@ -321,17 +317,27 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
         const float* buf = tiles + (g & 1) * tf;
         if (idx == 0) {
             // The state at this point: the checkpoint (forward, W layout) or G at the chunk's end
-            // (backward, S layout).
+            // (backward, S layout, where Qᵀ dO was: phase B starts from it, in the same
+            // thread's registers, so no other thread touches those elements in between).
             float* out = a.states + pc * DD;
             if (!a.backward) {
                 for (int e = tid; e < kSlab * Dh; e += kSeqThreads) {
                     const int r = e / Dh, j = e % Dh;
                     out[(i0 + r) * Dh + j] = st[j * kSS + r];
                 }
+#pragma unroll
+                for (int m = 0; m < kMaxJpt; ++m)
+                    acc_b[m][0] = acc_b[m][1] = acc_b[m][2] = acc_b[m][3] = 0.0f;
             } else {
-                for (int e = tid; e < kSlab * Dh; e += kSeqThreads) {
-                    const int j = e / kSlab, r = e % kSlab;
-                    out[j * Dh + i0 + r] = st[j * kSS + r];
+#pragma unroll
+                for (int m = 0; m < kMaxJpt; ++m) {
+                    if (m >= jpt) break;
+                    const int j = jg + 32 * m;
+                    float4* slot = reinterpret_cast<float4*>(out + j * Dh + i0 + r0);
+                    const float4 qdo = *slot;
+                    *slot = *reinterpret_cast<const float4*>(st + j * kSS + r0);
+                    acc_b[m][0] = qdo.x, acc_b[m][1] = qdo.y, acc_b[m][2] = qdo.z;
+                    acc_b[m][3] = qdo.w;
                 }
             }
 #pragma unroll
@@ -361,16 +367,9 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
                         xs[t * kSS + tx * 2 + r] = sb * x;
                     }
                 }
-                if (a.backward) {
-                    for (int e = tid; e < C * kSlab; e += kSeqThreads) {
-                        const int t = e / kSlab, r = e % kSlab;
-                        bs[t * kSS + r] = a.b3[(pc * C + t) * Dh + i0 + r];
-                    }
-                }
             }
         } else {
-            const bool third = idx >= na + nb;
-            const int t0 = (idx - na - (third ? nb : 0)) * kTileT;
+            const int t0 = (idx - na) * kTileT;
             const int rows = min(kTileT, C - t0);
             if (idx == na) {  // the first phase-B tile: the state into registers
 #pragma unroll
@@ -378,12 +377,12 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
                     if (m >= jpt) break;
                     const float4 s4 =
                         *reinterpret_cast<const float4*>(st + (jg + 32 * m) * kSS + r0);
-                    acc_b[m][0] = s4.x, acc_b[m][1] = s4.y, acc_b[m][2] = s4.z, acc_b[m][3] = s4.w;
+                    acc_b[m][0] += s4.x, acc_b[m][1] += s4.y, acc_b[m][2] += s4.z;
+                    acc_b[m][3] += s4.w;
                 }
             }
-            const float* vals = third ? bs : xs;
             for (int tt = 0; tt < rows; ++tt) {
-                const float4 xv = *reinterpret_cast<const float4*>(vals + (t0 + tt) * kSS + r0);
+                const float4 xv = *reinterpret_cast<const float4*>(xs + (t0 + tt) * kSS + r0);
 #pragma unroll
                 for (int m = 0; m < kMaxJpt; ++m) {
                     if (m >= jpt) break;
@@ -401,7 +400,7 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
                 }
             }
         }
-        __syncthreads();  // buffer g % 2, xs, bs and st are consistent for the next tile
+        __syncthreads();  // buffer g % 2, xs and st are consistent for the next tile
     }
 }
 
@@ -502,7 +501,7 @@ void ttt_chunk_forward(float* y, float* checkpoints, const float* q, const float
     gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {V, Dh, sa}, 0.0f, w.x1, Dh, sa,
             batch);
     // The state from chunk to chunk: checkpoints, and U' (over U).
-    run_seq({w.wk, w.x1, K, nullptr, nullptr, checkpoints, d, false}, st);
+    run_seq({w.wk, w.x1, K, checkpoints, d, false}, st);
     // O = Q S0 + M U' (S0 = Wᵀ: Q Wᵀ).
     gemm_rm(st, false, true, C, Dh, Dh, 1.0f, {Q, Dh, sa}, {checkpoints, Dh, sdd}, 0.0f, w.x2, Dh,
             sa, batch);
@@ -542,8 +541,11 @@ void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const floa
             batch);
     gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.m, C, scc}, {dO, Dh, sa}, 0.0f, w.x1, Dh, sa,
             batch);
-    // G from chunk to chunk (last to first): G at every chunk's end, and dU' (over Mᵀ dO).
-    run_seq({K, w.x1, w.wk, Q, dO, w.gend, d, true}, st);
+    // Qᵀ dO per chunk (into the slots of G), then G from chunk to chunk (last to first): G at
+    // every chunk's end, and dU' (over Mᵀ dO).
+    gemm_rm(st, true, false, Dh, Dh, C, 1.0f, {Q, Dh, sa}, {dO, Dh, sa}, 0.0f, w.gend, Dh, sdd,
+            batch);
+    run_seq({K, w.x1, w.wk, w.gend, d, true}, st);
     const float* dU = w.x1;
     // X = V − K S0 (= V − K Wᵀ), U' = T X.
     check_cuda(cudaMemcpyAsync(w.x2, V, static_cast<size_t>(d.act()) * sizeof(float),
