@@ -9,6 +9,7 @@
 #include <cublas_v2.h>
 #include <cuda_pipeline.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <algorithm>
 
@@ -252,6 +253,24 @@ size_t seq_smem_bytes(int64_t Dh) {
     return sizeof(float) * static_cast<size_t>(Dh * kSS + kMaxChunk * kSS + 2 * tile_floats(Dh));
 }
 
+// The tensor-core form (kTensor, Dh a multiple of 64): the same products as 16×16×8 TF32 MMAs
+// with fp32 accumulation; the state stays in accumulator fragments across chunks (warp w holds
+// rows ((w >> 1) + 4m)·16 .. +16 and columns (w & 1)·16 .. +16 of the slab) and is written to st
+// after every chunk for phase A, whose output tile (rows (w >> 1)·16, columns (w & 1)·16) is one
+// fragment per warp.
+namespace wmma = nvcuda::wmma;
+using FragA = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
+using FragB = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
+using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
+constexpr int kMaxTc = 512 / 64;  // state fragments per warp (Dh <= 512)
+
+template <typename F>
+__device__ __forceinline__ void to_tf32(F& f) {
+#pragma unroll
+    for (int i = 0; i < f.num_elements; ++i) f.x[i] = wmma::__float_to_tf32(f.x[i]);
+}
+
+template <bool kTensor>
 __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
@@ -267,6 +286,8 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     const float sa = a.backward ? 1.0f : -1.0f, sb = a.backward ? -1.0f : 1.0f;
     for (int idx = tid; idx < Dh * kSS; idx += kSeqThreads) st[idx] = 0.0f;
     for (int idx = tid; idx < kMaxChunk * kSS; idx += kSeqThreads) xs[idx] = 0.0f;
+    // (The MMAs read whole 16-row tiles: rows past the chunk must be finite.)
+    for (int idx = tid; idx < 2 * tf; idx += kSeqThreads) tiles[idx] = 0.0f;
 
     const int na = Dh / kTileJ, nb = (C + kTileT - 1) / kTileT;
     const int per_chunk = na + nb;
@@ -302,6 +323,14 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     const int jg = tid / 8, r0 = (tid % 8) * 4, jpt = Dh / 32;
     float acc_a[4][2] = {};
     float acc_b[kMaxJpt][4] = {};
+    // Tensor form: warp tiles (see above).
+    const int warp = tid >> 5, lane = tid & 31, rt = warp >> 1, ct = warp & 1, ntc = Dh / 64;
+    FragC xacc;
+    FragC sacc[kMaxTc];
+    if constexpr (kTensor) {
+#pragma unroll
+        for (int m = 0; m < kMaxTc; ++m) wmma::fill_fragment(sacc[m], 0.0f);
+    }
 
     issue(0);
     for (int64_t g = 0; g < total; ++g) {
@@ -320,7 +349,26 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
             // (backward, S layout, where Qᵀ dO was: phase B starts from it, in the same
             // thread's registers, so no other thread touches those elements in between).
             float* out = a.states + pc * DD;
-            if (!a.backward) {
+            if constexpr (kTensor) {
+#pragma unroll
+                for (int m = 0; m < kMaxTc; ++m) {
+                    if (m >= ntc) break;
+                    const int j0 = (rt + 4 * m) * 16;
+                    if (!a.backward) {  // W[i][j] = S[j][i]: a column-major store
+                        wmma::store_matrix_sync(out + (i0 + ct * 16) * Dh + j0, sacc[m], Dh,
+                                                wmma::mem_col_major);
+                    } else {
+                        float* slot = out + j0 * Dh + i0 + ct * 16;
+                        FragC qdo;
+                        wmma::load_matrix_sync(qdo, slot, Dh, wmma::mem_row_major);
+                        __syncwarp();
+                        wmma::store_matrix_sync(slot, sacc[m], Dh, wmma::mem_row_major);
+#pragma unroll
+                        for (int i = 0; i < qdo.num_elements; ++i) sacc[m].x[i] += qdo.x[i];
+                    }
+                }
+                wmma::fill_fragment(xacc, 0.0f);
+            } else if (!a.backward) {
                 for (int e = tid; e < kSlab * Dh; e += kSeqThreads) {
                     const int r = e / Dh, j = e % Dh;
                     out[(i0 + r) * Dh + j] = st[j * kSS + r];
@@ -343,7 +391,62 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
 #pragma unroll
             for (int u = 0; u < 4; ++u) acc_a[u][0] = acc_a[u][1] = 0.0f;
         }
-        if (idx < na) {
+        if (kTensor && idx < na) {
+            const int j0 = idx * kTileJ;
+            if (rt * 16 < C) {
+#pragma unroll
+                for (int kk = 0; kk < kTileJ / 8; ++kk) {
+                    FragA fa;
+                    FragB fb;
+                    wmma::load_matrix_sync(fa, buf + kk * 8 * kTS + rt * 16, kTS);
+                    wmma::load_matrix_sync(fb, st + (j0 + kk * 8) * kSS + ct * 16, kSS);
+                    to_tf32(fa);
+                    to_tf32(fb);
+                    wmma::mma_sync(xacc, fa, fb, xacc);
+                }
+                if (idx == na - 1) {  // X = B1 ± A1·state for this warp's tile
+                    float* xt = xs + rt * 16 * kSS + ct * 16;
+                    wmma::store_matrix_sync(xt, xacc, kSS, wmma::mem_row_major);
+                    __syncwarp();
+                    for (int e = lane; e < 256; e += 32) {
+                        const int t = rt * 16 + e / 16, r = ct * 16 + e % 16;
+                        float& xv = xs[t * kSS + r];
+                        if (t < C) {
+                            float* xg = a.x + (pc * C + t) * Dh + i0 + r;
+                            const float x = *xg + sa * xv;
+                            *xg = x;
+                            xv = sb * x;
+                        } else {
+                            xv = 0.0f;
+                        }
+                    }
+                }
+            }
+        } else if (kTensor) {
+            const int t0 = (idx - na) * kTileT;
+#pragma unroll
+            for (int kk = 0; kk < kTileT / 8; ++kk) {
+                FragB fb;
+                wmma::load_matrix_sync(fb, xs + (t0 + kk * 8) * kSS + ct * 16, kSS);
+                to_tf32(fb);
+#pragma unroll
+                for (int m = 0; m < kMaxTc; ++m) {
+                    if (m >= ntc) break;
+                    FragA fa;
+                    wmma::load_matrix_sync(fa, buf + kk * 8 * Dh + (rt + 4 * m) * 16, Dh);
+                    to_tf32(fa);
+                    wmma::mma_sync(sacc[m], fa, fb, sacc[m]);
+                }
+            }
+            if (idx == per_chunk - 1) {  // the state to st for the next chunk's phase A
+#pragma unroll
+                for (int m = 0; m < kMaxTc; ++m) {
+                    if (m >= ntc) break;
+                    wmma::store_matrix_sync(st + (rt + 4 * m) * 16 * kSS + ct * 16, sacc[m], kSS,
+                                            wmma::mem_row_major);
+                }
+            }
+        } else if (idx < na) {
             const int j0 = idx * kTileJ;
 #pragma unroll 8
             for (int jj = 0; jj < kTileJ; ++jj) {
@@ -404,13 +507,17 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     }
 }
 
+// The tensor form where TF32 is on, Dh is a multiple of 64 and the fragment stores to `states`
+// are 32-byte aligned; the fp32 CUDA-core form otherwise.
 void run_seq(const SeqArgs& a, cudaStream_t stream) {
     const size_t smem = seq_smem_bytes(a.d.Dh);
-    check_cuda(cudaFuncSetAttribute(seq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    const bool tensor = g_tf32 && a.d.Dh % 64 == 0 && detail::aligned(a.states, 32);
+    auto kernel = tensor ? seq_kernel<true> : seq_kernel<false>;
+    check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(smem)),
                "ttt chunk: cudaFuncSetAttribute");
     const dim3 grid(static_cast<unsigned>(a.d.P), static_cast<unsigned>(a.d.Dh / kSlab));
-    seq_kernel<<<grid, kSeqThreads, smem, stream>>>(a);
+    kernel<<<grid, kSeqThreads, smem, stream>>>(a);
     check_launch("ttt chunk: seq_kernel");
 }
 
