@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.hpp"
@@ -211,6 +212,54 @@ TEST_F(TttChunkTrainCuda, ScanDispatchesToChunkedForm) {
     EXPECT_FALSE(ttt_scan_uses_chunked_form({2, 100, 1, 100, true, 64}));
     run_case({2, 130, 1, 256, 64, true, false, true}, true);
     run_case({2, 130, 2, 128, 64, false, true, false}, true);
+}
+
+// Opt-in (BITTTT_CUDA_TTT_TIMING=1): milliseconds of one forward + backward at the D=1024 model's
+// shape (B=16, T=1024, one head of 256, chunk 64), chunked form against the token recurrence.
+TEST_F(TttChunkTrainCuda, TimingAtTheLargeModelShape) {
+    const char* env = std::getenv("BITTTT_CUDA_TTT_TIMING");
+    if (!env || env[0] != '1') GTEST_SKIP() << "set BITTTT_CUDA_TTT_TIMING=1 to time";
+    for (bool read_before : {true, false}) {
+        const TttScanShape s{16, 1024, 1, 256, read_before, 64};
+        const int64_t n = s.B * s.T * s.H * s.Dh;
+        Rng rng(5);
+        auto k = unit_rows(s.B * s.T, 1, s.Dh, rng), q = unit_rows(s.B * s.T, 1, s.Dh, rng);
+        auto v = normal_vector(static_cast<size_t>(n), rng);
+        std::vector<float> eta(static_cast<size_t>(s.B * s.T), 0.1f);
+        Stream stream;
+        DeviceBuffer d_q = upload(q), d_k = upload(k), d_v = upload(v), d_eta = upload(eta);
+        DeviceBuffer d_y(n * 4), d_g(n * 4), d_g2(n * 4), d_g3(n * 4), d_de(eta.size() * 4);
+        DeviceBuffer d_ck(static_cast<size_t>(s.checkpoint_floats()) * 4);
+        for (bool chunked : {true, false}) {
+            ttt_scan_set_chunked(chunked);
+            DeviceBuffer ws(std::max<size_t>(ttt_scan_workspace_bytes(s), 16));
+            const float* qq = read_before ? d_k.as<float>() : d_q.as<float>();
+            const float* vv = read_before ? d_k.as<float>() : d_v.as<float>();
+            const float* ee = read_before ? nullptr : d_eta.as<float>();
+            auto run = [&](bool backward) {
+                if (!backward)
+                    ttt_scan_forward(d_y.as<float>(), d_ck.as<float>(), qq, d_k.as<float>(), vv, ee,
+                                     0.1f, s, ws.data(), stream);
+                else
+                    ttt_scan_backward(d_g.as<float>(), d_g2.as<float>(), d_g3.as<float>(),
+                                      d_de.as<float>(), d_y.as<float>(), d_ck.as<float>(), qq,
+                                      d_k.as<float>(), vv, ee, 0.1f, s, ws.data(), stream);
+            };
+            run(false), run(true);
+            double ms[2] = {0, 0};
+            for (int backward = 0; backward < 2; ++backward) {
+                EventTimer timer;
+                timer.start(stream);
+                for (int i = 0; i < 3; ++i) run(backward == 1);
+                timer.stop(stream);
+                ms[backward] = timer.elapsed_ms() / 3;
+            }
+            std::printf("[timing] %s %s: forward %.3f ms, backward %.3f ms\n",
+                        read_before ? "reconstruct" : "delta",
+                        chunked ? "chunked" : "token recurrence", ms[0], ms[1]);
+        }
+        ttt_scan_set_chunked(true);
+    }
 }
 
 TEST_F(TttChunkTrainCuda, RejectsBadShapes) {

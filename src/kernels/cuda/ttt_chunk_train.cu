@@ -12,6 +12,9 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
@@ -64,6 +67,48 @@ void gemm_rm(cudaStream_t stream, bool ta, bool tb, int m, int n, int k, float a
                    C, CUDA_R_32F, ldc, stride_c, batch, compute, CUBLAS_GEMM_DEFAULT),
                "ttt chunk: cublasGemmStridedBatchedEx");
 }
+
+// BITTTT_CUDA_TTT_CHUNK_TIMING=1 (diagnostics): every call prints the milliseconds of each of its
+// stages to stderr (events between the stages; one synchronization per call).
+class StageTimer {
+  public:
+    StageTimer(cudaStream_t stream, const char* what) : stream_(stream), what_(what) {
+        static const bool enabled = [] {
+            const char* v = std::getenv("BITTTT_CUDA_TTT_CHUNK_TIMING");
+            return v && v[0] == '1';
+        }();
+        on_ = enabled;
+        mark("start");
+    }
+    void mark(const char* name) {
+        if (!on_) return;
+        cudaEvent_t e;
+        check_cuda(cudaEventCreate(&e), "cudaEventCreate");
+        check_cuda(cudaEventRecord(e, stream_), "cudaEventRecord");
+        events_.push_back(e), names_.push_back(name);
+    }
+    ~StageTimer() {
+        if (!on_) return;
+        cudaEventSynchronize(events_.back());
+        std::fprintf(stderr, "[ttt chunk %s]", what_);
+        float total = 0.0f;
+        for (size_t i = 1; i < events_.size(); ++i) {
+            float ms = 0.0f;
+            cudaEventElapsedTime(&ms, events_[i - 1], events_[i]);
+            total += ms;
+            std::fprintf(stderr, " %s %.3f", names_[i], ms);
+        }
+        std::fprintf(stderr, " | total %.3f ms\n", total);
+        for (cudaEvent_t e : events_) cudaEventDestroy(e);
+    }
+
+  private:
+    cudaStream_t stream_;
+    const char* what_;
+    bool on_ = false;
+    std::vector<cudaEvent_t> events_;
+    std::vector<const char*> names_;
+};
 
 struct Dims {
     int64_t B, T, H, Dh, C, nc, P;
@@ -588,34 +633,44 @@ void ttt_chunk_forward(float* y, float* checkpoints, const float* q, const float
     const Dims d = dims_of(s);
     const Work w = carve(d, static_cast<float*>(workspace));
     const cudaStream_t st = raw(stream);
+    StageTimer timer(st, "forward");
     const bool same = q == k && v == k;
     const float *K = w.k, *Q = same ? w.k : w.q, *V = same ? w.k : w.v;
     pack(d, w, q, k, v, nullptr, eta, eta_const, st);
+    timer.mark("pack");
     const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
     const int batch = static_cast<int>(d.P * d.nc);
     const long long sa = d.C * d.Dh, scc = d.C * d.C, sdd = d.Dh * d.Dh;
     // K Kᵀ and Q Kᵀ per chunk.
     gemm_rm(st, false, true, C, C, Dh, 1.0f, {K, Dh, sa}, {K, Dh, sa}, 0.0f, w.kk, C, scc, batch);
+    timer.mark("gemm");
     if (Q != K)
         gemm_rm(st, false, true, C, C, Dh, 1.0f, {Q, Dh, sa}, {K, Dh, sa}, 0.0f, w.qk, C, scc,
                 batch);
     prep_kernel<<<static_cast<unsigned>(batch), kMaxChunk, 0, st>>>(w.m, w.rinv, w.tm, w.kk,
                                                                     Q != K ? w.qk : w.kk, w.e, d);
+    timer.mark("prep");
     check_launch("ttt chunk: prep");
     // Wk = T K, U = T V.
     gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {K, Dh, sa}, 0.0f, w.wk, Dh, sa,
             batch);
+    timer.mark("gemm");
     gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {V, Dh, sa}, 0.0f, w.x1, Dh, sa,
             batch);
+    timer.mark("gemm");
     // The state from chunk to chunk: checkpoints, and U' (over U).
     run_seq({w.wk, w.x1, K, checkpoints, d, false}, st);
+    timer.mark("seq");
     // O = Q S0 + M U' (S0 = Wᵀ: Q Wᵀ).
     gemm_rm(st, false, true, C, Dh, Dh, 1.0f, {Q, Dh, sa}, {checkpoints, Dh, sdd}, 0.0f, w.x2, Dh,
             sa, batch);
+    timer.mark("gemm");
     gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.m, C, scc}, {w.x1, Dh, sa}, 1.0f, w.x2, Dh, sa,
             batch);
+    timer.mark("gemm");
     const int64_t n = d.B * d.T * d.H * d.Dh;
     unpack_y_kernel<<<blocks_for(n), 256, 0, st>>>(y, w.x2, d);
+    timer.mark("unpack");
     check_launch("ttt chunk: unpack y");
 }
 
@@ -629,64 +684,86 @@ void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const floa
     const Dims d = dims_of(s);
     const Work w = carve(d, static_cast<float*>(workspace));
     const cudaStream_t st = raw(stream);
+    StageTimer timer(st, "backward");
     const bool same = q == k && v == k;
     const float *K = w.k, *Q = same ? w.k : w.q, *V = same ? w.k : w.v, *dO = w.dy;
     pack(d, w, q, k, v, dy, eta, eta_const, st);
+    timer.mark("pack");
     const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
     const int batch = static_cast<int>(d.P * d.nc);
     const long long sa = d.C * d.Dh, scc = d.C * d.C, sdd = d.Dh * d.Dh;
     const Mat ck{checkpoints, Dh, sdd};
     gemm_rm(st, false, true, C, C, Dh, 1.0f, {K, Dh, sa}, {K, Dh, sa}, 0.0f, w.kk, C, scc, batch);
+    timer.mark("gemm");
     if (Q != K)
         gemm_rm(st, false, true, C, C, Dh, 1.0f, {Q, Dh, sa}, {K, Dh, sa}, 0.0f, w.qk, C, scc,
                 batch);
     prep_kernel<<<static_cast<unsigned>(batch), kMaxChunk, 0, st>>>(w.m, w.rinv, w.tm, w.kk,
                                                                     Q != K ? w.qk : w.kk, w.e, d);
+    timer.mark("prep");
     check_launch("ttt chunk: prep");
     // Wk = T K; Mᵀ dO.
     gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {K, Dh, sa}, 0.0f, w.wk, Dh, sa,
             batch);
+    timer.mark("gemm");
     gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.m, C, scc}, {dO, Dh, sa}, 0.0f, w.x1, Dh, sa,
             batch);
+    timer.mark("gemm");
     // Qᵀ dO per chunk (into the slots of G), then G from chunk to chunk (last to first): G at
     // every chunk's end, and dU' (over Mᵀ dO).
     gemm_rm(st, true, false, Dh, Dh, C, 1.0f, {Q, Dh, sa}, {dO, Dh, sa}, 0.0f, w.gend, Dh, sdd,
             batch);
+    timer.mark("gemm");
     run_seq({K, w.x1, w.wk, w.gend, d, true}, st);
+    timer.mark("seq");
     const float* dU = w.x1;
     // X = V − K S0 (= V − K Wᵀ), U' = T X.
     check_cuda(cudaMemcpyAsync(w.x2, V, static_cast<size_t>(d.act()) * sizeof(float),
                                cudaMemcpyDeviceToDevice, st),
                "ttt chunk: copy V");
+    timer.mark("copyV");
     gemm_rm(st, false, true, C, Dh, Dh, -1.0f, {K, Dh, sa}, ck, 1.0f, w.x2, Dh, sa, batch);
+    timer.mark("gemm");
     gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {w.x2, Dh, sa}, 0.0f, w.up, Dh, sa,
             batch);
+    timer.mark("gemm");
     // Z = R⁻ᵀ dU'; Z U'ᵀ and dO U'ᵀ.
     gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.rinv, C, scc}, {dU, Dh, sa}, 0.0f, w.z, Dh, sa,
             batch);
+    timer.mark("gemm");
     gemm_rm(st, false, true, C, C, Dh, 1.0f, {w.z, Dh, sa}, {w.up, Dh, sa}, 0.0f, w.zu, C, scc,
             batch);
+    timer.mark("gemm");
     gemm_rm(st, false, true, C, C, Dh, 1.0f, {dO, Dh, sa}, {w.up, Dh, sa}, 0.0f, w.dou, C, scc,
             batch);
+    timer.mark("gemm");
     prep2_kernel<<<static_cast<unsigned>(batch), 256, 0, st>>>(w.gs, w.dm, w.de, w.z, w.zu, w.dou,
                                                                w.kk, w.x2, w.e, d);
+    timer.mark("prep2");
     check_launch("ttt chunk: prep2");
     const float* dX = w.z;
     // dK = Gs K + dMᵀ Q − dX S0ᵀ + U' Gᵀ   (S0ᵀ = W, the checkpoint as stored)
     gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.gs, C, scc}, {K, Dh, sa}, 0.0f, w.dkp, Dh, sa,
             batch);
+    timer.mark("gemm");
     gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.dm, C, scc}, {Q, Dh, sa}, 1.0f, w.dkp, Dh, sa,
             batch);
+    timer.mark("gemm");
     gemm_rm(st, false, false, C, Dh, Dh, -1.0f, {dX, Dh, sa}, ck, 1.0f, w.dkp, Dh, sa, batch);
+    timer.mark("gemm");
     gemm_rm(st, false, true, C, Dh, Dh, 1.0f, {w.up, Dh, sa}, {w.gend, Dh, sdd}, 1.0f, w.dkp, Dh,
             sa, batch);
+    timer.mark("gemm");
     // dQ = dM K + dO S0ᵀ.
     gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.dm, C, scc}, {K, Dh, sa}, 0.0f, w.dqp, Dh, sa,
             batch);
+    timer.mark("gemm");
     gemm_rm(st, false, false, C, Dh, Dh, 1.0f, {dO, Dh, sa}, ck, 1.0f, w.dqp, Dh, sa, batch);
+    timer.mark("gemm");
     const int64_t n = d.B * d.T * d.H * d.Dh;
     unpack_grads_kernel<<<blocks_for(n), 256, 0, st>>>(dq, dk, dv, eta ? deta : nullptr, w.dqp,
                                                        w.dkp, dX, w.de, d);
+    timer.mark("unpack");
     check_launch("ttt chunk: unpack gradients");
 }
 
