@@ -556,7 +556,11 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
 // are 32-byte aligned; the fp32 CUDA-core form otherwise.
 void run_seq(const SeqArgs& a, cudaStream_t stream) {
     const size_t smem = seq_smem_bytes(a.d.Dh);
-    const bool tensor = g_tf32 && a.d.Dh % 64 == 0 && detail::aligned(a.states, 32);
+    static const bool no_tensor = [] {  // diagnostics: BITTTT_CUDA_TTT_SEQ_SIMT=1
+        const char* v = std::getenv("BITTTT_CUDA_TTT_SEQ_SIMT");
+        return v && v[0] == '1';
+    }();
+    const bool tensor = !no_tensor && g_tf32 && a.d.Dh % 64 == 0 && detail::aligned(a.states, 32);
     auto kernel = tensor ? seq_kernel<true> : seq_kernel<false>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(smem)),
