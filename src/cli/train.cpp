@@ -46,6 +46,9 @@ void register_train(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--warmup-steps", o->warmup_steps, "Linear warmup steps")
         ->capture_default_str();
+    cmd->add_option("--weight-decay", o->adamw.weight_decay,
+                    "AdamW weight decay (matrices only: embeddings and linear weights)")
+        ->capture_default_str();
     cmd->add_option("--save-interval", o->save_interval, "Steps between checkpoints (0: end only)")
         ->capture_default_str();
     cmd->add_option("--eval-interval", o->eval_interval,

@@ -110,6 +110,10 @@ void check_options(const TrainOptions& o) {
           o.min_lr, o.lr);
     check(std::isfinite(o.grad_clip) && o.grad_clip > 0, ErrorKind::kInvalidArgument,
           "gradient clipping must be positive");
+    check(std::isfinite(o.adamw.weight_decay) && o.adamw.weight_decay >= 0 &&
+              o.adamw.weight_decay < 1,
+          ErrorKind::kInvalidArgument, "--weight-decay must be in [0, 1), got {}",
+          o.adamw.weight_decay);
     check(!o.data.empty(), ErrorKind::kInvalidArgument, "no training data (--data)");
     check(o.device == "cpu" || o.device == "cuda", ErrorKind::kInvalidArgument,
           "--device '{}' is unknown (expected cpu or cuda)", o.device);

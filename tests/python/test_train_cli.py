@@ -36,7 +36,7 @@ def test_help_lists_the_flags_with_the_seed_defaults(bitttt_cli):
                           ("--min-lr", "1e-05"), ("--save-interval", "500")]:
         line = next(l for l in r.stdout.splitlines() if l.strip().startswith(flag + " "))
         assert default in line, line
-    for flag in ["--steps", "--ttt-rule", "--vocab-size", "--tokenizer", "--data", "--val-data",
+    for flag in ["--steps", "--weight-decay", "--ttt-rule", "--vocab-size", "--tokenizer", "--data", "--val-data",
                  "--eval-interval", "--seed", "--threads", "--device", "--out", "--resume"]:
         assert flag in r.stdout
 
@@ -46,6 +46,8 @@ def test_help_lists_the_flags_with_the_seed_defaults(bitttt_cli):
     (["--steps", "0"], "--steps must be positive"),
     (["--ttt-rule", "attention"], "unknown TTT rule"),
     (["--lr", "1e-5", "--min-lr", "1e-3"], "--min-lr"),
+    (["--weight-decay", "-0.1"], "--weight-decay must be in [0, 1)"),
+    (["--weight-decay", "1.5"], "--weight-decay must be in [0, 1)"),
 ])
 def test_bad_arguments_give_one_line_errors(bitttt_cli, data, tmp_path, args, message):
     r = run(bitttt_cli, "train", "--data", data, "--out", tmp_path / "out", *TINY, *args)
@@ -107,6 +109,25 @@ def test_training_writes_metrics_checkpoint_and_models(bitttt_cli, data, tmp_pat
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_weight_decay_flag_sets_the_decay_and_is_checkpointed(bitttt_cli, data, tmp_path):
+    # The default (0.1) given explicitly changes nothing; another decay changes the weights (AdamW
+    # decays the matrices by lr·wd each step) and is the one the checkpoint keeps for a resume.
+    safetensors = pytest.importorskip("safetensors")
+    models = {}
+    for name, extra in [("default", []), ("explicit", ["--weight-decay", "0.1"]),
+                        ("none", ["--weight-decay", "0"])]:
+        out = tmp_path / name
+        r = run(bitttt_cli, "train", "--data", data, "--out", out, "--steps", "3", "--lr", "1e-2",
+                "--eval-interval", "0", "--quiet", *TINY, *extra)
+        assert r.returncode == 0, r.stderr
+        models[name] = (out / "model" / "model.safetensors").read_bytes()
+        with safetensors.safe_open(str(out / "checkpoint.safetensors"), "np") as f:
+            state = json.loads(f.metadata()["state"])
+        assert state["options"]["weight_decay"] == pytest.approx(0.0 if name == "none" else 0.1)
+    assert models["default"] == models["explicit"]
+    assert models["default"] != models["none"]
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(bitttt_cli, data, tmp_path):
