@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Trains several Bit-TTT variants side by side on one GPU (`bitttt train --device cuda`, the same
 # tokens for each) and measures each with `bitttt eval` as soon as it is trained (while the others
-# still train): validation loss with the memory reset every 128 tokens and every training context,
+# still train): validation loss with the memory reset every 128 tokens (on the whole text, and on
+# the document stream of training with --documents) and every training context,
 # never reset, the memory effect and the loss at positions 1024-2048 vs 0-128. Summary in
 # $OUT/results.txt, one line per model in $OUT/summary.txt. A variant is NAME:CONTEXT:BATCH:FLAGS,
 # FLAGS being `bitttt train` options joined by commas, e.g.
@@ -67,9 +68,10 @@ variant() {  # NAME CTX BATCH FLAGS
     m="$OUT/$name/model_bf16.bitt"
     "$BITTTT" export "$OUT/$name/model" "$m" --dtype bf16 >/dev/null
     ev() { "$BITTTT" eval "$m" "$@" -q -t "$THREADS"; }
-    local params r128 rctx="" never mem long
+    local params r128 rdoc rctx="" never mem long
     params=$("$BITTTT" info "$m" | awk -F'[()]' '/^parameters:/ {printf "%.2f", $2 / 1e6}')
     r128=$(ev "$DATA/valid.txt.gz" --reset-every 128 | tr '\n' ' ')
+    rdoc=$(ev "$DATA/valid.txt.gz" --reset-every 128 --documents | tr '\n' ' ')
     [ "$ctx" = 128 ] || rctx=$(ev "$DATA/valid.txt.gz" --reset-every "$ctx" | tr '\n' ' ')
     never=$(ev "$DATA/valid.txt.gz" | tr '\n' ' ')
     mem=$(ev --memory-effect | tail -n 3 | tr '\n' ' ')
@@ -77,19 +79,22 @@ variant() {  # NAME CTX BATCH FLAGS
     {
         echo "== $name (context $ctx, batch $batch, $steps steps, $flags): $params M parameters, trained in $secs s"
         echo "reset 128: $r128"
+        echo "reset 128, document stream (the tokens of training and the attention baseline): $rdoc"
         [ -z "$rctx" ] || echo "reset $ctx: $rctx"
         echo "never reset: $never"
         echo "memory effect: $mem"
         echo "long positions: $long"
     } >"$res"
-    # name, parameters (M), loss reset every 128, bits/byte, never reset, far/near, copy2/copy1, s
-    printf '%s %s %s %s %s %s %s %s\n' "$name" "$params" \
+    # name, parameters (M), loss reset every 128, bits/byte, never reset, far/near, copy2/copy1, s,
+    # loss reset every 128 on the document stream
+    printf '%s %s %s %s %s %s %s %s %s\n' "$name" "$params" \
         "$(awk '{for (i = 1; i < NF; i++) if ($i == "loss:") print $(i + 1)}' <<<"$r128")" \
         "$(awk '{for (i = 1; i < NF; i++) if ($i == "bits/byte:") print $(i + 1)}' <<<"$r128")" \
         "$(awk '{for (i = 1; i < NF; i++) if ($i == "loss:") print $(i + 1)}' <<<"$never")" \
         "$(awk '{for (i = 1; i < NF; i++) if ($i == "near:") print $(i + 1)}' <<<"$long")" \
         "$(awk '{for (i = 1; i < NF; i++) if ($i == "1:") print $(i + 1)}' <<<"$mem")" \
-        "$secs" >"$OUT/$name.sum"
+        "$secs" "$(awk '{for (i = 1; i < NF; i++) if ($i == "loss:") print $(i + 1)}' <<<"$rdoc")" \
+        >"$OUT/$name.sum"
 }
 
 attention() {  # NAME CTX BATCH FLAGS
@@ -106,9 +111,9 @@ attention() {  # NAME CTX BATCH FLAGS
         "$PYTHON" -c "import json, sys; r = json.load(open(sys.argv[1])); \
 print('== %s (attention, context %s, batch %s, %s steps, %s): %.2f M parameters, trained in %s s' \
 % (sys.argv[2], r['context_len'], r['batch_size'], r['steps'], sys.argv[3], r['parameters'] / 1e6, sys.argv[4])); \
-print('validation: %.6f nats/token, %.4f bits/byte' % (r['val_loss_nats_per_token'], r['val_bits_per_byte'])); \
-open(sys.argv[5], 'w').write('%s %.2f %.6f %.4f - - - %s\n' % (sys.argv[2], r['parameters'] / 1e6, \
-r['val_loss_nats_per_token'], r['val_bits_per_byte'], sys.argv[4]))" \
+print('validation (document stream): %.6f nats/token, %.4f bits/byte' % (r['val_loss_nats_per_token'], r['val_bits_per_byte'])); \
+open(sys.argv[5], 'w').write('%s %.2f - - - - - %s %.6f\n' % (sys.argv[2], r['parameters'] / 1e6, \
+sys.argv[4], r['val_loss_nats_per_token']))" \
             "$OUT/$name/result.json" "$name" "$flags" "$(($(date +%s) - t0))" "$OUT/$name.sum" >"$OUT/$name.res"
     else
         echo "== $name: attention baseline FAILED or timed out (see $name.log)" >"$OUT/$name.res"
@@ -136,7 +141,7 @@ for v in $ATTENTION $VARIANTS; do
     cat "$OUT/$name.res" >>"$OUT/results.txt"
 done
 {
-    echo "# name params_M loss_reset128 bits_per_byte loss_never_reset far_over_near copy2_over_copy1 train_s"
+    echo "# name params_M loss_reset128 bits_per_byte loss_never_reset far_over_near copy2_over_copy1 train_s loss_reset128_documents"
     for v in $ATTENTION $VARIANTS; do
         IFS=: read -r name _ <<<"$v"
         cat "$OUT/$name.sum"

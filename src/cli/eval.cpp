@@ -22,6 +22,7 @@
 #include "model/config.hpp"
 #include "model/evaluation.hpp"
 #include "tokenizer/text_file.hpp"
+#include "train/data.hpp"
 
 namespace bitttt::cli {
 namespace {
@@ -33,6 +34,7 @@ struct EvalArgs {
     int64_t chunk = 256;
     int threads = 0;
     bool quiet = false;
+    bool documents = false;  // tokenize as training does (train/data.hpp) instead of as one text
     DeviceFlags device;
     // --memory-effect
     bool memory_effect = false;
@@ -90,8 +92,12 @@ PositionRange parse_range(const std::string& text, const char* option) {
     return r;
 }
 
-std::vector<int32_t> read_ids(const Tokenizer& tok, const std::string& file) {
+// The tokens of FILE: the whole text encoded as one string (the separator lines' newlines and
+// <|endoftext|> included), or with `documents` the stream `bitttt train` and bench/torch_train.py
+// train and validate on: each document's tokens, then <|endoftext|> (train::tokenize_documents).
+std::vector<int32_t> read_ids(const Tokenizer& tok, const std::string& file, bool documents) {
     const std::string text = tok::read_text_file(file);
+    if (documents) return train::tokenize_documents(text, tok);
     std::vector<int32_t> ids;
     for (uint32_t id : tok.encode_parallel(text)) ids.push_back(static_cast<int32_t>(id));
     return ids;
@@ -105,7 +111,7 @@ const Tokenizer& need_tokenizer(const Model& model, const std::string& name) {
 
 void run_mean_loss(const EvalArgs& a, const std::shared_ptr<const Model>& model) {
     const Tokenizer& tok = need_tokenizer(*model, a.model);
-    std::vector<int32_t> ids = read_ids(tok, a.file);
+    std::vector<int32_t> ids = read_ids(tok, a.file, a.documents);
     if (a.max_tokens > 0 && static_cast<int64_t>(ids.size()) > a.max_tokens)
         ids.resize(static_cast<size_t>(a.max_tokens));
     const int64_t n = static_cast<int64_t>(ids.size());
@@ -172,7 +178,7 @@ void run_long_positions(const EvalArgs& a, const std::shared_ptr<const Model>& m
     o.far = parse_range(a.far, "--far");
     o.windows = a.windows;
     o.chunk = a.chunk;
-    const std::vector<int32_t> ids = read_ids(tok, a.file);
+    const std::vector<int32_t> ids = read_ids(tok, a.file, a.documents);
     PositionLoss p;
     {
         ProgressBar bar(!a.quiet, "windows");
@@ -226,6 +232,9 @@ void register_eval(CLI::App& app) {
         ->check(CLI::Range(0, 4096));
     add_device_options(cmd, a->device);
     cmd->add_flag("-q,--quiet", a->quiet, "No progress bar");
+    cmd->add_flag("--documents", a->documents,
+                  "Tokenize FILE as training does: each document's tokens, then <|endoftext|> (no "
+                  "newline tokens around the separator lines); default: the whole text as one");
 
     const char* kMemory = "Memory effect (--memory-effect)";
     cmd->add_flag("--memory-effect", a->memory_effect,

@@ -3,6 +3,7 @@ cache, Ctrl-C saving a checkpoint that resumes, and the loss-curve plot tool."""
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -128,6 +129,36 @@ def test_weight_decay_flag_sets_the_decay_and_is_checkpointed(bitttt_cli, data, 
         assert state["options"]["weight_decay"] == pytest.approx(0.0 if name == "none" else 0.1)
     assert models["default"] == models["explicit"]
     assert models["default"] != models["none"]
+
+
+def test_eval_documents_scores_the_tokens_training_validates_on(bitttt_cli, data, tmp_path):
+    # The trainer's validation loss is over consecutive windows of the document stream (each
+    # document's tokens, then <|endoftext|>); `bitttt eval --documents --reset-every T` on the
+    # first windows' tokens gives the same figure (training forward vs inference: float
+    # tolerance). Without --documents the text is encoded whole, separator newlines included.
+    val = tmp_path / "val.txt"
+    val.write_text("A dog ran to the park.\n<|endoftext|>\nThe sun was hot and the girl sat "
+                   "down.\n<|endoftext|>\nTom had a red ball.\n\n<|endoftext|>\n" * 3,
+                   encoding="utf-8")
+    out = tmp_path / "out"
+    r = run(bitttt_cli, "train", "--data", data, "--val-data", val, "--out", out, "--steps", "8",
+            "--lr", "1e-2", "--eval-interval", "0", "--quiet", *TINY[:-6], "--threads", "1",
+            "--eval-batches", "2", "--warmup-steps", "2")
+    assert r.returncode == 0, r.stderr
+    val_loss = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()][-1]
+    windows = 2 * 2  # eval-batches x batch-size, 16 tokens each
+    r = run(bitttt_cli, "eval", out / "model.bitt", val, "--documents", "--reset-every", "16",
+            "--max-tokens", windows * 16 + 1, "-q", "-t", "1")
+    assert r.returncode == 0, r.stderr
+    assert f"tokens: {windows * 16}" in r.stdout
+    loss = float(re.search(r"loss: ([0-9.]+)", r.stdout).group(1))
+    assert loss == pytest.approx(val_loss["val_loss"], rel=1e-3)
+    counts = []
+    for extra in (["--documents"], []):
+        r = run(bitttt_cli, "eval", out / "model.bitt", val, *extra, "-q", "-t", "1")
+        assert r.returncode == 0, r.stderr
+        counts.append(int(re.search(r"tokens: (\d+)", r.stdout).group(1)))
+    assert counts[1] > counts[0]  # the whole text also has the separator lines' newlines
 
 
 def test_ctrl_c_saves_a_checkpoint_that_resumes(bitttt_cli, data, tmp_path):
