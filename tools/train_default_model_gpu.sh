@@ -6,8 +6,9 @@
 #   2. `reconstruct` at each vocabulary (the vocabulary is chosen by validation bits per byte);
 #   3. at the chosen vocabulary: `delta`, and the same-size causal-attention Llama in PyTorch
 #      (bf16, no quantization; its MLP narrowed so its parameters match `reconstruct`'s);
-#   4. every Bit-TTT model: validation loss (memory reset every context_len tokens, as trained, and
-#      never reset), the memory effect and the loss at positions 1024-2048 vs 0-128;
+#   4. every Bit-TTT model: validation loss (memory reset every context_len tokens, as trained, on
+#      the file encoded whole and on the document stream the baseline is scored on; never reset),
+#      the memory effect and the loss at positions 1024-2048 vs 0-128;
 #   5. the best Bit-TTT model (lowest validation loss) as $OUT/default.bitt, and five samples.
 # Runs share the GPU (each uses a small part of an H100). Usage (repository root, after a CUDA build):
 #   DATA=../shared/data/tinystories OUT=runs/gpu TOKENS=20000000 tools/train_default_model_gpu.sh
@@ -85,6 +86,9 @@ for name in "reconstruct_v$best_v" "delta_v$best_v"; do
     log "== $name: $("$BITTTT" info "$m" | grep -i -m1 'param' || true)"
     "$BITTTT" eval "$m" "$DATA/valid.txt.gz" --reset-every "$CTX" -q -t "$THREADS" | tee -a "$OUT/results.txt"
     loss=$("$BITTTT" eval "$m" "$DATA/valid.txt.gz" --reset-every "$CTX" -q -t "$THREADS" | awk '/^loss/ {print $2}')
+    log "-- reset every $CTX, document stream (the tokens the attention baseline is scored on):"
+    "$BITTTT" eval "$m" "$DATA/valid.txt.gz" --reset-every "$CTX" --documents -q -t "$THREADS" |
+        tee -a "$OUT/results.txt"
     log "-- never reset:"
     "$BITTTT" eval "$m" "$DATA/valid.txt.gz" -q -t "$THREADS" | tee -a "$OUT/results.txt"
     log "-- memory effect:"
