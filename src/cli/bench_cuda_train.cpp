@@ -13,7 +13,11 @@
 // counted). MFU = model FLOP/s / the GPU's dense bf16 tensor peak (H100/H200 SXM: 989 TFLOP/s).
 // Memory: device bytes in use after the steps minus those in use before the model was built
 // (every buffer is allocated at the first step and kept, so this is the high-water mark; it
-// includes cuBLAS's workspace but not the CUDA context), next to the model's own allocations.
+// includes cuBLAS's workspace but not the CUDA context), next to the model's own allocations; the
+// VRAM cases also print where the bytes go (GpuTrainModel::memory_plan).
+//
+// `bitttt bench cuda-train-mem`: only the VRAM table, with the default fp32 AdamW moments and with
+// `--gpu-optimizer-state bf16`.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -47,6 +51,7 @@ struct Case {
     int64_t D, L, B, T;
     double target_gb;  // 0: no memory target
     TttRule rule = TttRule::kReconstruct;
+    cuda::OptimizerState state = cuda::OptimizerState::kFp32;
 };
 
 double model_flops_per_token(const ModelConfig& c) {
@@ -90,27 +95,12 @@ double scan_ms_per_step(const ModelConfig& c, int64_t B, int64_t T) {
     return timer.elapsed_ms() * static_cast<double>(c.num_layers);
 }
 
-}  // namespace
-
-void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
-    if (!have_gpu("cuda-train")) return;
+void run_cases(const std::vector<Case>& cases, const BenchOptions& options,
+               BenchReporter& reporter) {
     const cuda::DeviceInfo info = cuda::device_info();
     const bool hopper =
         info.name.find("H100") != std::string::npos || info.name.find("H200") != std::string::npos;
     const double peak = hopper ? 989e12 : 0.0;
-    std::vector<Case> cases;
-    if (options.quick) {
-        cases = {{"quick", 128, 2, 4, 64, 0}};
-    } else {
-        cases = {{"default", 256, 8, 64, 128, 0},
-                 {"default.delta", 256, 8, 64, 128, 0, TttRule::kDelta},
-                 {"default.fill", 256, 8, 1024, 128, 0},
-                 {"large", 1024, 24, 16, 1024, 0},
-                 {"large.delta", 1024, 24, 16, 1024, 0, TttRule::kDelta},
-                 {"vram", 256, 8, 16, 128, 1.0},
-                 {"vram", 512, 12, 16, 128, 2.0},
-                 {"vram", 1024, 24, 16, 128, 4.0}};
-    }
     for (const Case& k : cases) {
         ModelConfig c;
         c.hidden_dim = k.D, c.num_layers = k.L, c.ttt_rule = k.rule;
@@ -118,7 +108,7 @@ void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
         train::TrainModel<float> host(c);  // the initialization (host memory only)
         host.init_random(1);
         const int64_t before = cuda::device_info().free_bytes;
-        cuda::GpuTrainModel model(c, cuda::TrainPrecision::kBf16);
+        cuda::GpuTrainModel model(c, cuda::TrainPrecision::kBf16, k.state);
         model.upload(cuda::GpuTrainModel::Buffer::kParams, host.params.data());
         std::vector<int32_t> in(k.B * k.T), tg(k.B * k.T);
         Rng rng(2);
@@ -172,13 +162,73 @@ void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
                                static_cast<double>(model.allocated_bytes()) / 1e9,
                                static_cast<double>(info.memory_bytes) / 1e9),
              k.target_gb > 0 ? used / 1e9 / k.target_gb : 0.0});
+        if (k.target_gb > 0 && !options.json) {
+            const auto plan =
+                cuda::GpuTrainModel::memory_plan(c, cuda::TrainPrecision::kBf16, k.state, k.B, k.T);
+            int64_t total = 0;
+            std::string lines;
+            for (const auto& item : plan) {
+                total += item.bytes;
+                lines += fmt::format("    {:<48} {:8.1f} MB\n", item.name,
+                                     static_cast<double>(item.bytes) / 1e6);
+            }
+            fmt::print(
+                "  where the bytes go (plan {:.3f} GB; measured {:.3f} GB, the rest is "
+                "allocation rounding and cuBLAS/CUDA internals):\n{}",
+                static_cast<double>(total) / 1e9, used / 1e9, lines);
+        }
     }
+}
+
+// The seed's VRAM table: batch 16, context 128; targets half the seed's minimum.
+std::vector<Case> vram_cases(bool with_bf16_moments) {
+    std::vector<Case> cases = {{"vram", 256, 8, 16, 128, 1.0},
+                               {"vram", 512, 12, 16, 128, 2.0},
+                               {"vram", 1024, 24, 16, 128, 4.0}};
+    if (with_bf16_moments)
+        for (int i = 0; i < 3; ++i) {
+            Case k = cases[static_cast<size_t>(i)];
+            k.label = "vram.bf16_moments";
+            k.state = cuda::OptimizerState::kBf16;
+            cases.push_back(k);
+        }
+    return cases;
+}
+
+}  // namespace
+
+void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
+    if (!have_gpu("cuda-train")) return;
+    std::vector<Case> cases;
+    if (options.quick) {
+        cases = {{"quick", 128, 2, 4, 64, 0}};
+    } else {
+        cases = {{"default", 256, 8, 64, 128, 0},
+                 {"default.delta", 256, 8, 64, 128, 0, TttRule::kDelta},
+                 {"default.fill", 256, 8, 1024, 128, 0},
+                 {"large", 1024, 24, 16, 1024, 0},
+                 {"large.delta", 1024, 24, 16, 1024, 0, TttRule::kDelta}};
+        for (const Case& k : vram_cases(false)) cases.push_back(k);
+    }
+    run_cases(cases, options, reporter);
+}
+
+void bench_cuda_train_mem(const BenchOptions& options, BenchReporter& reporter) {
+    if (!have_gpu("cuda-train-mem")) return;
+    run_cases(
+        options.quick ? std::vector<Case>{{"vram.quick", 128, 2, 16, 128, 1.0}} : vram_cases(true),
+        options, reporter);
 }
 #else
 void bench_cuda_train(const BenchOptions&, BenchReporter&) {
     fmt::print(stderr,
                "bench cuda-train: skipped: bitttt was built without CUDA (no nvcc at configure "
                "time)\n");
+}
+void bench_cuda_train_mem(const BenchOptions&, BenchReporter&) {
+    fmt::print(stderr,
+               "bench cuda-train-mem: skipped: bitttt was built without CUDA (no nvcc at "
+               "configure time)\n");
 }
 #endif
 

@@ -37,6 +37,7 @@ void bench_tokenizer(const BenchOptions& options, BenchReporter& reporter);
 void bench_train(const BenchOptions& options, BenchReporter& reporter);
 // bench_cuda_train.cpp (skipped with a note without a GPU or CUDA)
 void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter);
+void bench_cuda_train_mem(const BenchOptions& options, BenchReporter& reporter);
 
 const std::vector<BenchEntry>& bench_entries() {
     static const std::vector<BenchEntry> entries = {
@@ -59,6 +60,10 @@ const std::vector<BenchEntry>& bench_entries() {
         {"train", "CPU training tokens/s at D=256/L=8 and D=128/L=4, TTT scan share", bench_train},
         {"cuda-train", "GPU training tokens/s, MFU and peak memory (default, large, VRAM table)",
          bench_cuda_train},
+        {"cuda-train-mem",
+         "GPU training peak memory at the VRAM table, fp32 and bf16 AdamW moments, and where it "
+         "goes",
+         bench_cuda_train_mem},
     };
     return entries;
 }

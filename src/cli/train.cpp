@@ -63,6 +63,10 @@ void register_train(CLI::App& app) {
     cmd->add_option("--gpu-precision", o->gpu_precision,
                     "Products on the GPU: bf16 (tensor cores) or fp32")
         ->capture_default_str();
+    cmd->add_option("--gpu-optimizer-state", o->gpu_optimizer_state,
+                    "AdamW moments on the GPU: fp32, or bf16 (half the optimizer memory, "
+                    "stochastic rounding; checkpoints stay fp32)")
+        ->capture_default_str();
     cmd->add_option("--out", o->out_dir, "Output directory (metrics, checkpoint, model)")
         ->capture_default_str();
     cmd->add_option("--resume", o->resume,

@@ -119,6 +119,9 @@ void check_options(const TrainOptions& o) {
           "--device '{}' is unknown (expected cpu or cuda)", o.device);
     check(o.gpu_precision == "bf16" || o.gpu_precision == "fp32", ErrorKind::kInvalidArgument,
           "--gpu-precision '{}' is unknown (expected bf16 or fp32)", o.gpu_precision);
+    check(o.gpu_optimizer_state == "fp32" || o.gpu_optimizer_state == "bf16",
+          ErrorKind::kInvalidArgument,
+          "--gpu-optimizer-state '{}' is unknown (expected fp32 or bf16)", o.gpu_optimizer_state);
 #if !BITTTT_HAS_CUDA
     check(o.device != "cuda", ErrorKind::kUnsupported,
           "--device cuda: this build has no CUDA backend (build with a CUDA compiler and "
@@ -226,7 +229,9 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
         using cuda::GpuTrainModel;
         const auto precision = options_.gpu_precision == "fp32" ? cuda::TrainPrecision::kFp32
                                                                 : cuda::TrainPrecision::kBf16;
-        gpu_.reset(new Gpu{GpuTrainModel(options_.model, precision)});
+        const auto state = options_.gpu_optimizer_state == "bf16" ? cuda::OptimizerState::kBf16
+                                                                  : cuda::OptimizerState::kFp32;
+        gpu_.reset(new Gpu{GpuTrainModel(options_.model, precision, state)});
         gpu_->model.upload(GpuTrainModel::Buffer::kParams, model_->params.data());
         gpu_->model.upload(GpuTrainModel::Buffer::kAdamM, adam_m_.data());
         gpu_->model.upload(GpuTrainModel::Buffer::kAdamV, adam_v_.data());

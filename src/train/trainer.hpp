@@ -54,6 +54,9 @@ struct TrainOptions {
     std::string device = "cpu";
     // Products on the GPU: "bf16" (tensor cores, fp32 accumulation) or "fp32" (as the CPU).
     std::string gpu_precision = "bf16";
+    // AdamW moments on the GPU: "fp32" or "bf16" (half the optimizer state, stochastic rounding;
+    // checkpoints stay fp32, so a run resumes with either setting or on the CPU).
+    std::string gpu_optimizer_state = "fp32";
 };
 
 enum class TrainOutcome { kFinished, kStopped, kInterrupted };

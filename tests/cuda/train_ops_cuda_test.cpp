@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <iostream>
+#include <utility>
 #include <vector>
 
 #include "core/rng.hpp"
@@ -35,6 +37,14 @@ void expect_close(const std::vector<float>& want, const std::vector<float>& got,
     ASSERT_EQ(want.size(), got.size()) << what;
     for (size_t i = 0; i < want.size(); ++i)
         ASSERT_NEAR(got[i], want[i], abs + rel * std::fabs(want[i])) << what << " at " << i;
+}
+
+// The per-element decay flags as train_adamw reads them: one bit per element.
+std::vector<uint32_t> decay_bits(const std::vector<uint8_t>& mask) {
+    std::vector<uint32_t> words((mask.size() + 31) / 32, 0);
+    for (size_t i = 0; i < mask.size(); ++i)
+        if (mask[i]) words[i / 32] |= 1u << (i % 32);
+    return words;
 }
 
 float from_bf16(uint16_t b) {
@@ -177,6 +187,49 @@ TEST_F(TrainOpsCuda, WeightQuantSeveralTensors) {
     }
 }
 
+TEST_F(TrainOpsCuda, WeightQuantApplyPerRun) {
+    // The betas of all tensors, then the codes of one run (tensors 1..2) into a buffer of that
+    // run's span: the same codes as the whole call writes at the run's offsets.
+    const std::vector<int64_t> sizes = {1000, 7, 4096 * 3 + 5, 33};
+    std::vector<int64_t> offsets;
+    int64_t total = 0, max_size = 0;
+    for (int64_t n : sizes)
+        offsets.push_back(total), total += (n + 15) / 16 * 16, max_size = std::max(max_size, n);
+    const int count = static_cast<int>(sizes.size());
+    auto w = random_vec(total, 31, 0.02f);
+    auto d_w = upload(w), d_off = upload(offsets), d_sz = upload(sizes);
+    auto d_codes = upload(std::vector<uint16_t>(total)), d_out = upload(std::vector<float>(total));
+    auto d_beta = upload(std::vector<float>(count)), d_beta2 = upload(std::vector<float>(count));
+    const int64_t base = offsets[1], span = offsets[2] + sizes[2] - base;
+    auto d_run_codes = upload(std::vector<uint16_t>(span, 0xffff));
+    auto d_run_out = upload(std::vector<float>(span, -7.0f));
+    Stream s;
+    train_weight_quant_forward(d_out.as<float>(), d_codes.as<uint16_t>(), d_beta.as<float>(),
+                               d_w.as<float>(), d_off.as<int64_t>(), d_sz.as<int64_t>(), count,
+                               max_size, true, s);
+    train_weight_beta(d_beta2.as<float>(), d_w.as<float>(), d_off.as<int64_t>(), d_sz.as<int64_t>(),
+                      count, true, s);
+    train_weight_quant_apply(d_run_out.as<float>(), d_run_codes.as<uint16_t>(),
+                             d_beta2.as<float>() + 1, d_w.as<float>(), d_off.as<int64_t>() + 1,
+                             d_sz.as<int64_t>() + 1, 2, sizes[2], base, true, s);
+    s.synchronize();
+    const auto codes = download<uint16_t>(d_codes, total);
+    const auto out = download<float>(d_out, total);
+    const auto run_codes = download<uint16_t>(d_run_codes, span);
+    const auto run_out = download<float>(d_run_out, span);
+    const auto beta = download<float>(d_beta, count), beta2 = download<float>(d_beta2, count);
+    for (int i = 0; i < count; ++i) EXPECT_EQ(bits(beta[i]), bits(beta2[i])) << i;
+    for (int i = 1; i <= 2; ++i)
+        for (int64_t j = 0; j < sizes[i]; ++j) {
+            const int64_t k = offsets[i] + j;
+            ASSERT_EQ(run_codes[k - base], codes[k]) << "tensor " << i << " at " << j;
+            ASSERT_EQ(bits(run_out[k - base]), bits(out[k])) << "tensor " << i << " at " << j;
+        }
+    // The padding between the run's tensors is not written.
+    for (int64_t k = offsets[1] + sizes[1]; k < offsets[2]; ++k)
+        EXPECT_EQ(run_codes[k - base], 0xffff) << k;
+}
+
 TEST_F(TrainOpsCuda, Pointwise) {
     for (int64_t n : {1, 7, 1000, 100003}) {
         auto g = random_vec(n, 14, 3.0f), u = random_vec(n, 15), dout = random_vec(n, 16);
@@ -285,7 +338,7 @@ TEST_F(TrainOpsCuda, GlobalNormAndAdamW) {
             train::AdamWConfig c;
             const int64_t t = 7;
             auto d_p = upload(p), d_g = upload(g), d_m = upload(m), d_v = upload(v);
-            auto d_mask = upload(mask), d_norm = upload(std::vector<double>(1));
+            auto d_mask = upload(decay_bits(mask)), d_norm = upload(std::vector<double>(1));
             auto d_part = upload(std::vector<double>(train_norm_partials(n)));
             // The CPU step per run of equal decay flags (as the Trainer does per tensor).
             for (int64_t i = 0; i < n; i += 100) {
@@ -298,7 +351,7 @@ TEST_F(TrainOpsCuda, GlobalNormAndAdamW) {
             Stream s;
             train_global_norm(d_norm.as<double>(), d_part.as<double>(), d_g.as<float>(), n, s);
             train_adamw(d_p.as<float>(), d_g.as<float>(), d_m.as<float>(), d_v.as<float>(),
-                        d_mask.as<uint8_t>(), n, 1e-3f, c.beta1, c.beta2, c.eps, c.weight_decay,
+                        d_mask.as<uint32_t>(), n, 1e-3f, c.beta1, c.beta2, c.eps, c.weight_decay,
                         bc1, bc2, d_norm.as<double>(), nullptr, clip, s);
             s.synchronize();
             EXPECT_NEAR(download<double>(d_norm, 1)[0], norm, 1e-12 * norm);
@@ -314,14 +367,107 @@ TEST_F(TrainOpsCuda, AdamWSkipsNonFiniteSteps) {
     const int64_t n = 100;
     auto p = random_vec(n, 28), g = random_vec(n, 29);
     auto d_p = upload(p), d_g = upload(g), d_m = upload(std::vector<float>(n));
-    auto d_v = upload(std::vector<float>(n)), d_mask = upload(std::vector<uint8_t>(n, 1));
+    auto d_v = upload(std::vector<float>(n));
+    auto d_mask = upload(decay_bits(std::vector<uint8_t>(n, 1)));
     auto d_norm = upload(std::vector<double>{1.0}), d_loss = upload(std::vector<double>{NAN});
     Stream s;
     train_adamw(d_p.as<float>(), d_g.as<float>(), d_m.as<float>(), d_v.as<float>(),
-                d_mask.as<uint8_t>(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.1f, 0.05f,
+                d_mask.as<uint32_t>(), n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.1f, 0.05f,
                 d_norm.as<double>(), d_loss.as<double>(), 1.0f, s);
     s.synchronize();
     expect_close(p, download<float>(d_p, n), 0, 0, "parameters after a NaN loss");
+}
+
+uint16_t to_bf16_rne(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+}
+
+TEST_F(TrainOpsCuda, AdamWBf16Moments) {
+    // Moments that start in bf16: the fp32 step of the CPU on the same values gives the same
+    // parameters (the update uses this step's fp32 moments), and each stored moment is its fp32
+    // value rounded down or up to a neighbouring bf16 value.
+    const int64_t n = 8192 * 3 + 17;
+    auto p = random_vec(n, 40), g = random_vec(n, 41), m = random_vec(n, 42, 0.1f);
+    auto v = random_vec(n, 43, 0.1f);
+    std::vector<uint16_t> mb(n), vb(n);
+    for (int64_t i = 0; i < n; ++i) {
+        v[i] = v[i] * v[i];
+        mb[i] = to_bf16_rne(m[i]), vb[i] = to_bf16_rne(v[i]);
+        m[i] = from_bf16(mb[i]), v[i] = from_bf16(vb[i]);
+    }
+    std::vector<uint8_t> mask(n);
+    for (int64_t i = 0; i < n; ++i) mask[i] = (i / 100) % 2;
+    train::AdamWConfig c;
+    const int64_t t = 7;
+    const float clip = 1e-3f;
+    const double norm = train::global_norm(g.data(), n);
+    const float scale = norm > clip ? static_cast<float>(clip / norm) : 1.0f;
+    auto d_p = upload(p), d_g = upload(g), d_m = upload(mb), d_v = upload(vb);
+    auto d_mask = upload(decay_bits(mask)), d_norm = upload(std::vector<double>(1));
+    auto d_part = upload(std::vector<double>(train_norm_partials(n)));
+    for (int64_t i = 0; i < n; i += 100) {
+        const int64_t len = std::min<int64_t>(100, n - i);
+        train::adamw_update(p.data() + i, g.data() + i, m.data() + i, v.data() + i, len, 1e-3f,
+                            scale, t, mask[i] != 0, c);
+    }
+    const float bc1 = 1.0f - std::pow(c.beta1, static_cast<float>(t));
+    const float bc2 = 1.0f - std::pow(c.beta2, static_cast<float>(t));
+    Stream s;
+    train_global_norm(d_norm.as<double>(), d_part.as<double>(), d_g.as<float>(), n, s);
+    train_adamw_bf16_moments(d_p.as<float>(), d_g.as<float>(), d_m.as<uint16_t>(),
+                             d_v.as<uint16_t>(), d_mask.as<uint32_t>(), n, 1e-3f, c.beta1, c.beta2,
+                             c.eps, c.weight_decay, bc1, bc2, d_norm.as<double>(), nullptr, clip,
+                             12345, s);
+    s.synchronize();
+    expect_close(p, download<float>(d_p, n), 1e-6, 1e-7, "adamw params (bf16 moments)");
+    const auto gm = download<uint16_t>(d_m, n), gv = download<uint16_t>(d_v, n);
+    for (int64_t i = 0; i < n; ++i) {
+        // One bf16 ulp of the value's binade (2^-7 relative to its leading power of two), plus
+        // the fp32 tolerance of the step itself.
+        for (auto [want, got] : {std::pair{m[i], from_bf16(gm[i])}, {v[i], from_bf16(gv[i])}}) {
+            const float ulp = std::ldexp(1.0f, std::ilogb(want) - 7);
+            ASSERT_LE(std::fabs(got - want), ulp + 1e-6f * std::fabs(want) + 1e-30f)
+                << i << ": " << want << " stored as " << got;
+        }
+    }
+}
+
+TEST_F(TrainOpsCuda, AdamWBf16MomentsRoundWithoutBias) {
+    // Every element gets the same step from zero moments: m = (1 − β1) g exactly in fp32, a value
+    // between two bf16 neighbours. Stochastic rounding stores both neighbours, with a mean equal
+    // to the fp32 value (round-to-nearest would store one neighbour everywhere).
+    const int64_t n = 1 << 16;
+    const float g0 = 1.2345f;  // under the clip, so the scale is 1
+    std::vector<float> g(n, g0), p(n, 0.5f);
+    auto d_p = upload(p), d_g = upload(g);
+    auto d_m = upload(std::vector<uint16_t>(n, 0)), d_v = upload(std::vector<uint16_t>(n, 0));
+    auto d_mask = upload(decay_bits(std::vector<uint8_t>(n, 0)));
+    const double norm = 1.0;
+    auto d_norm = upload(std::vector<double>{norm});
+    Stream s;
+    train_adamw_bf16_moments(d_p.as<float>(), d_g.as<float>(), d_m.as<uint16_t>(),
+                             d_v.as<uint16_t>(), d_mask.as<uint32_t>(), n, 1e-3f, 0.9f, 0.95f,
+                             1e-8f, 0.0f, 0.1f, 0.05f, d_norm.as<double>(), nullptr, 1e9f, 99, s);
+    s.synchronize();
+    const float want = (1.0f - 0.9f) * g0;
+    const auto gm = download<uint16_t>(d_m, n);
+    double sum = 0;
+    float lo = INFINITY, hi = -INFINITY;
+    for (uint16_t b : gm) {
+        const float x = from_bf16(b);
+        sum += x, lo = std::min(lo, x), hi = std::max(hi, x);
+    }
+    const float ulp = std::ldexp(1.0f, std::ilogb(want) - 7);
+    EXPECT_LT(lo, want);
+    EXPECT_GT(hi, want);
+    EXPECT_LE(hi - lo, ulp * 1.0001f);
+    // The mean's standard deviation is at most ulp / (2 √n) = ulp / 512.
+    EXPECT_NEAR(sum / n, want, ulp / 50.0) << "ulp " << ulp;
+    std::cout << "[bf16 moments] m = " << want << ": mean stored " << sum / n << " (ulp " << ulp
+              << ")\n";
 }
 
 }  // namespace

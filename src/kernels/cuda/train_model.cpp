@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -31,15 +33,63 @@ void check_cublas(cublasStatus_t status, const char* what) {
          cublasGetStatusString(status));
 }
 
+// What device bytes are for (memory_plan's items, in this order).
+enum Cat {
+    kCatParams,
+    kCatGrads,
+    kCatMoments,
+    kCatQWeights,
+    kCatSmall,
+    kCatSaved,
+    kCatCkpt,
+    kCatScratch,
+    kCatLogits,
+    kCatBackward,
+    kCatOther,
+    kCatScanWs,
+    kCatBlasWs,
+    kCats
+};
+const char* const kCatNames[kCats] = {
+    "parameters (fp32)",
+    "gradients (fp32)",
+    "AdamW moments",
+    "quantized weights (one layer) + bf16 lm_head",
+    "betas, decay bits, scalars",
+    "saved activations (all layers)",
+    "TTT scan checkpoints (all layers)",
+    "recompute scratch (one layer)",
+    "logits slice + bf16 logit gradient",
+    "backward buffers",
+    "other activations (ids, final norm, branch)",
+    "TTT scan workspace",
+    "cuBLAS workspace",
+};
+
+// cuBLAS's workspace, owned by the model so that it is counted (cuBLAS's own default on Hopper is
+// 32 MiB). BITTTT_CUBLAS_WORKSPACE_MB overrides the size (benchmarks).
+size_t blas_workspace_bytes() {
+    static const size_t value = [] {
+        const char* env = std::getenv("BITTTT_CUBLAS_WORKSPACE_MB");
+        const int mb = env ? std::atoi(env) : 0;
+        return static_cast<size_t>(mb > 0 ? mb : 8) << 20;
+    }();
+    return value;
+}
+
 // Hands out 256-byte-aligned pieces of one device allocation; a first pass with base = nullptr
-// only counts.
+// only counts. Every piece is also counted under the category `cat` in by_cat (if given).
 struct Carver {
     char* base = nullptr;
     size_t used = 0;
+    int cat = kCatOther;
+    int64_t* by_cat = nullptr;
     template <typename T>
     T* take(int64_t n) {
         T* p = base ? reinterpret_cast<T*>(base + used) : nullptr;
-        used += (static_cast<size_t>(n) * sizeof(T) + 255) / 256 * 256;
+        const size_t bytes = (static_cast<size_t>(n) * sizeof(T) + 255) / 256 * 256;
+        used += bytes;
+        if (by_cat) by_cat[cat] += static_cast<int64_t>(bytes);
         return p;
     }
 };
@@ -58,58 +108,209 @@ struct LayerIndex {
     int lr_w = -1, lr_b = -1, gate = -1, mlp_up = -1, mlp_down = -1;
 };
 
-// Rows of fp32 logits held at once in bf16 mode (16384 rows x 16384 vocab = 1 GiB).
-constexpr int64_t kLogitRows = 16384;
-
-struct LayerActs {
-    float *res = nullptr, *ln1 = nullptr, *ln1_rstd = nullptr;
-    Act ln1_q;
-    float *f = nullptr, *fhat = nullptr, *fnorm = nullptr, *z = nullptr;  // reconstruct
-    Act z_q;
-    float *q = nullptr, *k = nullptr, *v = nullptr, *qhat = nullptr, *khat = nullptr;  // delta
-    float *qnorm = nullptr, *knorm = nullptr, *lr_logit = nullptr, *eta = nullptr;
-    float *y = nullptr, *o = nullptr, *o_rstd = nullptr;
-    Act o_q;
-    float* ckpt = nullptr;
-    float *h = nullptr, *ln2_rstd = nullptr;
-    Act ln2_q;
-    float *gate = nullptr, *up = nullptr;
-    Act swi_q;
+// One layer's BitLinear tensors: a run of the BitLinear list (betas, bl_offsets, bl_sizes from
+// index `first`, `count` of them) spanning [base, base + span) of the flat parameter buffer.
+struct LayerWeights {
+    int first = 0, count = 0;
+    int64_t base = 0, span = 0, max_size = 0;
 };
 
-}  // namespace
+std::vector<LayerWeights> layer_weights(const train::ParamLayout& L, int64_t num_layers) {
+    std::vector<LayerWeights> out(static_cast<size_t>(num_layers));
+    int index = 0;
+    for (size_t i = 0; i < L.specs.size(); ++i) {
+        const ParamSpec& s = L.specs[i];
+        if (s.kind != ParamKind::kBitLinear) continue;
+        check(s.layer >= 0 && s.layer < num_layers, ErrorKind::kInternal,
+              "GPU training: BitLinear tensor {} outside the layers", s.name);
+        LayerWeights& w = out[static_cast<size_t>(s.layer)];
+        if (w.count == 0) w.first = index, w.base = L.offsets[i];
+        check(w.first + w.count == index, ErrorKind::kInternal,
+              "GPU training: the BitLinear tensors of layer {} are not consecutive", s.layer);
+        ++w.count;
+        w.span = L.offsets[i] + s.numel() - w.base;
+        w.max_size = std::max(w.max_size, s.numel());
+        ++index;
+    }
+    return out;
+}
 
-struct GpuTrainModel::Impl {
-    ModelConfig config;
-    train::ParamLayout layout;
-    TrainPrecision precision;
-    bool quantize = true;
-    Stream stream;
-    cublasHandle_t blas = nullptr;
+// Rows of fp32 logits held at once in bf16 mode (1024 rows x 16384 vocab = 64 MiB; each slice's
+// product is still 1024 x V x D, large enough for the tensor cores).
+constexpr int64_t kLogitRows = 1024;
 
-    DeviceBuffer params, grads, adam_m, adam_v, decay;
-    DeviceBuffer qweights;  // fp32 fake-quantized (kFp32) or bf16 codes (kBf16), layout-shaped
-    DeviceBuffer betas, bl_offsets, bl_sizes, consts, scalars, norm_partial, lm_bf16;
-    std::vector<int> beta_index;  // per spec: index into betas, -1 if not BitLinear
-    int bitlinear_count = 0;
-    int64_t bitlinear_max = 0;
-    int embed = -1, norm_f = -1, lm_head = -1;
-    std::vector<LayerIndex> layers;
+// What one layer keeps from its forward for the backward.
+struct LayerActs {
+    float *res = nullptr, *ln1_rstd = nullptr;       // the block's input
+    float *f = nullptr, *fnorm = nullptr;            // reconstruct: f before L2 norm
+    Act z_q;                                         // reconstruct: quantized scan out
+    float *q = nullptr, *k = nullptr, *v = nullptr;  // delta (before L2 norms)
+    float *qnorm = nullptr, *knorm = nullptr, *lr_logit = nullptr, *eta = nullptr;
+    float *y = nullptr, *o_rstd = nullptr;    // delta: scan output
+    float* ckpt = nullptr;                    // TTT state checkpoints
+    float *h = nullptr, *ln2_rstd = nullptr;  // the MLP branch's input
+    float *gate = nullptr, *up = nullptr;     // SwiGLU inputs (rescaled)
+};
 
-    // Activations for the current [B, T].
+// Values a layer's forward makes and its backward needs, recomputed there from LayerActs by the
+// same kernels (bit-identical): one set for all layers.
+struct Scratch {
+    float* ln1 = nullptr;  // normed block input in fp32 (delta rule's ttt.lr; fp32 products)
+    float* ln2 = nullptr;  // normed MLP input in fp32 (fp32 products only)
+    Act ln1_q, ln2_q, swi_q;
+    float *fhat = nullptr, *z = nullptr;                   // reconstruct
+    float *qhat = nullptr, *khat = nullptr, *o = nullptr;  // delta
+    Act o_q;
+};
+
+train::TttScanShape scan_shape(const ModelConfig& c, int64_t B, int64_t T) {
+    const bool delta = c.ttt_rule == TttRule::kDelta;
+    const int64_t Dh = c.ttt_dim / c.ttt_heads;
+    return {B, T, c.ttt_heads, Dh, !delta, ttt_scan_preferred_chunk(Dh)};
+}
+
+// The activation arena of batches [B, T]: carve() hands out every pointer (and counts the bytes
+// per category on a pass with a null base).
+struct Activations {
     int64_t B = 0, T = 0;
-    DeviceBuffer arena, workspace;
     std::vector<LayerActs> acts;
+    Scratch sc;
     int32_t *inputs = nullptr, *targets = nullptr;
     float *final_res = nullptr, *lnf = nullptr, *lnf_rstd = nullptr, *logits = nullptr;
     float* losses = nullptr;
     int64_t logit_rows = 0;  // rows of `logits`
     uint16_t *lnf_bf = nullptr, *dlogits_bf = nullptr, *dout_bf = nullptr,
              *dout_scaled_bf = nullptr;
-    float *branch = nullptr, *ln_scratch = nullptr;
+    float* branch = nullptr;
     float *dres = nullptr, *dln = nullptr, *dswi = nullptr, *dgate = nullptr, *dup = nullptr;
     float* dttt[7] = {};
     float *deta = nullptr, *dlr = nullptr;
+
+    static Act take_act(Carver& a, bool bf16, int64_t N, int64_t C) {
+        Act act;
+        if (bf16) {
+            act.codes = a.take<uint16_t>(N * C);
+            act.scale = a.take<float>(N);
+        } else {
+            act.f = a.take<float>(N * C);
+        }
+        return act;
+    }
+
+    // Hands out every pointer for batches [B, T] (set B and T first); the rest is reset.
+    void carve(const ModelConfig& c, bool bf16, Carver& a) {
+        const int64_t b = B, t = T;
+        *this = Activations{};
+        B = b, T = t;
+        const int64_t N = B * T, D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
+        const int64_t V = c.vocab_size, H = c.ttt_heads;
+        const bool delta = c.ttt_rule == TttRule::kDelta;
+        acts.assign(static_cast<size_t>(c.num_layers), LayerActs{});
+        a.cat = kCatOther;
+        inputs = a.take<int32_t>(N), targets = a.take<int32_t>(N);
+        for (auto& l : acts) {
+            a.cat = kCatSaved;
+            l.res = a.take<float>(N * D), l.ln1_rstd = a.take<float>(N);
+            if (!delta) {
+                l.f = a.take<float>(N * Dt), l.fnorm = a.take<float>(N);
+                l.z_q = take_act(a, bf16, N, Dt);
+            } else {
+                l.q = a.take<float>(N * Dt), l.k = a.take<float>(N * Dt);
+                l.v = a.take<float>(N * Dt), l.qnorm = a.take<float>(N * H);
+                l.knorm = a.take<float>(N * H), l.lr_logit = a.take<float>(N * H);
+                l.eta = a.take<float>(N * H), l.y = a.take<float>(N * Dt);
+                l.o_rstd = a.take<float>(N);
+            }
+            l.h = a.take<float>(N * D), l.ln2_rstd = a.take<float>(N);
+            l.gate = a.take<float>(N * M), l.up = a.take<float>(N * M);
+            a.cat = kCatCkpt;
+            l.ckpt = a.take<float>(scan_shape(c, B, T).checkpoint_floats());
+        }
+        a.cat = kCatScratch;
+        if (delta || !bf16) sc.ln1 = a.take<float>(N * D);
+        if (!bf16) sc.ln2 = a.take<float>(N * D);
+        sc.ln1_q = take_act(a, bf16, N, D), sc.ln2_q = take_act(a, bf16, N, D);
+        sc.swi_q = take_act(a, bf16, N, M);
+        if (!delta) {
+            sc.fhat = a.take<float>(N * Dt), sc.z = a.take<float>(N * Dt);
+        } else {
+            sc.qhat = a.take<float>(N * Dt), sc.khat = a.take<float>(N * Dt);
+            sc.o = a.take<float>(N * Dt), sc.o_q = take_act(a, bf16, N, Dt);
+        }
+        a.cat = kCatOther;
+        final_res = a.take<float>(N * D);
+        lnf = a.take<float>(N * D), lnf_rstd = a.take<float>(N);
+        branch = a.take<float>(N * D);
+        // bf16: the fp32 logits exist only for a slice of rows at a time (the fused
+        // cross-entropy turns each slice into its bf16 gradient at once).
+        a.cat = kCatLogits;
+        logit_rows = bf16 ? std::min<int64_t>(N, kLogitRows) : N;
+        logits = a.take<float>(logit_rows * V), losses = a.take<float>(N);
+        if (bf16) dlogits_bf = a.take<uint16_t>(N * V);
+        a.cat = kCatBackward;
+        if (bf16) {
+            lnf_bf = a.take<uint16_t>(N * D);
+            const int64_t widest = N * std::max(M, std::max(D, Dt));
+            dout_bf = a.take<uint16_t>(widest), dout_scaled_bf = a.take<uint16_t>(widest);
+        }
+        dres = a.take<float>(N * D), dln = a.take<float>(N * D);
+        dswi = a.take<float>(N * M), dgate = a.take<float>(N * M), dup = a.take<float>(N * M);
+        for (int i = 0; i < (delta ? 7 : 3); ++i) dttt[i] = a.take<float>(N * Dt);
+        if (delta) deta = a.take<float>(N * H), dlr = a.take<float>(N * H);
+    }
+};
+
+// Bytes of the buffers the constructor allocates, by category.
+struct FixedSizes {
+    size_t params = 0, moment = 0, qweights = 0, decay_bits = 0, lm_bf16 = 0, small = 0;
+};
+FixedSizes fixed_sizes(const ModelConfig& c, const train::ParamLayout& L, TrainPrecision precision,
+                       OptimizerState state) {
+    const bool bf16 = precision == TrainPrecision::kBf16;
+    FixedSizes f;
+    const size_t total = static_cast<size_t>(L.total);
+    f.params = total * sizeof(float);
+    f.moment = total * (state == OptimizerState::kBf16 ? sizeof(uint16_t) : sizeof(float));
+    int64_t span = 1, count = 0;
+    for (const LayerWeights& w : layer_weights(L, c.num_layers))
+        span = std::max(span, w.span), count += w.count;
+    f.qweights = static_cast<size_t>(span) * (bf16 ? sizeof(uint16_t) : sizeof(float));
+    f.decay_bits = (total + 31) / 32 * sizeof(uint32_t);
+    f.lm_bf16 = bf16 ? static_cast<size_t>(c.vocab_size * c.hidden_dim) * sizeof(uint16_t) : 0;
+    const size_t n = static_cast<size_t>(std::max<int64_t>(count, 1));
+    f.small = n * (sizeof(float) + 2 * sizeof(int64_t)) + 2 * sizeof(float) + 2 * sizeof(double) +
+              static_cast<size_t>(train_norm_partials(L.total)) * sizeof(double);
+    return f;
+}
+
+}  // namespace
+
+struct GpuTrainModel::Impl : Activations {
+    ModelConfig config;
+    train::ParamLayout layout;
+    TrainPrecision precision;
+    OptimizerState state;
+    bool quantize = true;
+    Stream stream;
+    cublasHandle_t blas = nullptr;
+
+    DeviceBuffer params, grads, adam_m, adam_v, decay_bits;
+    // The BitLinear weights of ONE layer (`cur_layer`), fp32 fake-quantized (kFp32) or bf16
+    // codes (kBf16), laid out as that layer's span of the flat buffer: quantize_layer(l) fills it
+    // from the parameters and the betas of the forward, before the layer's forward and again
+    // before its backward (the same codes both times).
+    DeviceBuffer qweights;
+    DeviceBuffer betas, bl_offsets, bl_sizes, consts, scalars, norm_partial, lm_bf16, blas_ws;
+    std::vector<int> beta_index;  // per spec: index into betas, -1 if not BitLinear
+    std::vector<LayerWeights> layer_w;
+    int cur_layer = -1;
+    int bitlinear_count = 0;
+    int64_t bitlinear_max = 0;
+    int embed = -1, norm_f = -1, lm_head = -1;
+    std::vector<LayerIndex> layers;
+
+    // Activations (the Activations base) for the current [B, T].
+    DeviceBuffer arena, workspace;
     bool have_targets = false;
 
     // Phase timing (set_phase_timing): events recorded between phases, summed per label.
@@ -119,7 +320,8 @@ struct GpuTrainModel::Impl {
     size_t marks = 0;
     std::vector<std::pair<std::string, double>> phase_ms;
 
-    Impl(const ModelConfig& c, TrainPrecision p) : config(c), layout(c), precision(p) {}
+    Impl(const ModelConfig& c, TrainPrecision p, OptimizerState st)
+        : config(c), layout(c), precision(p), state(st) {}
     ~Impl() {
         if (blas) cublasDestroy(blas);
         for (cudaEvent_t e : events) cudaEventDestroy(e);
@@ -154,12 +356,34 @@ struct GpuTrainModel::Impl {
     }
 
     bool bf16() const { return precision == TrainPrecision::kBf16; }
+    bool bf16_moment(Buffer which) const {
+        return state == OptimizerState::kBf16 &&
+               (which == Buffer::kAdamM || which == Buffer::kAdamV);
+    }
     float* P(int i) const { return params.as<float>() + layout.offsets[static_cast<size_t>(i)]; }
     float* G(int i) const { return grads.as<float>() + layout.offsets[static_cast<size_t>(i)]; }
     const float* one() const { return consts.as<float>() + 1; }
     const float* zero() const { return consts.as<float>(); }
     double* loss_dev() const { return scalars.as<double>(); }
     double* norm_dev() const { return scalars.as<double>() + 1; }
+
+    // Fills qweights with layer l's BitLinear weights (see qweights).
+    void quantize_layer(int64_t l) {
+        const LayerWeights& w = layer_w[static_cast<size_t>(l)];
+        train_weight_quant_apply(
+            bf16() ? nullptr : qweights.as<float>(), bf16() ? qweights.as<uint16_t>() : nullptr,
+            betas.as<float>() + w.first, params.as<float>(), bl_offsets.as<int64_t>() + w.first,
+            bl_sizes.as<int64_t>() + w.first, w.count, w.max_size, w.base, quantize, stream);
+        cur_layer = static_cast<int>(l);
+    }
+    // Element offset of BitLinear weight wi in qweights (it must belong to cur_layer).
+    int64_t qoff(int wi) const {
+        const ParamSpec& s = layout.specs[static_cast<size_t>(wi)];
+        check(s.layer == cur_layer, ErrorKind::kInternal,
+              "GPU training: weight {} used while layer {} is quantized", s.name, cur_layer);
+        return layout.offsets[static_cast<size_t>(wi)] -
+               layer_w[static_cast<size_t>(cur_layer)].base;
+    }
 
     void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
               const void* A, cudaDataType at, int64_t lda, const void* B_, cudaDataType bt,
@@ -179,7 +403,7 @@ struct GpuTrainModel::Impl {
     // γ/127 · β itself (train_swiglu_quant_forward).
     void bl_forward(float* out, const Act& x, int wi, int64_t N, int64_t C, int64_t OC,
                     bool rescale = true) {
-        const int64_t off = layout.offsets[static_cast<size_t>(wi)];
+        const int64_t off = qoff(wi);
         if (!bf16()) {
             gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<float>() + off, CUDA_R_32F, C, x.f,
                  CUDA_R_32F, C, out, OC, one(), zero());
@@ -208,7 +432,7 @@ struct GpuTrainModel::Impl {
     void bl_backward(float* dx, int wi, const float* dout, const Act& x, int64_t N, int64_t C,
                      int64_t OC, bool accumulate = true) {
         if (!bf16()) {
-            const int64_t off = layout.offsets[static_cast<size_t>(wi)];
+            const int64_t off = qoff(wi);
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<float>() + off, CUDA_R_32F, C,
                  dout, CUDA_R_32F, OC, dx, C, one(), accumulate ? one() : zero());
             gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.f, CUDA_R_32F, C, dout, CUDA_R_32F, OC,
@@ -224,7 +448,7 @@ struct GpuTrainModel::Impl {
     //   dx (+)= β · bf16(dout) · codes_W;  dW += (bf16(diag(γ/127) · dout))ᵀ · codes_x.
     void bl_backward_bf16(float* dx, int wi, const uint16_t* dout_b, const uint16_t* dout_scaled_b,
                           const Act& x, int64_t N, int64_t C, int64_t OC, bool accumulate) {
-        const int64_t off = layout.offsets[static_cast<size_t>(wi)];
+        const int64_t off = qoff(wi);
         gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
              dout_b, CUDA_R_16BF, OC, dx, C, beta_of(wi), accumulate ? one() : zero());
         gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C, dout_scaled_b,
@@ -235,76 +459,16 @@ struct GpuTrainModel::Impl {
         train_act_quant_forward(out.f, out.codes, out.scale, in, N, C, config.act_bits, stream);
     }
 
-    Act take_act(Carver& a, int64_t N, int64_t C) {
-        Act act;
-        if (bf16()) {
-            act.codes = a.take<uint16_t>(N * C);
-            act.scale = a.take<float>(N);
-        } else {
-            act.f = a.take<float>(N * C);
-        }
-        return act;
-    }
-
-    train::TttScanShape shape() const {
-        const bool delta = config.ttt_rule == TttRule::kDelta;
-        const int64_t Dh = config.ttt_dim / config.ttt_heads;
-        return {B, T, config.ttt_heads, Dh, !delta, ttt_scan_preferred_chunk(Dh)};
-    }
+    train::TttScanShape shape() const { return scan_shape(config, B, T); }
 
     void allocate(int64_t B_, int64_t T_) {
         if (B_ == B && T_ == T) return;
         arena = DeviceBuffer();
         workspace = DeviceBuffer();
         B = B_, T = T_;
-        const ModelConfig& c = config;
-        const int64_t N = B * T, D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
-        const int64_t V = c.vocab_size, H = c.ttt_heads;
-        const bool delta = c.ttt_rule == TttRule::kDelta;
-        acts.assign(static_cast<size_t>(c.num_layers), LayerActs{});
         for (int pass = 0; pass < 2; ++pass) {
-            Carver a{pass == 0 ? nullptr : arena.as<char>(), 0};
-            inputs = a.take<int32_t>(N), targets = a.take<int32_t>(N);
-            for (auto& l : acts) {
-                l.res = a.take<float>(N * D), l.ln1_rstd = a.take<float>(N);
-                // The normed input is needed after quantization only by the delta rule's ttt.lr.
-                if (delta || !bf16()) l.ln1 = a.take<float>(N * D);
-                l.ln1_q = take_act(a, N, D);
-                if (!delta) {
-                    l.f = a.take<float>(N * Dt), l.fhat = a.take<float>(N * Dt);
-                    l.fnorm = a.take<float>(N), l.z = a.take<float>(N * Dt);
-                    l.z_q = take_act(a, N, Dt);
-                } else {
-                    l.q = a.take<float>(N * Dt), l.k = a.take<float>(N * Dt);
-                    l.v = a.take<float>(N * Dt), l.qhat = a.take<float>(N * Dt);
-                    l.khat = a.take<float>(N * Dt), l.qnorm = a.take<float>(N * H);
-                    l.knorm = a.take<float>(N * H), l.lr_logit = a.take<float>(N * H);
-                    l.eta = a.take<float>(N * H), l.y = a.take<float>(N * Dt);
-                    l.o = a.take<float>(N * Dt), l.o_rstd = a.take<float>(N);
-                    l.o_q = take_act(a, N, Dt);
-                }
-                l.ckpt = a.take<float>(shape().checkpoint_floats());
-                l.h = a.take<float>(N * D), l.ln2_rstd = a.take<float>(N);
-                l.ln2_q = take_act(a, N, D);
-                l.gate = a.take<float>(N * M), l.up = a.take<float>(N * M);
-                l.swi_q = take_act(a, N, M);
-            }
-            final_res = a.take<float>(N * D);
-            lnf = a.take<float>(N * D), lnf_rstd = a.take<float>(N);
-            // bf16: the fp32 logits exist only for a slice of rows at a time (the fused
-            // cross-entropy turns each slice into its bf16 gradient at once).
-            logit_rows = bf16() ? std::min<int64_t>(N, kLogitRows) : N;
-            logits = a.take<float>(logit_rows * V), losses = a.take<float>(N);
-            if (bf16()) {
-                lnf_bf = a.take<uint16_t>(N * D), dlogits_bf = a.take<uint16_t>(N * V);
-                const int64_t widest = N * std::max(M, std::max(D, Dt));
-                dout_bf = a.take<uint16_t>(widest), dout_scaled_bf = a.take<uint16_t>(widest);
-            }
-            branch = a.take<float>(N * D), ln_scratch = a.take<float>(N * D);
-            dres = a.take<float>(N * D), dln = a.take<float>(N * D);
-            dswi = a.take<float>(N * M), dgate = a.take<float>(N * M), dup = a.take<float>(N * M);
-            for (auto& d : dttt) d = a.take<float>(N * Dt);
-            deta = a.take<float>(N * H), dlr = a.take<float>(N * H);
+            Carver a{pass == 0 ? nullptr : arena.as<char>()};
+            carve(config, bf16(), a);
             if (pass == 0) arena = DeviceBuffer(a.used);
         }
         const size_t ws = ttt_scan_workspace_bytes(shape());
@@ -325,6 +489,54 @@ struct GpuTrainModel::Impl {
                        "cudaMemcpyAsync (targets)");
     }
 
+    // The quantized input of the TTT branch (scratch), from the block input a.res.
+    void norm1_forward(LayerActs& a, const LayerIndex& w) {
+        const ModelConfig& c = config;
+        const int64_t N = B * T, D = c.hidden_dim;
+        if (sc.ln1) {
+            train_rmsnorm_forward(sc.ln1, a.ln1_rstd, a.res, P(w.norm1), N, D, c.norm_eps, stream);
+            act_quant(sc.ln1_q, sc.ln1, N, D);
+        } else {  // bf16 reconstruct: the normed input itself is never needed
+            train_rmsnorm_quant_forward(a.ln1_rstd, sc.ln1_q.codes, sc.ln1_q.scale, a.res,
+                                        P(w.norm1), N, D, c.norm_eps, c.act_bits, stream);
+        }
+    }
+    // The quantized input of the MLP (scratch), from a.h.
+    void norm2_forward(LayerActs& a, const LayerIndex& w) {
+        const ModelConfig& c = config;
+        const int64_t N = B * T, D = c.hidden_dim;
+        if (bf16()) {
+            train_rmsnorm_quant_forward(a.ln2_rstd, sc.ln2_q.codes, sc.ln2_q.scale, a.h, P(w.norm2),
+                                        N, D, c.norm_eps, c.act_bits, stream);
+        } else {
+            train_rmsnorm_forward(sc.ln2, a.ln2_rstd, a.h, P(w.norm2), N, D, c.norm_eps, stream);
+            act_quant(sc.ln2_q, sc.ln2, N, D);
+        }
+    }
+
+    // Before layer l's backward: its quantized weights and the scratch values of its forward,
+    // recomputed by the same kernels from what the layer kept (bit-identical to the forward's).
+    void recompute_layer(int64_t l) {
+        const ModelConfig& c = config;
+        const int64_t N = B * T, Dt = c.ttt_dim, M = c.mlp_dim, H = c.ttt_heads, Dh = Dt / H;
+        LayerActs& a = acts[static_cast<size_t>(l)];
+        const LayerIndex& w = layers[static_cast<size_t>(l)];
+        quantize_layer(l);
+        norm2_forward(a, w);
+        // gate and up are stored after the forward's rescale: no row scale now.
+        train_swiglu_quant_forward(a.gate, a.up, nullptr, nullptr, nullptr, sc.swi_q.f,
+                                   sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+        norm1_forward(a, w);
+        if (c.ttt_rule != TttRule::kDelta) {
+            train_l2norm_forward(sc.fhat, a.fnorm, a.f, N, Dt, stream);
+        } else {
+            train_l2norm_forward(sc.qhat, a.qnorm, a.q, N * H, Dh, stream);
+            train_l2norm_forward(sc.khat, a.knorm, a.k, N * H, Dh, stream);
+            train_rmsnorm_forward(sc.o, a.o_rstd, a.y, nullptr, N, Dt, c.norm_eps, stream);
+            act_quant(sc.o_q, sc.o, N, Dt);
+        }
+    }
+
     void run_forward(bool with_targets) {
         const ModelConfig& c = config;
         const int64_t N = B * T, D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
@@ -332,11 +544,10 @@ struct GpuTrainModel::Impl {
         const float eps = c.norm_eps, inner_lr = c.inner_lr;
         const bool delta = c.ttt_rule == TttRule::kDelta;
         const train::TttScanShape s = shape();
-        // Fake-quantize every BitLinear weight once per forward (§2.1, absmean per tensor).
-        train_weight_quant_forward(
-            bf16() ? nullptr : qweights.as<float>(), bf16() ? qweights.as<uint16_t>() : nullptr,
-            betas.as<float>(), params.as<float>(), bl_offsets.as<int64_t>(), bl_sizes.as<int64_t>(),
-            bitlinear_count, bitlinear_max, quantize, stream);
+        // The per-tensor weight scales once per forward (§2.1, absmean per tensor); the codes
+        // per layer (quantize_layer).
+        train_weight_beta(betas.as<float>(), params.as<float>(), bl_offsets.as<int64_t>(),
+                          bl_sizes.as<int64_t>(), bitlinear_count, quantize, stream);
         if (bf16()) train_to_bf16(lm_bf16.as<uint16_t>(), P(lm_head), V * D, stream);
         mark("weight quantization");
 
@@ -345,61 +556,49 @@ struct GpuTrainModel::Impl {
             LayerActs& a = acts[li];
             const LayerIndex& w = layers[li];
             float* out = li + 1 < acts.size() ? acts[li + 1].res : final_res;
-            float* ln1 = a.ln1 ? a.ln1 : ln_scratch;
-            if (a.ln1) {
-                train_rmsnorm_forward(ln1, a.ln1_rstd, a.res, P(w.norm1), N, D, eps, stream);
-                act_quant(a.ln1_q, ln1, N, D);
-            } else {  // bf16 reconstruct: the normed input itself is never needed
-                train_rmsnorm_quant_forward(a.ln1_rstd, a.ln1_q.codes, a.ln1_q.scale, a.res,
-                                            P(w.norm1), N, D, eps, c.act_bits, stream);
-            }
+            quantize_layer(static_cast<int64_t>(li));
+            norm1_forward(a, w);
             if (!delta) {
-                bl_forward(a.f, a.ln1_q, w.down, N, D, Dt);
-                train_l2norm_forward(a.fhat, a.fnorm, a.f, N, Dt, stream);
+                bl_forward(a.f, sc.ln1_q, w.down, N, D, Dt);
+                train_l2norm_forward(sc.fhat, a.fnorm, a.f, N, Dt, stream);
                 mark("forward layers (no scan)");
-                ttt_scan_forward(a.z, a.ckpt, a.fhat, a.fhat, a.fhat, nullptr, inner_lr, s,
+                ttt_scan_forward(sc.z, a.ckpt, sc.fhat, sc.fhat, sc.fhat, nullptr, inner_lr, s,
                                  workspace.data(), stream);
                 mark("TTT scan forward");
-                act_quant(a.z_q, a.z, N, Dt);
+                act_quant(a.z_q, sc.z, N, Dt);
                 bl_forward(branch, a.z_q, w.up, N, Dt, D, false);
             } else {
-                bl_forward(a.q, a.ln1_q, w.q, N, D, Dt);
-                bl_forward(a.k, a.ln1_q, w.k, N, D, Dt);
-                bl_forward(a.v, a.ln1_q, w.v, N, D, Dt);
-                train_l2norm_forward(a.qhat, a.qnorm, a.q, N * H, Dh, stream);
-                train_l2norm_forward(a.khat, a.knorm, a.k, N * H, Dh, stream);
+                bl_forward(a.q, sc.ln1_q, w.q, N, D, Dt);
+                bl_forward(a.k, sc.ln1_q, w.k, N, D, Dt);
+                bl_forward(a.v, sc.ln1_q, w.v, N, D, Dt);
+                train_l2norm_forward(sc.qhat, a.qnorm, a.q, N * H, Dh, stream);
+                train_l2norm_forward(sc.khat, a.knorm, a.k, N * H, Dh, stream);
                 // η_t = inner_lr · σ(ttt.lr · x + b), from the unquantized normed input (fp32).
-                gemm(CUBLAS_OP_T, CUBLAS_OP_N, H, N, D, P(w.lr_w), CUDA_R_32F, D, ln1, CUDA_R_32F,
-                     D, a.lr_logit, H, one(), zero());
+                gemm(CUBLAS_OP_T, CUBLAS_OP_N, H, N, D, P(w.lr_w), CUDA_R_32F, D, sc.ln1,
+                     CUDA_R_32F, D, a.lr_logit, H, one(), zero());
                 train_add_bias(a.lr_logit, P(w.lr_b), N, H, stream);
                 train_sigmoid_scale_forward(a.eta, a.lr_logit, N * H, inner_lr, stream);
                 mark("forward layers (no scan)");
-                ttt_scan_forward(a.y, a.ckpt, a.qhat, a.khat, a.v, a.eta, 0.0f, s, workspace.data(),
-                                 stream);
+                ttt_scan_forward(a.y, a.ckpt, sc.qhat, sc.khat, a.v, a.eta, 0.0f, s,
+                                 workspace.data(), stream);
                 mark("TTT scan forward");
-                train_rmsnorm_forward(a.o, a.o_rstd, a.y, nullptr, N, Dt, eps, stream);
-                act_quant(a.o_q, a.o, N, Dt);
-                bl_forward(branch, a.o_q, w.o, N, Dt, D, false);
+                train_rmsnorm_forward(sc.o, a.o_rstd, a.y, nullptr, N, Dt, eps, stream);
+                act_quant(sc.o_q, sc.o, N, Dt);
+                bl_forward(branch, sc.o_q, w.o, N, Dt, D, false);
             }
-            const Act& tq = delta ? a.o_q : a.z_q;
+            const Act& tq = delta ? sc.o_q : a.z_q;
             const int tw = delta ? w.o : w.up;
             residual_rescaled(a.h, a.res, branch, tq, tw, N, D);
-            if (bf16()) {
-                train_rmsnorm_quant_forward(a.ln2_rstd, a.ln2_q.codes, a.ln2_q.scale, a.h,
-                                            P(w.norm2), N, D, eps, c.act_bits, stream);
-            } else {
-                train_rmsnorm_forward(ln_scratch, a.ln2_rstd, a.h, P(w.norm2), N, D, eps, stream);
-                act_quant(a.ln2_q, ln_scratch, N, D);
-            }
+            norm2_forward(a, w);
             // bf16: the rescale of both products is fused into the SwiGLU + quantization.
-            bl_forward(a.gate, a.ln2_q, w.gate, N, D, M, false);
-            bl_forward(a.up, a.ln2_q, w.mlp_up, N, D, M, false);
-            train_swiglu_quant_forward(a.gate, a.up, bf16() ? a.ln2_q.scale : nullptr,
+            bl_forward(a.gate, sc.ln2_q, w.gate, N, D, M, false);
+            bl_forward(a.up, sc.ln2_q, w.mlp_up, N, D, M, false);
+            train_swiglu_quant_forward(a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr,
                                        bf16() ? beta_of(w.gate) : nullptr,
-                                       bf16() ? beta_of(w.mlp_up) : nullptr, a.swi_q.f,
-                                       a.swi_q.codes, a.swi_q.scale, N, M, c.act_bits, stream);
-            bl_forward(branch, a.swi_q, w.mlp_down, N, M, D, false);
-            residual_rescaled(out, a.h, branch, a.swi_q, w.mlp_down, N, D);
+                                       bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f,
+                                       sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+            bl_forward(branch, sc.swi_q, w.mlp_down, N, M, D, false);
+            residual_rescaled(out, a.h, branch, sc.swi_q, w.mlp_down, N, D);
             mark("forward layers (no scan)");
         }
         train_rmsnorm_forward(lnf, lnf_rstd, final_res, P(norm_f), N, D, eps, stream);
@@ -459,22 +658,23 @@ struct GpuTrainModel::Impl {
         for (int64_t li = static_cast<int64_t>(acts.size()) - 1; li >= 0; --li) {
             const LayerActs& a = acts[static_cast<size_t>(li)];
             const LayerIndex& w = layers[static_cast<size_t>(li)];
+            recompute_layer(li);
             // MLP branch
-            bl_backward(dswi, w.mlp_down, dres, a.swi_q, N, M, D, false);
+            bl_backward(dswi, w.mlp_down, dres, sc.swi_q, N, M, D, false);
             if (bf16()) {
                 // The SwiGLU gradients go straight to the bf16 forms the products read (each
                 // fp32 buffer holds two bf16 ones).
                 auto* dg = reinterpret_cast<uint16_t*>(dgate);
                 auto* du = reinterpret_cast<uint16_t*>(dup);
-                train_swiglu_backward_bf16(dg, dg + N * M, du, du + N * M, a.ln2_q.scale, dswi,
+                train_swiglu_backward_bf16(dg, dg + N * M, du, du + N * M, sc.ln2_q.scale, dswi,
                                            a.gate, a.up, N, M, stream);
-                bl_backward_bf16(dln, w.gate, dg, dg + N * M, a.ln2_q, N, D, M, false);
-                bl_backward_bf16(dln, w.mlp_up, du, du + N * M, a.ln2_q, N, D, M, true);
+                bl_backward_bf16(dln, w.gate, dg, dg + N * M, sc.ln2_q, N, D, M, false);
+                bl_backward_bf16(dln, w.mlp_up, du, du + N * M, sc.ln2_q, N, D, M, true);
             } else {
                 zero(dgate, N * M), zero(dup, N * M);
                 train_swiglu_backward(dgate, dup, dswi, a.gate, a.up, N * M, stream);
-                bl_backward(dln, w.gate, dgate, a.ln2_q, N, D, M, false);
-                bl_backward(dln, w.mlp_up, dup, a.ln2_q, N, D, M);
+                bl_backward(dln, w.gate, dgate, sc.ln2_q, N, D, M, false);
+                bl_backward(dln, w.mlp_up, dup, sc.ln2_q, N, D, M);
             }
             train_rmsnorm_backward(dres, G(w.norm2), dln, a.h, P(w.norm2), a.ln2_rstd, N, D,
                                    stream);
@@ -484,21 +684,21 @@ struct GpuTrainModel::Impl {
                 zero(dfhat, N * Dt), zero(df, N * Dt);
                 bl_backward(dz, w.up, dres, a.z_q, N, Dt, D, false);
                 mark("backward layers (no scan)");
-                ttt_scan_backward(dfhat, dfhat, dfhat, nullptr, dz, a.ckpt, a.fhat, a.fhat, a.fhat,
-                                  nullptr, inner_lr, s, workspace.data(), stream);
+                ttt_scan_backward(dfhat, dfhat, dfhat, nullptr, dz, a.ckpt, sc.fhat, sc.fhat,
+                                  sc.fhat, nullptr, inner_lr, s, workspace.data(), stream);
                 mark("TTT scan backward");
                 train_l2norm_backward(df, dfhat, a.f, a.fnorm, N, Dt, stream);
-                bl_backward(dln, w.down, df, a.ln1_q, N, D, Dt, false);
+                bl_backward(dln, w.down, df, sc.ln1_q, N, D, Dt, false);
             } else {
                 float *dout = dttt[0], *dy = dttt[1], *dqh = dttt[2], *dkh = dttt[3];
                 float *dv = dttt[4], *dq = dttt[5], *dk = dttt[6];
                 for (float* p : dttt) zero(p, N * Dt);
                 zero(deta, N * H), zero(dlr, N * H);
-                bl_backward(dout, w.o, dres, a.o_q, N, Dt, D);
+                bl_backward(dout, w.o, dres, sc.o_q, N, Dt, D);
                 train_rmsnorm_backward(dy, nullptr, dout, a.y, nullptr, a.o_rstd, N, Dt, stream);
                 mark("backward layers (no scan)");
-                ttt_scan_backward(dqh, dkh, dv, deta, dy, a.ckpt, a.qhat, a.khat, a.v, a.eta, 0.0f,
-                                  s, workspace.data(), stream);
+                ttt_scan_backward(dqh, dkh, dv, deta, dy, a.ckpt, sc.qhat, sc.khat, a.v, a.eta,
+                                  0.0f, s, workspace.data(), stream);
                 mark("TTT scan backward");
                 train_l2norm_backward(dq, dqh, a.q, a.qnorm, N * H, Dh, stream);
                 train_l2norm_backward(dk, dkh, a.k, a.knorm, N * H, Dh, stream);
@@ -506,12 +706,12 @@ struct GpuTrainModel::Impl {
                 // ttt.lr (fp32): dx += dlr · W, dW += dlrᵀ · ln1, db += Σ_n dlr.
                 gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, H, P(w.lr_w), CUDA_R_32F, D, dlr, CUDA_R_32F,
                      H, dln, D, one(), zero());
-                gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, H, N, a.ln1, CUDA_R_32F, D, dlr, CUDA_R_32F, H,
+                gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, H, N, sc.ln1, CUDA_R_32F, D, dlr, CUDA_R_32F, H,
                      G(w.lr_w), D, one(), one());
                 train_column_sum_accumulate(G(w.lr_b), dlr, N, H, stream);
-                bl_backward(dln, w.q, dq, a.ln1_q, N, D, Dt);
-                bl_backward(dln, w.k, dk, a.ln1_q, N, D, Dt);
-                bl_backward(dln, w.v, dv, a.ln1_q, N, D, Dt);
+                bl_backward(dln, w.q, dq, sc.ln1_q, N, D, Dt);
+                bl_backward(dln, w.k, dk, sc.ln1_q, N, D, Dt);
+                bl_backward(dln, w.v, dv, sc.ln1_q, N, D, Dt);
             }
             train_rmsnorm_backward(dres, G(w.norm1), dln, a.res, P(w.norm1), a.ln1_rstd, N, D,
                                    stream);
@@ -535,29 +735,33 @@ struct GpuTrainModel::Impl {
     }
 };
 
-GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision) {
+GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision,
+                             OptimizerState state) {
     require_device("GPU training");
     ModelConfig c = config;
     c.resolve_and_validate("training config");
-    impl_ = std::make_unique<Impl>(c, precision);
+    impl_ = std::make_unique<Impl>(c, precision, state);
     Impl& m = *impl_;
     const train::ParamLayout& L = m.layout;
     const size_t total = static_cast<size_t>(L.total);
-    m.params = DeviceBuffer(total * sizeof(float));
-    m.grads = DeviceBuffer(total * sizeof(float));
-    m.adam_m = DeviceBuffer(total * sizeof(float));
-    m.adam_v = DeviceBuffer(total * sizeof(float));
+    const FixedSizes fs = fixed_sizes(c, L, precision, state);
+    m.params = DeviceBuffer(fs.params);
+    m.grads = DeviceBuffer(fs.params);
+    m.adam_m = DeviceBuffer(fs.moment);
+    m.adam_v = DeviceBuffer(fs.moment);
     for (DeviceBuffer* b : {&m.params, &m.grads, &m.adam_m, &m.adam_v}) b->fill_bytes(0);
-    m.qweights = DeviceBuffer(total * (m.bf16() ? sizeof(uint16_t) : sizeof(float)));
+    m.layer_w = layer_weights(L, c.num_layers);
+    m.qweights = DeviceBuffer(fs.qweights);
     m.qweights.fill_bytes(0);
 
-    std::vector<uint8_t> decay(total, 0);
+    std::vector<uint32_t> decay((total + 31) / 32, 0);
     std::vector<int64_t> offsets, sizes;
     m.beta_index.assign(L.specs.size(), -1);
     for (size_t i = 0; i < L.specs.size(); ++i) {
         const ParamSpec& s = L.specs[i];
-        std::fill(decay.begin() + L.offsets[i], decay.begin() + L.offsets[i] + s.numel(),
-                  s.weight_decay() ? 1 : 0);
+        if (s.weight_decay())
+            for (int64_t j = L.offsets[i]; j < L.offsets[i] + s.numel(); ++j)
+                decay[static_cast<size_t>(j / 32)] |= 1u << (j % 32);
         if (s.kind != ParamKind::kBitLinear) continue;
         m.beta_index[i] = static_cast<int>(offsets.size());
         offsets.push_back(L.offsets[i]);
@@ -565,8 +769,8 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
         m.bitlinear_max = std::max(m.bitlinear_max, s.numel());
     }
     m.bitlinear_count = static_cast<int>(offsets.size());
-    m.decay = DeviceBuffer(total);
-    m.decay.copy_from_host(decay.data(), total);
+    m.decay_bits = DeviceBuffer(fs.decay_bits);
+    m.decay_bits.copy_from_host(decay.data(), fs.decay_bits);
     m.betas = DeviceBuffer(std::max<size_t>(offsets.size(), 1) * sizeof(float));
     m.bl_offsets = DeviceBuffer(std::max<size_t>(offsets.size(), 1) * sizeof(int64_t));
     m.bl_sizes = DeviceBuffer(std::max<size_t>(offsets.size(), 1) * sizeof(int64_t));
@@ -584,9 +788,7 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
     m.embed = index("embed.weight");
     m.norm_f = index("norm_f.weight");
     m.lm_head = index("lm_head.weight");
-    if (m.bf16())
-        m.lm_bf16 =
-            DeviceBuffer(static_cast<size_t>(c.vocab_size * c.hidden_dim) * sizeof(uint16_t));
+    if (fs.lm_bf16 > 0) m.lm_bf16 = DeviceBuffer(fs.lm_bf16);
     const bool delta = c.ttt_rule == TttRule::kDelta;
     for (int64_t l = 0; l < c.num_layers; ++l) {
         const std::string p = "layers." + std::to_string(l) + ".";
@@ -610,6 +812,9 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
     check_cublas(cublasCreate(&m.blas), "cublasCreate");
     check_cublas(cublasSetStream(m.blas, raw(m.stream)), "cublasSetStream");
     check_cublas(cublasSetPointerMode(m.blas, CUBLAS_POINTER_MODE_DEVICE), "cublasSetPointerMode");
+    m.blas_ws = DeviceBuffer(blas_workspace_bytes());
+    check_cublas(cublasSetWorkspace(m.blas, m.blas_ws.data(), m.blas_ws.bytes()),
+                 "cublasSetWorkspace");
 }
 
 GpuTrainModel::~GpuTrainModel() = default;
@@ -656,18 +861,50 @@ DeviceBuffer& buffer_of(GpuTrainModel::Buffer which, DeviceBuffer& p, DeviceBuff
 }
 }  // namespace
 
+namespace {
+// bf16 bits of x rounded to nearest even (NaN stays NaN).
+uint16_t to_bf16_rne(float x) {
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return static_cast<uint16_t>(u >> 16);
+}
+}  // namespace
+
 void GpuTrainModel::upload(Buffer which, const float* host) {
     Impl& m = *impl_;
     m.stream.synchronize();
-    buffer_of(which, m.params, m.grads, m.adam_m, m.adam_v)
-        .copy_from_host(host, static_cast<size_t>(m.layout.total) * sizeof(float));
+    DeviceBuffer& b = buffer_of(which, m.params, m.grads, m.adam_m, m.adam_v);
+    const size_t n = static_cast<size_t>(m.layout.total);
+    if (m.bf16_moment(which)) {
+        std::vector<uint16_t> bf(n);
+        for (size_t i = 0; i < n; ++i) bf[i] = to_bf16_rne(host[i]);
+        b.copy_from_host(bf.data(), n * sizeof(uint16_t));
+        return;
+    }
+    b.copy_from_host(host, n * sizeof(float));
 }
 
 void GpuTrainModel::download(Buffer which, float* host) const {
     Impl& m = *impl_;
     m.stream.synchronize();
-    buffer_of(which, m.params, m.grads, m.adam_m, m.adam_v)
-        .copy_to_host(host, static_cast<size_t>(m.layout.total) * sizeof(float));
+    const DeviceBuffer& b = buffer_of(which, m.params, m.grads, m.adam_m, m.adam_v);
+    const size_t n = static_cast<size_t>(m.layout.total);
+    if (m.bf16_moment(which)) {  // exact in fp32
+        std::vector<uint16_t> bf(n);
+        b.copy_to_host(bf.data(), n * sizeof(uint16_t));
+        for (size_t i = 0; i < n; ++i) {
+            const uint32_t u = static_cast<uint32_t>(bf[i]) << 16;
+            std::memcpy(host + i, &u, sizeof u);
+        }
+        return;
+    }
+    b.copy_to_host(host, n * sizeof(float));
+}
+
+OptimizerState GpuTrainModel::optimizer_state() const {
+    return impl_->state;
 }
 
 double GpuTrainModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
@@ -723,9 +960,17 @@ GpuTrainModel::StepResult GpuTrainModel::train_step(const int32_t* inputs, const
     // The bias corrections exactly as train::adamw_update computes them.
     const float bc1 = 1.0f - std::pow(c.beta1, static_cast<float>(t));
     const float bc2 = 1.0f - std::pow(c.beta2, static_cast<float>(t));
-    train_adamw(m.params.as<float>(), m.grads.as<float>(), m.adam_m.as<float>(),
-                m.adam_v.as<float>(), m.decay.as<uint8_t>(), n, lr, c.beta1, c.beta2, c.eps,
-                c.weight_decay, bc1, bc2, m.norm_dev(), m.loss_dev(), grad_clip, m.stream);
+    if (m.state == OptimizerState::kBf16)
+        train_adamw_bf16_moments(m.params.as<float>(), m.grads.as<float>(), m.adam_m.as<uint16_t>(),
+                                 m.adam_v.as<uint16_t>(), m.decay_bits.as<uint32_t>(), n, lr,
+                                 c.beta1, c.beta2, c.eps, c.weight_decay, bc1, bc2, m.norm_dev(),
+                                 m.loss_dev(), grad_clip,
+                                 static_cast<uint64_t>(t) * 0x632be59bd9b4e019ull, m.stream);
+    else
+        train_adamw(m.params.as<float>(), m.grads.as<float>(), m.adam_m.as<float>(),
+                    m.adam_v.as<float>(), m.decay_bits.as<uint32_t>(), n, lr, c.beta1, c.beta2,
+                    c.eps, c.weight_decay, bc1, bc2, m.norm_dev(), m.loss_dev(), grad_clip,
+                    m.stream);
     m.mark("gradient norm + AdamW");
     double result[2];
     check_cuda(cudaMemcpyAsync(result, m.scalars.data(), sizeof result, cudaMemcpyDeviceToHost,
@@ -740,10 +985,41 @@ int64_t GpuTrainModel::allocated_bytes() const {
     const Impl& m = *impl_;
     int64_t total = 0;
     for (const DeviceBuffer* b :
-         {&m.params, &m.grads, &m.adam_m, &m.adam_v, &m.decay, &m.qweights, &m.betas, &m.bl_offsets,
-          &m.bl_sizes, &m.consts, &m.scalars, &m.norm_partial, &m.lm_bf16, &m.arena, &m.workspace})
+         {&m.params, &m.grads, &m.adam_m, &m.adam_v, &m.decay_bits, &m.qweights, &m.betas,
+          &m.bl_offsets, &m.bl_sizes, &m.consts, &m.scalars, &m.norm_partial, &m.lm_bf16, &m.arena,
+          &m.workspace, &m.blas_ws})
         total += static_cast<int64_t>(b->bytes());
     return total;
+}
+
+std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
+                                                   TrainPrecision precision, OptimizerState state,
+                                                   int64_t B, int64_t T) {
+    check(B > 0 && T > 0, ErrorKind::kInvalidArgument, "memory_plan: empty batch [{}, {}]", B, T);
+    ModelConfig c = config;
+    c.resolve_and_validate("training config");
+    const train::ParamLayout L(c);
+    const FixedSizes fs = fixed_sizes(c, L, precision, state);
+    int64_t by_cat[kCats] = {};
+    by_cat[kCatParams] = static_cast<int64_t>(fs.params);
+    by_cat[kCatGrads] = static_cast<int64_t>(fs.params);
+    by_cat[kCatMoments] = static_cast<int64_t>(2 * fs.moment);
+    by_cat[kCatQWeights] = static_cast<int64_t>(fs.qweights + fs.lm_bf16);
+    by_cat[kCatSmall] = static_cast<int64_t>(fs.decay_bits + fs.small);
+    Activations acts;
+    acts.B = B, acts.T = T;
+    Carver a;
+    a.by_cat = by_cat;
+    acts.carve(c, precision == TrainPrecision::kBf16, a);
+    by_cat[kCatScanWs] = static_cast<int64_t>(ttt_scan_workspace_bytes(scan_shape(c, B, T)));
+    by_cat[kCatBlasWs] = static_cast<int64_t>(blas_workspace_bytes());
+    std::vector<MemoryItem> out;
+    for (int i = 0; i < kCats; ++i) {
+        std::string name = kCatNames[i];
+        if (i == kCatMoments) name += state == OptimizerState::kBf16 ? " (bf16)" : " (fp32)";
+        out.push_back({std::move(name), by_cat[i]});
+    }
+    return out;
 }
 
 }  // namespace bitttt::cuda

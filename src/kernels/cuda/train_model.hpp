@@ -35,11 +35,24 @@ namespace bitttt::cuda {
 
 enum class TrainPrecision { kFp32, kBf16 };
 
+// Storage of the AdamW moments on the GPU. kBf16 (opt-in) halves the optimizer state: each step
+// runs in fp32 and rounds the new moments to bf16 stochastically (train_ops.hpp,
+// train_adamw_bf16_moments). upload/download still take fp32 (converted on the host, bf16 rounded
+// to nearest), so checkpoints keep the fp32 format and move between devices and settings.
+enum class OptimizerState { kFp32, kBf16 };
+
+// Device memory by purpose, in bytes (GpuTrainModel::memory_plan).
+struct MemoryItem {
+    std::string name;
+    int64_t bytes = 0;
+};
+
 class GpuTrainModel {
   public:
     // Allocates parameters, gradients and AdamW moments on device 0 (throws Error "CUDA: ..."
     // without a GPU). Contents start at zero; upload the parameters before the first forward.
-    GpuTrainModel(const ModelConfig& config, TrainPrecision precision);
+    GpuTrainModel(const ModelConfig& config, TrainPrecision precision,
+                  OptimizerState state = OptimizerState::kFp32);
     ~GpuTrainModel();
     GpuTrainModel(const GpuTrainModel&) = delete;
     GpuTrainModel& operator=(const GpuTrainModel&) = delete;
@@ -80,8 +93,22 @@ class GpuTrainModel {
     void set_phase_timing(bool on);
     std::vector<std::pair<std::string, double>> phase_ms() const;
 
-    // Device bytes this model holds now (parameters, moments, activations, workspaces).
+    // Device bytes this model holds now (parameters, moments, activations, workspaces, cuBLAS's
+    // workspace).
     int64_t allocated_bytes() const;
+    // Where the bytes of a model training on batches [B, T] go, computed on the host exactly as
+    // the model carves its buffers (no GPU needed): parameters, gradients, moments, the one
+    // layer's quantized weights, saved activations, TTT scan checkpoints, the recompute scratch,
+    // logits, backward buffers, workspaces. Its sum equals allocated_bytes() after a step at
+    // [B, T]. Memory layout (DESIGN.md §5): per layer the model keeps only what the backward
+    // cannot recompute cheaply (the residual stream before each branch, the TTT input f before
+    // its L2 norm, the quantized TTT output, the SwiGLU inputs, the scan checkpoints); the normed
+    // and quantized inputs of the products, the normalized TTT inputs and the SwiGLU output codes
+    // are recomputed into one scratch set by the same kernels (identical values), and the
+    // ternary codes exist for one layer at a time.
+    static std::vector<MemoryItem> memory_plan(const ModelConfig& config, TrainPrecision precision,
+                                               OptimizerState state, int64_t B, int64_t T);
+    OptimizerState optimizer_state() const;
     const Stream& stream() const;
 
   private:

@@ -270,16 +270,17 @@ __global__ void weight_beta_kernel(float* beta, const float* w, const int64_t* o
 }
 
 __global__ void weight_quant_kernel(float* out, uint16_t* codes, const float* beta, const float* w,
-                                    const int64_t* offsets, const int64_t* sizes, bool quantize) {
+                                    const int64_t* offsets, const int64_t* sizes, int64_t out_base,
+                                    bool quantize) {
     const int i = blockIdx.y;
-    const int64_t off = offsets[i], n = sizes[i];
+    const int64_t off = offsets[i], n = sizes[i], dst = off - out_base;
     const float b = beta[i], denom = b + 1e-8f;
     for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < n;
          j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
         const float x = w[off + j];
         const float code = quantize ? fminf(fmaxf(rintf(__fdiv_rn(x, denom)), -1.0f), 1.0f) : x;
-        if (out) out[off + j] = quantize ? __fmul_rn(code, b) : x;
-        if (codes) codes[off + j] = bf16_bits(code);
+        if (out) out[dst + j] = quantize ? __fmul_rn(code, b) : x;
+        if (codes) codes[dst + j] = bf16_bits(code);
     }
 }
 
@@ -452,21 +453,60 @@ __global__ void norm_final_kernel(double* out, const double* partial, int64_t co
     if (threadIdx.x == 0) out[0] = sqrt(s);
 }
 
-__global__ void adamw_kernel(float* params, const float* grads, float* m, float* v,
-                             const uint8_t* decay_mask, int64_t n, float lr, float beta1,
+// Stochastic rounding of x to bf16 (bits: 16 random bits): adds them below the bf16 mantissa and
+// truncates, so x rounds up with probability (x − lower) / ulp and E[result] = x. A moment updated
+// in small steps (v's (1 − β2) g²) then keeps its expected value, where round-to-nearest would
+// drop every step below half an ulp. Inf and NaN round to nearest.
+__device__ uint16_t bf16_stochastic(float x, uint32_t bits) {
+    const uint32_t u = __float_as_uint(x);
+    if ((u & 0x7f800000u) == 0x7f800000u) return bf16_bits(x);
+    return static_cast<uint16_t>((u + (bits & 0xffffu)) >> 16);
+}
+
+// A counter-based hash (splitmix64's finalizer): independent bits per (element, step).
+__device__ uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+__device__ float load_moment(const float* p, int64_t i) {
+    return p[i];
+}
+__device__ float load_moment(const uint16_t* p, int64_t i) {
+    return __uint_as_float(static_cast<uint32_t>(p[i]) << 16);
+}
+__device__ void store_moments(float* m, float* v, int64_t i, float mi, float vi, uint64_t) {
+    m[i] = mi;
+    v[i] = vi;
+}
+__device__ void store_moments(uint16_t* m, uint16_t* v, int64_t i, float mi, float vi,
+                              uint64_t seed) {
+    const uint64_t r = mix64(seed + static_cast<uint64_t>(i) * 0x9e3779b97f4a7c15ull);
+    m[i] = bf16_stochastic(mi, static_cast<uint32_t>(r));
+    v[i] = bf16_stochastic(vi, static_cast<uint32_t>(r >> 32));
+}
+
+// Moment is float or uint16_t (bf16 bits): the arithmetic is fp32 either way, and the parameter
+// update uses the fp32 moments of this step, before they are rounded for storage.
+template <typename Moment>
+__global__ void adamw_kernel(float* params, const float* grads, Moment* m, Moment* v,
+                             const uint32_t* decay_bits, int64_t n, float lr, float beta1,
                              float beta2, float eps, float weight_decay, float bc1, float bc2,
-                             const double* norm, const double* loss, float grad_clip) {
+                             const double* norm, const double* loss, float grad_clip,
+                             uint64_t seed) {
     const double nrm = *norm;
     if (!isfinite(nrm) || (loss && !isfinite(*loss))) return;
     const float scale = nrm > grad_clip ? static_cast<float>(grad_clip / nrm) : 1.0f;
     BITTTT_GRID_STRIDE(i, n) {
         const float g = grads[i] * scale;
-        const float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
+        const float mi = beta1 * load_moment(m, i) + (1.0f - beta1) * g;
+        const float vi = beta2 * load_moment(v, i) + (1.0f - beta2) * g * g;
+        store_moments(m, v, i, mi, vi, seed);
         const float mhat = mi / bc1, vhat = vi / bc2;
-        const float wd = decay_mask[i] ? weight_decay : 0.0f;
+        const float wd = (decay_bits[i >> 5] >> (i & 31)) & 1u ? weight_decay : 0.0f;
         params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * params[i]);
     }
 }
@@ -535,17 +575,31 @@ void train_act_quant_forward(float* out, uint16_t* codes, float* scale, const fl
     check_launch("train_act_quant_forward");
 }
 
-void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, const float* w,
-                                const int64_t* offsets, const int64_t* sizes, int count,
-                                int64_t max_size, bool quantize, const Stream& stream) {
+void train_weight_beta(float* beta, const float* w, const int64_t* offsets, const int64_t* sizes,
+                       int count, bool quantize, const Stream& stream) {
     if (count == 0) return;
     weight_beta_kernel<<<count, 1024, 0, raw(stream)>>>(beta, w, offsets, sizes, quantize);
-    check_launch("train_weight_quant_forward (beta)");
+    check_launch("train_weight_beta");
+}
+
+void train_weight_quant_apply(float* out, uint16_t* codes, const float* beta, const float* w,
+                              const int64_t* offsets, const int64_t* sizes, int count,
+                              int64_t max_size, int64_t out_base, bool quantize,
+                              const Stream& stream) {
+    if (count == 0) return;
     const dim3 grid(static_cast<unsigned>(std::min<int64_t>((max_size + 1023) / 1024, 1024)),
                     static_cast<unsigned>(count));
     weight_quant_kernel<<<grid, 1024, 0, raw(stream)>>>(out, codes, beta, w, offsets, sizes,
-                                                        quantize);
-    check_launch("train_weight_quant_forward");
+                                                        out_base, quantize);
+    check_launch("train_weight_quant_apply");
+}
+
+void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, const float* w,
+                                const int64_t* offsets, const int64_t* sizes, int count,
+                                int64_t max_size, bool quantize, const Stream& stream) {
+    train_weight_beta(beta, w, offsets, sizes, count, quantize, stream);
+    train_weight_quant_apply(out, codes, beta, w, offsets, sizes, count, max_size, 0, quantize,
+                             stream);
 }
 
 void train_swiglu_forward(float* out, const float* gate, const float* up, int64_t n,
@@ -660,14 +714,25 @@ void train_global_norm(double* out, double* partial, const float* g, int64_t n,
     check_launch("train_global_norm");
 }
 
-void train_adamw(float* params, const float* grads, float* m, float* v, const uint8_t* decay_mask,
+void train_adamw(float* params, const float* grads, float* m, float* v, const uint32_t* decay_bits,
                  int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                  float bc1, float bc2, const double* norm, const double* loss, float grad_clip,
                  const Stream& stream) {
-    adamw_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(params, grads, m, v, decay_mask, n,
-                                                               lr, beta1, beta2, eps, weight_decay,
-                                                               bc1, bc2, norm, loss, grad_clip);
+    adamw_kernel<float><<<elem_blocks(n), kThreads, 0, raw(stream)>>>(
+        params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
+        loss, grad_clip, 0);
     check_launch("train_adamw");
+}
+
+void train_adamw_bf16_moments(float* params, const float* grads, uint16_t* m, uint16_t* v,
+                              const uint32_t* decay_bits, int64_t n, float lr, float beta1,
+                              float beta2, float eps, float weight_decay, float bc1, float bc2,
+                              const double* norm, const double* loss, float grad_clip,
+                              uint64_t seed, const Stream& stream) {
+    adamw_kernel<uint16_t><<<elem_blocks(n), kThreads, 0, raw(stream)>>>(
+        params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
+        loss, grad_clip, seed);
+    check_launch("train_adamw_bf16_moments");
 }
 
 }  // namespace bitttt::cuda

@@ -64,6 +64,17 @@ void train_act_quant_forward(float* out, uint16_t* codes, float* scale, const fl
 void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, const float* w,
                                 const int64_t* offsets, const int64_t* sizes, int count,
                                 int64_t max_size, bool quantize, const Stream& stream);
+// Its two halves, for a model that keeps the codes of one layer at a time: the betas of all
+// tensors (once per forward), then the codes / fp32 values of a run of tensors whenever they are
+// needed, with the betas, offsets and sizes of that run (pointers into the full arrays), written at
+// out[offsets[i] − out_base + j] and codes[offsets[i] − out_base + j] (out_base: the run's first
+// offset, so the run lands at the start of a buffer of its span). Same values as the whole call.
+void train_weight_beta(float* beta, const float* w, const int64_t* offsets, const int64_t* sizes,
+                       int count, bool quantize, const Stream& stream);
+void train_weight_quant_apply(float* out, uint16_t* codes, const float* beta, const float* w,
+                              const int64_t* offsets, const int64_t* sizes, int count,
+                              int64_t max_size, int64_t out_base, bool quantize,
+                              const Stream& stream);
 
 // out = silu(gate) · up; backward: dgate += dout · up · σ(g)(1 + g(1 − σ(g))), dup += dout ·
 // silu(g).
@@ -135,12 +146,22 @@ void train_global_norm(double* out, double* partial, const float* g, int64_t n,
                        const Stream& stream);
 
 // One AdamW step over the whole flat buffer, as train::adamw_update with decay per element
-// (decay_mask[i] != 0: weight decay). bc1 = 1 − β1^t, bc2 = 1 − β2^t (computed on the host as the
-// CPU does). The clipping scale comes from the device: s = norm > clip ? clip / norm : 1. When
-// the norm (or *loss, if given) is not finite, nothing is updated (the host reports the step).
-void train_adamw(float* params, const float* grads, float* m, float* v, const uint8_t* decay_mask,
+// (decay_bits: bit i % 32 of word i / 32 set = weight decay on element i, 1 bit per parameter
+// instead of a byte). bc1 = 1 − β1^t, bc2 = 1 − β2^t (computed on the host as the CPU does). The
+// clipping scale comes from the device: s = norm > clip ? clip / norm : 1. When the norm (or *loss,
+// if given) is not finite, nothing is updated (the host reports the step).
+void train_adamw(float* params, const float* grads, float* m, float* v, const uint32_t* decay_bits,
                  int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                  float bc1, float bc2, const double* norm, const double* loss, float grad_clip,
                  const Stream& stream);
+// The same with the moments m, v stored as bf16 (half the optimizer state): each element's step
+// runs in fp32 exactly as train_adamw (the parameter update uses this step's fp32 moments), then
+// the new moments are rounded to bf16 stochastically (unbiased: the expected stored value is the
+// fp32 one) with random bits hashed from (element, seed); pass a seed that changes every step.
+void train_adamw_bf16_moments(float* params, const float* grads, uint16_t* m, uint16_t* v,
+                              const uint32_t* decay_bits, int64_t n, float lr, float beta1,
+                              float beta2, float eps, float weight_decay, float bc1, float bc2,
+                              const double* norm, const double* loss, float grad_clip,
+                              uint64_t seed, const Stream& stream);
 
 }  // namespace bitttt::cuda
