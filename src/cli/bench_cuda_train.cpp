@@ -51,7 +51,7 @@ struct Case {
     int64_t D, L, B, T;
     double target_gb;  // 0: no memory target
     TttRule rule = TttRule::kReconstruct;
-    cuda::OptimizerState state = cuda::OptimizerState::kFp32;
+    cuda::GpuMemoryOptions memory = {};
 };
 
 double model_flops_per_token(const ModelConfig& c) {
@@ -108,7 +108,7 @@ void run_cases(const std::vector<Case>& cases, const BenchOptions& options,
         train::TrainModel<float> host(c);  // the initialization (host memory only)
         host.init_random(1);
         const int64_t before = cuda::device_info().free_bytes;
-        cuda::GpuTrainModel model(c, cuda::TrainPrecision::kBf16, k.state);
+        cuda::GpuTrainModel model(c, cuda::TrainPrecision::kBf16, k.memory);
         model.upload(cuda::GpuTrainModel::Buffer::kParams, host.params.data());
         std::vector<int32_t> in(k.B * k.T), tg(k.B * k.T);
         Rng rng(2);
@@ -164,7 +164,7 @@ void run_cases(const std::vector<Case>& cases, const BenchOptions& options,
              k.target_gb > 0 ? used / 1e9 / k.target_gb : 0.0});
         if (k.target_gb > 0 && !options.json) {
             const auto plan =
-                cuda::GpuTrainModel::memory_plan(c, cuda::TrainPrecision::kBf16, k.state, k.B, k.T);
+                cuda::GpuTrainModel::memory_plan(c, cuda::TrainPrecision::kBf16, k.memory, k.B, k.T);
             int64_t total = 0;
             std::string lines;
             for (const auto& item : plan) {
@@ -189,7 +189,10 @@ std::vector<Case> vram_cases(bool with_bf16_moments) {
         for (int i = 0; i < 3; ++i) {
             Case k = cases[static_cast<size_t>(i)];
             k.label = "vram.bf16_moments";
-            k.state = cuda::OptimizerState::kBf16;
+            k.memory.moments = cuda::OptimizerState::kBf16;
+            cases.push_back(k);
+            k.label = "vram.bf16_moments.recompute_mlp";
+            k.memory.recompute_mlp = true;
             cases.push_back(k);
         }
     return cases;

@@ -67,6 +67,9 @@ void register_train(CLI::App& app) {
                     "AdamW moments on the GPU: fp32, or bf16 (half the optimizer memory, "
                     "stochastic rounding; checkpoints stay fp32)")
         ->capture_default_str();
+    cmd->add_flag("--gpu-recompute-mlp", o->gpu_recompute_mlp,
+                  "Recompute the MLP's gate/up products in the backward instead of keeping them "
+                  "(less GPU memory, more time per step, the same math)");
     cmd->add_option("--out", o->out_dir, "Output directory (metrics, checkpoint, model)")
         ->capture_default_str();
     cmd->add_option("--resume", o->resume,

@@ -149,7 +149,7 @@ struct LayerActs {
     float *y = nullptr, *o_rstd = nullptr;    // delta: scan output
     float* ckpt = nullptr;                    // TTT state checkpoints
     float *h = nullptr, *ln2_rstd = nullptr;  // the MLP branch's input
-    float *gate = nullptr, *up = nullptr;     // SwiGLU inputs (rescaled)
+    float *gate = nullptr, *up = nullptr;  // SwiGLU inputs (rescaled; recompute_mlp: scratch)
 };
 
 // Values a layer's forward makes and its backward needs, recomputed there from LayerActs by the
@@ -161,6 +161,7 @@ struct Scratch {
     float *fhat = nullptr, *z = nullptr;                   // reconstruct
     float *qhat = nullptr, *khat = nullptr, *o = nullptr;  // delta
     Act o_q;
+    float *gate = nullptr, *up = nullptr;  // recompute_mlp: every layer's gate and up
 };
 
 train::TttScanShape scan_shape(const ModelConfig& c, int64_t B, int64_t T) {
@@ -198,7 +199,7 @@ struct Activations {
     }
 
     // Hands out every pointer for batches [B, T] (set B and T first); the rest is reset.
-    void carve(const ModelConfig& c, bool bf16, Carver& a) {
+    void carve(const ModelConfig& c, bool bf16, bool recompute_mlp, Carver& a) {
         const int64_t b = B, t = T;
         *this = Activations{};
         B = b, T = t;
@@ -222,7 +223,7 @@ struct Activations {
                 l.o_rstd = a.take<float>(N);
             }
             l.h = a.take<float>(N * D), l.ln2_rstd = a.take<float>(N);
-            l.gate = a.take<float>(N * M), l.up = a.take<float>(N * M);
+            if (!recompute_mlp) l.gate = a.take<float>(N * M), l.up = a.take<float>(N * M);
             a.cat = kCatCkpt;
             l.ckpt = a.take<float>(scan_shape(c, B, T).checkpoint_floats());
         }
@@ -231,6 +232,10 @@ struct Activations {
         if (!bf16) sc.ln2 = a.take<float>(N * D);
         sc.ln1_q = take_act(a, bf16, N, D), sc.ln2_q = take_act(a, bf16, N, D);
         sc.swi_q = take_act(a, bf16, N, M);
+        if (recompute_mlp) {
+            sc.gate = a.take<float>(N * M), sc.up = a.take<float>(N * M);
+            for (auto& l : acts) l.gate = sc.gate, l.up = sc.up;
+        }
         if (!delta) {
             sc.fhat = a.take<float>(N * Dt), sc.z = a.take<float>(N * Dt);
         } else {
@@ -265,7 +270,8 @@ struct FixedSizes {
     size_t params = 0, moment = 0, qweights = 0, decay_bits = 0, lm_bf16 = 0, small = 0;
 };
 FixedSizes fixed_sizes(const ModelConfig& c, const train::ParamLayout& L, TrainPrecision precision,
-                       OptimizerState state) {
+                       const GpuMemoryOptions& mem) {
+    const OptimizerState state = mem.moments;
     const bool bf16 = precision == TrainPrecision::kBf16;
     FixedSizes f;
     const size_t total = static_cast<size_t>(L.total);
@@ -289,6 +295,7 @@ struct GpuTrainModel::Impl : Activations {
     ModelConfig config;
     train::ParamLayout layout;
     TrainPrecision precision;
+    GpuMemoryOptions mem;
     OptimizerState state;
     bool quantize = true;
     Stream stream;
@@ -320,8 +327,8 @@ struct GpuTrainModel::Impl : Activations {
     size_t marks = 0;
     std::vector<std::pair<std::string, double>> phase_ms;
 
-    Impl(const ModelConfig& c, TrainPrecision p, OptimizerState st)
-        : config(c), layout(c), precision(p), state(st) {}
+    Impl(const ModelConfig& c, TrainPrecision p, GpuMemoryOptions m)
+        : config(c), layout(c), precision(p), mem(m), state(m.moments) {}
     ~Impl() {
         if (blas) cublasDestroy(blas);
         for (cudaEvent_t e : events) cudaEventDestroy(e);
@@ -468,7 +475,7 @@ struct GpuTrainModel::Impl : Activations {
         B = B_, T = T_;
         for (int pass = 0; pass < 2; ++pass) {
             Carver a{pass == 0 ? nullptr : arena.as<char>()};
-            carve(config, bf16(), a);
+            carve(config, bf16(), mem.recompute_mlp, a);
             if (pass == 0) arena = DeviceBuffer(a.used);
         }
         const size_t ws = ttt_scan_workspace_bytes(shape());
@@ -514,6 +521,19 @@ struct GpuTrainModel::Impl : Activations {
         }
     }
 
+    // gate and up products of the MLP from its quantized input, and the quantized SwiGLU output
+    // (scratch). bf16: the rescale of both products is fused into the SwiGLU + quantization.
+    void mlp_products(LayerActs& a, const LayerIndex& w) {
+        const ModelConfig& c = config;
+        const int64_t N = B * T, D = c.hidden_dim, M = c.mlp_dim;
+        bl_forward(a.gate, sc.ln2_q, w.gate, N, D, M, false);
+        bl_forward(a.up, sc.ln2_q, w.mlp_up, N, D, M, false);
+        train_swiglu_quant_forward(a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr,
+                                   bf16() ? beta_of(w.gate) : nullptr,
+                                   bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f,
+                                   sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+    }
+
     // Before layer l's backward: its quantized weights and the scratch values of its forward,
     // recomputed by the same kernels from what the layer kept (bit-identical to the forward's).
     void recompute_layer(int64_t l) {
@@ -523,9 +543,13 @@ struct GpuTrainModel::Impl : Activations {
         const LayerIndex& w = layers[static_cast<size_t>(l)];
         quantize_layer(l);
         norm2_forward(a, w);
-        // gate and up are stored after the forward's rescale: no row scale now.
-        train_swiglu_quant_forward(a.gate, a.up, nullptr, nullptr, nullptr, sc.swi_q.f,
-                                   sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+        if (mem.recompute_mlp) {
+            mlp_products(a, w);
+        } else {
+            // gate and up are kept after the forward's rescale: no row scale now.
+            train_swiglu_quant_forward(a.gate, a.up, nullptr, nullptr, nullptr, sc.swi_q.f,
+                                       sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+        }
         norm1_forward(a, w);
         if (c.ttt_rule != TttRule::kDelta) {
             train_l2norm_forward(sc.fhat, a.fnorm, a.f, N, Dt, stream);
@@ -590,13 +614,7 @@ struct GpuTrainModel::Impl : Activations {
             const int tw = delta ? w.o : w.up;
             residual_rescaled(a.h, a.res, branch, tq, tw, N, D);
             norm2_forward(a, w);
-            // bf16: the rescale of both products is fused into the SwiGLU + quantization.
-            bl_forward(a.gate, sc.ln2_q, w.gate, N, D, M, false);
-            bl_forward(a.up, sc.ln2_q, w.mlp_up, N, D, M, false);
-            train_swiglu_quant_forward(a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr,
-                                       bf16() ? beta_of(w.gate) : nullptr,
-                                       bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f,
-                                       sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+            mlp_products(a, w);
             bl_forward(branch, sc.swi_q, w.mlp_down, N, M, D, false);
             residual_rescaled(out, a.h, branch, sc.swi_q, w.mlp_down, N, D);
             mark("forward layers (no scan)");
@@ -736,15 +754,15 @@ struct GpuTrainModel::Impl : Activations {
 };
 
 GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision,
-                             OptimizerState state) {
+                             GpuMemoryOptions memory) {
     require_device("GPU training");
     ModelConfig c = config;
     c.resolve_and_validate("training config");
-    impl_ = std::make_unique<Impl>(c, precision, state);
+    impl_ = std::make_unique<Impl>(c, precision, memory);
     Impl& m = *impl_;
     const train::ParamLayout& L = m.layout;
     const size_t total = static_cast<size_t>(L.total);
-    const FixedSizes fs = fixed_sizes(c, L, precision, state);
+    const FixedSizes fs = fixed_sizes(c, L, precision, memory);
     m.params = DeviceBuffer(fs.params);
     m.grads = DeviceBuffer(fs.params);
     m.adam_m = DeviceBuffer(fs.moment);
@@ -903,8 +921,8 @@ void GpuTrainModel::download(Buffer which, float* host) const {
     b.copy_to_host(host, n * sizeof(float));
 }
 
-OptimizerState GpuTrainModel::optimizer_state() const {
-    return impl_->state;
+GpuMemoryOptions GpuTrainModel::memory_options() const {
+    return impl_->mem;
 }
 
 double GpuTrainModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
@@ -993,13 +1011,14 @@ int64_t GpuTrainModel::allocated_bytes() const {
 }
 
 std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
-                                                   TrainPrecision precision, OptimizerState state,
+                                                   TrainPrecision precision,
+                                                   GpuMemoryOptions memory,
                                                    int64_t B, int64_t T) {
     check(B > 0 && T > 0, ErrorKind::kInvalidArgument, "memory_plan: empty batch [{}, {}]", B, T);
     ModelConfig c = config;
     c.resolve_and_validate("training config");
     const train::ParamLayout L(c);
-    const FixedSizes fs = fixed_sizes(c, L, precision, state);
+    const FixedSizes fs = fixed_sizes(c, L, precision, memory);
     int64_t by_cat[kCats] = {};
     by_cat[kCatParams] = static_cast<int64_t>(fs.params);
     by_cat[kCatGrads] = static_cast<int64_t>(fs.params);
@@ -1010,13 +1029,14 @@ std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
     acts.B = B, acts.T = T;
     Carver a;
     a.by_cat = by_cat;
-    acts.carve(c, precision == TrainPrecision::kBf16, a);
+    acts.carve(c, precision == TrainPrecision::kBf16, memory.recompute_mlp, a);
     by_cat[kCatScanWs] = static_cast<int64_t>(ttt_scan_workspace_bytes(scan_shape(c, B, T)));
     by_cat[kCatBlasWs] = static_cast<int64_t>(blas_workspace_bytes());
     std::vector<MemoryItem> out;
     for (int i = 0; i < kCats; ++i) {
         std::string name = kCatNames[i];
-        if (i == kCatMoments) name += state == OptimizerState::kBf16 ? " (bf16)" : " (fp32)";
+        if (i == kCatMoments)
+            name += memory.moments == OptimizerState::kBf16 ? " (bf16)" : " (fp32)";
         out.push_back({std::move(name), by_cat[i]});
     }
     return out;

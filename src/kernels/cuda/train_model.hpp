@@ -41,6 +41,16 @@ enum class TrainPrecision { kFp32, kBf16 };
 // to nearest), so checkpoints keep the fp32 format and move between devices and settings.
 enum class OptimizerState { kFp32, kBf16 };
 
+// Opt-in memory savers (defaults: off, the fastest step).
+struct GpuMemoryOptions {
+    OptimizerState moments = OptimizerState::kFp32;
+    // The SwiGLU inputs (gate and up products, 2·M floats per token and layer, the largest
+    // activations kept) are not kept per layer but recomputed before each layer's backward: two
+    // more products per layer (about +1/5 of the layers' product FLOPs), the same values (same
+    // cuBLAS calls on the same inputs), so the same training math.
+    bool recompute_mlp = false;
+};
+
 // Device memory by purpose, in bytes (GpuTrainModel::memory_plan).
 struct MemoryItem {
     std::string name;
@@ -52,7 +62,7 @@ class GpuTrainModel {
     // Allocates parameters, gradients and AdamW moments on device 0 (throws Error "CUDA: ..."
     // without a GPU). Contents start at zero; upload the parameters before the first forward.
     GpuTrainModel(const ModelConfig& config, TrainPrecision precision,
-                  OptimizerState state = OptimizerState::kFp32);
+                  GpuMemoryOptions memory = {});
     ~GpuTrainModel();
     GpuTrainModel(const GpuTrainModel&) = delete;
     GpuTrainModel& operator=(const GpuTrainModel&) = delete;
@@ -107,8 +117,8 @@ class GpuTrainModel {
     // are recomputed into one scratch set by the same kernels (identical values), and the
     // ternary codes exist for one layer at a time.
     static std::vector<MemoryItem> memory_plan(const ModelConfig& config, TrainPrecision precision,
-                                               OptimizerState state, int64_t B, int64_t T);
-    OptimizerState optimizer_state() const;
+                                               GpuMemoryOptions memory, int64_t B, int64_t T);
+    GpuMemoryOptions memory_options() const;
     const Stream& stream() const;
 
   private:
