@@ -163,8 +163,8 @@ void run_cases(const std::vector<Case>& cases, const BenchOptions& options,
                                static_cast<double>(info.memory_bytes) / 1e9),
              k.target_gb > 0 ? used / 1e9 / k.target_gb : 0.0});
         if (k.target_gb > 0 && !options.json) {
-            const auto plan =
-                cuda::GpuTrainModel::memory_plan(c, cuda::TrainPrecision::kBf16, k.memory, k.B, k.T);
+            const auto plan = cuda::GpuTrainModel::memory_plan(c, cuda::TrainPrecision::kBf16,
+                                                               k.memory, k.B, k.T);
             int64_t total = 0;
             std::string lines;
             for (const auto& item : plan) {

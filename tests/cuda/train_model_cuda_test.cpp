@@ -163,8 +163,10 @@ int64_t plan_total(const std::vector<MemoryItem>& plan) {
 // Host only (no GPU needed): the plan of the seed's VRAM table configs (batch 16, context 128),
 // printed, with the targets of issue 10 checked where the default settings meet them.
 TEST(TrainModelMemoryPlan, VramTable) {
-    const GpuMemoryOptions settings[] = {
-        {}, {OptimizerState::kBf16}, {OptimizerState::kBf16, true}};
+    const GpuMemoryOptions settings[] = {{},
+                                         {OptimizerState::kFp32, false, true},
+                                         {OptimizerState::kBf16},
+                                         {OptimizerState::kBf16, true}};
     for (auto [D, L, target_gb] : {std::tuple{256, 8, 1.0}, {512, 12, 2.0}, {1024, 24, 4.0}})
         for (const GpuMemoryOptions& st : settings) {
             const auto plan =
@@ -172,12 +174,13 @@ TEST(TrainModelMemoryPlan, VramTable) {
             const int64_t total = plan_total(plan);
             std::cout << "[memory plan] D=" << D << " L=" << L << " B=16 T=128 moments "
                       << (st.moments == OptimizerState::kBf16 ? "bf16" : "fp32")
-                      << (st.recompute_mlp ? ", MLP recomputed" : "") << ": "
+                      << (st.recompute_mlp ? ", MLP recomputed" : "")
+                      << (st.keep_activations ? ", activations kept" : "") << ": "
                       << static_cast<double>(total) / 1e9 << " GB\n";
             for (const auto& item : plan)
                 std::cout << "    " << item.name << ": " << static_cast<double>(item.bytes) / 1e6
                           << " MB\n";
-            if (D <= 512 && st.moments == OptimizerState::kFp32) {
+            if (D <= 512 && st.moments == OptimizerState::kFp32 && !st.keep_activations) {
                 EXPECT_LT(total, target_gb * 1e9);
             }
         }
@@ -200,8 +203,11 @@ TEST(TrainModelMemoryPlan, VramTable) {
 
 // The plan is what the model allocates (both precisions and rules, and after a batch change).
 TEST_F(TrainModelCuda, MemoryPlanMatchesAllocation) {
-    const GpuMemoryOptions settings[] = {
-        {}, {OptimizerState::kBf16}, {OptimizerState::kFp32, true}};
+    const GpuMemoryOptions settings[] = {{},
+                                         {OptimizerState::kBf16},
+                                         {OptimizerState::kFp32, true},
+                                         {OptimizerState::kFp32, false, true},
+                                         {OptimizerState::kFp32, true, true}};
     for (TttRule rule : {TttRule::kReconstruct, TttRule::kDelta})
         for (TrainPrecision p : {TrainPrecision::kFp32, TrainPrecision::kBf16})
             for (const GpuMemoryOptions& st : settings) {
@@ -216,9 +222,14 @@ TEST_F(TrainModelCuda, MemoryPlanMatchesAllocation) {
             }
 }
 
-// Recomputing the MLP products changes nothing: the same loss (bit for bit) and the same
-// gradients (up to the order of the float atomics of the embedding and norm gradients).
-TEST_F(TrainModelCuda, RecomputedMlpGivesTheSameGradients) {
+// The memory settings change nothing: recomputed or kept activations, recomputed MLP products
+// give the same loss (bit for bit) and the same gradients (up to the order of the float atomics
+// of the embedding and norm gradients) as the default.
+TEST_F(TrainModelCuda, MemorySettingsGiveTheSameGradients) {
+    const GpuMemoryOptions settings[] = {{},
+                                         {OptimizerState::kFp32, true},
+                                         {OptimizerState::kFp32, false, true},
+                                         {OptimizerState::kFp32, true, true}};
     for (TttRule rule : {TttRule::kReconstruct, TttRule::kDelta})
         for (TrainPrecision p : {TrainPrecision::kFp32, TrainPrecision::kBf16}) {
             const ModelConfig c = small_config(rule, 8);
@@ -229,22 +240,29 @@ TEST_F(TrainModelCuda, RecomputedMlpGivesTheSameGradients) {
             Rng rng(8);
             for (auto& t : in) t = static_cast<int32_t>(rng.below(c.vocab_size));
             for (auto& t : tg) t = static_cast<int32_t>(rng.below(c.vocab_size));
-            std::vector<float> grads[2];
-            double loss[2];
-            for (int k = 0; k < 2; ++k) {
-                GpuTrainModel gpu(c, p, {OptimizerState::kFp32, k == 1});
+            std::vector<std::vector<float>> grads;
+            std::vector<double> loss;
+            for (const GpuMemoryOptions& st : settings) {
+                GpuTrainModel gpu(c, p, st);
                 gpu.upload(GpuTrainModel::Buffer::kParams, host.params.data());
-                loss[k] = gpu.forward(in.data(), tg.data(), B, T);
-                gpu.zero_grad();
-                gpu.backward();
-                grads[k].resize(host.grads.size());
-                gpu.download(GpuTrainModel::Buffer::kGrads, grads[k].data());
+                // Two steps' worth of forward/backward: the second reuses the buffers.
+                for (int rep = 0; rep < 2; ++rep) {
+                    const double l = gpu.forward(in.data(), tg.data(), B, T);
+                    gpu.zero_grad();
+                    gpu.backward();
+                    if (rep == 1) loss.push_back(l);
+                }
+                grads.emplace_back(host.grads.size());
+                gpu.download(GpuTrainModel::Buffer::kGrads, grads.back().data());
             }
-            EXPECT_EQ(loss[0], loss[1]);
-            for (size_t i = 0; i < host.layout().specs.size(); ++i) {
-                const int64_t off = host.layout().offsets[i], n = host.layout().specs[i].numel();
-                EXPECT_LT(rel_error(grads[1].data() + off, grads[0].data() + off, n), 1e-5)
-                    << host.layout().specs[i].name;
+            for (size_t k = 1; k < grads.size(); ++k) {
+                EXPECT_EQ(loss[k], loss[0]) << "setting " << k;
+                for (size_t i = 0; i < host.layout().specs.size(); ++i) {
+                    const int64_t off = host.layout().offsets[i];
+                    const int64_t n = host.layout().specs[i].numel();
+                    EXPECT_LT(rel_error(grads[k].data() + off, grads[0].data() + off, n), 1e-5)
+                        << host.layout().specs[i].name << ", setting " << k;
+                }
             }
         }
 }

@@ -149,7 +149,7 @@ struct LayerActs {
     float *y = nullptr, *o_rstd = nullptr;    // delta: scan output
     float* ckpt = nullptr;                    // TTT state checkpoints
     float *h = nullptr, *ln2_rstd = nullptr;  // the MLP branch's input
-    float *gate = nullptr, *up = nullptr;  // SwiGLU inputs (rescaled; recompute_mlp: scratch)
+    float *gate = nullptr, *up = nullptr;     // SwiGLU inputs (rescaled; recompute_mlp: scratch)
 };
 
 // Values a layer's forward makes and its backward needs, recomputed there from LayerActs by the
@@ -175,7 +175,8 @@ train::TttScanShape scan_shape(const ModelConfig& c, int64_t B, int64_t T) {
 struct Activations {
     int64_t B = 0, T = 0;
     std::vector<LayerActs> acts;
-    Scratch sc;
+    Scratch sc;                 // the current layer's set
+    std::vector<Scratch> kept;  // keep_activations: one set per layer (else empty)
     int32_t *inputs = nullptr, *targets = nullptr;
     float *final_res = nullptr, *lnf = nullptr, *lnf_rstd = nullptr, *logits = nullptr;
     float* losses = nullptr;
@@ -199,7 +200,8 @@ struct Activations {
     }
 
     // Hands out every pointer for batches [B, T] (set B and T first); the rest is reset.
-    void carve(const ModelConfig& c, bool bf16, bool recompute_mlp, Carver& a) {
+    void carve(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem, Carver& a) {
+        const bool recompute_mlp = mem.recompute_mlp;
         const int64_t b = B, t = T;
         *this = Activations{};
         B = b, T = t;
@@ -227,20 +229,32 @@ struct Activations {
             a.cat = kCatCkpt;
             l.ckpt = a.take<float>(scan_shape(c, B, T).checkpoint_floats());
         }
-        a.cat = kCatScratch;
-        if (delta || !bf16) sc.ln1 = a.take<float>(N * D);
-        if (!bf16) sc.ln2 = a.take<float>(N * D);
-        sc.ln1_q = take_act(a, bf16, N, D), sc.ln2_q = take_act(a, bf16, N, D);
-        sc.swi_q = take_act(a, bf16, N, M);
-        if (recompute_mlp) {
-            sc.gate = a.take<float>(N * M), sc.up = a.take<float>(N * M);
-            for (auto& l : acts) l.gate = sc.gate, l.up = sc.up;
-        }
-        if (!delta) {
-            sc.fhat = a.take<float>(N * Dt), sc.z = a.take<float>(N * Dt);
+        auto carve_scratch = [&](Scratch& s) {
+            if (delta || !bf16) s.ln1 = a.take<float>(N * D);
+            if (!bf16) s.ln2 = a.take<float>(N * D);
+            s.ln1_q = take_act(a, bf16, N, D), s.ln2_q = take_act(a, bf16, N, D);
+            s.swi_q = take_act(a, bf16, N, M);
+            if (!delta) {
+                s.fhat = a.take<float>(N * Dt), s.z = a.take<float>(N * Dt);
+            } else {
+                s.qhat = a.take<float>(N * Dt), s.khat = a.take<float>(N * Dt);
+                s.o = a.take<float>(N * Dt), s.o_q = take_act(a, bf16, N, Dt);
+            }
+        };
+        if (mem.keep_activations) {
+            a.cat = kCatSaved;
+            kept.resize(acts.size());
+            for (Scratch& s : kept) carve_scratch(s);
+            sc = kept[0];
         } else {
-            sc.qhat = a.take<float>(N * Dt), sc.khat = a.take<float>(N * Dt);
-            sc.o = a.take<float>(N * Dt), sc.o_q = take_act(a, bf16, N, Dt);
+            a.cat = kCatScratch;
+            carve_scratch(sc);
+        }
+        a.cat = kCatScratch;
+        if (recompute_mlp) {
+            float* gate = a.take<float>(N * M);
+            float* up = a.take<float>(N * M);
+            for (auto& l : acts) l.gate = gate, l.up = up;
         }
         a.cat = kCatOther;
         final_res = a.take<float>(N * D);
@@ -475,7 +489,7 @@ struct GpuTrainModel::Impl : Activations {
         B = B_, T = T_;
         for (int pass = 0; pass < 2; ++pass) {
             Carver a{pass == 0 ? nullptr : arena.as<char>()};
-            carve(config, bf16(), mem.recompute_mlp, a);
+            carve(config, bf16(), mem, a);
             if (pass == 0) arena = DeviceBuffer(a.used);
         }
         const size_t ws = ttt_scan_workspace_bytes(shape());
@@ -530,8 +544,8 @@ struct GpuTrainModel::Impl : Activations {
         bl_forward(a.up, sc.ln2_q, w.mlp_up, N, D, M, false);
         train_swiglu_quant_forward(a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr,
                                    bf16() ? beta_of(w.gate) : nullptr,
-                                   bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f,
-                                   sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+                                   bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f, sc.swi_q.codes,
+                                   sc.swi_q.scale, N, M, c.act_bits, stream);
     }
 
     // Before layer l's backward: its quantized weights and the scratch values of its forward,
@@ -542,6 +556,11 @@ struct GpuTrainModel::Impl : Activations {
         LayerActs& a = acts[static_cast<size_t>(l)];
         const LayerIndex& w = layers[static_cast<size_t>(l)];
         quantize_layer(l);
+        if (!kept.empty()) {  // keep_activations: the layer's own set
+            sc = kept[static_cast<size_t>(l)];
+            if (mem.recompute_mlp) mlp_products(a, w);
+            return;
+        }
         norm2_forward(a, w);
         if (mem.recompute_mlp) {
             mlp_products(a, w);
@@ -580,6 +599,7 @@ struct GpuTrainModel::Impl : Activations {
             LayerActs& a = acts[li];
             const LayerIndex& w = layers[li];
             float* out = li + 1 < acts.size() ? acts[li + 1].res : final_res;
+            if (!kept.empty()) sc = kept[li];
             quantize_layer(static_cast<int64_t>(li));
             norm1_forward(a, w);
             if (!delta) {
@@ -1012,8 +1032,7 @@ int64_t GpuTrainModel::allocated_bytes() const {
 
 std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
                                                    TrainPrecision precision,
-                                                   GpuMemoryOptions memory,
-                                                   int64_t B, int64_t T) {
+                                                   GpuMemoryOptions memory, int64_t B, int64_t T) {
     check(B > 0 && T > 0, ErrorKind::kInvalidArgument, "memory_plan: empty batch [{}, {}]", B, T);
     ModelConfig c = config;
     c.resolve_and_validate("training config");
@@ -1029,7 +1048,7 @@ std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
     acts.B = B, acts.T = T;
     Carver a;
     a.by_cat = by_cat;
-    acts.carve(c, precision == TrainPrecision::kBf16, memory.recompute_mlp, a);
+    acts.carve(c, precision == TrainPrecision::kBf16, memory, a);
     by_cat[kCatScanWs] = static_cast<int64_t>(ttt_scan_workspace_bytes(scan_shape(c, B, T)));
     by_cat[kCatBlasWs] = static_cast<int64_t>(blas_workspace_bytes());
     std::vector<MemoryItem> out;

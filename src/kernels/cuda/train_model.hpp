@@ -49,6 +49,11 @@ struct GpuMemoryOptions {
     // more products per layer (about +1/5 of the layers' product FLOPs), the same values (same
     // cuBLAS calls on the same inputs), so the same training math.
     bool recompute_mlp = false;
+    // Keep every layer's normed/quantized product inputs, normalized TTT inputs and SwiGLU
+    // codes instead of recomputing them before its backward (the default recomputes them: the
+    // same values, about 10% more time per step on an H100, and 0.1-0.5 GB less at the VRAM
+    // table's configs). Not yet run on a GPU.
+    bool keep_activations = false;
 };
 
 // Device memory by purpose, in bytes (GpuTrainModel::memory_plan).
