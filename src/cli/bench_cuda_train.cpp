@@ -218,9 +218,11 @@ void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
 
 void bench_cuda_train_mem(const BenchOptions& options, BenchReporter& reporter) {
     if (!have_gpu("cuda-train-mem")) return;
-    run_cases(
-        options.quick ? std::vector<Case>{{"vram.quick", 128, 2, 16, 128, 1.0}} : vram_cases(true),
-        options, reporter);
+    // --quick: the time the default's recomputation costs, at the default config.
+    std::vector<Case> quick = {{"default", 256, 8, 64, 128, 0},
+                               {"default.keep_activations", 256, 8, 64, 128, 0}};
+    quick[1].memory.keep_activations = true;
+    run_cases(options.quick ? quick : vram_cases(true), options, reporter);
 }
 #else
 void bench_cuda_train(const BenchOptions&, BenchReporter&) {
