@@ -231,8 +231,9 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
                                                                 : cuda::TrainPrecision::kBf16;
         const auto state = options_.gpu_optimizer_state == "bf16" ? cuda::OptimizerState::kBf16
                                                                   : cuda::OptimizerState::kFp32;
-        gpu_.reset(new Gpu{GpuTrainModel(options_.model, precision,
-                                         {state, options_.gpu_recompute_mlp})});
+        gpu_.reset(new Gpu{
+            GpuTrainModel(options_.model, precision,
+                          {state, options_.gpu_recompute_mlp, options_.gpu_keep_activations})});
         gpu_->model.upload(GpuTrainModel::Buffer::kParams, model_->params.data());
         gpu_->model.upload(GpuTrainModel::Buffer::kAdamM, adam_m_.data());
         gpu_->model.upload(GpuTrainModel::Buffer::kAdamV, adam_v_.data());

@@ -60,6 +60,8 @@ struct TrainOptions {
     // Recompute the MLP's gate/up products in the backward instead of keeping them (less GPU
     // memory, ~10-20% more time per step, the same math).
     bool gpu_recompute_mlp = false;
+    // Keep the activations the GPU backward otherwise recomputes (faster, more memory).
+    bool gpu_keep_activations = false;
 };
 
 enum class TrainOutcome { kFinished, kStopped, kInterrupted };
