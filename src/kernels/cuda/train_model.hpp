@@ -41,7 +41,8 @@ enum class TrainPrecision { kFp32, kBf16 };
 // to nearest), so checkpoints keep the fp32 format and move between devices and settings.
 enum class OptimizerState { kFp32, kBf16 };
 
-// Opt-in memory savers (defaults: off, the fastest step).
+// Memory settings, none of which changes the training math except bf16 moments. Defaults: fp32
+// moments, the MLP products kept, the cheap activations recomputed (memory_plan).
 struct GpuMemoryOptions {
     OptimizerState moments = OptimizerState::kFp32;
     // The SwiGLU inputs (gate and up products, 2·M floats per token and layer, the largest
@@ -115,7 +116,7 @@ class GpuTrainModel {
     // the model carves its buffers (no GPU needed): parameters, gradients, moments, the one
     // layer's quantized weights, saved activations, TTT scan checkpoints, the recompute scratch,
     // logits, backward buffers, workspaces. Its sum equals allocated_bytes() after a step at
-    // [B, T]. Memory layout (DESIGN.md §5): per layer the model keeps only what the backward
+    // [B, T]. Memory layout (defaults): per layer the model keeps only what the backward
     // cannot recompute cheaply (the residual stream before each branch, the TTT input f before
     // its L2 norm, the quantized TTT output, the SwiGLU inputs, the scan checkpoints); the normed
     // and quantized inputs of the products, the normalized TTT inputs and the SwiGLU output codes
