@@ -96,6 +96,8 @@ def test_device_option(data, tmp_path):
         bitttt.Trainer(data, str(tmp_path), steps=5, device="tpu", **SMALL)
     with pytest.raises(ValueError, match="gpu_precision"):
         bitttt.Trainer(data, str(tmp_path), steps=5, gpu_precision="fp16", **SMALL)
+    with pytest.raises(ValueError, match="gpu_optimizer_state"):
+        bitttt.Trainer(data, str(tmp_path), steps=5, gpu_optimizer_state="fp8", **SMALL)
     with pytest.raises(TypeError):
         bitttt.Trainer(data, str(tmp_path), steps=5, device=0, **SMALL)
     try:
