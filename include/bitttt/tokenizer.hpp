@@ -65,6 +65,9 @@ class Tokenizer {
     // The tokenizer.json text (the layout the `tokenizers` package writes), and a file with it.
     std::string to_json() const;
     void save(const std::string& path) const;
+    // XXH3-64 of to_json(): identifies the tokenizer (the trainer's token cache is keyed by it).
+    // Computed on the first call only (a tokenizer never changes), so keying a cache costs nothing.
+    uint64_t json_hash() const;
 
     // Byte-level BPE training in the manner of `tokenizers`' BpeTrainer with the GPT-2
     // pre-tokenizer (ByteLevel, no prefix space). Deterministic: each step merges the pair with

@@ -3,6 +3,7 @@
 #include "bitttt/tokenizer.hpp"
 
 #include <omp.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -226,6 +227,14 @@ Tokenizer Tokenizer::from_json(std::string_view json, std::string_view origin) {
 
 std::string Tokenizer::to_json() const {
     return tok::write_tokenizer_json(*impl_);
+}
+
+uint64_t Tokenizer::json_hash() const {
+    std::call_once(impl_->json_hash_once, [&] {
+        const std::string json = to_json();
+        impl_->json_hash = XXH3_64bits(json.data(), json.size());
+    });
+    return impl_->json_hash;
 }
 
 void Tokenizer::save(const std::string& path) const {

@@ -94,6 +94,10 @@ struct Tokenizer::Impl {
     std::vector<uint32_t> encode(std::string_view text, bool allow_special,
                                  tok::EncodeScratch& scratch) const;
 
+    // Tokenizer::json_hash(), computed once.
+    mutable std::once_flag json_hash_once;
+    mutable uint64_t json_hash = 0;
+
   private:
     mutable std::mutex pool_mutex_;
     mutable std::vector<std::unique_ptr<tok::EncodeScratch>> pool_;

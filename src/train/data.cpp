@@ -73,8 +73,7 @@ TokenCorpus load_corpus(const std::string& text_path, const Tokenizer& tokenizer
     namespace fs = std::filesystem;
     const uint64_t source_bytes = fs::file_size(text_path);
     const std::string source_hash = hex64(hash_file(text_path));
-    const std::string tok_json = tokenizer.to_json();
-    const std::string tok_hash = hex64(XXH3_64bits(tok_json.data(), tok_json.size()));
+    const std::string tok_hash = hex64(tokenizer.json_hash());
     const std::string key = hex64(XXH3_64bits((source_hash + tok_hash).data(), 32));
     const std::string stem =
         (fs::path(cache_dir) / (fs::path(text_path).filename().string() + "." + key)).string();

@@ -40,6 +40,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const bitttt::Tokenizer tok = bitttt::train::byte_level_tokenizer();
     static const std::string tok_json = tok.to_json();
     static const std::string tok_hash = hex64(XXH3_64bits(tok_json.data(), tok_json.size()));
+    // load_corpus keys the cache by the memoized json_hash(); it must be the hash of the JSON.
+    static const bool hash_checked =
+        (tok.json_hash() == XXH3_64bits(tok_json.data(), tok_json.size()) || (std::abort(), false));
+    (void)hash_checked;
     static const std::string src_hash = hex64(XXH3_64bits(kSource, sizeof(kSource) - 1));
     static const std::string key = hex64(XXH3_64bits((src_hash + tok_hash).data(), 32));
     static const std::vector<int32_t> expected = bitttt::train::tokenize_documents(kSource, tok);
@@ -50,11 +54,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     replace_all(index, "@TOK@", tok_hash);
     const uint8_t* tokens = nul == data + size ? nul : nul + 1;
 
-    const auto dir = bitttt::fuzz::scratch_dir();
-    const auto text_path = bitttt::fuzz::write_scratch(
+    // The source text and the cache folder, once: load_corpus only reads the source, and it
+    // recreates the folder if it went missing.
+    static const std::string text_path = bitttt::fuzz::write_scratch(
         "data.txt", reinterpret_cast<const uint8_t*>(kSource), sizeof(kSource) - 1);
-    const std::string cache_dir = (dir / "cache").string();
-    std::filesystem::create_directories(cache_dir);
+    static const std::string cache_dir = [] {
+        const auto d = bitttt::fuzz::scratch_dir() / "cache";
+        std::filesystem::create_directories(d);
+        return d.string();
+    }();
     const std::string stem = "cache/data.txt." + key;
     bitttt::fuzz::write_scratch(stem + ".json", reinterpret_cast<const uint8_t*>(index.data()),
                                 index.size());
