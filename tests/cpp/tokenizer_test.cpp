@@ -4,11 +4,13 @@
 #include "bitttt/tokenizer.hpp"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <map>
@@ -462,11 +464,37 @@ TEST(Tokenizer, ReleaseCachesKeepsTheIdsAndIsSafeWhileOthersEncode) {
     EXPECT_EQ(mismatches.load(), 0);
 }
 
+TEST(Tokenizer, JsonHashIsTheHashOfToJsonComputedOnceAndSharedByCopies) {
+    TokenizerTrainOptions options;
+    options.vocab_size = 300;
+    options.threads = 1;
+    const std::string text = "the cat sat on the mat, the cat ran\n";
+    const Tokenizer tok = Tokenizer::train_from_text(text, options);
+    const std::string json = tok.to_json();
+    const uint64_t want = XXH3_64bits(json.data(), json.size());
+    // First calls from several threads at once: every one sees the same, complete value.
+    std::vector<uint64_t> seen(4, 0);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < seen.size(); ++t)
+        threads.emplace_back([&, t] { seen[t] = tok.json_hash(); });
+    for (auto& t : threads) t.join();
+    for (uint64_t h : seen) EXPECT_EQ(h, want);
+    const Tokenizer copy = tok;  // shares the (immutable) tokenizer
+    EXPECT_EQ(copy.json_hash(), want);
+    EXPECT_EQ(Tokenizer::from_json(json).json_hash(), want);  // the same JSON: the same hash
+    // Another tokenizer (one merge only): another hash.
+    options.vocab_size = 258;
+    const Tokenizer other = Tokenizer::train_from_text(text, options);
+    ASSERT_LT(other.vocab_size(), tok.vocab_size());
+    EXPECT_NE(other.json_hash(), want);
+}
+
 TEST(TextFile, ReadsPlainAndGzipFilesOfEverySizeAroundTheBufferSizes) {
     const std::string dir = ::testing::TempDir();
     Rng rng(5);
-    for (size_t size : {size_t{0}, size_t{1}, size_t{65535}, size_t{65536}, size_t{65537},
-                        size_t{200000}, (size_t{1} << 20) - 1, (size_t{1} << 20) + 3}) {
+    for (size_t size : {size_t{0}, size_t{1}, size_t{4095}, size_t{4096}, size_t{4097},
+                        size_t{65535}, size_t{65536}, size_t{65537}, size_t{200000},
+                        (size_t{1} << 20) - 1, (size_t{1} << 20) + 3}) {
         std::string bytes(size, '\0');
         for (auto& c : bytes) c = static_cast<char>('a' + rng.next_u64() % 26);
         const std::string plain = dir + "/bitttt_text_file.txt";
@@ -488,6 +516,26 @@ TEST(TextFile, ReadsPlainAndGzipFilesOfEverySizeAroundTheBufferSizes) {
         std::remove(plain.c_str());
         std::remove(gz.c_str());
     }
+    // A small gzip file of much text (read in chunks of the compressed size: many of them).
+    const std::string gz = dir + "/bitttt_text_file_ratio.txt.gz";
+    const std::string text(3'000'000, 'a');
+    gzFile f = gzopen(gz.c_str(), "wb9");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(gzwrite(f, text.data(), static_cast<unsigned>(text.size())),
+              static_cast<int>(text.size()));
+    gzclose(f);
+    EXPECT_LT(std::filesystem::file_size(gz), 20000u);
+    EXPECT_EQ(tok::read_text_file(gz), text);
+    EXPECT_THROW(tok::read_text_file(gz, text.size() - 1), Error);
+    // Cut short (a partial download): an error naming the file, not a shorter text.
+    std::filesystem::resize_file(gz, std::filesystem::file_size(gz) / 2);
+    try {
+        (void)tok::read_text_file(gz);
+        ADD_FAILURE() << "a truncated gzip file was read without an error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(gz), std::string::npos) << e.what();
+    }
+    std::remove(gz.c_str());
 }
 
 }  // namespace
