@@ -1,8 +1,8 @@
 // The decode GEMV with its input RMSNorm + int8 quantization fused in (model_kernels.hpp).
 //
-// The GEMV part follows ternary_matmul.cu's decode GEMV (see there for the packed layout and the
-// dp4a inner loop): a team of W warps streams one 16-row group; weights are fetched before waiting
-// for the previous kernel (PDL). Before the dot products, every block of 256 threads reads the
+// The GEMV part is the shared loop of gemv_core.cuh (see there and ternary_matmul.cu for the packed
+// layout): a team of W warps streams one 16-row group; weights are fetched before waiting for the
+// previous kernel (PDL). Before the dot products, every block of 256 threads reads the
 // float row (kPer values per thread, in registers), reduces Σx² (double) and max|y|, writes the
 // quantized row to shared memory and reduces Σq; the dot products then read activations from
 // shared memory.
@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/gemv_core.cuh"
 #include "kernels/cuda/model_kernels.hpp"
 #include "kernels/cuda/pdl.cuh"
 
@@ -21,7 +22,6 @@ using detail::raw;
 
 constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
-constexpr int kUnroll = 4;
 constexpr int kMaxTeamWarps = 8;
 
 struct Matrix {
@@ -43,22 +43,6 @@ struct Params {
     float eps;
     bool accumulate;
 };
-
-__device__ __forceinline__ int dot16(uint32_t codes, const uint4& x, int acc) {
-    acc = __dp4a(static_cast<int>(codes & 0x03030303u), static_cast<int>(x.x), acc);
-    acc = __dp4a(static_cast<int>((codes >> 2) & 0x03030303u), static_cast<int>(x.y), acc);
-    acc = __dp4a(static_cast<int>((codes >> 4) & 0x03030303u), static_cast<int>(x.z), acc);
-    acc = __dp4a(static_cast<int>((codes >> 6) & 0x03030303u), static_cast<int>(x.w), acc);
-    return acc;
-}
-
-__device__ __forceinline__ uint4 load_once(const uint4* p) {
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
-    return v;
-}
 
 template <typename T, typename Op>
 __device__ T block_reduce(T v, Op op, T* scratch) {
@@ -106,15 +90,9 @@ __global__ void __launch_bounds__(kThreads) fused_gemv_kernel(const Params p) {
         if (mi == j) mat = p.mat[j];
 
     const int total = active ? p.kb * 4 : 0;
-    const uint4* codes = mat.codes + (active ? static_cast<int64_t>(group) * total : 0);
-    const int step = team_threads;
-    int u = t;
-    bool full = u + (kUnroll - 1) * step < total;
-    uint4 w[kUnroll];
-    if (full) {
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i) w[i] = load_once(codes + u + i * step);
-    }
+    const uint4* group_codes[1] = {mat.codes + (active ? static_cast<int64_t>(group) * total : 0)};
+    detail::RowGroupStream<1> rows;
+    rows.start(group_codes, total, team_threads, t);
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
 
@@ -152,12 +130,7 @@ __global__ void __launch_bounds__(kThreads) fused_gemv_kernel(const Params p) {
     for (int i = 0; i < kPer; ++i) {
         const int j = threadIdx.x + i * kThreads;
         if (j >= k_pad) continue;
-        int value = 0;
-        if (j < k) {
-            float r = rintf(__fmul_rn(v[i], r127));
-            if (!(r == r)) r = 0.0f;
-            value = static_cast<int>(fminf(fmaxf(r, -127.0f), 127.0f));
-        }
+        const int value = j < k ? detail::quantize_int8(v[i], r127) : 0;
         xq[j] = static_cast<int8_t>(value);
         qsum += value;
     }
@@ -165,44 +138,16 @@ __global__ void __launch_bounds__(kThreads) fused_gemv_kernel(const Params p) {
     const float act_scale = __fdiv_rn(gamma, 127.0f);
 
     // ---- the GEMV over the shared row ----
-    int acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
-    while (full) {
-        uint4 x[kUnroll];
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i) x[i] = xs4[(u + i * step) >> 2];
-#pragma unroll
-        for (int i = 0; i < kUnroll; ++i) {
-            acc0 = dot16(w[i].x, x[i], acc0);
-            acc1 = dot16(w[i].y, x[i], acc1);
-            acc2 = dot16(w[i].z, x[i], acc2);
-            acc3 = dot16(w[i].w, x[i], acc3);
-        }
-        u += kUnroll * step;
-        full = u + (kUnroll - 1) * step < total;
-        if (full) {
-#pragma unroll
-            for (int i = 0; i < kUnroll; ++i) w[i] = load_once(codes + u + i * step);
-        }
-    }
-    for (; u < total; u += step) {
-        const uint4 wv = load_once(codes + u);
-        const uint4 x = xs4[u >> 2];
-        acc0 = dot16(wv.x, x, acc0);
-        acc1 = dot16(wv.y, x, acc1);
-        acc2 = dot16(wv.z, x, acc2);
-        acc3 = dot16(wv.w, x, acc3);
-    }
-#pragma unroll
-    for (int offset = 4; offset < 32; offset <<= 1) {
-        acc0 += __shfl_xor_sync(0xffffffffu, acc0, offset);
-        acc1 += __shfl_xor_sync(0xffffffffu, acc1, offset);
-        acc2 += __shfl_xor_sync(0xffffffffu, acc2, offset);
-        acc3 += __shfl_xor_sync(0xffffffffu, acc3, offset);
-    }
+    const uint4* xs = xs4;
+    auto act = [xs](int u, bool valid) { return valid ? xs[u >> 2] : make_uint4(0, 0, 0, 0); };
+    rows.run(act);
+    rows.reduce_lanes();
+    const int acc0 = rows.acc[0][0], acc1 = rows.acc[0][1], acc2 = rows.acc[0][2],
+              acc3 = rows.acc[0][3];
     const int lane = threadIdx.x & 31;
     auto store = [&](int64_t row, int sum) {
         if (row >= mat.rows) return;
-        const float value = __fmul_rn(__int2float_rn(sum - qsum), __fmul_rn(mat.scale, act_scale));
+        const float value = detail::rescale(sum, qsum, mat.scale, act_scale);
         mat.y[row] = p.accumulate ? __fadd_rn(mat.y[row], value) : value;
     };
     if (p.team_warps == 1) {
@@ -285,11 +230,7 @@ void ternary_gemv_fused(const kernels::TernaryWeights* w, float* const* y, int c
     static const int64_t resident[3] = {resident_warps<8>(16384), resident_warps<32>(16384),
                                         resident_warps<64>(16384)};
     const int64_t warps = resident[per <= 8 ? 0 : per <= 32 ? 1 : 2];
-    // The largest team that keeps every team resident and gives each thread >= 2 loads.
-    const int64_t loads = int64_t{p.kb} * 4;
-    int tw = 1;
-    while (tw < kMaxTeamWarps && groups * (2 * tw) <= warps && loads >= int64_t{2 * tw} * 64)
-        tw *= 2;
+    const int tw = detail::gemv_team_warps(groups, int64_t{p.kb} * 4, warps, kMaxTeamWarps);
     p.team_warps = tw;
     const int64_t teams_per_block = kWarps / tw;
     const auto blocks = static_cast<unsigned>((groups + teams_per_block - 1) / teams_per_block);

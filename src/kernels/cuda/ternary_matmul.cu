@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/gemv_core.cuh"
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/pdl.cuh"
 
@@ -30,28 +31,9 @@ constexpr int64_t kMaxCols = int64_t{1} << 22;
 constexpr int64_t kMaxRows = int64_t{1} << 30;
 constexpr int64_t kMaxTokens = int64_t{1} << 22;
 
-__device__ __forceinline__ int dot16(uint32_t codes, const uint4& x, int acc) {
-    acc = __dp4a(static_cast<int>(codes & 0x03030303u), static_cast<int>(x.x), acc);
-    acc = __dp4a(static_cast<int>((codes >> 2) & 0x03030303u), static_cast<int>(x.y), acc);
-    acc = __dp4a(static_cast<int>((codes >> 4) & 0x03030303u), static_cast<int>(x.z), acc);
-    acc = __dp4a(static_cast<int>((codes >> 6) & 0x03030303u), static_cast<int>(x.w), acc);
-    return acc;
-}
-
-// Weights are read exactly once: a non-coherent load that does not allocate in L1 keeps the
-// (re-used) activations there.
-__device__ __forceinline__ uint4 load_once(const uint4* p) {
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
-    return v;
-}
-
-// The float epilogue shared by both kernels: y = [y +] float(acc - xsum) * (beta * gamma/127).
-__device__ __forceinline__ float rescale(int acc, int xsum, float beta, float act_scale) {
-    return __fmul_rn(__int2float_rn(acc - xsum), __fmul_rn(beta, act_scale));
-}
+using detail::dot16;
+using detail::load_once;
+using detail::rescale;
 
 // ---- decode GEMV ----
 //
@@ -61,8 +43,8 @@ __device__ __forceinline__ float rescale(int acc, int xsum, float beta, float ac
 // t % 4 (and, for W > 1, a sum over the team's warps in shared memory, in a fixed order) gives the
 // 16 row totals. W is chosen per launch so that all teams fit on the GPU at once (one wave: no
 // tail of half-empty SMs) while keeping enough loads in flight: W = 1 for the MLP's thousands of
-// row groups, 8 for the few row groups of the TTT projections.
-constexpr int kGemvUnroll = 4;
+// row groups, 8 for the few row groups of the TTT projections. The loop is
+// detail::RowGroupStream (gemv_core.cuh), shared with the other GEMVs.
 constexpr int kGemvMaxTeamWarps = 8;
 constexpr int kGemvBlockWarps = 8;  // a block of 8 warps holds 8 / W teams
 
@@ -105,54 +87,22 @@ __global__ void __launch_bounds__(kGemvBlockWarps * 32) ternary_gemv_kernel(cons
     for (int j = 1; j < kMaxGemvBatch; ++j)
         if (mi == j) mat = p.mat[j];
 
-    int acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
     const int total = active ? p.kb * 4 : 0;  // 16-byte loads in this row group
-    const uint4* codes = mat.codes + (active ? static_cast<int64_t>(group) * total : 0);
-    const int step = team_threads;
-    int u = t;
+    const uint4* group_codes[1] = {mat.codes + (active ? static_cast<int64_t>(group) * total : 0)};
+    detail::RowGroupStream<1> rows;
     // The first loads of weights go out before waiting for the kernel that writes x (PDL): they
     // overlap its tail and this launch's latency.
-    bool full = u + (kGemvUnroll - 1) * step < total;
-    uint4 w[kGemvUnroll];
-    if (full) {
-#pragma unroll
-        for (int i = 0; i < kGemvUnroll; ++i) w[i] = load_once(codes + u + i * step);
-    }
+    rows.start(group_codes, total, team_threads, t);
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
-    while (full) {
-        uint4 x[kGemvUnroll];
-#pragma unroll
-        for (int i = 0; i < kGemvUnroll; ++i) x[i] = __ldg(p.x + ((u + i * step) >> 2));
-#pragma unroll
-        for (int i = 0; i < kGemvUnroll; ++i) {
-            acc0 = dot16(w[i].x, x[i], acc0);
-            acc1 = dot16(w[i].y, x[i], acc1);
-            acc2 = dot16(w[i].z, x[i], acc2);
-            acc3 = dot16(w[i].w, x[i], acc3);
-        }
-        u += kGemvUnroll * step;
-        full = u + (kGemvUnroll - 1) * step < total;
-        if (full) {
-#pragma unroll
-            for (int i = 0; i < kGemvUnroll; ++i) w[i] = load_once(codes + u + i * step);
-        }
-    }
-    for (; u < total; u += step) {
-        const uint4 wv = load_once(codes + u);
-        const uint4 x = __ldg(p.x + (u >> 2));
-        acc0 = dot16(wv.x, x, acc0);
-        acc1 = dot16(wv.y, x, acc1);
-        acc2 = dot16(wv.z, x, acc2);
-        acc3 = dot16(wv.w, x, acc3);
-    }
-#pragma unroll
-    for (int offset = 4; offset < 32; offset <<= 1) {
-        acc0 += __shfl_xor_sync(0xffffffffu, acc0, offset);
-        acc1 += __shfl_xor_sync(0xffffffffu, acc1, offset);
-        acc2 += __shfl_xor_sync(0xffffffffu, acc2, offset);
-        acc3 += __shfl_xor_sync(0xffffffffu, acc3, offset);
-    }
+    const uint4* x = p.x;
+    auto act = [x](int u, bool valid) {
+        return valid ? __ldg(x + (u >> 2)) : make_uint4(0, 0, 0, 0);
+    };
+    rows.run(act);
+    rows.reduce_lanes();
+    const int acc0 = rows.acc[0][0], acc1 = rows.acc[0][1], acc2 = rows.acc[0][2],
+              acc3 = rows.acc[0][3];
     const int lane = threadIdx.x & 31;
     const int xsum = p.act_sum[0];
     const float gamma = p.act_scale[0];
@@ -205,14 +155,9 @@ int64_t resident_gemv_warps() {
     return warps;
 }
 
-// The largest team size that keeps every team resident and gives each thread >= 2 loads.
 int gemv_team_warps(int64_t groups, int64_t loads_per_group) {
-    const int64_t resident = resident_gemv_warps();
-    int w = 1;
-    while (w < kGemvMaxTeamWarps && groups * (2 * w) <= resident &&
-           loads_per_group >= int64_t{2 * w} * 32 * 2)
-        w *= 2;
-    return w;
+    return detail::gemv_team_warps(groups, loads_per_group, resident_gemv_warps(),
+                                   kGemvMaxTeamWarps);
 }
 
 // ---- prompt GEMM ----
