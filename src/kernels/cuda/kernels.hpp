@@ -80,9 +80,11 @@ void ternary_gemv_batch(const kernels::TernaryWeights* w, float* const* y, int c
 // S = Wᵀ), updated in place:
 //     f̂ = f / (‖f‖₂ + 1e-6);  z = W f̂;  W ← W − η (z − f̂) f̂ᵀ
 // z [dt] is written (it must not alias f). One pass over W: row i's update needs only z_i, so
-// each row is read once, reduced to z_i and written back.
+// each row is read once, reduced to z_i and written back. With z_absmax_key, z's largest magnitude
+// is also published there (atomic max of the key of gemv_float.hpp, which must start at 0): the
+// statistics that let the next GEMV quantize z on the fly.
 void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float* z,
-                          const Stream& stream);
+                          const Stream& stream, unsigned long long* z_absmax_key = nullptr);
 
 // ---- dense bf16 products (embeddings and lm_head stay floating point, DESIGN.md §2) ----
 

@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/ttt_scan.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/gemv_core.cuh"
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/pdl.cuh"
 
@@ -91,10 +92,7 @@ __device__ float inv_rms(const float* x, int64_t d, float eps) {
     return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, eps)));
 }
 
-// silu(g) * u as silu_mul_scalar writes it: g / (1 + exp(-g)) * u.
-__device__ __forceinline__ float silu_times(float g, float u) {
-    return __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), u);
-}
+using detail::silu_times;  // silu(g) * u as silu_mul_scalar writes it (gemv_core.cuh)
 
 __global__ void quantize_kernel(const float* x, int64_t k, int64_t x_stride, int8_t* q,
                                 int64_t q_stride, float* scale, int32_t* sum, int64_t k_pad) {
@@ -267,7 +265,8 @@ constexpr int64_t kTttMaxDim = 12288;   // f̂ in 48 KB of shared memory
 
 template <bool kRegisterRows>
 __global__ void __launch_bounds__(kTttThreads)
-    ttt_step_kernel(float* w, int dt, float eta, const float* f, float* z) {
+    ttt_step_kernel(float* w, int dt, float eta, const float* f, float* z,
+                    unsigned long long* z_key) {
     extern __shared__ float4 fh4[];
     float* fh = reinterpret_cast<float*>(fh4);
     const int lane = threadIdx.x & 31;
@@ -292,9 +291,10 @@ __global__ void __launch_bounds__(kTttThreads)
     for (int j = threadIdx.x; j < dt; j += blockDim.x) fh[j] = __fmul_rn(f[j], inv_norm);
     __syncthreads();
 
-    if (row >= dt) return;
     float dot = 0.0f;
-    if constexpr (kRegisterRows) {
+    if (row >= dt) {
+        // no row: only the block-wide steps below
+    } else if constexpr (kRegisterRows) {
 #pragma unroll
         for (int i = 0; i < kTttVectorsPerLane; ++i) {
             const int j = (i * 32 + lane) * 4;
@@ -332,7 +332,17 @@ __global__ void __launch_bounds__(kTttThreads)
         for (int j = lane; j < dt; j += 32)
             wr[j] = __fadd_rn(wr[j], __fmul_rn(__fmul_rn(-eta, fh[j]), e));
     }
-    if (lane == 0) z[row] = dot;
+    if (lane == 0 && row < dt) z[row] = dot;
+    if (z_key == nullptr) return;
+    // max |z| for the GEMV that quantizes z on the fly (gemv_float.hpp): one atomic per block.
+    __shared__ unsigned long long keys[kTttRowsPerBlock];
+    if (lane == 0) keys[threadIdx.x >> 5] = row < dt ? detail::absmax_key(dot, row) : 0ull;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long best = 0;
+        for (int i = 0; i < kTttRowsPerBlock; ++i) best = keys[i] > best ? keys[i] : best;
+        if (best != 0) atomicMax(z_key, best);
+    }
 }
 
 // ---- argument checks and launch shapes ----
@@ -424,7 +434,7 @@ void silu_mul_quantize(const float* gate, const float* up, int64_t m, int64_t n,
 }
 
 void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float* z,
-                          const Stream& stream) {
+                          const Stream& stream, unsigned long long* z_absmax_key) {
     check(dt > 0 && dt <= kTttMaxDim, ErrorKind::kInvalidArgument,
           "CUDA: ttt_reconstruct_step: state width {} is not in [1, {}]", dt, kTttMaxDim);
     check(w != nullptr && f != nullptr && z != nullptr && z != f, ErrorKind::kInvalidArgument,
@@ -434,7 +444,8 @@ void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float
     const bool in_registers = dt % 4 == 0 && dt <= 32 * 4 * kTttVectorsPerLane && aligned(w, 16);
     detail::launch_pdl("ttt_step_kernel",
                        in_registers ? ttt_step_kernel<true> : ttt_step_kernel<false>, dim3(blocks),
-                       dim3(kTttThreads), smem, raw(stream), w, static_cast<int>(dt), eta, f, z);
+                       dim3(kTttThreads), smem, raw(stream), w, static_cast<int>(dt), eta, f, z,
+                       z_absmax_key);
 }
 
 }  // namespace bitttt::cuda

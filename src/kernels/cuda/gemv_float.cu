@@ -1,0 +1,378 @@
+// The decode GEMVs of gemv_float.hpp: the input row is quantized while the weights stream.
+//
+// The loop is detail::RowGroupStream (gemv_core.cuh): a team of W warps streams one 16-row group,
+// thread t reading the 16-byte chunks u = t, t + 32W, ... (chunk u holds rows 4(u%4)..+3 of column
+// block u/4). Its activations are the 16 int8 values of columns 16(u/4)..+15; lane l computes the
+// 4 of columns 4u..4u+3 (word u%4 = l%4 of the block) from the float row, and the 4 lanes of a
+// block exchange their words by shuffles. Each column is thus quantized by exactly one thread of
+// the team, which also sums the int8 values: Σq (the code offset, see ternary_matmul.cu) comes
+// out of the same pass. The per-row-group work is ~60 integer/float operations per 16 bytes of
+// weights, well under what an SM issues while HBM delivers those bytes.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+
+#include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/gemv_core.cuh"
+#include "kernels/cuda/gemv_float.hpp"
+#include "kernels/cuda/pdl.cuh"
+
+namespace bitttt::cuda {
+namespace {
+
+using detail::raw;
+
+constexpr int kBlockWarps = 8;  // a block of 8 warps holds 8 / W teams
+constexpr int kThreads = kBlockWarps * 32;
+constexpr int kMaxTeamWarps = 8;
+constexpr int64_t kMaxCols = int64_t{1} << 22;  // 2·127·K < 2^31 for the int32 accumulators
+constexpr int64_t kMaxRows = int64_t{1} << 30;
+constexpr int kStatsThreads = 1024;
+
+struct Params {
+    const uint4* codes[2];
+    float scale[2];
+    float* y;
+    int32_t rows;
+    int32_t groups;  // row groups = teams
+    int32_t kb;      // 16-column blocks
+    int32_t team_warps;
+    bool accumulate;
+    // the input row and its producer's statistics
+    const float* a;
+    const float* norm;
+    int32_t k;
+    float eps;
+    const double* in_partials;
+    int32_t in_groups;
+    const unsigned long long* in_key;
+    // the statistics of the output published for its reader
+    double* out_partials;
+    unsigned long long* out_key;
+    const float* out_norm;
+};
+
+// The int8 activations of one column block, computed where they are used (see the file comment).
+struct OnTheFly {
+    const float* a;
+    const float* norm;
+    int k;
+    float inv;   // RMSNorm factor (with norm)
+    float s127;  // 127 / gamma
+    int qsum;    // Σ of the int8 values this lane computed
+
+    __device__ __forceinline__ uint4 operator()(int u, bool valid) {
+        const int j0 = 4 * u;
+        float v[4];
+        if (valid && j0 + 3 < k) {
+            const float4 f = __ldg(reinterpret_cast<const float4*>(a) + u);
+            v[0] = f.x;
+            v[1] = f.y;
+            v[2] = f.z;
+            v[3] = f.w;
+            if (norm != nullptr) {
+                const float4 g = __ldg(reinterpret_cast<const float4*>(norm) + u);
+                v[0] = __fmul_rn(__fmul_rn(v[0], inv), g.x);
+                v[1] = __fmul_rn(__fmul_rn(v[1], inv), g.y);
+                v[2] = __fmul_rn(__fmul_rn(v[2], inv), g.z);
+                v[3] = __fmul_rn(__fmul_rn(v[3], inv), g.w);
+            }
+        } else {  // the row's last columns, the zero padding up to 16, or a lane past the end
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+                const int j = j0 + e;
+                float x = 0.0f;
+                if (valid && j < k) {
+                    x = __ldg(a + j);
+                    if (norm != nullptr) x = __fmul_rn(__fmul_rn(x, inv), __ldg(norm + j));
+                }
+                v[e] = x;
+            }
+        }
+        uint32_t word = 0;
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            const int q = detail::quantize_int8(v[e], s127);
+            qsum += q;
+            word |= (static_cast<uint32_t>(q) & 0xffu) << (8 * e);
+        }
+        const int first = static_cast<int>(threadIdx.x & 31) & ~3;
+        uint4 x;
+        x.x = __shfl_sync(0xffffffffu, word, first);
+        x.y = __shfl_sync(0xffffffffu, word, first + 1);
+        x.z = __shfl_sync(0xffffffffu, word, first + 2);
+        x.w = __shfl_sync(0xffffffffu, word, first + 3);
+        return x;
+    }
+};
+
+// The input's RMSNorm factor and quantization scale from its producer's statistics, computed by
+// every warp alike (same values, same order: every team quantizes identically).
+__device__ __forceinline__ void input_scale(const Params& p, OnTheFly& q, float& act_scale) {
+    const int lane = static_cast<int>(threadIdx.x & 31);
+    q.inv = 1.0f;
+    if (p.norm != nullptr) {
+        double ss = 0.0;
+        for (int i = lane; i < p.in_groups; i += 32) ss += p.in_partials[i];
+#pragma unroll
+        for (int offset = 16; offset > 0; offset >>= 1)
+            ss += __shfl_xor_sync(0xffffffffu, ss, offset);
+        const float mean = __double2float_rn(__ddiv_rn(ss, static_cast<double>(p.k)));
+        q.inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, p.eps)));
+    }
+    const unsigned long long key = *p.in_key;
+    float absmax = __uint_as_float(static_cast<unsigned int>(key >> 32));
+    if (p.norm != nullptr) {  // the normalized value at the index of the largest |a_j g_j|
+        const int j = static_cast<int>(key & 0xffffffffull);
+        absmax = 0.0f;
+        if (key != 0 && j < p.k) {
+            absmax = fabsf(__fmul_rn(__fmul_rn(p.a[j], q.inv), p.norm[j]));
+            if (!(absmax == absmax)) absmax = 0.0f;
+        }
+    }
+    const float gamma = fmaxf(absmax, 1e-5f);
+    q.s127 = __fdiv_rn(127.0f, gamma);
+    act_scale = __fdiv_rn(gamma, 127.0f);
+}
+
+template <int kMats>
+__global__ void __launch_bounds__(kThreads) float_gemv_kernel(const Params p) {
+    const int team_threads = p.team_warps * 32;
+    const int teams_per_block = kThreads / team_threads;
+    const int team = static_cast<int>(threadIdx.x) / team_threads;
+    const int t = static_cast<int>(threadIdx.x) % team_threads;
+    const int group = static_cast<int>(blockIdx.x) * teams_per_block + team;
+    const bool active = group < p.groups;
+    const int total = active ? p.kb * 4 : 0;
+    const int64_t offset = active ? static_cast<int64_t>(group) * total : 0;
+    const uint4* group_codes[kMats];
+#pragma unroll
+    for (int m = 0; m < kMats; ++m) group_codes[m] = p.codes[m] + offset;
+    detail::RowGroupStream<kMats> rows;
+    rows.start(group_codes, total, team_threads, t);  // weights only: before the wait (PDL)
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
+
+    OnTheFly act{p.a, p.norm, p.k, 1.0f, 1.0f, 0};
+    float act_scale = 0.0f;
+    input_scale(p, act, act_scale);
+    rows.run(act);
+    rows.reduce_lanes();
+    int qsum = act.qsum;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) qsum += __shfl_xor_sync(0xffffffffu, qsum, o);
+
+    // Row totals: W = 1: lane l < 4 holds rows 4l..4l+3; W > 1: thread t < 16 of the team holds
+    // row t once the team's warps are summed (fixed order) through shared memory.
+    const int lane = static_cast<int>(threadIdx.x & 31);
+    int sums[kMats][4];
+    int held = 0, first_row = 0;
+    if (p.team_warps == 1) {
+        held = lane < 4 ? 4 : 0;
+        first_row = lane * 4;
+#pragma unroll
+        for (int m = 0; m < kMats; ++m)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) sums[m][i] = rows.acc[m][i];
+    } else {
+        __shared__ int partial[kMats][kBlockWarps][16];
+        __shared__ int qpart[kBlockWarps];
+        const int warp = static_cast<int>(threadIdx.x >> 5);
+        if (lane < 4) {
+#pragma unroll
+            for (int m = 0; m < kMats; ++m)
+#pragma unroll
+                for (int i = 0; i < 4; ++i) partial[m][warp][lane * 4 + i] = rows.acc[m][i];
+        }
+        if (lane == 0) qpart[warp] = qsum;
+        __syncthreads();
+        const int w0 = team * p.team_warps;
+        qsum = 0;
+        for (int wi = 0; wi < p.team_warps; ++wi) qsum += qpart[w0 + wi];
+        held = t < 16 ? 1 : 0;
+        first_row = t;
+#pragma unroll
+        for (int m = 0; m < kMats; ++m) {
+            int s = 0;
+            if (t < 16)
+                for (int wi = 0; wi < p.team_warps; ++wi) s += partial[m][w0 + wi][t];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) sums[m][i] = i == 0 ? s : 0;
+        }
+    }
+
+    // Write the rows and gather their statistics.
+    double ss = 0.0;
+    unsigned long long key = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int64_t row = static_cast<int64_t>(group) * 16 + first_row + i;
+        if (!active || i >= held || row >= p.rows) continue;
+        float v;
+        if constexpr (kMats == 1) {
+            v = detail::rescale(sums[0][i], qsum, p.scale[0], act_scale);
+            if (p.accumulate) v = __fadd_rn(p.y[row], v);
+        } else {
+            v = detail::silu_times(detail::rescale(sums[0][i], qsum, p.scale[0], act_scale),
+                                   detail::rescale(sums[1][i], qsum, p.scale[1], act_scale));
+        }
+        p.y[row] = v;
+        ss += static_cast<double>(v) * v;
+        const float n = p.out_norm != nullptr ? __fmul_rn(v, p.out_norm[row]) : v;
+        const unsigned long long k = detail::absmax_key(n, static_cast<int>(row));
+        key = k > key ? k : key;
+    }
+    if (t >= 32) return;  // the team's first warp holds all its rows
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        const unsigned long long other = __shfl_xor_sync(0xffffffffu, key, o);
+        key = other > key ? other : key;
+    }
+    if (lane != 0 || !active) return;
+    if (p.out_partials != nullptr) p.out_partials[group] = ss;
+    if (p.out_key != nullptr && key != 0) atomicMax(p.out_key, key);
+}
+
+__global__ void __launch_bounds__(kStatsThreads)
+    row_stats_kernel(const float* x, int d, const float* next_norm, double* partials, int groups,
+                     unsigned long long* key, unsigned long long* zero, int zero_count) {
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
+    const int tid = static_cast<int>(threadIdx.x);
+    for (int i = tid; i < zero_count; i += kStatsThreads) zero[i] = 0;
+    if (partials != nullptr) {
+        for (int g = tid; g < groups; g += kStatsThreads) {
+            double s = 0.0;
+            for (int r = 0; r < 16; ++r) {
+                const int j = g * 16 + r;
+                if (j < d) s += static_cast<double>(x[j]) * x[j];
+            }
+            partials[g] = s;
+        }
+    }
+    unsigned long long best = 0;
+    for (int j = tid; j < d; j += kStatsThreads) {
+        const float v = next_norm != nullptr ? __fmul_rn(x[j], next_norm[j]) : x[j];
+        const unsigned long long k = detail::absmax_key(v, j);
+        best = k > best ? k : best;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const unsigned long long other = __shfl_xor_sync(0xffffffffu, best, o);
+        best = other > best ? other : best;
+    }
+    __shared__ unsigned long long warp_best[kStatsThreads / 32];
+    if ((tid & 31) == 0) warp_best[tid >> 5] = best;
+    __syncthreads();  // also orders the zeroing above before the write of *key below
+    if (tid == 0 && key != nullptr) {
+        for (int w = 0; w < kStatsThreads / 32; ++w)
+            best = warp_best[w] > best ? warp_best[w] : best;
+        *key = best;
+    }
+}
+
+template <int kMats>
+int64_t resident_warps() {
+    static const int64_t warps = [] {
+        int sms = 0, blocks = 0;
+        detail::check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0),
+                           "cudaDeviceGetAttribute");
+        detail::check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                               &blocks, float_gemv_kernel<kMats>, kThreads, 0),
+                           "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+        return static_cast<int64_t>(sms) * std::max(blocks, 1) * kBlockWarps;
+    }();
+    return warps;
+}
+
+int64_t row_groups(int64_t n) {
+    return (n + 15) / 16;
+}
+
+template <int kMats>
+void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& in, float* y,
+            bool accumulate, const RowStats& out, const float* out_norm, const Stream& stream) {
+    check(in.k >= 1 && in.k <= kMaxCols && in.a != nullptr && detail::aligned(in.a, 16),
+          ErrorKind::kInvalidArgument,
+          "CUDA: {}: input row of {} values (1..2^22), null or not 16-byte aligned", what, in.k);
+    check(in.norm == nullptr || detail::aligned(in.norm, 16), ErrorKind::kInvalidArgument,
+          "CUDA: {}: RMSNorm weight is not 16-byte aligned", what);
+    check(in.stats.key != nullptr, ErrorKind::kInvalidArgument,
+          "CUDA: {}: the input row has no absmax key", what);
+    check(
+        in.norm == nullptr || (in.stats.partials != nullptr && in.stats.groups == row_groups(in.k)),
+        ErrorKind::kInvalidArgument,
+        "CUDA: {}: an RMSNorm input needs {} sum-of-squares partials (got {})", what,
+        row_groups(in.k), in.stats.partials != nullptr ? in.stats.groups : 0);
+    for (int m = 0; m < kMats; ++m)
+        check(w[m].cols == in.k && w[m].rows == w[0].rows && w[m].rows >= 0 &&
+                  w[m].rows <= kMaxRows && w[m].codes != nullptr && detail::aligned(w[m].codes, 16),
+              ErrorKind::kInvalidArgument,
+              "CUDA: {}: matrix {} is [{}, {}] (null or misaligned codes?), the row has {} values",
+              what, m, w[m].rows, w[m].cols, in.k);
+    const int64_t rows = w[0].rows;
+    if (rows == 0) return;
+    check(y != nullptr, ErrorKind::kInvalidArgument, "CUDA: {}: null output", what);
+    check(out.partials == nullptr || out.groups == row_groups(rows), ErrorKind::kInvalidArgument,
+          "CUDA: {}: the output needs {} sum-of-squares partials (got {})", what, row_groups(rows),
+          out.groups);
+    Params p{};
+    for (int m = 0; m < kMats; ++m) {
+        p.codes[m] = reinterpret_cast<const uint4*>(w[m].codes);
+        p.scale[m] = w[m].scale;
+    }
+    p.y = y;
+    p.rows = static_cast<int32_t>(rows);
+    p.groups = static_cast<int32_t>(kernels::packed_rows(rows) / kernels::kRowGroup);
+    p.kb = static_cast<int32_t>(kernels::packed_cols(in.k) / kernels::kColBlock);
+    p.team_warps = detail::gemv_team_warps(p.groups, int64_t{p.kb} * 4, resident_warps<kMats>(),
+                                           kMaxTeamWarps);
+    p.accumulate = accumulate;
+    p.a = in.a;
+    p.norm = in.norm;
+    p.k = static_cast<int32_t>(in.k);
+    p.eps = in.eps;
+    p.in_partials = in.stats.partials;
+    p.in_groups = static_cast<int32_t>(in.stats.groups);
+    p.in_key = in.stats.key;
+    p.out_partials = out.partials;
+    p.out_key = out.key;
+    p.out_norm = out_norm;
+    const int64_t teams_per_block = kBlockWarps / p.team_warps;
+    const auto blocks = static_cast<unsigned>((p.groups + teams_per_block - 1) / teams_per_block);
+    detail::launch_pdl(what, float_gemv_kernel<kMats>, dim3(blocks), dim3(kThreads), 0, raw(stream),
+                       p);
+}
+
+}  // namespace
+
+void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats& out,
+               unsigned long long* zero_keys, int64_t zero_count, const Stream& stream) {
+    check(d >= 1 && d <= kMaxCols && x != nullptr, ErrorKind::kInvalidArgument,
+          "CUDA: row_stats: row of {} values (1..2^22) or null input", d);
+    check(out.partials == nullptr || out.groups == row_groups(d), ErrorKind::kInvalidArgument,
+          "CUDA: row_stats: {} partials for a row of {} values (need {})", out.groups, d,
+          row_groups(d));
+    check(zero_count >= 0 && zero_count <= kMaxCols && (zero_count == 0 || zero_keys != nullptr),
+          ErrorKind::kInvalidArgument, "CUDA: row_stats: {} keys to zero", zero_count);
+    detail::launch_pdl("row_stats_kernel", row_stats_kernel, dim3(1), dim3(kStatsThreads), 0,
+                       raw(stream), x, static_cast<int>(d), next_norm, out.partials,
+                       static_cast<int>(row_groups(d)), out.key, zero_keys,
+                       static_cast<int>(zero_count));
+}
+
+void ternary_gemv_float(const kernels::TernaryWeights& w, const FloatRow& in, float* y,
+                        bool accumulate, const RowStats& out_stats, const float* out_norm,
+                        const Stream& stream) {
+    launch<1>("ternary_gemv_float", &w, in, y, accumulate, out_stats, out_norm, stream);
+}
+
+void ternary_gemv_swiglu(const kernels::TernaryWeights& gate, const kernels::TernaryWeights& up,
+                         const FloatRow& in, float* h, const RowStats& out_stats,
+                         const Stream& stream) {
+    const kernels::TernaryWeights w[2] = {gate, up};
+    launch<2>("ternary_gemv_swiglu", w, in, h, false, out_stats, nullptr, stream);
+}
+
+}  // namespace bitttt::cuda

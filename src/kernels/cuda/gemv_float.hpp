@@ -1,0 +1,72 @@
+// Decode GEMVs that read their input as a float row and quantize it on the fly, so that a decode
+// token needs no separate RMSNorm / SiLU / quantization kernels between its products.
+//
+// A single-block norm/quantize kernel between two GEMVs costs ~6 us on an H100 (it needs the whole
+// row's max and sum of squares before it can write one int8 value), ~2 ms per token of a 70B
+// model. Here the kernel that WRITES a row also publishes what its reader needs, while it writes:
+//   - partials[g] = Σ v_j² over the 16 rows j of its row group g (fixed order: deterministic);
+//   - key = max over j of (bits(|v_j · g_j|) << 32) | j by atomicMax, g the weight of the RMSNorm
+//     that will read the row (1 without one); an unsigned max over these keys picks the largest
+//     magnitude (non-negative floats order like their bits) and remembers where it is.
+// The reader (ternary_gemv_float) then computes, in every warp and without a block-wide pass,
+//     inv = 1 / sqrt(Σ partials / k + eps)                       (RMSNorm, as rmsnorm_scalar)
+//     gamma = max(|(a_j* · inv) · g_j*|, 1e-5), j* = key's index (as quantize_activations_scalar)
+// and quantizes each 16-column block of the row as it streams the weights of that block.
+//
+// Exactness: without a norm, gamma and every int8 value are bit-identical to
+// quantize_activations_scalar, so the outputs are bit-identical to quantize + ternary_matmul. With
+// a norm, the sum of squares is added in another order than the CPU's (as the other GPU RMSNorms),
+// and j* maximizes |a_j · g_j| rather than |(a_j · inv) · g_j|, which differ only when two values
+// tie to within a rounding: gamma may then be one ulp off the CPU's.
+//
+// Keys are accumulated with atomicMax: they must be 0 before their producer runs (row_stats
+// zeroes a token's keys). Every pointer is a DEVICE pointer; float rows and norm weights must be
+// 16-byte aligned.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/ternary.hpp"
+#include "kernels/cuda/device.hpp"
+
+namespace bitttt::cuda {
+
+// What the producer of a row of n values publishes for its reader.
+struct RowStats {
+    double* partials = nullptr;         // [ceil(n / 16)] sums of squares per 16 values; null: none
+    int64_t groups = 0;                 // ceil(n / 16)
+    unsigned long long* key = nullptr;  // absmax key (see above); null: none
+};
+
+// The input row of ternary_gemv_float: a[0, k), optionally RMS-normalized with weight `norm`
+// (then stats.partials must be set), with the statistics its producer wrote.
+struct FloatRow {
+    const float* a = nullptr;
+    int64_t k = 0;
+    const float* norm = nullptr;
+    float eps = 0.0f;
+    RowStats stats;
+};
+
+// Statistics of an existing row x[0, d) (the token's embedding: it has no producing GEMV), for
+// a reader with RMSNorm weight next_norm (null: none); out.key is written, not accumulated. First
+// zeroes zero_keys[0, zero_count) (the keys the rest of the token accumulates into; they may
+// include out.key). One block.
+void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats& out,
+               unsigned long long* zero_keys, int64_t zero_count, const Stream& stream);
+
+// y = W · q(in) [+ y when accumulate], q(in) the int8 quantization of in.a (after its RMSNorm),
+// results as ternary_gemv_batch gives for the same int8 row. Publishes out_stats of the written y
+// (partials and/or key; either may be null) for a reader with RMSNorm weight out_norm (null: none).
+void ternary_gemv_float(const kernels::TernaryWeights& w, const FloatRow& in, float* y,
+                        bool accumulate, const RowStats& out_stats, const float* out_norm,
+                        const Stream& stream);
+
+// The MLP's first half in one pass: h = silu(gate · q(in)) * (up · q(in)) (silu_mul_scalar's
+// formula on the two GEMV outputs), gate and up of the same shape; publishes out_stats of h (no
+// norm follows it). Every activation block is quantized once for both matrices.
+void ternary_gemv_swiglu(const kernels::TernaryWeights& gate, const kernels::TernaryWeights& up,
+                         const FloatRow& in, float* h, const RowStats& out_stats,
+                         const Stream& stream);
+
+}  // namespace bitttt::cuda

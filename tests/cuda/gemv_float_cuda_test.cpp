@@ -1,0 +1,320 @@
+// The decode GEMVs that quantize a float input on the fly (kernels/cuda/gemv_float.hpp) against the
+// CPU scalar references (rmsnorm_scalar, quantize_activations_scalar, ternary_matmul_scalar,
+// silu_mul_scalar) on random data and odd shapes (team sizes 1..8, rows and columns that are not
+// multiples of 16), and the statistics every producer publishes (row_stats, the GEMV epilogues,
+// the TTT step's z key) against the same statistics computed on the host. Skipped without a GPU.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/aligned_buffer.hpp"
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "cuda_test_util.hpp"
+#include "kernels/cpu/activations.hpp"
+#include "kernels/cpu/norms.hpp"
+#include "kernels/cpu/ternary.hpp"
+#include "kernels/cpu/ttt_scan.hpp"
+#include "kernels/cuda/gemv_float.hpp"
+#include "kernels/cuda/kernels.hpp"
+
+namespace bitttt::cuda::test {
+namespace {
+
+using kernels::packed_bytes;
+using kernels::packed_cols;
+using kernels::TernaryWeights;
+
+struct Weights {
+    AlignedBuffer<uint8_t> codes;
+    TernaryWeights host;
+    DeviceBuffer device_codes;
+    Weights(int64_t rows, int64_t cols, Rng& rng) {
+        std::vector<int8_t> q(static_cast<size_t>(rows * cols));
+        for (auto& v : q) v = static_cast<int8_t>(static_cast<int>(rng.below(3)) - 1);
+        codes.resize(static_cast<size_t>(std::max<int64_t>(packed_bytes(rows, cols), 1)));
+        kernels::pack_ternary(q.data(), rows, cols, codes.data());
+        host = {codes.data(), rows, cols, 0.25f + rng.uniform()};
+        device_codes =
+            DeviceBuffer(static_cast<size_t>(std::max<int64_t>(packed_bytes(rows, cols), 16)));
+        device_codes.copy_from_host(codes.data(), static_cast<size_t>(packed_bytes(rows, cols)));
+    }
+    TernaryWeights device() const {
+        return {device_codes.as<uint8_t>(), host.rows, host.cols, host.scale};
+    }
+};
+
+// y = W · quantize(x) on the CPU (scalar references); returns the activation scale too.
+std::vector<float> cpu_gemv(const Weights& w, const std::vector<float>& x, float* act_scale) {
+    const int64_t k = w.host.cols;
+    std::vector<int8_t> q(static_cast<size_t>(packed_cols(k)));
+    kernels::quantize_activations_scalar(x.data(), 1, k, k, q.data(), packed_cols(k), act_scale);
+    std::vector<float> y(static_cast<size_t>(w.host.rows));
+    kernels::ternary_matmul_scalar(w.host, q.data(), packed_cols(k), act_scale, 1, y.data(),
+                                   w.host.rows);
+    return y;
+}
+
+std::vector<float> random_row(int64_t n, Rng& rng) {
+    const float magnitude = std::exp2(static_cast<float>(rng.below(12)) - 6.0f);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = rng.normal() * magnitude;
+    return v;
+}
+
+// The key and sum-of-squares partials a producer must publish for v (reader norm `norm` or none).
+unsigned long long host_key(const std::vector<float>& v, const std::vector<float>* norm) {
+    unsigned long long best = 0;
+    for (size_t j = 0; j < v.size(); ++j) {
+        const float n = std::fabs(norm != nullptr ? v[j] * (*norm)[j] : v[j]);
+        const unsigned long long key = (static_cast<unsigned long long>(bits(n)) << 32) | j;
+        best = std::max(best, key);
+    }
+    return best;
+}
+std::vector<double> host_partials(const std::vector<float>& v) {
+    std::vector<double> p((v.size() + 15) / 16, 0.0);
+    for (size_t j = 0; j < v.size(); ++j) p[j / 16] += static_cast<double>(v[j]) * v[j];
+    return p;
+}
+
+// Device-side statistics of one row.
+struct Stats {
+    DeviceBuffer partials, key;
+    int64_t groups;
+    explicit Stats(int64_t n)
+        : partials(static_cast<size_t>(std::max<int64_t>((n + 15) / 16, 2)) * sizeof(double)),
+          key(16),
+          groups((n + 15) / 16) {
+        key.fill_bytes(0);
+    }
+    RowStats view() { return {partials.as<double>(), groups, key.as<unsigned long long>()}; }
+    unsigned long long read_key() const { return download<unsigned long long>(key, 1)[0]; }
+    std::vector<double> read_partials() const {
+        return download<double>(partials, static_cast<size_t>(groups));
+    }
+};
+
+void expect_stats(Stats& stats, const std::vector<float>& v, const std::vector<float>* norm,
+                  const std::string& what) {
+    EXPECT_EQ(stats.read_key(), host_key(v, norm)) << what;
+    const auto got = stats.read_partials();
+    const auto want = host_partials(v);
+    for (size_t g = 0; g < want.size(); ++g)
+        EXPECT_NEAR(got[g], want[g], 1e-12 * want[g] + 1e-300) << what << " group " << g;
+}
+
+const int64_t kShapes[] = {1, 3, 17, 255, 4097};
+
+class GemvFloatCuda : public CudaTest {};
+
+TEST_F(GemvFloatCuda, PlainInputIsBitIdenticalToQuantizeAndGemv) {
+    Rng rng(11);
+    Stream stream;
+    for (int64_t rows : kShapes) {
+        for (int64_t cols : kShapes) {
+            for (bool accumulate : {false, true}) {
+                const std::string what = std::to_string(rows) + "x" + std::to_string(cols) +
+                                         (accumulate ? " accumulate" : "");
+                Weights w(rows, cols, rng);
+                const auto a = random_row(cols, rng);
+                const auto y0 = random_row(rows, rng);
+                std::vector<float> out_norm(static_cast<size_t>(rows));
+                for (auto& v : out_norm) v = 0.5f + rng.uniform();
+                DeviceBuffer da = upload(a), dy = upload(y0), dn = upload(out_norm);
+                Stats in(cols), out(rows);
+                // The input's statistics as a producer would publish them (no norm: key only).
+                row_stats(da.as<float>(), cols, nullptr, {nullptr, 0, in.view().key}, in.view().key,
+                          1, stream);
+                ternary_gemv_float(w.device(), {da.as<float>(), cols, nullptr, 0.0f, in.view()},
+                                   dy.as<float>(), accumulate, out.view(), dn.as<float>(), stream);
+                stream.synchronize();
+                EXPECT_EQ(in.read_key(), host_key(a, nullptr)) << what;
+                float scale = 0;
+                auto want = cpu_gemv(w, a, &scale);
+                if (accumulate)
+                    for (size_t i = 0; i < want.size(); ++i) want[i] = y0[i] + want[i];
+                const auto got = download<float>(dy, static_cast<size_t>(rows));
+                for (int64_t i = 0; i < rows; ++i)
+                    ASSERT_EQ(bits(got[i]), bits(want[i])) << what << " row " << i;
+                expect_stats(out, got, &out_norm, what);
+            }
+        }
+    }
+}
+
+// With an RMSNorm the sum of squares is added in another order than the CPU's and the absmax is
+// located before normalizing, so an int8 value may round the other way: each output stays within
+// a few quantization steps of the CPU's (and most are bit-identical).
+TEST_F(GemvFloatCuda, NormInputMatchesRmsnormQuantizeAndGemv) {
+    Rng rng(12);
+    Stream stream;
+    const float eps = 1e-5f;
+    int64_t outputs = 0, identical = 0;
+    for (int64_t rows : kShapes) {
+        for (int64_t cols : kShapes) {
+            const std::string what = std::to_string(rows) + "x" + std::to_string(cols);
+            Weights w(rows, cols, rng);
+            const auto a = random_row(cols, rng);
+            std::vector<float> norm(static_cast<size_t>(cols));
+            for (auto& v : norm) v = 0.5f + rng.uniform();
+            DeviceBuffer da = upload(a), dn = upload(norm);
+            DeviceBuffer dy(static_cast<size_t>(rows) * 4);
+            Stats in(cols);
+            row_stats(da.as<float>(), cols, dn.as<float>(), in.view(), in.view().key, 1, stream);
+            ternary_gemv_float(w.device(), {da.as<float>(), cols, dn.as<float>(), eps, in.view()},
+                               dy.as<float>(), false, {}, nullptr, stream);
+            stream.synchronize();
+            expect_stats(in, a, &norm, what + " (row_stats)");
+            std::vector<float> normed(static_cast<size_t>(cols));
+            kernels::rmsnorm_scalar(a.data(), 1, cols, cols, norm.data(), eps, normed.data(), cols);
+            float scale = 0;
+            const auto want = cpu_gemv(w, normed, &scale);
+            const auto got = download<float>(dy, static_cast<size_t>(rows));
+            const float step = w.host.scale * scale;  // one int8 step times one weight
+            for (int64_t i = 0; i < rows; ++i) {
+                EXPECT_NEAR(got[i], want[i], 3.0f * step + 1e-5f * std::fabs(want[i]))
+                    << what << " row " << i;
+                identical += bits(got[i]) == bits(want[i]);
+                ++outputs;
+            }
+        }
+    }
+    EXPECT_GE(identical * 10, outputs * 9) << identical << " of " << outputs << " bit-identical";
+}
+
+TEST_F(GemvFloatCuda, SwigluMatchesTwoGemvsAndSiluMul) {
+    Rng rng(13);
+    Stream stream;
+    const float eps = 1e-5f;
+    for (int64_t rows : kShapes) {
+        for (int64_t cols : {int64_t{3}, int64_t{255}, int64_t{4097}}) {
+            for (bool with_norm : {false, true}) {
+                const std::string what =
+                    std::to_string(rows) + "x" + std::to_string(cols) + (with_norm ? " norm" : "");
+                Weights gate(rows, cols, rng), up(rows, cols, rng);
+                const auto a = random_row(cols, rng);
+                std::vector<float> norm(static_cast<size_t>(cols));
+                for (auto& v : norm) v = 0.5f + rng.uniform();
+                DeviceBuffer da = upload(a), dn = upload(norm);
+                DeviceBuffer dh(static_cast<size_t>(rows) * 4);
+                Stats in(cols), out(rows);
+                const float* nptr = with_norm ? dn.as<float>() : nullptr;
+                row_stats(da.as<float>(), cols, nptr, in.view(), in.view().key, 1, stream);
+                ternary_gemv_swiglu(gate.device(), up.device(),
+                                    {da.as<float>(), cols, nptr, eps, in.view()}, dh.as<float>(),
+                                    out.view(), stream);
+                stream.synchronize();
+                std::vector<float> x = a;
+                if (with_norm)
+                    kernels::rmsnorm_scalar(a.data(), 1, cols, cols, norm.data(), eps, x.data(),
+                                            cols);
+                float scale = 0;
+                const auto g = cpu_gemv(gate, x, &scale);
+                const auto u = cpu_gemv(up, x, &scale);
+                std::vector<float> want(static_cast<size_t>(rows));
+                kernels::silu_mul_scalar(g.data(), u.data(), rows, want.data());
+                const auto got = download<float>(dh, static_cast<size_t>(rows));
+                // expf may differ from the CPU's exp in the last bit; with a norm an int8 value may
+                // round the other way (a few steps of gate or up).
+                const float step = std::max(gate.host.scale, up.host.scale) * scale;
+                float gmax = 0, umax = 0;
+                for (int64_t i = 0; i < rows; ++i) {
+                    gmax = std::max(gmax, std::fabs(g[i]));
+                    umax = std::max(umax, std::fabs(u[i]));
+                }
+                const float tol = with_norm ? 3.0f * step * (gmax + umax + 3.0f * step) : 0.0f;
+                for (int64_t i = 0; i < rows; ++i)
+                    ASSERT_NEAR(got[i], want[i], tol + 1e-5f * std::fabs(want[i]))
+                        << what << " row " << i;
+                expect_stats(out, got, nullptr, what);
+            }
+        }
+    }
+}
+
+TEST_F(GemvFloatCuda, RowStatsZeroesKeysAndSummarizesTheRow) {
+    Rng rng(14);
+    Stream stream;
+    for (int64_t d : {int64_t{1}, int64_t{16}, int64_t{1000}, int64_t{8193}}) {
+        const auto x = random_row(d, rng);
+        std::vector<float> norm(static_cast<size_t>(d));
+        for (auto& v : norm) v = 0.5f + rng.uniform();
+        DeviceBuffer dx = upload(x), dn = upload(norm);
+        std::vector<unsigned long long> keys(37, ~0ull);
+        DeviceBuffer dkeys = upload(keys);
+        Stats stats(d);
+        auto view = stats.view();
+        view.key = dkeys.as<unsigned long long>() + 5;  // inside the range being zeroed
+        row_stats(dx.as<float>(), d, dn.as<float>(), view, dkeys.as<unsigned long long>(), 37,
+                  stream);
+        stream.synchronize();
+        const auto got = download<unsigned long long>(dkeys, keys.size());
+        for (size_t i = 0; i < got.size(); ++i)
+            EXPECT_EQ(got[i], i == 5 ? host_key(x, &norm) : 0ull) << "d " << d << " key " << i;
+        const auto partials = stats.read_partials();
+        const auto want = host_partials(x);
+        for (size_t g = 0; g < want.size(); ++g)
+            EXPECT_NEAR(partials[g], want[g], 1e-12 * want[g]) << "d " << d;
+    }
+}
+
+TEST_F(GemvFloatCuda, TttStepPublishesTheLargestZ) {
+    Rng rng(15);
+    Stream stream;
+    for (int64_t dt : {int64_t{5}, int64_t{64}, int64_t{2048}}) {
+        std::vector<float> s(static_cast<size_t>(dt * dt));
+        for (auto& v : s) v = 0.1f * rng.normal();
+        const auto f = random_row(dt, rng);
+        DeviceBuffer dw = upload(s), df = upload(f), dz(static_cast<size_t>(dt) * 4), key(16);
+        key.fill_bytes(0);
+        ttt_reconstruct_step(dw.as<float>(), dt, 0.1f, df.as<float>(), dz.as<float>(), stream,
+                             key.as<unsigned long long>());
+        stream.synchronize();
+        const auto z = download<float>(dz, static_cast<size_t>(dt));
+        EXPECT_EQ(download<unsigned long long>(key, 1)[0], host_key(z, nullptr)) << "dt " << dt;
+        // z itself is unchanged by the key: the CPU reference (S = Wᵀ) within float rounding.
+        std::vector<float> st(s.size()), zc(static_cast<size_t>(dt));
+        for (int64_t i = 0; i < dt; ++i)
+            for (int64_t j = 0; j < dt; ++j) st[j * dt + i] = s[i * dt + j];
+        kernels::ttt_scan_reconstruct_scalar(st.data(), dt, 0.1f, f.data(), dt, 1, zc.data(), dt);
+        for (int64_t i = 0; i < dt; ++i) EXPECT_NEAR(z[i], zc[i], 1e-4f) << "dt " << dt;
+    }
+}
+
+TEST_F(GemvFloatCuda, HostileArgumentsGiveClearErrors) {
+    Rng rng(16);
+    Stream stream;
+    Weights w(32, 64, rng);
+    DeviceBuffer a(64 * 4 + 16), y(32 * 4);
+    Stats in(64);
+    const FloatRow ok{a.as<float>(), 64, nullptr, 0.0f, in.view()};
+    auto expect_error = [&](const FloatRow& row, const TernaryWeights& m, const char* needle) {
+        try {
+            ternary_gemv_float(m, row, y.as<float>(), false, {}, nullptr, stream);
+            ADD_FAILURE() << "no error for " << needle;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+        }
+    };
+    FloatRow misaligned = ok;
+    misaligned.a = a.as<float>() + 1;
+    expect_error(misaligned, w.device(), "16-byte aligned");
+    FloatRow no_key = ok;
+    no_key.stats.key = nullptr;
+    expect_error(no_key, w.device(), "absmax key");
+    FloatRow norm_without_partials = ok;
+    norm_without_partials.norm = a.as<float>();
+    norm_without_partials.stats.partials = nullptr;
+    expect_error(norm_without_partials, w.device(), "partials");
+    TernaryWeights wrong = w.device();
+    wrong.cols = 63;
+    expect_error(ok, wrong, "the row has 64 values");
+}
+
+}  // namespace
+}  // namespace bitttt::cuda::test
