@@ -7,6 +7,9 @@
 // RMSNorm+quantize, gate+up, SiLU·quantize, down (+ residual); then the final norm and a bf16
 // lm_head. The whole token is one CUDA graph. Bytes per token: the packed ternary weights
 // (~14.7 GB), the bf16 lm_head (2.1 GB) and the fp32 TTT states, read and written (2.7 GB).
+// The measured token runs the GEMVs that quantize their float input on the fly (gemv_float.hpp:
+// 5 kernels per layer); the same token with separate norm/quantize kernels (9 per layer) runs in
+// the same process as the reference.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -24,6 +27,7 @@
 #include "cli/bench_cuda_util.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "kernels/cuda/device.hpp"
+#include "kernels/cuda/gemv_float.hpp"
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/model_kernels.hpp"
 #endif
@@ -278,7 +282,61 @@ class DecodeModel {
         acts_ = {q_.as<int8_t>(), packed_cols(widest), scale_.as<float>(), sum_.as<int32_t>()};
         work_ = cuda::DeviceBuffer(static_cast<size_t>(cuda::kWideWorkspaceBytes));
         work_.fill_bytes(0);
+        groups_ = (c.dim + 15) / 16;
+        partials_ = cuda::DeviceBuffer(static_cast<size_t>(2 * groups_) * sizeof(double));
+        keys_ = cuda::DeviceBuffer(static_cast<size_t>(4 * c.layers) * sizeof(uint64_t));
         stream.synchronize();
+    }
+
+    // One decode step with the GEMVs quantizing their float inputs on the fly (gemv_float.hpp):
+    // per layer ttt.down(RMSNorm x), the TTT step, x += ttt.up(z), h = SwiGLU(gate/up(RMSNorm x)),
+    // x += down(h); each writer publishes the statistics its reader needs.
+    // ttt = false leaves out the TTT state steps (z stays as it was): for the time breakdown.
+    void enqueue_chain_token(const cuda::Stream& stream, int64_t token, bool ttt = true) const {
+        const DecodeConfig& c = c_;
+        float* x = x_.as<float>();
+        auto* keys = keys_.as<unsigned long long>();
+        double* pa = partials_.as<double>();
+        double* pc = pa + groups_;
+        auto norm1 = [&](int64_t l) { return norms_.as<float>() + 2 * l * c.dim; };
+        cuda::bf16_to_float(embed_.as<uint16_t>() + token * c.dim, c.dim, x, stream);
+        cuda::row_stats(x, c.dim, norm1(0), {pa, groups_, keys}, keys, 4 * c.layers, stream);
+        for (int64_t l = 0; l < c.layers; ++l) {
+            const Layer& layer = layers_[static_cast<size_t>(l)];
+            const float* norm2 = norm1(l) + c.dim;
+            float* state = states_.as<float>() + l * c.ttt_dim * c.ttt_dim;
+            const cuda::RowStats a{pa, groups_, keys + 4 * l}, z{nullptr, 0, keys + 4 * l + 1},
+                h{pc, groups_, keys + 4 * l + 2}, act{nullptr, 0, keys + 4 * l + 3};
+            cuda::ternary_gemv_float(layer.ttt_down, {x, c.dim, norm1(l), c.eps, a}, f_.as<float>(),
+                                     false, {}, nullptr, stream);
+            if (ttt)
+                cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
+                                           z_.as<float>(), stream, z.key);
+            cuda::ternary_gemv_float(layer.ttt_up, {z_.as<float>(), c.ttt_dim, nullptr, 0.0f, z}, x,
+                                     true, h, norm2, stream);
+            cuda::ternary_gemv_swiglu(layer.gate, layer.up, {x, c.dim, norm2, c.eps, h},
+                                      g_.as<float>(), act, stream);
+            const bool last = l + 1 == c.layers;
+            const cuda::RowStats next =
+                last ? cuda::RowStats{} : cuda::RowStats{pa, groups_, keys + 4 * (l + 1)};
+            cuda::ternary_gemv_float(layer.down, {g_.as<float>(), c.mlp, nullptr, 0.0f, act}, x,
+                                     true, next, last ? nullptr : norm1(l + 1), stream);
+        }
+        const float* norm_f = norms_.as<float>() + 2 * c.layers * c.dim;
+        cuda::rmsnorm(x, 1, c.dim, c.dim, norm_f, c.eps, xn_.as<float>(), c.dim, stream);
+        cuda::bf16_gemv(lm_head_.as<uint16_t>(), c.vocab, c.dim, xn_.as<float>(),
+                        logits_.as<float>(), stream);
+    }
+    int chain_kernels_per_token() const { return static_cast<int>(5 * c_.layers + 4); }
+    // The logits of the last token (for checking that both token paths agree).
+    std::vector<float> logits(const cuda::Stream& stream) const {
+        std::vector<float> host(static_cast<size_t>(c_.vocab));
+        cuda::copy_device_to_host(host.data(), logits_.data(), host.size() * 4, stream);
+        stream.synchronize();
+        return host;
+    }
+    void reset_states(const cuda::Stream& stream) const {
+        cuda::memset_device(states_.data(), 0, states_.bytes(), stream);
     }
 
     // One decode step for a fixed token (its embedding row), enqueued on stream.
@@ -374,6 +432,8 @@ class DecodeModel {
     cuda::DeviceBuffer codes_, norms_, states_, embed_, lm_head_;
     cuda::DeviceBuffer x_, xn_, f_, z_, g_, u_, logits_, q_, scale_, sum_, work_;
     cuda::QuantizedActivations acts_;
+    int64_t groups_ = 0;                  // 16-value groups of a D-row
+    cuda::DeviceBuffer partials_, keys_;  // row statistics of the on-the-fly chain
 };
 
 void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
@@ -395,9 +455,40 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         graph->end_capture(stream);
         return graph;
     };
-    const auto full = graph_of(Parts{});
+    // Both token paths from the same zero state, a few tokens each: their logits must agree (the
+    // on-the-fly quantization may round an int8 value differently where the RMSNorm's sum order
+    // differs; random weights over 80 layers amplify such flips only mildly).
+    {
+        auto run_tokens = [&](bool chain) {
+            model.reset_states(stream);
+            for (int64_t t = 0; t < 3; ++t) {
+                if (chain)
+                    model.enqueue_chain_token(stream, 42 + t);
+                else
+                    model.enqueue_token(stream, Parts{}, 42 + t);
+            }
+            return model.logits(stream);
+        };
+        const std::vector<float> separate = run_tokens(false), chained = run_tokens(true);
+        double max_ref = 0, max_diff = 0;
+        for (size_t i = 0; i < separate.size(); ++i) {
+            max_ref = std::max(max_ref, static_cast<double>(std::fabs(separate[i])));
+            max_diff = std::max(max_diff, static_cast<double>(std::fabs(chained[i] - separate[i])));
+        }
+        reporter.report({fmt::format("cuda.decode.{}.logits_max_diff", tag), max_diff, "",
+                         fmt::format("on-the-fly vs separate quantization after 3 tokens, max "
+                                     "|logit| {:.3g}",
+                                     max_ref),
+                         max_ref > 0 ? max_diff / max_ref : 0.0});
+    }
+
+    // The token as measured: GEMVs quantizing their inputs on the fly (5 kernels per layer).
+    auto chain_graph = std::make_unique<cuda::Graph>();
+    chain_graph->begin_capture(stream);
+    model.enqueue_chain_token(stream, 42);
+    chain_graph->end_capture(stream);
     const double token_ms = median_device_ms(
-        stream, [&] { full->launch(stream); }, 7, inner);
+        stream, [&] { chain_graph->launch(stream); }, 7, inner);
     const double tokens_per_s = 1e3 / token_ms;
     const double weight_gbps = static_cast<double>(model.weight_bytes()) / (token_ms * 1e-3) / 1e9;
     const double all_bytes =
@@ -418,14 +509,44 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
     const double all_gbps = all_bytes / (token_ms * 1e-3) / 1e9;
     reporter.report({fmt::format("cuda.decode.{}.all_bytes_per_s", tag), all_gbps, "GB/s",
                      vs_read + " (weights + TTT state traffic)", all_gbps / bw.read_gbps});
+    const double chain_stream_ms = median_device_ms(
+        stream, [&] { model.enqueue_chain_token(stream, 42); }, 5, std::max(2, inner / 2));
+    reporter.report({fmt::format("cuda.decode.{}.no_graph", tag), 1e3 / chain_stream_ms, "tokens/s",
+                     fmt::format("CUDA graph {:.1f} tok/s ({} kernels per token)", tokens_per_s,
+                                 model.chain_kernels_per_token()),
+                     token_ms / chain_stream_ms});
 
-    // Without the graph: every kernel launched from the host.
+    // The chain without its TTT state steps: what the GEMVs and row statistics take.
+    {
+        auto graph = std::make_unique<cuda::Graph>();
+        graph->begin_capture(stream);
+        model.enqueue_chain_token(stream, 42, false);
+        graph->end_capture(stream);
+        const double ms = median_device_ms(
+            stream, [&] { graph->launch(stream); }, 7, inner);
+        const double gbps = static_cast<double>(model.weight_bytes()) / (ms * 1e-3) / 1e9;
+        reporter.report({fmt::format("cuda.decode.{}.part.chain_without_ttt_step", tag), gbps,
+                         "GB/s",
+                         fmt::format("{} (weights / time; {:.3f} ms of the {:.3f} ms token)",
+                                     vs_read, ms, token_ms),
+                         gbps / bw.read_gbps});
+    }
+
+    // The reference: separate single-block norm/quantize kernels between the GEMVs.
+    const auto full = graph_of(Parts{});
+    const double separate_ms = median_device_ms(
+        stream, [&] { full->launch(stream); }, 7, inner);
+    reporter.report(
+        {fmt::format("cuda.decode.{}.separate_norm_kernels", tag), 1e3 / separate_ms, "tokens/s",
+         fmt::format("on-the-fly quantization {:.1f} tok/s ({} vs {} kernels)", tokens_per_s,
+                     model.kernels_per_token(Parts{}), model.chain_kernels_per_token()),
+         token_ms / separate_ms});
     const double stream_ms = median_device_ms(
         stream, [&] { model.enqueue_token(stream, Parts{}, 42); }, 5, std::max(2, inner / 2));
-    reporter.report({fmt::format("cuda.decode.{}.no_graph", tag), 1e3 / stream_ms, "tokens/s",
-                     fmt::format("CUDA graph {:.1f} tok/s ({} kernels per token)", tokens_per_s,
-                                 model.kernels_per_token(Parts{})),
-                     token_ms / stream_ms});
+    reporter.report({fmt::format("cuda.decode.{}.separate_norm_kernels.no_graph", tag),
+                     1e3 / stream_ms, "tokens/s",
+                     fmt::format("its CUDA graph {:.1f} tok/s", 1e3 / separate_ms),
+                     separate_ms / stream_ms});
 
     // The same token with the norm/quantization fused into the GEMVs that read them.
     Parts fused;
@@ -436,9 +557,9 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
     reporter.report({fmt::format("cuda.decode.{}.fused_norm_gemv", tag), 1e3 / fused_ms, "tokens/s",
                      fmt::format("separate single-block norm/quantize {:.1f} tok/s ({} vs {} "
                                  "kernels)",
-                                 tokens_per_s, model.kernels_per_token(fused),
+                                 1e3 / separate_ms, model.kernels_per_token(fused),
                                  model.kernels_per_token(Parts{})),
-                     token_ms / fused_ms});
+                     separate_ms / fused_ms});
 
     // The same token with the multi-block (grid barrier) norm/quantize kernels.
     Parts wide;
@@ -447,9 +568,10 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
     const auto wide_graph = graph_of(wide);
     const double wide_ms = median_device_ms(
         stream, [&] { wide_graph->launch(stream); }, 7, inner);
-    reporter.report(
-        {fmt::format("cuda.decode.{}.multi_block_norms", tag), 1e3 / wide_ms, "tokens/s",
-         fmt::format("single-block norm/quantize {:.1f} tok/s", tokens_per_s), token_ms / wide_ms});
+    reporter.report({fmt::format("cuda.decode.{}.multi_block_norms", tag), 1e3 / wide_ms,
+                     "tokens/s",
+                     fmt::format("single-block norm/quantize {:.1f} tok/s", 1e3 / separate_ms),
+                     separate_ms / wide_ms});
     Parts wide_pointwise{false, false, true, true, false};
     const auto wide_pw = graph_of(wide_pointwise);
     const double wide_pw_ms = median_device_ms(
@@ -458,14 +580,14 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         {fmt::format("cuda.decode.{}.part.pointwise_multi_block", tag), wide_pw_ms * 1e3, "us",
          fmt::format("share of the {:.3f} ms multi-block token", wide_ms), wide_pw_ms / wide_ms});
 
-    // Breakdown: each part of the token alone, as a graph.
+    // Breakdown of the separate-kernel token: each part alone, as a graph.
     const auto gemv_only = graph_of(Parts{true, false, false, false});
     const double gemv_ms = median_device_ms(
         stream, [&] { gemv_only->launch(stream); }, 7, inner);
     const double gemv_gbps = static_cast<double>(model.weight_bytes()) / (gemv_ms * 1e-3) / 1e9;
     reporter.report(
         {fmt::format("cuda.decode.{}.part.gemv", tag), gemv_gbps, "GB/s",
-         fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, gemv_ms, token_ms),
+         fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, gemv_ms, separate_ms),
          gemv_gbps / bw.read_gbps});
     const auto ttt_only = graph_of(Parts{false, true, false, false});
     const double ttt_ms = median_device_ms(
@@ -474,15 +596,15 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         static_cast<double>(model.state_traffic_bytes()) / (ttt_ms * 1e-3) / 1e9;
     reporter.report(
         {fmt::format("cuda.decode.{}.part.ttt_state", tag), ttt_gbps, "GB/s",
-         fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, ttt_ms, token_ms),
+         fmt::format("{} ({:.3f} ms of the {:.3f} ms token)", vs_read, ttt_ms, separate_ms),
          ttt_gbps / bw.read_gbps});
     const auto pointwise_only = graph_of(Parts{false, false, true, false});
     const double pointwise_ms = median_device_ms(
         stream, [&] { pointwise_only->launch(stream); }, 7, inner);
     reporter.report(
         {fmt::format("cuda.decode.{}.part.pointwise", tag), pointwise_ms * 1e3, "us",
-         fmt::format("share of the {:.3f} ms token (norms, quantization, SiLU)", token_ms),
-         pointwise_ms / token_ms});
+         fmt::format("share of the {:.3f} ms token (norms, quantization, SiLU)", separate_ms),
+         pointwise_ms / separate_ms});
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // GpuSession: the forward pass of DESIGN.md §2 on the GPU for the blocks a GpuModel holds, over a
 // chunk of tokens: projections batched (dp4a GEMM; the GEMV for one token), the TTT recurrence
-// token after token inside one scan kernel per layer, and one CUDA graph per decode token.
+// token after token inside one scan kernel per layer, and one CUDA graph per decode token. A
+// `reconstruct` decode token runs 5 kernels per block: GEMVs that quantize their float input on
+// the fly from statistics their producers publish (gemv_float.hpp), no norm/quantize kernels.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -9,6 +11,7 @@
 #include "model/gpu_model.hpp"
 
 #if BITTTT_HAS_CUDA
+#include "kernels/cuda/gemv_float.hpp"
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/model_kernels.hpp"
 #include "model/gpu_model_impl.hpp"
@@ -39,6 +42,16 @@ bool fusion_enabled() {
     return enabled;
 }
 
+// BITTTT_CUDA_NO_CHAIN=1 runs a `reconstruct` decode token with separate norm/quantize kernels
+// (or the D <= 1024 fusion) instead of the on-the-fly GEMVs, for measuring them.
+bool chain_enabled() {
+    static const bool enabled = [] {
+        const char* v = std::getenv("BITTTT_CUDA_NO_CHAIN");
+        return v == nullptr || v[0] == '\0' || v[0] == '0';
+    }();
+    return enabled;
+}
+
 size_t floats(int64_t n) {
     return static_cast<size_t>(n) * sizeof(float);
 }
@@ -54,6 +67,10 @@ struct GpuSession::Impl {
     cuda::DeviceBuffer states, ids, x, u, ttt_in, ttt_out, eta, gate, up, q, scale, sum, logits;
     cuda::DeviceBuffer all_logits;  // [max_chunk, V], allocated on first use
     cuda::QuantizedActivations acts;
+    // Row statistics of the on-the-fly decode chain: sum-of-squares partials of x for norm1 and
+    // norm2, and per block 4 absmax keys (x for norm1, z, x for norm2, the SwiGLU output).
+    int64_t row_groups = 0;
+    cuda::DeviceBuffer partials, keys;
     cuda::Graph decode_graph;
     bool graph_broken = false;  // capture failed once: launch decode tokens one by one
 
@@ -76,6 +93,48 @@ struct GpuSession::Impl {
         sum = cuda::DeviceBuffer(static_cast<size_t>(C) * sizeof(int32_t));
         if (m.has_head) logits = cuda::DeviceBuffer(floats(c.vocab_size));
         acts = {q.as<int8_t>(), q_stride, scale.as<float>(), sum.as<int32_t>()};
+        row_groups = (D + 15) / 16;
+        partials = cuda::DeviceBuffer(static_cast<size_t>(2 * row_groups) * sizeof(double));
+        keys = cuda::DeviceBuffer(static_cast<size_t>(4 * std::max<int64_t>(m.layers, 1)) *
+                                  sizeof(uint64_t));
+    }
+
+    bool chain(int64_t n) const {
+        return n == 1 && chain_enabled() && c.ttt_rule == TttRule::kReconstruct && m.layers > 0;
+    }
+    unsigned long long* key(int64_t l, int which) const {
+        return keys.as<unsigned long long>() + 4 * l + which;
+    }
+    cuda::RowStats norm1_stats(int64_t l) const {
+        return {partials.as<double>(), row_groups, key(l, 0)};
+    }
+
+    // One `reconstruct` block of a decode token in 5 kernels (gemv_float.hpp):
+    //   f = ttt.down(q(RMSNorm(x; norm1)));  z = TTT step (publishes max|z|);
+    //   x += ttt.up(q(z)) (publishes x's statistics for norm2);
+    //   h = silu(gate(q(RMSNorm(x; norm2)))) * up(...) (publishes max|h|);
+    //   x += down(q(h)) (publishes x's statistics for the next block's norm1).
+    void chain_block(const GpuLayer& g, int64_t l) {
+        const int64_t D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
+        float* xp = x.as<float>();
+        float* f = ttt_in.as<float>();
+        float* z = ttt_out.as<float>();
+        float* h = gate.as<float>();
+        const cuda::RowStats zs{nullptr, 0, key(l, 1)},
+            x2{partials.as<double>() + row_groups, row_groups, key(l, 2)},
+            hs{nullptr, 0, key(l, 3)};
+        cuda::ternary_gemv_float(g.ttt_down, {xp, D, g.norm1, c.norm_eps, norm1_stats(l)}, f, false,
+                                 {}, nullptr, stream);
+        cuda::ttt_reconstruct_step(state(l), Dt, c.inner_lr, f, z, stream, zs.key);
+        cuda::ternary_gemv_float(g.ttt_up, {z, Dt, nullptr, 0.0f, zs}, xp, true, x2, g.norm2,
+                                 stream);
+        cuda::ternary_gemv_swiglu(g.gate_proj, g.up_proj, {xp, D, g.norm2, c.norm_eps, x2}, h, hs,
+                                  stream);
+        const bool last = l + 1 == m.layers;
+        cuda::ternary_gemv_float(g.down_proj, {h, M, nullptr, 0.0f, hs}, xp, true,
+                                 last ? cuda::RowStats{} : norm1_stats(l + 1),
+                                 last ? nullptr : m.layer[static_cast<size_t>(l + 1)].norm1,
+                                 stream);
     }
 
     float* state(int64_t l) const { return states.as<float>() + l * state_floats; }
@@ -225,8 +284,16 @@ struct GpuSession::Impl {
     void enqueue(int64_t n, bool every_token) {
         const int64_t D = c.hidden_dim, V = c.vocab_size;
         cuda::embed_lookup(m.embed, m.embed_bf16, D, ids.as<int32_t>(), n, x.as<float>(), stream);
+        const bool on_the_fly = chain(n);
+        if (on_the_fly)  // the embedding's statistics; zeroes the token's keys
+            cuda::row_stats(x.as<float>(), D, m.layer[0].norm1, norm1_stats(0),
+                            keys.as<unsigned long long>(), 4 * m.layers, stream);
         for (int64_t l = 0; l < m.layers; ++l) {
             const GpuLayer& g = m.layer[static_cast<size_t>(l)];
+            if (on_the_fly) {
+                chain_block(g, l);
+                continue;
+            }
             if (c.ttt_rule == TttRule::kReconstruct)
                 ttt_reconstruct(g, l, n);
             else
