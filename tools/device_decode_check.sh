@@ -23,6 +23,9 @@ for t in gemv_float decode_chain ternary vector_ops model; do
 done
 timeout 240 "$B/bitttt" bench cuda-decode >"$OUT/bench_decode.log" 2>&1
 echo "bench cuda-decode rc=$?"
+echo "== BITTTT_CUDA_GEMV_MAX_TEAM=8" >>"$OUT/bench_decode.log"
+BITTTT_CUDA_GEMV_MAX_TEAM=8 timeout 240 "$B/bitttt" bench cuda-decode >>"$OUT/bench_decode.log" 2>&1
+echo "bench cuda-decode max_team=8 rc=$?"
 : >"$OUT/bench_session.log"
 for no_chain in 0 1; do
     echo "== BITTTT_CUDA_NO_CHAIN=$no_chain" >>"$OUT/bench_session.log"

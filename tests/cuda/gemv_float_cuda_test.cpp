@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/aligned_buffer.hpp"
@@ -109,14 +110,20 @@ void expect_stats(Stats& stats, const std::vector<float>& v, const std::vector<f
 }
 
 const int64_t kShapes[] = {1, 3, 17, 255, 4097};
+// Few row groups of many columns: teams of 16 and 32 warps.
+const int64_t kLongRows[][2] = {{17, 8193}, {40, 16400}, {2048, 8192}};
 
 class GemvFloatCuda : public CudaTest {};
 
 TEST_F(GemvFloatCuda, PlainInputIsBitIdenticalToQuantizeAndGemv) {
     Rng rng(11);
     Stream stream;
-    for (int64_t rows : kShapes) {
-        for (int64_t cols : kShapes) {
+    std::vector<std::pair<int64_t, int64_t>> shapes;
+    for (int64_t rows : kShapes)
+        for (int64_t cols : kShapes) shapes.emplace_back(rows, cols);
+    for (const auto& rc : kLongRows) shapes.emplace_back(rc[0], rc[1]);
+    for (const auto& [rows, cols] : shapes) {
+        {
             for (bool accumulate : {false, true}) {
                 const std::string what = std::to_string(rows) + "x" + std::to_string(cols) +
                                          (accumulate ? " accumulate" : "");

@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/gemv_core.cuh"
@@ -22,9 +23,13 @@ namespace {
 
 using detail::raw;
 
-constexpr int kBlockWarps = 8;  // a block of 8 warps holds 8 / W teams
+// A block holds max(8, W) warps: 8 / W teams of W <= 8 warps, or one team of 16 or 32 warps (the
+// single-matrix GEMV of few, long row groups, e.g. the TTT down projection: 128 row groups of
+// 2048 chunks, where 8 warps per group keep too few loads in flight). The SwiGLU kernel holds twice
+// the registers and stays at 8.
+constexpr int kBlockWarps = 8;
 constexpr int kThreads = kBlockWarps * 32;
-constexpr int kMaxTeamWarps = 8;
+constexpr int kMaxWarpsPerBlock = 32;
 constexpr int64_t kMaxCols = int64_t{1} << 22;  // 2·127·K < 2^31 for the int32 accumulators
 constexpr int64_t kMaxRows = int64_t{1} << 30;
 constexpr int kStatsThreads = 1024;
@@ -135,10 +140,22 @@ __device__ __forceinline__ void input_scale(const Params& p, OnTheFly& q, float&
     act_scale = __fdiv_rn(gamma, 127.0f);
 }
 
+// BITTTT_CUDA_GEMV_MAX_TEAM caps W for the single-matrix kernel (8, 16 or 32; default 32), for
+// measuring the larger teams.
+int max_team_warps(int mats) {
+    static const int single = [] {
+        const char* v = std::getenv("BITTTT_CUDA_GEMV_MAX_TEAM");
+        const int w = v != nullptr ? std::atoi(v) : 32;
+        return w >= 32 ? 32 : w >= 16 ? 16 : 8;
+    }();
+    return mats == 1 ? single : kBlockWarps;
+}
+
 template <int kMats>
-__global__ void __launch_bounds__(kThreads) float_gemv_kernel(const Params p) {
+__global__ void __launch_bounds__(kMats == 1 ? kMaxWarpsPerBlock * 32 : kThreads)
+    float_gemv_kernel(const Params p) {
     const int team_threads = p.team_warps * 32;
-    const int teams_per_block = kThreads / team_threads;
+    const int teams_per_block = static_cast<int>(blockDim.x) / team_threads;
     const int team = static_cast<int>(threadIdx.x) / team_threads;
     const int t = static_cast<int>(threadIdx.x) % team_threads;
     const int group = static_cast<int>(blockIdx.x) * teams_per_block + team;
@@ -175,8 +192,8 @@ __global__ void __launch_bounds__(kThreads) float_gemv_kernel(const Params p) {
 #pragma unroll
             for (int i = 0; i < 4; ++i) sums[m][i] = rows.acc[m][i];
     } else {
-        __shared__ int partial[kMats][kBlockWarps][16];
-        __shared__ int qpart[kBlockWarps];
+        __shared__ int partial[kMats][kMaxWarpsPerBlock][16];
+        __shared__ int qpart[kMaxWarpsPerBlock];
         const int warp = static_cast<int>(threadIdx.x >> 5);
         if (lane < 4) {
 #pragma unroll
@@ -327,7 +344,7 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
     p.groups = static_cast<int32_t>(kernels::packed_rows(rows) / kernels::kRowGroup);
     p.kb = static_cast<int32_t>(kernels::packed_cols(in.k) / kernels::kColBlock);
     p.team_warps = detail::gemv_team_warps(p.groups, int64_t{p.kb} * 4, resident_warps<kMats>(),
-                                           kMaxTeamWarps);
+                                           max_team_warps(kMats));
     p.accumulate = accumulate;
     p.a = in.a;
     p.norm = in.norm;
