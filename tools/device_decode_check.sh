@@ -21,7 +21,9 @@ for t in gemv_float decode_chain ternary vector_ops model; do
     timeout 300 "$B/tests/cuda/${t}_cuda_test" >>"$OUT/tests.log" 2>&1
     echo "test $t rc=$?" | tee -a "$OUT/tests.log"
 done
-timeout 240 "$B/bitttt" bench cuda-decode >"$OUT/bench_decode.log" 2>&1
+timeout 120 "$B/bitttt" bench cuda-gemv >"$OUT/bench_decode.log" 2>&1
+echo "bench cuda-gemv rc=$?"
+timeout 240 "$B/bitttt" bench cuda-decode >>"$OUT/bench_decode.log" 2>&1
 echo "bench cuda-decode rc=$?"
 echo "== BITTTT_CUDA_GEMV_MAX_TEAM=8" >>"$OUT/bench_decode.log"
 BITTTT_CUDA_GEMV_MAX_TEAM=8 timeout 240 "$B/bitttt" bench cuda-decode >>"$OUT/bench_decode.log" 2>&1

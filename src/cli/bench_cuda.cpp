@@ -132,6 +132,7 @@ void bench_cuda_gemv(const BenchOptions& options, BenchReporter& reporter) {
                             {"ttt.down", 2048 / s, 8192 / s},
                             {"ttt.up", 8192 / s, 2048 / s}};
     double gemv_ms_8192 = 0;
+    std::vector<double> int8_gbps;
     for (const auto& shape : shapes) {
         RandomTernary w(shape.rows, shape.cols, rotate_bytes, stream);
         RandomActivations a(1, shape.cols, stream);
@@ -148,6 +149,54 @@ void bench_cuda_gemv(const BenchOptions& options, BenchReporter& reporter) {
             static_cast<double>(packed_bytes(shape.rows, shape.cols)) / (ms * 1e-3) / 1e9;
         reporter.report({fmt::format("cuda.gemv.{}.{}x{}", shape.name, shape.rows, shape.cols),
                          gbps, "GB/s", vs_read, gbps / bw.read_gbps});
+        int8_gbps.push_back(gbps);
+    }
+
+    // The same shapes with the input quantized on the fly from a float row (gemv_float.hpp): after
+    // an RMSNorm where the decode step has one (gate, ttt.down), plain otherwise; and the gate/up
+    // pair with the SwiGLU epilogue.
+    for (size_t i = 0; i <= std::size(shapes); ++i) {
+        const bool pair = i == std::size(shapes);
+        const Shape& shape = shapes[pair ? 0 : i];
+        const bool norm = pair || i == 0 || i == 2;
+        RandomTernary w(shape.rows, shape.cols, rotate_bytes, stream);
+        RandomTernary w2(pair ? shape.rows : 1, pair ? shape.cols : 16, rotate_bytes, stream);
+        const int64_t groups = (shape.cols + 15) / 16;
+        cuda::DeviceBuffer a(static_cast<size_t>(shape.cols) * 4),
+            g(static_cast<size_t>(shape.cols) * 4), y(static_cast<size_t>(shape.rows) * 4),
+            partials(static_cast<size_t>(groups) * 8), keys(16);
+        cuda::fill_random_uniform(a.as<float>(), shape.cols, -1.0f, 1.0f, 7, stream);
+        cuda::fill_random_uniform(g.as<float>(), shape.cols, 0.9f, 1.1f, 8, stream);
+        auto* key = keys.as<unsigned long long>();
+        const cuda::RowStats stats{partials.as<double>(), groups, key};
+        cuda::row_stats(a.as<float>(), shape.cols, norm ? g.as<float>() : nullptr, stats, key, 2,
+                        stream);
+        const cuda::FloatRow row{a.as<float>(), shape.cols, norm ? g.as<float>() : nullptr, 1e-5f,
+                                 stats};
+        const cuda::RowStats out{nullptr, 0, key + 1};  // the epilogue's atomics included
+        size_t next = 0;
+        const double ms = median_device_ms(
+            stream,
+            [&] {
+                const size_t c = next++;
+                if (pair)
+                    cuda::ternary_gemv_swiglu(w.copies[c % w.copies.size()],
+                                              w2.copies[c % w2.copies.size()], row, y.as<float>(),
+                                              out, stream);
+                else
+                    cuda::ternary_gemv_float(w.copies[c % w.copies.size()], row, y.as<float>(),
+                                             false, out, nullptr, stream);
+            },
+            9, 20);
+        const double bytes =
+            static_cast<double>(packed_bytes(shape.rows, shape.cols)) * (pair ? 2.0 : 1.0);
+        const double gbps = bytes / (ms * 1e-3) / 1e9;
+        reporter.report(
+            {fmt::format("cuda.gemv_float.{}{}.{}x{}", pair ? "swiglu" : shape.name,
+                         norm ? ".norm" : "", shape.rows, shape.cols),
+             gbps, "GB/s",
+             fmt::format("{}; int8-input GEMV {:.0f} GB/s", vs_read, int8_gbps[pair ? 0 : i]),
+             gbps / bw.read_gbps});
     }
 
     // Prompt GEMM: Gop/s (2 ops per weight and token), and the gain over m decode GEMVs.
@@ -291,8 +340,10 @@ class DecodeModel {
     // One decode step with the GEMVs quantizing their float inputs on the fly (gemv_float.hpp):
     // per layer ttt.down(RMSNorm x), the TTT step, x += ttt.up(z), h = SwiGLU(gate/up(RMSNorm x)),
     // x += down(h); each writer publishes the statistics its reader needs.
-    // ttt = false leaves out the TTT state steps (z stays as it was): for the time breakdown.
-    void enqueue_chain_token(const cuda::Stream& stream, int64_t token, bool ttt = true) const {
+    // ttt = false leaves out the TTT state steps (z stays as it was): for the time breakdown;
+    // prefetch = false makes the steps load the state only after the previous kernel has ended.
+    void enqueue_chain_token(const cuda::Stream& stream, int64_t token, bool ttt = true,
+                             bool prefetch = true) const {
         const DecodeConfig& c = c_;
         float* x = x_.as<float>();
         auto* keys = keys_.as<unsigned long long>();
@@ -311,7 +362,7 @@ class DecodeModel {
                                      false, {}, nullptr, stream);
             if (ttt)
                 cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
-                                           z_.as<float>(), stream, z.key);
+                                           z_.as<float>(), stream, z.key, prefetch);
             cuda::ternary_gemv_float(layer.ttt_up, {z_.as<float>(), c.ttt_dim, nullptr, 0.0f, z}, x,
                                      true, h, norm2, stream);
             cuda::ternary_gemv_swiglu(layer.gate, layer.up, {x, c.dim, norm2, c.eps, h},
@@ -530,6 +581,19 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                          fmt::format("{} (weights / time; {:.3f} ms of the {:.3f} ms token)",
                                      vs_read, ms, token_ms),
                          gbps / bw.read_gbps});
+    }
+
+    // The chain with the TTT steps loading the state only after the GEMV before them has ended.
+    {
+        auto graph = std::make_unique<cuda::Graph>();
+        graph->begin_capture(stream);
+        model.enqueue_chain_token(stream, 42, true, false);
+        graph->end_capture(stream);
+        const double ms = median_device_ms(
+            stream, [&] { graph->launch(stream); }, 7, inner);
+        reporter.report({fmt::format("cuda.decode.{}.chain_without_state_prefetch", tag), 1e3 / ms,
+                         "tokens/s", fmt::format("with the prefetch {:.1f} tok/s", tokens_per_s),
+                         token_ms / ms});
     }
 
     // The reference: separate single-block norm/quantize kernels between the GEMVs.

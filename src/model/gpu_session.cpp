@@ -125,7 +125,8 @@ struct GpuSession::Impl {
             hs{nullptr, 0, key(l, 3)};
         cuda::ternary_gemv_float(g.ttt_down, {xp, D, g.norm1, c.norm_eps, norm1_stats(l)}, f, false,
                                  {}, nullptr, stream);
-        cuda::ttt_reconstruct_step(state(l), Dt, c.inner_lr, f, z, stream, zs.key);
+        // The state was last written a token ago (ttt.down runs just before): prefetched.
+        cuda::ttt_reconstruct_step(state(l), Dt, c.inner_lr, f, z, stream, zs.key, true);
         cuda::ternary_gemv_float(g.ttt_up, {z, Dt, nullptr, 0.0f, zs}, xp, true, x2, g.norm2,
                                  stream);
         cuda::ternary_gemv_swiglu(g.gate_proj, g.up_proj, {xp, D, g.norm2, c.norm_eps, x2}, h, hs,

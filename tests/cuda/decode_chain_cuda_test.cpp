@@ -187,7 +187,7 @@ TEST_F(DecodeChainCuda, OnTheFlyQuantizationMatchesTheCpuReferences) {
                                    {x.as<float>(), d, L.d_norm1.as<float>(), eps, a}, f.as<float>(),
                                    false, {}, nullptr, stream);
                 ttt_reconstruct_step(L.d_w.as<float>(), dt, eta, f.as<float>(), z.as<float>(),
-                                     stream, zs.key);
+                                     stream, zs.key, true);
                 ternary_gemv_float(L.ttt_up.device(), {z.as<float>(), dt, nullptr, 0.0f, zs},
                                    x.as<float>(), true, c, norm2, stream);
                 ternary_gemv_swiglu(L.gate.device(), L.up.device(),

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 namespace bitttt::cuda::detail {
 
@@ -40,11 +41,11 @@ __device__ __forceinline__ float rescale(int acc, int xsum, float beta, float ac
 }
 
 // One int8 activation as quantize_activations_scalar computes it: clamp(rint(v * (127/gamma)))
-// with s127 = 127/gamma; NaN gives 0.
+// with s127 = 127/gamma; NaN gives 0. One conversion: cvt.rni.s32.f32 rounds half to even like
+// rint, saturates out-of-range values and turns NaN into 0 (PTX ISA), so clamping the integer
+// gives the same value.
 __device__ __forceinline__ int quantize_int8(float v, float s127) {
-    float r = rintf(__fmul_rn(v, s127));
-    if (!(r == r)) r = 0.0f;
-    return static_cast<int>(fminf(fmaxf(r, -127.0f), 127.0f));
+    return min(max(__float2int_rn(__fmul_rn(v, s127)), -127), 127);
 }
 
 // silu(g) * u as silu_mul_scalar writes it: g / (1 + exp(-g)) * u.
@@ -73,7 +74,18 @@ constexpr int kGemvUnroll = 4;  // 16-byte weight loads in flight per thread and
 // Activations come from act(u, valid) -> uint4 (the 16 bytes of column block u / 4), which every
 // lane of a warp calls in the same iteration (loop control is warp-uniform, so act may shuffle
 // across lanes); invalid lanes (past the end) must get zeros. The first weight loads are issued
-// by start(), before the kernel waits for its predecessor (PDL): weights are constant.
+// by start(), before the kernel waits for its predecessor (PDL): weights are constant. A source
+// may also provide step(u, stride, x): all kGemvUnroll chunks of an unrolled step at once.
+template <typename Act>
+__host__ __device__ constexpr auto has_step(int)
+    -> decltype(std::declval<Act&>().step(0, 0, std::declval<uint4 (&)[4]>()), bool()) {
+    return true;
+}
+template <typename Act>
+__host__ __device__ constexpr bool has_step(long) {
+    return false;
+}
+
 template <int kMats>
 struct RowGroupStream {
     const uint4* codes[kMats];
@@ -125,8 +137,12 @@ struct RowGroupStream {
     __device__ __forceinline__ void run(Act& act) {
         while (full) {
             uint4 x[kGemvUnroll];
+            if constexpr (has_step<Act>(0)) {
+                act.step(u, step, x);
+            } else {
 #pragma unroll
-            for (int i = 0; i < kGemvUnroll; ++i) x[i] = act(u + i * step, true);
+                for (int i = 0; i < kGemvUnroll; ++i) x[i] = act(u + i * step, true);
+            }
 #pragma unroll
             for (int i = 0; i < kGemvUnroll; ++i) {
                 uint4 wv[kMats];

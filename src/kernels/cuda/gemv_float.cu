@@ -58,24 +58,27 @@ struct Params {
 };
 
 // The int8 activations of one column block, computed where they are used (see the file comment).
+// kNorm: the row is RMS-normalized first ((a_j · inv) · g_j, as rmsnorm_scalar rounds it).
+template <bool kNorm>
 struct OnTheFly {
     const float* a;
     const float* norm;
     int k;
-    float inv;   // RMSNorm factor (with norm)
+    int k4;      // whole float4s in the row (k / 4)
+    float inv;   // RMSNorm factor (kNorm)
     float s127;  // 127 / gamma
     int qsum;    // Σ of the int8 values this lane computed
 
-    __device__ __forceinline__ uint4 operator()(int u, bool valid) {
-        const int j0 = 4 * u;
+    // The four values of columns 4u..4u+3 packed as int8 bytes (0 past the end of the row).
+    __device__ __forceinline__ uint32_t word(int u, bool valid) {
         float v[4];
-        if (valid && j0 + 3 < k) {
+        if (valid && u < k4) {
             const float4 f = __ldg(reinterpret_cast<const float4*>(a) + u);
             v[0] = f.x;
             v[1] = f.y;
             v[2] = f.z;
             v[3] = f.w;
-            if (norm != nullptr) {
+            if constexpr (kNorm) {
                 const float4 g = __ldg(reinterpret_cast<const float4*>(norm) + u);
                 v[0] = __fmul_rn(__fmul_rn(v[0], inv), g.x);
                 v[1] = __fmul_rn(__fmul_rn(v[1], inv), g.y);
@@ -85,35 +88,74 @@ struct OnTheFly {
         } else {  // the row's last columns, the zero padding up to 16, or a lane past the end
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-                const int j = j0 + e;
+                const int j = 4 * u + e;
                 float x = 0.0f;
                 if (valid && j < k) {
                     x = __ldg(a + j);
-                    if (norm != nullptr) x = __fmul_rn(__fmul_rn(x, inv), __ldg(norm + j));
+                    if constexpr (kNorm) x = __fmul_rn(__fmul_rn(x, inv), __ldg(norm + j));
                 }
                 v[e] = x;
             }
         }
-        uint32_t word = 0;
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-            const int q = detail::quantize_int8(v[e], s127);
-            qsum += q;
-            word |= (static_cast<uint32_t>(q) & 0xffu) << (8 * e);
+        return pack(v);
+    }
+    // Every chunk of the unrolled step lies in whole float4s of the row: no per-chunk branch.
+    __device__ __forceinline__ uint32_t word_inside(int u) {
+        const float4 f = __ldg(reinterpret_cast<const float4*>(a) + u);
+        float v[4] = {f.x, f.y, f.z, f.w};
+        if constexpr (kNorm) {
+            const float4 g = __ldg(reinterpret_cast<const float4*>(norm) + u);
+            v[0] = __fmul_rn(__fmul_rn(v[0], inv), g.x);
+            v[1] = __fmul_rn(__fmul_rn(v[1], inv), g.y);
+            v[2] = __fmul_rn(__fmul_rn(v[2], inv), g.z);
+            v[3] = __fmul_rn(__fmul_rn(v[3], inv), g.w);
         }
+        return pack(v);
+    }
+    __device__ __forceinline__ uint32_t pack(const float (&v)[4]) {
+        const int q0 = detail::quantize_int8(v[0], s127), q1 = detail::quantize_int8(v[1], s127),
+                  q2 = detail::quantize_int8(v[2], s127), q3 = detail::quantize_int8(v[3], s127);
+        const uint32_t w = __byte_perm(
+            __byte_perm(static_cast<uint32_t>(q0), static_cast<uint32_t>(q1), 0x0040),
+            __byte_perm(static_cast<uint32_t>(q2), static_cast<uint32_t>(q3), 0x0040), 0x5410);
+        qsum = __dp4a(static_cast<int>(w), 0x01010101, qsum);  // Σ of the four signed bytes
+        return w;
+    }
+    // The 16 bytes of the column block: word l % 4 from each of the block's four lanes.
+    __device__ __forceinline__ static uint4 gather(uint32_t w) {
         const int first = static_cast<int>(threadIdx.x & 31) & ~3;
         uint4 x;
-        x.x = __shfl_sync(0xffffffffu, word, first);
-        x.y = __shfl_sync(0xffffffffu, word, first + 1);
-        x.z = __shfl_sync(0xffffffffu, word, first + 2);
-        x.w = __shfl_sync(0xffffffffu, word, first + 3);
+        x.x = __shfl_sync(0xffffffffu, w, first);
+        x.y = __shfl_sync(0xffffffffu, w, first + 1);
+        x.z = __shfl_sync(0xffffffffu, w, first + 2);
+        x.w = __shfl_sync(0xffffffffu, w, first + 3);
         return x;
+    }
+
+    __device__ __forceinline__ uint4 operator()(int u, bool valid) {
+        return gather(word(u, valid));
+    }
+    // All kGemvUnroll chunks of a step at once (RowGroupStream::run): branch-free when the warp's
+    // chunks all lie inside the row, so that their loads go out together.
+    __device__ __forceinline__ void step(int u, int stride, uint4 (&x)[detail::kGemvUnroll]) {
+        const int lane = static_cast<int>(threadIdx.x & 31);
+        uint32_t w[detail::kGemvUnroll];
+        if (u - lane + 31 + (detail::kGemvUnroll - 1) * stride < k4) {
+#pragma unroll
+            for (int i = 0; i < detail::kGemvUnroll; ++i) w[i] = word_inside(u + i * stride);
+        } else {
+#pragma unroll
+            for (int i = 0; i < detail::kGemvUnroll; ++i) w[i] = word(u + i * stride, true);
+        }
+#pragma unroll
+        for (int i = 0; i < detail::kGemvUnroll; ++i) x[i] = gather(w[i]);
     }
 };
 
 // The input's RMSNorm factor and quantization scale from its producer's statistics, computed by
 // every warp alike (same values, same order: every team quantizes identically).
-__device__ __forceinline__ void input_scale(const Params& p, OnTheFly& q, float& act_scale) {
+template <typename Q>
+__device__ __forceinline__ void input_scale(const Params& p, Q& q, float& act_scale) {
     const int lane = static_cast<int>(threadIdx.x & 31);
     q.inv = 1.0f;
     if (p.norm != nullptr) {
@@ -151,7 +193,7 @@ int max_team_warps(int mats) {
     return mats == 1 ? single : kBlockWarps;
 }
 
-template <int kMats>
+template <int kMats, bool kNorm>
 __global__ void __launch_bounds__(kMats == 1 ? kMaxWarpsPerBlock * 32 : kThreads)
     float_gemv_kernel(const Params p) {
     const int team_threads = p.team_warps * 32;
@@ -170,7 +212,7 @@ __global__ void __launch_bounds__(kMats == 1 ? kMaxWarpsPerBlock * 32 : kThreads
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
 
-    OnTheFly act{p.a, p.norm, p.k, 1.0f, 1.0f, 0};
+    OnTheFly<kNorm> act{p.a, p.norm, p.k, p.k >> 2, 1.0f, 1.0f, 0};
     float act_scale = 0.0f;
     input_scale(p, act, act_scale);
     rows.run(act);
@@ -296,7 +338,7 @@ int64_t resident_warps() {
         detail::check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0),
                            "cudaDeviceGetAttribute");
         detail::check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                               &blocks, float_gemv_kernel<kMats>, kThreads, 0),
+                               &blocks, float_gemv_kernel<kMats, true>, kThreads, 0),
                            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
         return static_cast<int64_t>(sms) * std::max(blocks, 1) * kBlockWarps;
     }();
@@ -356,10 +398,12 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
     p.out_partials = out.partials;
     p.out_key = out.key;
     p.out_norm = out_norm;
-    const int64_t teams_per_block = kBlockWarps / p.team_warps;
+    const int block_warps = std::max(kBlockWarps, p.team_warps);
+    const int64_t teams_per_block = block_warps / p.team_warps;
     const auto blocks = static_cast<unsigned>((p.groups + teams_per_block - 1) / teams_per_block);
-    detail::launch_pdl(what, float_gemv_kernel<kMats>, dim3(blocks), dim3(kThreads), 0, raw(stream),
-                       p);
+    auto kernel =
+        in.norm != nullptr ? float_gemv_kernel<kMats, true> : float_gemv_kernel<kMats, false>;
+    detail::launch_pdl(what, kernel, dim3(blocks), dim3(block_warps * 32), 0, raw(stream), p);
 }
 
 }  // namespace

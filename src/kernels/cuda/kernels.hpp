@@ -82,9 +82,13 @@ void ternary_gemv_batch(const kernels::TernaryWeights* w, float* const* y, int c
 // z [dt] is written (it must not alias f). One pass over W: row i's update needs only z_i, so
 // each row is read once, reduced to z_i and written back. With z_absmax_key, z's largest magnitude
 // is also published there (atomic max of the key of gemv_float.hpp, which must start at 0): the
-// statistics that let the next GEMV quantize z on the fly.
+// statistics that let the next GEMV quantize z on the fly. With prefetch_state, W is read before
+// the previous kernel on the stream has finished (PDL, as the GEMVs read their weights): W must
+// not be written by the kernel launched just before (in a decode token the TTT down projection
+// runs just before the step; W was last written a whole token earlier).
 void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float* z,
-                          const Stream& stream, unsigned long long* z_absmax_key = nullptr);
+                          const Stream& stream, unsigned long long* z_absmax_key = nullptr,
+                          bool prefetch_state = false);
 
 // ---- dense bf16 products (embeddings and lm_head stay floating point, DESIGN.md §2) ----
 

@@ -266,24 +266,29 @@ constexpr int64_t kTttMaxDim = 12288;   // f̂ in 48 KB of shared memory
 template <bool kRegisterRows>
 __global__ void __launch_bounds__(kTttThreads)
     ttt_step_kernel(float* w, int dt, float eta, const float* f, float* z,
-                    unsigned long long* z_key) {
+                    unsigned long long* z_key, bool prefetch_state) {
     extern __shared__ float4 fh4[];
     float* fh = reinterpret_cast<float*>(fh4);
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * kTttRowsPerBlock + (threadIdx.x >> 5);
     float* wr = w + static_cast<int64_t>(row < dt ? row : 0) * dt;
-    // W may have been written by the previous kernel (the step of the previous token), so even
-    // its loads wait for it (PDL). They go out before f̂ is computed and overlap that work.
+    float4 v[kRegisterRows ? kTttVectorsPerLane : 1];
+    auto load_row = [&] {
+        if constexpr (kRegisterRows) {
+#pragma unroll
+            for (int i = 0; i < kTttVectorsPerLane; ++i) {
+                const int j = (i * 32 + lane) * 4;
+                if (row < dt && j < dt) v[i] = *reinterpret_cast<const float4*>(wr + j);
+            }
+        }
+    };
+    // W may have been written by the previous kernel (the step of the previous token), so its
+    // loads wait for it (PDL) unless the caller says it was not (prefetch_state: then they overlap
+    // the previous kernel's tail). Either way they go out before f̂ is computed.
+    if (prefetch_state) load_row();
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
-    float4 v[kRegisterRows ? kTttVectorsPerLane : 1];
-    if constexpr (kRegisterRows) {
-#pragma unroll
-        for (int i = 0; i < kTttVectorsPerLane; ++i) {
-            const int j = (i * 32 + lane) * 4;
-            if (row < dt && j < dt) v[i] = *reinterpret_cast<const float4*>(wr + j);
-        }
-    }
+    if (!prefetch_state) load_row();
     float sum_sq = 0.0f;
     for (int j = threadIdx.x; j < dt; j += blockDim.x) sum_sq += f[j] * f[j];
     sum_sq = block_reduce(sum_sq, SumOp{}, 0.0f);
@@ -434,7 +439,8 @@ void silu_mul_quantize(const float* gate, const float* up, int64_t m, int64_t n,
 }
 
 void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float* z,
-                          const Stream& stream, unsigned long long* z_absmax_key) {
+                          const Stream& stream, unsigned long long* z_absmax_key,
+                          bool prefetch_state) {
     check(dt > 0 && dt <= kTttMaxDim, ErrorKind::kInvalidArgument,
           "CUDA: ttt_reconstruct_step: state width {} is not in [1, {}]", dt, kTttMaxDim);
     check(w != nullptr && f != nullptr && z != nullptr && z != f, ErrorKind::kInvalidArgument,
@@ -445,7 +451,7 @@ void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float
     detail::launch_pdl("ttt_step_kernel",
                        in_registers ? ttt_step_kernel<true> : ttt_step_kernel<false>, dim3(blocks),
                        dim3(kTttThreads), smem, raw(stream), w, static_cast<int>(dt), eta, f, z,
-                       z_absmax_key);
+                       z_absmax_key, prefetch_state);
 }
 
 }  // namespace bitttt::cuda
