@@ -14,7 +14,8 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv >"
 cmake -S . -B "$B" $BITTTT_DEVICE_CMAKE_ARGS -DBITTTT_CUDA=ON -DBITTTT_WERROR=ON >"$OUT/build.log" 2>&1
 TESTS="gemv_float decode_chain ternary vector_ops model"
 [ "${QUICK:-0}" = 1 ] && TESTS="gemv_float decode_chain"
-if ! cmake --build "$B" -j16 --target bitttt $(for t in $TESTS; do echo ${t}_cuda_test; done) \
+if ! cmake --build "$B" -j16 --target bitttt model_cuda_test \
+    $(for t in $TESTS; do echo ${t}_cuda_test; done) \
     >>"$OUT/build.log" 2>&1; then
     grep -E "error" -A3 "$OUT/build.log" | head -60
     exit 1
@@ -24,6 +25,10 @@ for t in $TESTS; do
     timeout 300 "$B/tests/cuda/${t}_cuda_test" >>"$OUT/tests.log" 2>&1
     echo "test $t rc=$?" | tee -a "$OUT/tests.log"
 done
+if [ "${QUICK:-0}" = 1 ]; then
+    timeout 120 "$B/tests/cuda/model_cuda_test" --gtest_filter='*Wide*' >>"$OUT/tests.log" 2>&1
+    echo "test model(wide) rc=$?" | tee -a "$OUT/tests.log"
+fi
 : >"$OUT/bench_decode.log"
 if [ "${QUICK:-0}" != 1 ]; then
     timeout 120 "$B/bitttt" bench cuda-gemv >>"$OUT/bench_decode.log" 2>&1
@@ -33,7 +38,7 @@ timeout 240 "$B/bitttt" bench cuda-decode >>"$OUT/bench_decode.log" 2>&1
 echo "bench cuda-decode rc=$?"
 if [ "${QUICK:-0}" = 1 ]; then
     echo "==== summary"
-    grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|test .* rc=" "$OUT/tests.log" | head -30
+    grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|test .* rc=|wide chain" "$OUT/tests.log" | head -30
     cat "$OUT/bench_decode.log"
     exit 0
 fi

@@ -440,6 +440,47 @@ TEST_F(CudaTest, GpuAndHybridDecodeGiveTheCpuTokens) {
     }
 }
 
+// Wider than the D <= 1024 fusion, a reconstruct decode token runs the on-the-fly chain
+// (gemv_float.hpp: no norm/quantize kernels). Odd widths (D = 1100, Dt = 275, MLP 600): rows and
+// columns that are not multiples of 16 or 4. Hybrid (head on the CPU: logits within the CPU
+// tolerance) and full GPU give the CPU's greedy tokens.
+TEST_F(CudaTest, WideReconstructDecodeGivesTheCpuTokens) {
+    ModelConfig c;
+    c.vocab_size = 300;
+    c.hidden_dim = 1100;
+    c.mlp_dim = 600;
+    c.num_layers = 2;
+    c.inner_lr = 0.5f;
+    c.resolve_and_validate();
+    ASSERT_EQ(c.ttt_dim, 275);
+    const ModelWeights w = bf16_exact_random(c, 17);
+    const auto prompt = some_ids(6, c.vocab_size, 18);
+    Session cpu(Model::from_weights(w));
+    const auto want = greedy(cpu, prompt, 16);
+    cpu.reset();
+    cpu.forward(prompt);
+    const auto cpu_next = cpu.forward_token(5);
+    for (int64_t layers : {int64_t{1}, int64_t{2}}) {
+        SCOPED_TRACE(testing::Message() << "gpu_layers " << layers);
+        auto model = Model::from_weights(w, nullptr, on_gpu(layers, false));
+        Session gpu(model, 16);
+        gpu.forward(prompt);
+        const auto next = gpu.forward_token(5);  // one decode token through the chain
+        const float diff = max_abs_diff(std::vector<float>(next.begin(), next.end()),
+                                        std::vector<float>(cpu_next.begin(), cpu_next.end()));
+        std::printf("[ wide chain ] gpu_layers %lld: max |gpu - cpu| %.3g (max |logit| %.3g)\n",
+                    static_cast<long long>(layers), diff,
+                    max_abs(std::vector<float>(cpu_next.begin(), cpu_next.end())));
+        if (layers == 1) {
+            EXPECT_LE(diff,
+                      kLogitTolerance * std::max(1.0f, max_abs(std::vector<float>(
+                                                           cpu_next.begin(), cpu_next.end()))));
+        }
+        gpu.reset();
+        EXPECT_EQ(greedy(gpu, prompt, 16), want);
+    }
+}
+
 TEST_F(CudaTest, GpuPromptBatchedEqualsTokenByToken) {
     for (const RuleCase& rc : kRules) {
         SCOPED_TRACE(rc.rule);
