@@ -401,6 +401,15 @@ const RuleCase kRules[] = {{"reconstruct", 1}, {"delta", 1}, {"delta", 2}};
 // the rare int8 activation that lands on the other side of a rounding boundary); relative to the
 // largest logit.
 constexpr float kLogitTolerance = 2e-3f;
+// Where the GPU computes the head, it multiplies the fp32 hidden state by lm_head (fp32, or bf16
+// weights with fp32 activations) while the CPU reads both lm_head and the hidden state in bf16
+// (forward.cpp, kernels/cpu/bf16_matmul.hpp: within 2^-8 sum|w x| of the fp32 product). For these
+// random models sum|w x| is a few times the largest logit, so the CPU's own rounding reaches ~0.6%
+// of it (measured on the H100: 0.012-0.014 at max |logit| ~2.5): the head's tolerance covers that.
+constexpr float kHeadTolerance = 1.5e-2f;
+float logit_tolerance(bool head_on_gpu) {
+    return head_on_gpu ? kHeadTolerance : kLogitTolerance;
+}
 
 TEST_F(CudaTest, GpuAndHybridDecodeGiveTheCpuTokens) {
     for (const RuleCase& rc : kRules) {
@@ -424,7 +433,8 @@ TEST_F(CudaTest, GpuAndHybridDecodeGiveTheCpuTokens) {
                 const auto first = gpu.forward(prompt);
                 const float diff =
                     max_abs_diff(std::vector<float>(first.begin(), first.end()), first_cpu);
-                EXPECT_LE(diff, kLogitTolerance * std::max(1.0f, max_abs(first_cpu)));
+                const bool head_on_gpu = layers < 0 || layers == c.num_layers;
+                EXPECT_LE(diff, logit_tolerance(head_on_gpu) * std::max(1.0f, max_abs(first_cpu)));
                 if (layers == 0) {
                     EXPECT_EQ(diff, 0.0f);  // pure CPU
                 }
@@ -531,6 +541,7 @@ TEST_F(CudaTest, GpuStateRoundTripAndCpuInterchange) {
         const auto prompt = some_ids(12, c.vocab_size, 4);
         const auto path = (dir / (std::string(rc.rule) + ".tttstate")).string();
         for (const auto& model : {gpu_model, full_model}) {
+            const float tolerance = logit_tolerance(model == full_model);
             Session a(model);
             a.forward(prompt);
             a.save_state(path);
@@ -548,7 +559,7 @@ TEST_F(CudaTest, GpuStateRoundTripAndCpuInterchange) {
             cpu.load_state(path);
             const auto next_cpu = cpu.forward_token(7);
             EXPECT_LE(max_abs_diff(std::vector<float>(next_cpu.begin(), next_cpu.end()), expect),
-                      kLogitTolerance * std::max(1.0f, max_abs(next_cpu)));
+                      tolerance * std::max(1.0f, max_abs(next_cpu)));
             // States read on the host agree with the CPU's after the same tokens.
             for (int64_t l = 0; l < c.num_layers; ++l) {
                 const auto g = b.state(l), h = cpu.state(l);
@@ -563,7 +574,7 @@ TEST_F(CudaTest, GpuStateRoundTripAndCpuInterchange) {
             const auto cz = cpu.forward_token(9);
             EXPECT_LE(max_abs_diff(std::vector<float>(gz.begin(), gz.end()),
                                    std::vector<float>(cz.begin(), cz.end())),
-                      kLogitTolerance * std::max(1.0f, max_abs(cz)));
+                      tolerance * std::max(1.0f, max_abs(cz)));
             // reset() forgets on the device too.
             b.reset();
             Session fresh(model);
@@ -609,7 +620,7 @@ TEST_F(CudaTest, DefaultModelGivesTheCpuTokens) {
                 max_abs(first_cpu));
             if (!bf16) {
                 EXPECT_EQ(got, want);
-                EXPECT_LE(diff, kLogitTolerance * std::max(1.0f, max_abs(first_cpu)));
+                EXPECT_LE(diff, logit_tolerance(layers == L) * std::max(1.0f, max_abs(first_cpu)));
             } else {
                 // bf16 rounds every lm_head weight by up to 2^-9 relative.
                 EXPECT_LE(diff, 2e-2f * std::max(1.0f, max_abs(first_cpu)));
