@@ -265,37 +265,49 @@ __global__ void __launch_bounds__(256)
 //
 // Forward (state S, chunks first to last):   store S → states (as W = Sᵀ, the checkpoint);
 //                                            X = B1 − A1 S;  S += A2ᵀ X.
-// Backward (state G, chunks last to first):  read Qᵀ dO from states (S layout, put there by a
-//                                            batched product), store G there instead;
-//                                            X = B1 + A1 G;  G += Qᵀ dO − A2ᵀ X.
-// with forward A1 = Wk, B1 = U (X = U'), A2 = K; backward A1 = K, B1 = Mᵀ dO (X = dU'), A2 = Wk.
-// X overwrites B1 (its slab columns) in global memory.
-// Operands stream through shared memory in tiles (phase A: 32 columns of A1 by all C rows,
-// transposed; phase B: 16 rows of A2 by all Dh columns), double-buffered with cp.async so that the
-// next tile (also across phases and chunks) is in flight while one is computed.
+// Backward (state G, chunks last to first):  store G → states (S layout: G at the chunk's end);
+//                                            X = B1 + A1 G;  G += A3ᵀ B3 − A2ᵀ X.
+// with forward A1 = Wk, B1 = U (X = U'), A2 = K; backward A1 = K, B1 = Mᵀ dO (X = dU'), A2 = Wk,
+// A3 = Q, B3 = dO. X overwrites B1 (its slab columns) in global memory.
+//
+// The work per chunk is small and every operand is known in advance, so the kernel is bound by
+// the latency of its loads: the operands stream through a ring of kStages shared-memory tiles
+// (phase A: 32 columns of A1 by all C rows, transposed; phase B: tb rows of A2 or A3 by all Dh
+// columns) filled by cp.async kLook tiles ahead, across phases and chunks; the slab columns of B1
+// and B3 of a chunk come with its first tile (double-buffered by chunk parity). Nothing waits on
+// a global load; stores (X, states) are fire-and-forget.
 constexpr int kSlab = 32;
 constexpr int kSeqThreads = 256;
 constexpr int kTileJ = 32;
-constexpr int kTileT = 16;
+constexpr int kStages = 4;
+constexpr int kLook = kStages - 1;
 constexpr int kSS = kSlab + 4;      // row stride of slab-wide buffers (float4 aligned)
 constexpr int kTS = kMaxChunk + 4;  // row stride of a transposed phase-A tile
-constexpr int kMaxJpt = 512 / 32;   // state rows per thread in phase B (Dh <= 512)
+constexpr int kMaxJpt = 512 / 32;   // state rows per thread in phase B (CUDA cores; Dh <= 512)
 
 struct SeqArgs {
     const float* a1;
-    float* x;
+    float* x;  // in: B1, out: X
     const float* a2;
+    const float* a3;  // backward only
+    const float* b3;  // backward only
     float* states;
     Dims d;
     bool backward;
 };
 
-int tile_floats(int64_t Dh) {
-    return std::max<int>(kTileJ * kTS, kTileT * static_cast<int>(Dh));
+// Rows of a phase-B tile: a ring slot of at most 4096 floats (and at least 8 rows, one MMA step).
+__host__ __device__ constexpr int tile_rows(int Dh) {
+    return 4096 / Dh < 16 ? (4096 / Dh < 8 ? 8 : 4096 / Dh / 8 * 8) : 16;
+}
+__host__ __device__ constexpr int slot_floats(int Dh) {
+    return kTileJ * kTS > tile_rows(Dh) * Dh ? kTileJ * kTS : tile_rows(Dh) * Dh;
 }
 
 size_t seq_smem_bytes(int64_t Dh) {
-    return sizeof(float) * static_cast<size_t>(Dh * kSS + kMaxChunk * kSS + 2 * tile_floats(Dh));
+    const int dh = static_cast<int>(Dh);
+    return sizeof(float) *
+           static_cast<size_t>(dh * kSS + 5 * kMaxChunk * kSS + kStages * slot_floats(dh));
 }
 
 // The tensor-core form (kTensor, Dh a multiple of 64): the same products as 16×16×8 TF32 MMAs
@@ -321,54 +333,68 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     float* smem = reinterpret_cast<float*>(smem4);
     const Dims& d = a.d;
     const int Dh = static_cast<int>(d.Dh), C = static_cast<int>(d.C);
-    const int tf = max(kTileJ * kTS, kTileT * Dh);
-    float* st = smem;           // [Dh][kSS]: st[j][r] = S[j][i0 + r]
-    float* xs = st + Dh * kSS;  // [kMaxChunk][kSS]: sign·X of the slab
-    float* tiles = xs + kMaxChunk * kSS;
+    const int tb = tile_rows(Dh), sf = slot_floats(Dh);
+    float* st = smem;                        // [Dh][kSS]: st[j][r] = S[j][i0 + r]
+    float* xs = st + Dh * kSS;               // [kMaxChunk][kSS]: sign·X of the slab
+    float* bs = xs + kMaxChunk * kSS;        // [2][kMaxChunk][kSS]: B1 of the slab, by chunk parity
+    float* ds = bs + 2 * kMaxChunk * kSS;    // [2][kMaxChunk][kSS]: B3 of the slab (backward)
+    float* ring = ds + 2 * kMaxChunk * kSS;  // [kStages][sf]
     const int tid = threadIdx.x;
     const int64_t p = blockIdx.x, i0 = int64_t{blockIdx.y} * kSlab;
     const int64_t DD = d.Dh * d.Dh;
     const float sa = a.backward ? 1.0f : -1.0f, sb = a.backward ? -1.0f : 1.0f;
     for (int idx = tid; idx < Dh * kSS; idx += kSeqThreads) st[idx] = 0.0f;
-    for (int idx = tid; idx < kMaxChunk * kSS; idx += kSeqThreads) xs[idx] = 0.0f;
-    // (The MMAs read whole 16-row tiles: rows past the chunk must be finite.)
-    for (int idx = tid; idx < 2 * tf; idx += kSeqThreads) tiles[idx] = 0.0f;
+    // Rows past the chunk are read (times zero) by whole-tile MMAs: everything starts finite.
+    for (int idx = tid; idx < 5 * kMaxChunk * kSS + kStages * sf; idx += kSeqThreads)
+        xs[idx] = 0.0f;
+    __syncthreads();
 
-    const int na = Dh / kTileJ, nb = (C + kTileT - 1) / kTileT;
-    const int per_chunk = na + nb;
+    const int na = Dh / kTileJ, nb = (C + tb - 1) / tb, nb3 = a.backward ? nb : 0;
+    const int per_chunk = na + nb + nb3;  // >= 3 (Dh >= 64): see the parity buffers below
     const int64_t total = d.nc * per_chunk;
-    auto chunk_of = [&](int64_t g) {
-        const int64_t step = g / per_chunk;
-        return a.backward ? d.nc - 1 - step : step;
-    };
-    // Issues the copies of tile g into buffer g % 2.
+    auto chunk_of = [&](int64_t step) { return a.backward ? d.nc - 1 - step : step; };
+    // Issues the copies of tile g into ring slot g % kStages (and, with a chunk's first tile, its
+    // B1 and B3 slabs into the parity buffers: the chunk two back finished reading them, since a
+    // tile is issued kLook <= per_chunk iterations ahead), then commits one group.
     auto issue = [&](int64_t g) {
-        const int64_t pc = p * d.nc + chunk_of(g);
+        const int64_t step = g / per_chunk, pc = p * d.nc + chunk_of(step);
         const int idx = static_cast<int>(g % per_chunk);
-        float* buf = tiles + (g & 1) * tf;
+        float* buf = ring + (g % kStages) * sf;
+        if (idx == 0) {
+            float* b1s = bs + (step & 1) * kMaxChunk * kSS;
+            float* b3s = ds + (step & 1) * kMaxChunk * kSS;
+            for (int e = tid; e < C * (kSlab / 4); e += kSeqThreads) {
+                const int t = e / (kSlab / 4), r = (e % (kSlab / 4)) * 4;
+                const int64_t off = (pc * C + t) * Dh + i0 + r;
+                __pipeline_memcpy_async(b1s + t * kSS + r, a.x + off, 4 * sizeof(float));
+                if (a.backward)
+                    __pipeline_memcpy_async(b3s + t * kSS + r, a.b3 + off, 4 * sizeof(float));
+            }
+        }
         if (idx < na) {  // A1[:, j0 .. j0+32), transposed: buf[jj][t]
             const float* src = a.a1 + pc * C * Dh + idx * kTileJ;
             for (int e = tid; e < C * kTileJ; e += kSeqThreads) {
                 const int t = e / kTileJ, jj = e % kTileJ;
                 __pipeline_memcpy_async(buf + jj * kTS + t, src + t * Dh + jj, sizeof(float));
             }
-        } else {  // rows t0 .. t0+16 of A2, all columns: buf[tt][j]
-            const int t0 = (idx - na) * kTileT;
-            const int rows = min(kTileT, C - t0);
-            const float* src = a.a2 + (pc * C + t0) * Dh;
+        } else {  // rows t0 .. t0+tb of A2 (or A3), all columns: buf[tt][j]
+            const bool third = idx >= na + nb;
+            const int t0 = (idx - na - (third ? nb : 0)) * tb;
+            const int rows = min(tb, C - t0);
+            const float* src = (third ? a.a3 : a.a2) + (pc * C + t0) * Dh;
             for (int e = tid * 4; e < rows * Dh; e += kSeqThreads * 4)
                 __pipeline_memcpy_async(buf + e, src + e, 4 * sizeof(float));
         }
         __pipeline_commit();
     };
 
-    // Phase A: thread rows ty·4 .. +4, slab columns tx·2 .. +2.
+    // CUDA cores: phase A thread rows ty·4 .. +4, slab columns tx·2 .. +2; phase B state rows
+    // jg + 32·m (m < jpt), slab columns r0 .. r0+4.
     const int ty = tid / 16, tx = tid % 16;
-    // Phase B: thread state rows jg + 32·m (m < jpt), slab columns r0 .. r0+4.
     const int jg = tid / 8, r0 = (tid % 8) * 4, jpt = Dh / 32;
     float acc_a[4][2] = {};
     float acc_b[kMaxJpt][4] = {};
-    // Tensor form: warp tiles (see above).
+    // Tensor cores: warp tiles (see above).
     const int warp = tid >> 5, lane = tid & 31, rt = warp >> 1, ct = warp & 1, ntc = Dh / 64;
     FragC xacc;
     FragC sacc[kMaxTc];
@@ -377,178 +403,172 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
         for (int m = 0; m < kMaxTc; ++m) wmma::fill_fragment(sacc[m], 0.0f);
     }
 
-    issue(0);
+    for (int64_t g = 0; g < kLook; ++g)
+        if (g < total)
+            issue(g);
+        else
+            __pipeline_commit();
     for (int64_t g = 0; g < total; ++g) {
-        if (g + 1 < total) {
-            issue(g + 1);
-            __pipeline_wait_prior(1);
-        } else {
-            __pipeline_wait_prior(0);
-        }
+        if (g + kLook < total)
+            issue(g + kLook);
+        else
+            __pipeline_commit();  // an empty group keeps the count: tile g is kLook groups back
+        __pipeline_wait_prior(kLook);
         __syncthreads();
-        const int64_t c = chunk_of(g), pc = p * d.nc + c;
+        const int64_t step = g / per_chunk, pc = p * d.nc + chunk_of(step);
         const int idx = static_cast<int>(g % per_chunk);
-        const float* buf = tiles + (g & 1) * tf;
+        const float* buf = ring + (g % kStages) * sf;
+        const float* b1s = bs + (step & 1) * kMaxChunk * kSS;
+        const float* b3s = ds + (step & 1) * kMaxChunk * kSS;
         if (idx == 0) {
             // The state at this point: the checkpoint (forward, W layout) or G at the chunk's end
-            // (backward, S layout, where Qᵀ dO was: phase B starts from it, in the same
-            // thread's registers, so no other thread touches those elements in between).
+            // (backward, S layout).
             float* out = a.states + pc * DD;
             if constexpr (kTensor) {
 #pragma unroll
                 for (int m = 0; m < kMaxTc; ++m) {
                     if (m >= ntc) break;
                     const int j0 = (rt + 4 * m) * 16;
-                    if (!a.backward) {  // W[i][j] = S[j][i]: a column-major store
+                    if (!a.backward)  // W[i][j] = S[j][i]: a column-major store
                         wmma::store_matrix_sync(out + (i0 + ct * 16) * Dh + j0, sacc[m], Dh,
                                                 wmma::mem_col_major);
-                    } else {
-                        float* slot = out + j0 * Dh + i0 + ct * 16;
-                        FragC qdo;
-                        wmma::load_matrix_sync(qdo, slot, Dh, wmma::mem_row_major);
-                        __syncwarp();
-                        wmma::store_matrix_sync(slot, sacc[m], Dh, wmma::mem_row_major);
-#pragma unroll
-                        for (int i = 0; i < qdo.num_elements; ++i) sacc[m].x[i] += qdo.x[i];
-                    }
+                    else
+                        wmma::store_matrix_sync(out + j0 * Dh + i0 + ct * 16, sacc[m], Dh,
+                                                wmma::mem_row_major);
                 }
                 wmma::fill_fragment(xacc, 0.0f);
-            } else if (!a.backward) {
-                for (int e = tid; e < kSlab * Dh; e += kSeqThreads) {
-                    const int r = e / Dh, j = e % Dh;
-                    out[(i0 + r) * Dh + j] = st[j * kSS + r];
-                }
-#pragma unroll
-                for (int m = 0; m < kMaxJpt; ++m)
-                    acc_b[m][0] = acc_b[m][1] = acc_b[m][2] = acc_b[m][3] = 0.0f;
             } else {
-#pragma unroll
-                for (int m = 0; m < kMaxJpt; ++m) {
-                    if (m >= jpt) break;
-                    const int j = jg + 32 * m;
-                    float4* slot = reinterpret_cast<float4*>(out + j * Dh + i0 + r0);
-                    const float4 qdo = *slot;
-                    *slot = *reinterpret_cast<const float4*>(st + j * kSS + r0);
-                    acc_b[m][0] = qdo.x, acc_b[m][1] = qdo.y, acc_b[m][2] = qdo.z;
-                    acc_b[m][3] = qdo.w;
+                if (!a.backward) {
+                    for (int e = tid; e < kSlab * Dh; e += kSeqThreads) {
+                        const int r = e / Dh, j = e % Dh;
+                        out[(i0 + r) * Dh + j] = st[j * kSS + r];
+                    }
+                } else {
+                    for (int e = tid; e < kSlab * Dh; e += kSeqThreads) {
+                        const int j = e / kSlab, r = e % kSlab;
+                        out[j * Dh + i0 + r] = st[j * kSS + r];
+                    }
                 }
+#pragma unroll
+                for (int u = 0; u < 4; ++u) acc_a[u][0] = acc_a[u][1] = 0.0f;
             }
-#pragma unroll
-            for (int u = 0; u < 4; ++u) acc_a[u][0] = acc_a[u][1] = 0.0f;
         }
-        if (kTensor && idx < na) {
+        if (idx < na) {
             const int j0 = idx * kTileJ;
-            if (rt * 16 < C) {
+            if constexpr (kTensor) {
+                if (rt * 16 < C) {
 #pragma unroll
-                for (int kk = 0; kk < kTileJ / 8; ++kk) {
-                    FragA fa;
-                    FragB fb;
-                    wmma::load_matrix_sync(fa, buf + kk * 8 * kTS + rt * 16, kTS);
-                    wmma::load_matrix_sync(fb, st + (j0 + kk * 8) * kSS + ct * 16, kSS);
-                    to_tf32(fa);
-                    to_tf32(fb);
-                    wmma::mma_sync(xacc, fa, fb, xacc);
+                    for (int kk = 0; kk < kTileJ / 8; ++kk) {
+                        FragA fa;
+                        FragB fb;
+                        wmma::load_matrix_sync(fa, buf + kk * 8 * kTS + rt * 16, kTS);
+                        wmma::load_matrix_sync(fb, st + (j0 + kk * 8) * kSS + ct * 16, kSS);
+                        to_tf32(fa);
+                        to_tf32(fb);
+                        wmma::mma_sync(xacc, fa, fb, xacc);
+                    }
+                    if (idx == na - 1) {  // X = B1 ± A1·state for this warp's tile
+                        wmma::store_matrix_sync(xs + rt * 16 * kSS + ct * 16, xacc, kSS,
+                                                wmma::mem_row_major);
+                        __syncwarp();
+                        for (int e = lane; e < 256; e += 32) {
+                            const int t = rt * 16 + e / 16, r = ct * 16 + e % 16;
+                            float& xv = xs[t * kSS + r];
+                            if (t < C) {
+                                const float x = b1s[t * kSS + r] + sa * xv;
+                                a.x[(pc * C + t) * Dh + i0 + r] = x;
+                                xv = sb * x;
+                            } else {
+                                xv = 0.0f;
+                            }
+                        }
+                    }
                 }
-                if (idx == na - 1) {  // X = B1 ± A1·state for this warp's tile
-                    float* xt = xs + rt * 16 * kSS + ct * 16;
-                    wmma::store_matrix_sync(xt, xacc, kSS, wmma::mem_row_major);
-                    __syncwarp();
-                    for (int e = lane; e < 256; e += 32) {
-                        const int t = rt * 16 + e / 16, r = ct * 16 + e % 16;
-                        float& xv = xs[t * kSS + r];
-                        if (t < C) {
-                            float* xg = a.x + (pc * C + t) * Dh + i0 + r;
-                            const float x = *xg + sa * xv;
-                            *xg = x;
-                            xv = sb * x;
-                        } else {
-                            xv = 0.0f;
+            } else {
+#pragma unroll 8
+                for (int jj = 0; jj < kTileJ; ++jj) {
+                    const float4 av = *reinterpret_cast<const float4*>(buf + jj * kTS + ty * 4);
+                    const float2 sv =
+                        *reinterpret_cast<const float2*>(st + (j0 + jj) * kSS + tx * 2);
+                    acc_a[0][0] += av.x * sv.x, acc_a[0][1] += av.x * sv.y;
+                    acc_a[1][0] += av.y * sv.x, acc_a[1][1] += av.y * sv.y;
+                    acc_a[2][0] += av.z * sv.x, acc_a[2][1] += av.z * sv.y;
+                    acc_a[3][0] += av.w * sv.x, acc_a[3][1] += av.w * sv.y;
+                }
+                if (idx == na - 1) {  // X = B1 ± A1·state for this thread's 4×2 entries
+#pragma unroll
+                    for (int u = 0; u < 4; ++u) {
+                        const int t = ty * 4 + u;
+                        if (t >= C) continue;
+#pragma unroll
+                        for (int r = 0; r < 2; ++r) {
+                            const int col = tx * 2 + r;
+                            const float x = b1s[t * kSS + col] + sa * acc_a[u][r];
+                            a.x[(pc * C + t) * Dh + i0 + col] = x;
+                            xs[t * kSS + col] = sb * x;
                         }
                     }
                 }
             }
-        } else if (kTensor) {
-            const int t0 = (idx - na) * kTileT;
+        } else {
+            const bool third = idx >= na + nb;
+            const int t0 = (idx - na - (third ? nb : 0)) * tb;
+            const int rows = min(tb, C - t0);
+            const float* vals = third ? b3s : xs;  // rows past C are 0 in both
+            if constexpr (kTensor) {
+                for (int kk = 0; kk * 8 < rows; ++kk) {
+                    FragB fb;
+                    wmma::load_matrix_sync(fb, vals + (t0 + kk * 8) * kSS + ct * 16, kSS);
+                    to_tf32(fb);
 #pragma unroll
-            for (int kk = 0; kk < kTileT / 8; ++kk) {
-                FragB fb;
-                wmma::load_matrix_sync(fb, xs + (t0 + kk * 8) * kSS + ct * 16, kSS);
-                to_tf32(fb);
-#pragma unroll
-                for (int m = 0; m < kMaxTc; ++m) {
-                    if (m >= ntc) break;
-                    FragA fa;
-                    wmma::load_matrix_sync(fa, buf + kk * 8 * Dh + (rt + 4 * m) * 16, Dh);
-                    to_tf32(fa);
-                    wmma::mma_sync(sacc[m], fa, fb, sacc[m]);
+                    for (int m = 0; m < kMaxTc; ++m) {
+                        if (m >= ntc) break;
+                        FragA fa;
+                        wmma::load_matrix_sync(fa, buf + kk * 8 * Dh + (rt + 4 * m) * 16, Dh);
+                        to_tf32(fa);
+                        wmma::mma_sync(sacc[m], fa, fb, sacc[m]);
+                    }
                 }
-            }
-            if (idx == per_chunk - 1) {  // the state to st for the next chunk's phase A
+                if (idx == per_chunk - 1) {  // the state to st for the next chunk's phase A
 #pragma unroll
-                for (int m = 0; m < kMaxTc; ++m) {
-                    if (m >= ntc) break;
-                    wmma::store_matrix_sync(st + (rt + 4 * m) * 16 * kSS + ct * 16, sacc[m], kSS,
-                                            wmma::mem_row_major);
+                    for (int m = 0; m < kMaxTc; ++m) {
+                        if (m >= ntc) break;
+                        wmma::store_matrix_sync(st + (rt + 4 * m) * 16 * kSS + ct * 16, sacc[m],
+                                                kSS, wmma::mem_row_major);
+                    }
                 }
-            }
-        } else if (idx < na) {
-            const int j0 = idx * kTileJ;
-#pragma unroll 8
-            for (int jj = 0; jj < kTileJ; ++jj) {
-                const float4 av = *reinterpret_cast<const float4*>(buf + jj * kTS + ty * 4);
-                const float2 sv = *reinterpret_cast<const float2*>(st + (j0 + jj) * kSS + tx * 2);
-                acc_a[0][0] += av.x * sv.x, acc_a[0][1] += av.x * sv.y;
-                acc_a[1][0] += av.y * sv.x, acc_a[1][1] += av.y * sv.y;
-                acc_a[2][0] += av.z * sv.x, acc_a[2][1] += av.z * sv.y;
-                acc_a[3][0] += av.w * sv.x, acc_a[3][1] += av.w * sv.y;
-            }
-            if (idx == na - 1) {  // X = B1 ± A1·state for this thread's 4×2 entries
+            } else {
+                if (idx == na) {  // the first phase-B tile: the state into registers
 #pragma unroll
-                for (int u = 0; u < 4; ++u) {
-                    const int t = ty * 4 + u;
-                    if (t >= C) continue;
-                    float* xrow = a.x + (pc * C + t) * Dh + i0 + tx * 2;
+                    for (int m = 0; m < kMaxJpt; ++m) {
+                        if (m >= jpt) break;
+                        const float4 s4 =
+                            *reinterpret_cast<const float4*>(st + (jg + 32 * m) * kSS + r0);
+                        acc_b[m][0] = s4.x, acc_b[m][1] = s4.y, acc_b[m][2] = s4.z;
+                        acc_b[m][3] = s4.w;
+                    }
+                }
+                for (int tt = 0; tt < rows; ++tt) {
+                    const float4 xv = *reinterpret_cast<const float4*>(vals + (t0 + tt) * kSS + r0);
 #pragma unroll
-                    for (int r = 0; r < 2; ++r) {
-                        const float x = xrow[r] + sa * acc_a[u][r];
-                        xrow[r] = x;
-                        xs[t * kSS + tx * 2 + r] = sb * x;
+                    for (int m = 0; m < kMaxJpt; ++m) {
+                        if (m >= jpt) break;
+                        const float av = buf[tt * Dh + jg + 32 * m];
+                        acc_b[m][0] += av * xv.x, acc_b[m][1] += av * xv.y;
+                        acc_b[m][2] += av * xv.z, acc_b[m][3] += av * xv.w;
+                    }
+                }
+                if (idx == per_chunk - 1) {  // the last phase-B tile: the state back to st
+#pragma unroll
+                    for (int m = 0; m < kMaxJpt; ++m) {
+                        if (m >= jpt) break;
+                        *reinterpret_cast<float4*>(st + (jg + 32 * m) * kSS + r0) =
+                            make_float4(acc_b[m][0], acc_b[m][1], acc_b[m][2], acc_b[m][3]);
                     }
                 }
             }
-        } else {
-            const int t0 = (idx - na) * kTileT;
-            const int rows = min(kTileT, C - t0);
-            if (idx == na) {  // the first phase-B tile: the state into registers
-#pragma unroll
-                for (int m = 0; m < kMaxJpt; ++m) {
-                    if (m >= jpt) break;
-                    const float4 s4 =
-                        *reinterpret_cast<const float4*>(st + (jg + 32 * m) * kSS + r0);
-                    acc_b[m][0] += s4.x, acc_b[m][1] += s4.y, acc_b[m][2] += s4.z;
-                    acc_b[m][3] += s4.w;
-                }
-            }
-            for (int tt = 0; tt < rows; ++tt) {
-                const float4 xv = *reinterpret_cast<const float4*>(xs + (t0 + tt) * kSS + r0);
-#pragma unroll
-                for (int m = 0; m < kMaxJpt; ++m) {
-                    if (m >= jpt) break;
-                    const float av = buf[tt * Dh + jg + 32 * m];
-                    acc_b[m][0] += av * xv.x, acc_b[m][1] += av * xv.y;
-                    acc_b[m][2] += av * xv.z, acc_b[m][3] += av * xv.w;
-                }
-            }
-            if (idx == per_chunk - 1) {  // the last phase-B tile: the state back to st
-#pragma unroll
-                for (int m = 0; m < kMaxJpt; ++m) {
-                    if (m >= jpt) break;
-                    *reinterpret_cast<float4*>(st + (jg + 32 * m) * kSS + r0) =
-                        make_float4(acc_b[m][0], acc_b[m][1], acc_b[m][2], acc_b[m][3]);
-                }
-            }
         }
-        __syncthreads();  // buffer g % 2, xs and st are consistent for the next tile
+        __syncthreads();  // the slot, xs and st are consistent for the next tile
     }
 }
 
@@ -600,7 +620,7 @@ void check_shape(const train::TttScanShape& s, const char* what) {
           ErrorKind::kInvalidArgument, "CUDA: {}: bad shape B={} T={} H={} Dh={} chunk={}", what,
           s.B, s.T, s.H, s.Dh, s.chunk);
     check(ttt_chunk_supported(s), ErrorKind::kInvalidArgument,
-          "CUDA: {}: the chunked scan needs Dh a multiple of 32 in [32, 512] and chunk <= 64 "
+          "CUDA: {}: the chunked scan needs Dh a multiple of 32 in [64, 512] and chunk <= 64 "
           "(Dh={}, chunk={})",
           what, s.Dh, s.chunk);
     check(s.B * s.H * s.chunks() < (int64_t{1} << 30) &&
@@ -620,7 +640,7 @@ void ttt_chunk_set_tf32(bool on) {
 }
 
 bool ttt_chunk_supported(const train::TttScanShape& s) {
-    return s.Dh % 32 == 0 && s.Dh >= 32 && s.Dh <= 512 && s.chunk >= 1 && s.chunk <= kMaxChunk;
+    return s.Dh % 32 == 0 && s.Dh >= 64 && s.Dh <= 512 && s.chunk >= 1 && s.chunk <= kMaxChunk;
 }
 
 size_t ttt_chunk_workspace_bytes(const train::TttScanShape& s) {
@@ -663,7 +683,7 @@ void ttt_chunk_forward(float* y, float* checkpoints, const float* q, const float
             batch);
     timer.mark("gemm");
     // The state from chunk to chunk: checkpoints, and U' (over U).
-    run_seq({w.wk, w.x1, K, checkpoints, d, false}, st);
+    run_seq({w.wk, w.x1, K, nullptr, nullptr, checkpoints, d, false}, st);
     timer.mark("seq");
     // O = Q S0 + M U' (S0 = Wᵀ: Q Wᵀ).
     gemm_rm(st, false, true, C, Dh, Dh, 1.0f, {Q, Dh, sa}, {checkpoints, Dh, sdd}, 0.0f, w.x2, Dh,
@@ -713,12 +733,8 @@ void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const floa
     gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.m, C, scc}, {dO, Dh, sa}, 0.0f, w.x1, Dh, sa,
             batch);
     timer.mark("gemm");
-    // Qᵀ dO per chunk (into the slots of G), then G from chunk to chunk (last to first): G at
-    // every chunk's end, and dU' (over Mᵀ dO).
-    gemm_rm(st, true, false, Dh, Dh, C, 1.0f, {Q, Dh, sa}, {dO, Dh, sa}, 0.0f, w.gend, Dh, sdd,
-            batch);
-    timer.mark("gemm");
-    run_seq({K, w.x1, w.wk, w.gend, d, true}, st);
+    // G from chunk to chunk (last to first): G at every chunk's end, and dU' (over Mᵀ dO).
+    run_seq({K, w.x1, w.wk, Q, dO, w.gend, d, true}, st);
     timer.mark("seq");
     const float* dU = w.x1;
     // X = V − K S0 (= V − K Wᵀ), U' = T X.

@@ -37,7 +37,7 @@
 
 namespace bitttt::cuda {
 
-// Shapes the chunked kernels handle: Dh a multiple of 32 in [32, 512], chunk in [1, 64].
+// Shapes the chunked kernels handle: Dh a multiple of 32 in [64, 512], chunk in [1, 64].
 bool ttt_chunk_supported(const train::TttScanShape& s);
 
 size_t ttt_chunk_workspace_bytes(const train::TttScanShape& s);
