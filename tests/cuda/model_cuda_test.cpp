@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <span>
 #include <vector>
 
 #include "bitttt/model.hpp"
@@ -384,6 +386,51 @@ std::vector<int32_t> greedy(Session& s, const std::vector<int32_t>& prompt, int6
     return s.generate(prompt, o).tokens;
 }
 
+// Greedy decoding that also records, at every step, how far apart the two largest logits are.
+struct GreedyRun {
+    std::vector<int32_t> tokens;
+    std::vector<float> gaps;  // top-1 minus top-2 logit at each step
+    float max_logit = 0.0f;   // the largest |logit| seen
+};
+
+GreedyRun greedy_run(Session& s, const std::vector<int32_t>& prompt, int64_t n) {
+    GreedyRun r;
+    auto first = s.forward(prompt);
+    std::vector<float> logits(first.begin(), first.end());
+    for (int64_t i = 0; i < n; ++i) {
+        size_t best = 0;
+        for (size_t j = 1; j < logits.size(); ++j)
+            if (logits[j] > logits[best]) best = j;
+        float second = -std::numeric_limits<float>::infinity();
+        for (size_t j = 0; j < logits.size(); ++j)
+            if (j != best) second = std::max(second, logits[j]);
+        r.tokens.push_back(static_cast<int32_t>(best));
+        r.gaps.push_back(logits[best] - second);
+        r.max_logit = std::max(r.max_logit, max_abs(std::span<const float>(logits)));
+        auto next = s.forward_token(static_cast<int32_t>(best));
+        logits.assign(next.begin(), next.end());
+    }
+    return r;
+}
+
+// The GPU's greedy tokens must be the CPU's, except that from a step where the CPU's two best
+// logits lie within `tolerance` of each other (rounding within the stated logit tolerance may order
+// them either way) the two runs may part; after that they continue from different tokens.
+void expect_same_greedy(const GreedyRun& cpu, const std::vector<int32_t>& got, float tolerance) {
+    ASSERT_EQ(got.size(), cpu.tokens.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+        if (got[i] == cpu.tokens[i]) continue;
+        EXPECT_LE(cpu.gaps[i], tolerance)
+            << "step " << i << ": the GPU chose " << got[i] << ", the CPU " << cpu.tokens[i]
+            << " with a clear margin";
+        std::printf(
+            "[ greedy ] the runs part at step %zu of %zu, a near tie on the CPU (gap %.3g, "
+            "tolerance %.3g)\n",
+            i, got.size(), cpu.gaps[i], tolerance);
+        return;
+    }
+}
+
 std::vector<int32_t> some_ids(int64_t n, int64_t vocab, uint64_t seed) {
     Rng rng(seed);
     std::vector<int32_t> ids(static_cast<size_t>(n));
@@ -421,7 +468,7 @@ TEST_F(CudaTest, GpuAndHybridDecodeGiveTheCpuTokens) {
         const auto second = cpu.forward(prompt);  // the second read: the TTT state matters
         const std::vector<float> first_cpu(second.begin(), second.end());
         cpu.reset();
-        const auto want = greedy(cpu, prompt, 24);
+        const GreedyRun want = greedy_run(cpu, prompt, 24);
         for (int64_t layers : {int64_t{0}, int64_t{1}, int64_t{2}, int64_t{3}, int64_t{-1}}) {
             for (bool bf16 : {false, true}) {
                 SCOPED_TRACE(testing::Message() << rc.rule << " heads " << rc.heads
@@ -444,7 +491,9 @@ TEST_F(CudaTest, GpuAndHybridDecodeGiveTheCpuTokens) {
                     rc.rule, static_cast<long long>(rc.heads), static_cast<long long>(layers),
                     bf16 ? 1 : 0, diff, max_abs(first_cpu));
                 gpu.reset();
-                EXPECT_EQ(greedy(gpu, prompt, 24), want);
+                expect_same_greedy(
+                    want, greedy(gpu, prompt, 24),
+                    2.0f * logit_tolerance(head_on_gpu) * std::max(1.0f, want.max_logit));
             }
         }
     }
@@ -466,7 +515,7 @@ TEST_F(CudaTest, WideReconstructDecodeGivesTheCpuTokens) {
     const ModelWeights w = bf16_exact_random(c, 17);
     const auto prompt = some_ids(6, c.vocab_size, 18);
     Session cpu(Model::from_weights(w));
-    const auto want = greedy(cpu, prompt, 16);
+    const GreedyRun want = greedy_run(cpu, prompt, 16);
     cpu.reset();
     cpu.forward(prompt);
     const auto cpu_next = cpu.forward_token(5);
@@ -487,7 +536,9 @@ TEST_F(CudaTest, WideReconstructDecodeGivesTheCpuTokens) {
                                                            cpu_next.begin(), cpu_next.end()))));
         }
         gpu.reset();
-        EXPECT_EQ(greedy(gpu, prompt, 16), want);
+        expect_same_greedy(
+            want, greedy(gpu, prompt, 16),
+            2.0f * logit_tolerance(layers == c.num_layers) * std::max(1.0f, want.max_logit));
     }
 }
 
