@@ -22,32 +22,13 @@
 #include "kernels/cpu/ttt_scan.hpp"
 #include "kernels/cuda/gemv_float.hpp"
 #include "kernels/cuda/kernels.hpp"
+#include "random_ternary_weights.hpp"
 
 namespace bitttt::cuda::test {
 namespace {
 
-using kernels::packed_bytes;
 using kernels::packed_cols;
 using kernels::TernaryWeights;
-
-struct Weights {
-    AlignedBuffer<uint8_t> codes;
-    TernaryWeights host;
-    DeviceBuffer device_codes;
-    Weights(int64_t rows, int64_t cols, Rng& rng) {
-        std::vector<int8_t> q(static_cast<size_t>(rows * cols));
-        for (auto& v : q) v = static_cast<int8_t>(static_cast<int>(rng.below(3)) - 1);
-        codes.resize(static_cast<size_t>(std::max<int64_t>(packed_bytes(rows, cols), 1)));
-        kernels::pack_ternary(q.data(), rows, cols, codes.data());
-        host = {codes.data(), rows, cols, 0.25f + rng.uniform()};
-        device_codes =
-            DeviceBuffer(static_cast<size_t>(std::max<int64_t>(packed_bytes(rows, cols), 16)));
-        device_codes.copy_from_host(codes.data(), static_cast<size_t>(packed_bytes(rows, cols)));
-    }
-    TernaryWeights device() const {
-        return {device_codes.as<uint8_t>(), host.rows, host.cols, host.scale};
-    }
-};
 
 // y = W · quantize(x) on the CPU (scalar references); returns the activation scale too.
 std::vector<float> cpu_gemv(const Weights& w, const std::vector<float>& x, float* act_scale) {

@@ -22,96 +22,27 @@
 #include "cuda_test_util.hpp"
 #include "kernels/cuda/ttt_scan_train.hpp"
 #include "train/ttt_bptt.hpp"
+#include "ttt_scan_problem.hpp"
 
 namespace bitttt::cuda::test {
 namespace {
 
 using train::TttScanShape;
+using Case = ScanCase;
 
-std::vector<float> normal_vector(size_t n, Rng& rng, float scale = 1.0f) {
-    std::vector<float> v(n);
-    for (auto& x : v) x = rng.normal() * scale;
-    return v;
-}
-
-// Keys (and queries) with unit norm per head, as the models feed them: η‖k‖² < 2 keeps the
-// recurrence stable, so long scans stay well conditioned.
-std::vector<float> unit_rows(int64_t rows, int64_t heads, int64_t dh, Rng& rng) {
-    auto v = normal_vector(static_cast<size_t>(rows * heads * dh), rng);
-    for (int64_t r = 0; r < rows * heads; ++r) {
-        double sum = 0;
-        for (int64_t j = 0; j < dh; ++j) sum += double(v[r * dh + j]) * v[r * dh + j];
-        const float inv = static_cast<float>(1.0 / std::sqrt(sum));
-        for (int64_t j = 0; j < dh; ++j) v[r * dh + j] *= inv;
-    }
-    return v;
-}
-
-std::vector<double> to_double(const std::vector<float>& v) {
-    return {v.begin(), v.end()};
-}
-
-void expect_close(const std::vector<float>& got, const std::vector<double>& ref, const char* what) {
-    ASSERT_EQ(got.size(), ref.size());
-    double max_ref = 0;
-    for (double r : ref) max_ref = std::max(max_ref, std::fabs(r));
-    int misses = 0;
-    double worst = 0;
-    for (size_t i = 0; i < ref.size(); ++i) {
-        const double err = std::fabs(double(got[i]) - ref[i]);
-        worst = std::max(worst, err / std::max(max_ref, 1e-30));
-        if (!(err <= 2e-4 * std::fabs(ref[i]) + 2e-4 * max_ref) && misses++ < 5)
-            ADD_FAILURE() << what << " element " << i << ": " << got[i] << " vs " << ref[i]
-                          << " (max|ref| " << max_ref << ")";
-    }
-    EXPECT_EQ(misses, 0) << what << ": worst error / max|ref| = " << worst;
-}
-
-struct Case {
-    int64_t B, T, H, Dh, chunk;
-    bool read_before, eta_per_token, aliased;
-};
+constexpr double kTolerance = 2e-4;
 
 void run_case(const Case& c) {
     SCOPED_TRACE(::testing::Message()
                  << "B " << c.B << " T " << c.T << " H " << c.H << " Dh " << c.Dh << " chunk "
                  << c.chunk << " read_before " << c.read_before << " eta_per_token "
                  << c.eta_per_token << " aliased " << c.aliased);
-    Rng rng(static_cast<uint64_t>(c.Dh * 1000 + c.H * 100 + c.T + c.read_before * 7 +
-                                  c.eta_per_token * 3 + c.aliased));
-    const TttScanShape s{c.B, c.T, c.H, c.Dh, c.read_before, c.chunk};
-    const int64_t N = c.B * c.T, n = N * c.H * c.Dh;
-    const auto un = static_cast<size_t>(n);
-    auto k = unit_rows(N, c.H, c.Dh, rng);
-    auto q = c.aliased ? k : unit_rows(N, c.H, c.Dh, rng);
-    auto v = c.aliased ? k : normal_vector(un, rng);
-    std::vector<float> eta(static_cast<size_t>(N * c.H));
-    for (auto& e : eta) e = 0.1f + 0.8f * rng.uniform();
-    const float eta_const = 0.37f;
-    auto dy = normal_vector(un, rng);
-    // Gradients accumulate: start from non-zero values.
-    auto dq0 = normal_vector(un, rng), dk0 = normal_vector(un, rng), dv0 = normal_vector(un, rng);
-    auto deta0 = normal_vector(eta.size(), rng);
-
-    // CPU reference in double.
-    std::vector<double> y_ref(un), ck_ref(static_cast<size_t>(s.checkpoint_floats()));
-    const auto qd = to_double(q), kd = to_double(k), vd = to_double(v), etad = to_double(eta);
-    const double* eta_ptr = c.eta_per_token ? etad.data() : nullptr;
-    train::ttt_scan_forward<double>(y_ref.data(), ck_ref.data(), qd.data(), kd.data(), vd.data(),
-                                    eta_ptr, double(eta_const), s);
-    std::vector<double> dq_ref = to_double(dq0), dk_ref = to_double(dk0), dv_ref = to_double(dv0);
-    std::vector<double> deta_ref = to_double(deta0);
-    const auto dyd = to_double(dy);
-    if (c.aliased) {  // one gradient buffer for q, k and v
-        for (size_t i = 0; i < un; ++i) dq_ref[i] = dq0[i];
-        train::ttt_scan_backward<double>(dq_ref.data(), dq_ref.data(), dq_ref.data(),
-                                         deta_ref.data(), dyd.data(), ck_ref.data(), kd.data(),
-                                         kd.data(), kd.data(), eta_ptr, double(eta_const), s);
-    } else {
-        train::ttt_scan_backward<double>(dq_ref.data(), dk_ref.data(), dv_ref.data(),
-                                         deta_ref.data(), dyd.data(), ck_ref.data(), qd.data(),
-                                         kd.data(), vd.data(), eta_ptr, double(eta_const), s);
-    }
+    const ScanProblem p(c);
+    const TttScanShape& s = p.shape;
+    const auto un = p.y_ref.size();
+    const std::vector<float>&q = p.q, &k = p.k, &v = p.v, &eta = p.eta, &dy = p.dy;
+    const std::vector<float>&dq0 = p.dq0, &dk0 = p.dk0, &dv0 = p.dv0, &deta0 = p.deta0;
+    const float eta_const = p.eta_const;
 
     // GPU, the fast version and the simple one.
     for (bool simple : {false, true}) {
@@ -136,15 +67,15 @@ void run_case(const Case& c) {
                           d_ws.data(), stream);
         stream.synchronize();
 
-        expect_close(download<float>(d_y, un), y_ref, "y");
-        expect_close(download<float>(d_ck, ck_ref.size()), ck_ref, "checkpoints");
-        expect_close(download<float>(d_dq, un), dq_ref, "dq");
+        expect_close(download<float>(d_y, un), p.y_ref, kTolerance, "y");
+        expect_close(download<float>(d_ck, p.ck_ref.size()), p.ck_ref, kTolerance, "checkpoints");
+        expect_close(download<float>(d_dq, un), p.dq_ref, kTolerance, "dq");
         if (!c.aliased) {
-            expect_close(download<float>(d_dk, un), dk_ref, "dk");
-            expect_close(download<float>(d_dv, un), dv_ref, "dv");
+            expect_close(download<float>(d_dk, un), p.dk_ref, kTolerance, "dk");
+            expect_close(download<float>(d_dv, un), p.dv_ref, kTolerance, "dv");
         }
         // deta is untouched with a constant η.
-        expect_close(download<float>(d_deta, eta.size()), deta_ref, "deta");
+        expect_close(download<float>(d_deta, eta.size()), p.deta_ref, kTolerance, "deta");
         ttt_scan_force_simple(false);
     }
 }
