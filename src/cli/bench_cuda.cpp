@@ -15,9 +15,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli/bench.hpp"
@@ -312,6 +314,9 @@ class DecodeModel {
                                   seed++, stream);
         states_ = cuda::DeviceBuffer(static_cast<size_t>(state_bytes_));
         states_.fill_bytes(0);  // W0 = 0 (DESIGN.md §2.2); the warm-up tokens fill it
+        pending_floats_ = cuda::ttt_pending_floats(c.ttt_dim);
+        pending_ = cuda::DeviceBuffer(static_cast<size_t>(c.layers * pending_floats_) * 4);
+        pending_.fill_bytes(0);
         embed_ = cuda::DeviceBuffer(static_cast<size_t>(lm_head_bytes_));
         lm_head_ = cuda::DeviceBuffer(static_cast<size_t>(lm_head_bytes_));
         cuda::fill_random_bf16(embed_.as<uint16_t>(), c.vocab * c.dim, 1.0f, seed++, stream);
@@ -342,8 +347,11 @@ class DecodeModel {
     // x += down(h); each writer publishes the statistics its reader needs.
     // ttt = false leaves out the TTT state steps (z stays as it was): for the time breakdown;
     // prefetch = false makes the steps load the state only after the previous kernel has ended.
+    // step: the plain TTT step, or the deferred one (kernels.hpp: last token's state update applied
+    // while ttt.down runs) with its rows held in registers or streamed.
+    enum class Step { kPlain, kDeferredRegisters, kDeferredStreamed };
     void enqueue_chain_token(const cuda::Stream& stream, int64_t token, bool ttt = true,
-                             bool prefetch = true) const {
+                             bool prefetch = true, Step step = Step::kPlain) const {
         const DecodeConfig& c = c_;
         float* x = x_.as<float>();
         auto* keys = keys_.as<unsigned long long>();
@@ -360,9 +368,14 @@ class DecodeModel {
                 h{pc, groups_, keys + 4 * l + 2}, act{nullptr, 0, keys + 4 * l + 3};
             cuda::ternary_gemv_float(layer.ttt_down, {x, c.dim, norm1(l), c.eps, a}, f_.as<float>(),
                                      false, {}, nullptr, stream);
-            if (ttt)
+            if (ttt && step == Step::kPlain)
                 cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
                                            z_.as<float>(), stream, z.key, prefetch);
+            else if (ttt)
+                cuda::ttt_reconstruct_step_deferred(
+                    state, c.ttt_dim, c.inner_lr, f_.as<float>(), z_.as<float>(),
+                    pending_.as<float>() + l * pending_floats_, stream, z.key, prefetch,
+                    step == Step::kDeferredRegisters);
             cuda::ternary_gemv_float(layer.ttt_up, {z_.as<float>(), c.ttt_dim, nullptr, 0.0f, z}, x,
                                      true, h, norm2, stream);
             cuda::ternary_gemv_swiglu(layer.gate, layer.up, {x, c.dim, norm2, c.eps, h},
@@ -388,6 +401,20 @@ class DecodeModel {
     }
     void reset_states(const cuda::Stream& stream) const {
         cuda::memset_device(states_.data(), 0, states_.bytes(), stream);
+        cuda::memset_device(pending_.data(), 0, pending_.bytes(), stream);
+    }
+    // Applies the deferred steps' pending updates (after Step::kDeferred* tokens).
+    void apply_pending(const cuda::Stream& stream) const {
+        for (int64_t l = 0; l < c_.layers; ++l)
+            cuda::ttt_apply_pending(states_.as<float>() + l * c_.ttt_dim * c_.ttt_dim, c_.ttt_dim,
+                                    pending_.as<float>() + l * pending_floats_, stream);
+    }
+    // The whole TTT state (for comparing token paths).
+    std::vector<float> states(const cuda::Stream& stream) const {
+        std::vector<float> host(states_.bytes() / 4);
+        cuda::copy_device_to_host(host.data(), states_.data(), states_.bytes(), stream);
+        stream.synchronize();
+        return host;
     }
 
     // One decode step for a fixed token (its embedding row), enqueued on stream.
@@ -485,6 +512,8 @@ class DecodeModel {
     cuda::QuantizedActivations acts_;
     int64_t groups_ = 0;                  // 16-value groups of a D-row
     cuda::DeviceBuffer partials_, keys_;  // row statistics of the on-the-fly chain
+    int64_t pending_floats_ = 0;          // per layer: the deferred TTT step's pending update
+    cuda::DeviceBuffer pending_;
 };
 
 void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
@@ -594,6 +623,53 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         reporter.report({fmt::format("cuda.decode.{}.chain_without_state_prefetch", tag), 1e3 / ms,
                          "tokens/s", fmt::format("with the prefetch {:.1f} tok/s", tokens_per_s),
                          token_ms / ms});
+    }
+
+    // The chain with the deferred TTT step: the last token's state update is applied while
+    // ttt.down streams its weights (W's read and write off the critical path). Same values: after
+    // 3 tokens from the same state, logits and (once the pending updates are applied) states must
+    // equal the plain chain's bit for bit.
+    {
+        using Step = DecodeModel::Step;
+        auto run_tokens = [&](Step step) {
+            model.reset_states(stream);
+            for (int64_t t = 0; t < 3; ++t)
+                model.enqueue_chain_token(stream, 42 + t, true, true, step);
+            model.apply_pending(stream);
+            return std::make_pair(model.logits(stream), model.states(stream));
+        };
+        const auto plain = run_tokens(Step::kPlain);
+        for (const Step step : {Step::kDeferredRegisters, Step::kDeferredStreamed}) {
+            const std::string name = step == Step::kDeferredRegisters
+                                         ? "deferred_ttt_step"
+                                         : "deferred_ttt_step_streamed";
+            const auto got = run_tokens(step);
+            size_t logit_diffs = 0, state_diffs = 0;
+            for (size_t i = 0; i < got.first.size(); ++i)
+                logit_diffs += std::memcmp(&got.first[i], &plain.first[i], 4) != 0 ? 1 : 0;
+            for (size_t i = 0; i < got.second.size(); ++i)
+                state_diffs += std::memcmp(&got.second[i], &plain.second[i], 4) != 0 ? 1 : 0;
+            reporter.report({fmt::format("cuda.decode.{}.{}.bit_differences", tag, name),
+                             static_cast<double>(logit_diffs + state_diffs), "",
+                             fmt::format("logits ({}) and TTT states ({}) differing from the plain "
+                                         "step's after 3 tokens",
+                                         logit_diffs, state_diffs),
+                             0.0});
+            auto graph = std::make_unique<cuda::Graph>();
+            graph->begin_capture(stream);
+            model.enqueue_chain_token(stream, 42, true, true, step);
+            graph->end_capture(stream);
+            const double ms = median_device_ms(
+                stream, [&] { graph->launch(stream); }, 7, inner);
+            const double tps = 1e3 / ms;
+            reporter.report({fmt::format("cuda.decode.{}.{}.tokens_per_s", tag, name), tps,
+                             "tokens/s",
+                             fmt::format("plain TTT step {:.1f} tok/s; bandwidth bound {:.1f}; "
+                                         "{:.3f} ms/token",
+                                         tokens_per_s, bound_tokens_per_s, ms),
+                             token_ms / ms});
+        }
+        model.reset_states(stream);
     }
 
     // The reference: separate single-block norm/quantize kernels between the GEMVs.

@@ -209,6 +209,92 @@ TEST_F(VectorOpsCuda, TttStepMatchesScalarScan) {
     }
 }
 
+// The deferred step (state one update behind, kernels.hpp) against the plain one: two states
+// stepped in turn (as two layers of a decode token: the other state's step runs between two steps
+// of one, so the pending update may be applied before the PDL wait), then the pending updates
+// applied. z, the z keys and the final states must equal the plain step's bit for bit where both
+// sum in the same order (dt % 4 == 0 up to 2048, or dt % 4 != 0); dt = 4096 streams in float4s
+// where the plain step reads scalars: close.
+TEST_F(VectorOpsCuda, TttDeferredStepEqualsPlainStep) {
+    Rng rng(8);
+    const float eta = 0.1f;
+    const int64_t tokens = 4;
+    for (int64_t dt : {1, 3, 17, 64, 255, 256, 2048, 2049, 4096}) {
+        for (const bool hold_rows : {true, false}) {
+            for (const bool early : {true, false}) {
+                SCOPED_TRACE(::testing::Message()
+                             << "dt " << dt << " hold_rows " << hold_rows << " early " << early);
+                const size_t n = static_cast<size_t>(dt * dt);
+                const auto w0 = random_vector(n, rng, 0.3f), w1 = random_vector(n, rng, 0.3f);
+                const auto f = random_vector(static_cast<size_t>(2 * tokens * dt), rng, 2.0f);
+                DeviceBuffer df = upload(f);
+                Stream stream;
+                auto run = [&](bool deferred) {
+                    DeviceBuffer dw[2] = {upload(w0), upload(w1)};
+                    const auto pf = static_cast<size_t>(ttt_pending_floats(dt));
+                    DeviceBuffer pending[2] = {upload(std::vector<float>(pf, 0.0f)),
+                                               upload(std::vector<float>(pf, 0.0f))};
+                    DeviceBuffer dz = upload(std::vector<float>(f.size(), NAN));
+                    DeviceBuffer keys = upload(std::vector<uint64_t>(2 * tokens, 0));
+                    for (int64_t t = 0; t < tokens; ++t) {
+                        for (int s = 0; s < 2; ++s) {
+                            const int64_t at = (2 * t + s) * dt;
+                            unsigned long long* key = keys.as<unsigned long long>() + 2 * t + s;
+                            if (deferred)
+                                ttt_reconstruct_step_deferred(
+                                    dw[s].as<float>(), dt, eta, df.as<float>() + at,
+                                    dz.as<float>() + at, pending[s].as<float>(), stream, key, early,
+                                    hold_rows);
+                            else
+                                ttt_reconstruct_step(dw[s].as<float>(), dt, eta,
+                                                     df.as<float>() + at, dz.as<float>() + at,
+                                                     stream, key);
+                        }
+                    }
+                    if (deferred)
+                        for (int s = 0; s < 2; ++s)
+                            ttt_apply_pending(dw[s].as<float>(), dt, pending[s].as<float>(),
+                                              stream);
+                    stream.synchronize();
+                    std::vector<float> out = download<float>(dz, f.size());
+                    for (int s = 0; s < 2; ++s) {
+                        const auto ws = download<float>(dw[s], n);
+                        out.insert(out.end(), ws.begin(), ws.end());
+                    }
+                    const auto k = download<uint64_t>(keys, 2 * tokens);
+                    for (const uint64_t key : k) out.push_back(static_cast<float>(key >> 32));
+                    return out;
+                };
+                const auto plain = run(false), deferred = run(true);
+                ASSERT_EQ(plain.size(), deferred.size());
+                if (dt % 4 != 0 || dt <= 2048) {
+                    size_t differ = 0;
+                    for (size_t i = 0; i < plain.size(); ++i)
+                        differ += bits(plain[i]) != bits(deferred[i]) ? 1 : 0;
+                    EXPECT_EQ(differ, 0u);
+                } else {
+                    expect_close(deferred, plain, 1e-5f, 1e-6f);
+                }
+                // The steps did something: the final states differ from the initial ones.
+                EXPECT_NE(std::vector<float>(deferred.begin() + static_cast<int64_t>(f.size()),
+                                             deferred.begin() + static_cast<int64_t>(f.size() + n)),
+                          w0);
+            }
+        }
+    }
+}
+
+TEST_F(VectorOpsCuda, TttDeferredStepRejectsBadArguments) {
+    Stream stream;
+    DeviceBuffer buf(4096);
+    float* p = buf.as<float>();
+    EXPECT_THROW(ttt_reconstruct_step_deferred(p, 0, 0.1f, p, p + 8, p + 16, stream), Error);
+    EXPECT_THROW(ttt_reconstruct_step_deferred(p, 4, 0.1f, p, p, p + 16, stream), Error);
+    EXPECT_THROW(ttt_reconstruct_step_deferred(p, 4, 0.1f, p, p + 8, nullptr, stream), Error);
+    EXPECT_THROW(ttt_reconstruct_step_deferred(p, 4, 0.1f, p, p + 8, p + 17, stream), Error);
+    EXPECT_THROW(ttt_apply_pending(p, 100000, p + 16, stream), Error);
+}
+
 TEST_F(VectorOpsCuda, TttStepRejectsBadArguments) {
     Stream stream;
     DeviceBuffer buf(4096);

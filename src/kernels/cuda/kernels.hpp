@@ -90,6 +90,29 @@ void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float
                           const Stream& stream, unsigned long long* z_absmax_key = nullptr,
                           bool prefetch_state = false);
 
+// The same step with its state write taken off the token's critical path: W is kept one update
+// behind, the update of the last token (e = z − f̂ and f̂) waits in `pending`, and each step first
+// applies it (W_t = W_{t-1} − η e f̂ᵀ, row by row, written back) and then computes z = W_t f̂ for
+// this token and leaves its own update pending. The values are those of ttt_reconstruct_step, bit
+// for bit, once ttt_apply_pending has run. With `early` the pending update is applied before the
+// previous kernel on the stream has finished (PDL): neither W nor `pending` may be written by the
+// kernel launched just before (in a decode token the TTT down projection runs just before the
+// step). Why: W's 2·dt² floats of reading and writing then overlap the down projection, a
+// latency-bound GEMV that leaves most of the memory bandwidth idle.
+// pending: ttt_pending_floats(dt) floats on the device, 16-byte aligned, zeroed before the first
+// step (zero = nothing pending); one buffer per state. W alone is the state only after
+// ttt_apply_pending (e.g. before saving it or running the prompt scan on it). hold_rows keeps
+// rows of up to 2048 floats in registers across the wait (~120 registers a thread); without it
+// W_t is written before the wait and read again after it (mostly from L2) by a kernel of ~40
+// registers, whose blocks all fit on the SMs beside the down projection. Both sum z in the same
+// order (bit-identical); dt % 4 != 0 or unaligned W takes a scalar path.
+int64_t ttt_pending_floats(int64_t dt);
+void ttt_reconstruct_step_deferred(float* w, int64_t dt, float eta, const float* f, float* z,
+                                   float* pending, const Stream& stream,
+                                   unsigned long long* z_absmax_key = nullptr, bool early = false,
+                                   bool hold_rows = true);
+void ttt_apply_pending(float* w, int64_t dt, float* pending, const Stream& stream);
+
 // ---- dense bf16 products (embeddings and lm_head stay floating point, DESIGN.md §2) ----
 
 // y[n] = Σ_k bf16_to_float(w[n, k]) x[k] for n < rows (w row-major, bf16 bit patterns,

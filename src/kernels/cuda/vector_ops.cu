@@ -263,6 +263,37 @@ constexpr int kTttRowsPerBlock = kTttThreads / 32;
 constexpr int kTttVectorsPerLane = 16;  // float4 registers per lane: rows up to 2048 floats
 constexpr int64_t kTttMaxDim = 12288;   // f̂ in 48 KB of shared memory
 
+// f̂ = f / (‖f‖₂ + 1e-6) into shared memory, the same sum in the same order in every block (and in
+// both step kernels: the deferred step gives the same bits as the plain one).
+__device__ __forceinline__ void ttt_normalize_key(const float* f, int dt, float* fh) {
+    float sum_sq = 0.0f;
+    for (int j = threadIdx.x; j < dt; j += blockDim.x) sum_sq += f[j] * f[j];
+    sum_sq = block_reduce(sum_sq, SumOp{}, 0.0f);
+    const float inv_norm = __fdiv_rn(1.0f, __fadd_rn(sqrtf(sum_sq), kernels::kTttNormEps));
+    for (int j = threadIdx.x; j < dt; j += blockDim.x) fh[j] = __fmul_rn(f[j], inv_norm);
+    __syncthreads();
+}
+
+// One value of the rank-1 update, W_ij + (−η f̂_j) e_i with e_i = z_i − f̂_i, rounded as written.
+__device__ __forceinline__ float ttt_update(float w, float eta, float fh_j, float e_i) {
+    return __fadd_rn(w, __fmul_rn(__fmul_rn(-eta, fh_j), e_i));
+}
+
+// max |z| of the block's rows for the GEMV that quantizes z on the fly (gemv_float.hpp): one
+// atomic per block.
+__device__ __forceinline__ void ttt_publish_key(unsigned long long* z_key, float dot, int row,
+                                                int dt) {
+    __shared__ unsigned long long keys[kTttRowsPerBlock];
+    const int lane = threadIdx.x & 31;
+    if (lane == 0) keys[threadIdx.x >> 5] = row < dt ? detail::absmax_key(dot, row) : 0ull;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        unsigned long long best = 0;
+        for (int i = 0; i < kTttRowsPerBlock; ++i) best = keys[i] > best ? keys[i] : best;
+        if (best != 0) atomicMax(z_key, best);
+    }
+}
+
 template <bool kRegisterRows>
 __global__ void __launch_bounds__(kTttThreads)
     ttt_step_kernel(float* w, int dt, float eta, const float* f, float* z,
@@ -289,12 +320,7 @@ __global__ void __launch_bounds__(kTttThreads)
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
     if (!prefetch_state) load_row();
-    float sum_sq = 0.0f;
-    for (int j = threadIdx.x; j < dt; j += blockDim.x) sum_sq += f[j] * f[j];
-    sum_sq = block_reduce(sum_sq, SumOp{}, 0.0f);
-    const float inv_norm = __fdiv_rn(1.0f, __fadd_rn(sqrtf(sum_sq), kernels::kTttNormEps));
-    for (int j = threadIdx.x; j < dt; j += blockDim.x) fh[j] = __fmul_rn(f[j], inv_norm);
-    __syncthreads();
+    ttt_normalize_key(f, dt, fh);
 
     float dot = 0.0f;
     if (row >= dt) {
@@ -321,10 +347,10 @@ __global__ void __launch_bounds__(kTttThreads)
             if (j < dt) {
                 const float4 h = fh4[j / 4];
                 float4 out;
-                out.x = __fadd_rn(v[i].x, __fmul_rn(__fmul_rn(-eta, h.x), e));
-                out.y = __fadd_rn(v[i].y, __fmul_rn(__fmul_rn(-eta, h.y), e));
-                out.z = __fadd_rn(v[i].z, __fmul_rn(__fmul_rn(-eta, h.z), e));
-                out.w = __fadd_rn(v[i].w, __fmul_rn(__fmul_rn(-eta, h.w), e));
+                out.x = ttt_update(v[i].x, eta, h.x, e);
+                out.y = ttt_update(v[i].y, eta, h.y, e);
+                out.z = ttt_update(v[i].z, eta, h.z, e);
+                out.w = ttt_update(v[i].w, eta, h.w, e);
                 *reinterpret_cast<float4*>(wr + j) = out;
             }
         }
@@ -334,20 +360,192 @@ __global__ void __launch_bounds__(kTttThreads)
         for (int offset = 16; offset > 0; offset >>= 1)
             dot += __shfl_xor_sync(0xffffffffu, dot, offset);
         const float e = dot - fh[row];
-        for (int j = lane; j < dt; j += 32)
-            wr[j] = __fadd_rn(wr[j], __fmul_rn(__fmul_rn(-eta, fh[j]), e));
+        for (int j = lane; j < dt; j += 32) wr[j] = ttt_update(wr[j], eta, fh[j], e);
     }
     if (lane == 0 && row < dt) z[row] = dot;
-    if (z_key == nullptr) return;
-    // max |z| for the GEMV that quantizes z on the fly (gemv_float.hpp): one atomic per block.
-    __shared__ unsigned long long keys[kTttRowsPerBlock];
-    if (lane == 0) keys[threadIdx.x >> 5] = row < dt ? detail::absmax_key(dot, row) : 0ull;
+    if (z_key != nullptr) ttt_publish_key(z_key, dot, row, dt);
+}
+
+// ---- the deferred TTT step (kernels.hpp) ----
+// The pending update of the previous token, one buffer per layer (floats, 16-byte aligned):
+//   [0, 4)                     header: generation, blocks done, valid (0/1), η (bits)
+//   [4, 4 + P)                 e = z − f̂ of the last step (P = dt rounded up to 4)
+//   [4 + P, 4 + 2P), [.., 3P)  f̂ of the last step, in the buffer of the generation's parity
+// A step reads f̂ from one buffer before its PDL wait and writes the new f̂ into the other (blocks
+// of the same launch may still be reading the first); the last block to finish flips the
+// generation, so the next step reads what this one wrote.
+struct TttPendingView {
+    unsigned* header;
+    float* e;
+    const float* fh_prev;
+    float* fh_next;
+    unsigned gen;
+    bool valid;
+    float eta;
+};
+
+__device__ __forceinline__ TttPendingView ttt_pending_view(float* pending, int dt) {
+    TttPendingView p;
+    p.header = reinterpret_cast<unsigned*>(pending);
+    const int padded = (dt + 3) & ~3;
+    p.gen = p.header[0];
+    p.valid = p.header[2] != 0u;
+    p.eta = __uint_as_float(p.header[3]);
+    p.e = pending + 4;
+    p.fh_prev = pending + 4 + padded + static_cast<int>(p.gen & 1u) * padded;
+    p.fh_next = pending + 4 + padded + static_cast<int>((p.gen + 1u) & 1u) * padded;
+    return p;
+}
+
+// kMode: 0 scalar loads (any dt), 1 rows held in registers across the PDL wait (dt % 4 == 0,
+// dt <= 2048; ~120 registers), 2 streamed in float4s (dt % 4 == 0): W_t is written before the
+// wait and read again (mostly from L2) for the product after it, so the kernel needs few
+// registers and all its blocks fit on the SMs beside the down projection.
+constexpr int kTttStreamUnroll = 4;  // float4 loads in flight per lane in mode 2
+
+template <int kMode>
+__global__ void __launch_bounds__(kTttThreads)
+    ttt_step_deferred_kernel(float* w, int dt, float eta, const float* f, float* z,
+                             unsigned long long* z_key, float* pending, bool early) {
+    extern __shared__ float4 fh4[];
+    float* fh = reinterpret_cast<float*>(fh4);
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * kTttRowsPerBlock + (threadIdx.x >> 5);
+    float* wr = w + static_cast<int64_t>(row < dt ? row : 0) * dt;
+    float4 v[kMode == 1 ? kTttVectorsPerLane : 1];
+    TttPendingView p{};
+    // W_t = W_{t-1} − η e f̂ᵀ of the previous token, written back: it needs nothing of this token,
+    // so with `early` it runs while the previous kernel (the TTT down projection) still streams
+    // its weights. Rows of mode 1 stay in v for the product below.
+    auto apply_pending = [&] {
+        p = ttt_pending_view(pending, dt);
+        if constexpr (kMode == 1) {
+#pragma unroll
+            for (int i = 0; i < kTttVectorsPerLane; ++i) {
+                const int j = (i * 32 + lane) * 4;
+                if (row < dt && j < dt) v[i] = *reinterpret_cast<const float4*>(wr + j);
+            }
+            if (!p.valid || row >= dt) return;
+            const float e = p.e[row];
+#pragma unroll
+            for (int i = 0; i < kTttVectorsPerLane; ++i) {
+                const int j = (i * 32 + lane) * 4;
+                if (j < dt) {
+                    const float4 h = *reinterpret_cast<const float4*>(p.fh_prev + j);
+                    v[i].x = ttt_update(v[i].x, p.eta, h.x, e);
+                    v[i].y = ttt_update(v[i].y, p.eta, h.y, e);
+                    v[i].z = ttt_update(v[i].z, p.eta, h.z, e);
+                    v[i].w = ttt_update(v[i].w, p.eta, h.w, e);
+                    *reinterpret_cast<float4*>(wr + j) = v[i];
+                }
+            }
+        } else if constexpr (kMode == 2) {
+            if (!p.valid || row >= dt) return;
+            const float e = p.e[row];
+            const int n4 = dt / 4;
+            float4* w4 = reinterpret_cast<float4*>(wr);
+            const float4* h4 = reinterpret_cast<const float4*>(p.fh_prev);
+            for (int c = lane; c < n4; c += 32 * kTttStreamUnroll) {
+                float4 x[kTttStreamUnroll];
+#pragma unroll
+                for (int i = 0; i < kTttStreamUnroll; ++i)
+                    if (c + 32 * i < n4) x[i] = w4[c + 32 * i];
+#pragma unroll
+                for (int i = 0; i < kTttStreamUnroll; ++i) {
+                    if (c + 32 * i >= n4) continue;
+                    const float4 h = h4[c + 32 * i];
+                    x[i].x = ttt_update(x[i].x, p.eta, h.x, e);
+                    x[i].y = ttt_update(x[i].y, p.eta, h.y, e);
+                    x[i].z = ttt_update(x[i].z, p.eta, h.z, e);
+                    x[i].w = ttt_update(x[i].w, p.eta, h.w, e);
+                    w4[c + 32 * i] = x[i];
+                }
+            }
+        } else {
+            if (!p.valid || row >= dt) return;
+            const float e = p.e[row];
+            for (int j = lane; j < dt; j += 32) wr[j] = ttt_update(wr[j], p.eta, p.fh_prev[j], e);
+        }
+    };
+    if (early) apply_pending();
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
+    if (!early) apply_pending();
+    ttt_normalize_key(f, dt, fh);
+
+    // z = W_t f̂ (the state before this token's update, as the plain step computes it), summed in
+    // the plain step's order in every mode: lane l takes the float4s l, l + 32, ... in turn.
+    float dot = 0.0f;
+    if (row < dt) {
+        if constexpr (kMode == 1) {
+#pragma unroll
+            for (int i = 0; i < kTttVectorsPerLane; ++i) {
+                const int j = (i * 32 + lane) * 4;
+                if (j < dt) {
+                    const float4 h = fh4[j / 4];
+                    dot = fmaf(v[i].x, h.x, dot);
+                    dot = fmaf(v[i].y, h.y, dot);
+                    dot = fmaf(v[i].z, h.z, dot);
+                    dot = fmaf(v[i].w, h.w, dot);
+                }
+            }
+        } else if constexpr (kMode == 2) {
+            const int n4 = dt / 4;
+            const float4* w4 = reinterpret_cast<const float4*>(wr);
+            for (int c = lane; c < n4; c += 32 * kTttStreamUnroll) {
+                float4 x[kTttStreamUnroll];
+#pragma unroll
+                for (int i = 0; i < kTttStreamUnroll; ++i)
+                    if (c + 32 * i < n4) x[i] = w4[c + 32 * i];
+#pragma unroll
+                for (int i = 0; i < kTttStreamUnroll; ++i) {
+                    if (c + 32 * i >= n4) continue;
+                    const float4 h = fh4[c + 32 * i];
+                    dot = fmaf(x[i].x, h.x, dot);
+                    dot = fmaf(x[i].y, h.y, dot);
+                    dot = fmaf(x[i].z, h.z, dot);
+                    dot = fmaf(x[i].w, h.w, dot);
+                }
+            }
+        } else {
+            for (int j = lane; j < dt; j += 32) dot = fmaf(wr[j], fh[j], dot);
+        }
+#pragma unroll
+        for (int offset = 16; offset > 0; offset >>= 1)
+            dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        if (lane == 0) {
+            z[row] = dot;
+            p.e[row] = dot - fh[row];  // the update of this token, applied by the next step
+            p.fh_next[row] = fh[row];  // each block writes f̂ of its own rows
+        }
+    }
+    if (z_key != nullptr) ttt_publish_key(z_key, dot, row, dt);
+    // The last block to finish publishes the new pending update (every block has read the header
+    // by now: it did so before counting itself done).
     __syncthreads();
     if (threadIdx.x == 0) {
-        unsigned long long best = 0;
-        for (int i = 0; i < kTttRowsPerBlock; ++i) best = keys[i] > best ? keys[i] : best;
-        if (best != 0) atomicMax(z_key, best);
+        __threadfence();
+        if (atomicAdd(&p.header[1], 1u) == gridDim.x - 1) {
+            p.header[1] = 0u;
+            p.header[3] = __float_as_uint(eta);
+            p.header[2] = 1u;
+            p.header[0] = p.gen + 1u;
+        }
     }
+}
+
+// Applies a layer's pending update to W and marks it applied (one warp per row).
+__global__ void __launch_bounds__(kTttThreads)
+    ttt_apply_pending_kernel(float* w, int dt, float* pending) {
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
+    const TttPendingView p = ttt_pending_view(pending, dt);
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * kTttRowsPerBlock + (threadIdx.x >> 5);
+    if (!p.valid || row >= dt) return;
+    float* wr = w + static_cast<int64_t>(row) * dt;
+    const float e = p.e[row];
+    for (int j = lane; j < dt; j += 32) wr[j] = ttt_update(wr[j], p.eta, p.fh_prev[j], e);
 }
 
 // ---- argument checks and launch shapes ----
@@ -452,6 +650,45 @@ void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float
                        in_registers ? ttt_step_kernel<true> : ttt_step_kernel<false>, dim3(blocks),
                        dim3(kTttThreads), smem, raw(stream), w, static_cast<int>(dt), eta, f, z,
                        z_absmax_key, prefetch_state);
+}
+
+int64_t ttt_pending_floats(int64_t dt) {
+    return 4 + 3 * ((dt + 3) / 4 * 4);
+}
+
+void ttt_reconstruct_step_deferred(float* w, int64_t dt, float eta, const float* f, float* z,
+                                   float* pending, const Stream& stream,
+                                   unsigned long long* z_absmax_key, bool early,
+                                   bool hold_rows) {
+    check(dt > 0 && dt <= kTttMaxDim, ErrorKind::kInvalidArgument,
+          "CUDA: ttt_reconstruct_step_deferred: state width {} is not in [1, {}]", dt, kTttMaxDim);
+    check(w != nullptr && f != nullptr && z != nullptr && z != f && pending != nullptr &&
+              aligned(pending, 16),
+          ErrorKind::kInvalidArgument,
+          "CUDA: ttt_reconstruct_step_deferred: null, aliased or misaligned buffers");
+    const unsigned blocks = static_cast<unsigned>((dt + kTttRowsPerBlock - 1) / kTttRowsPerBlock);
+    const size_t smem = static_cast<size_t>(dt) * sizeof(float);
+    const bool vectors = dt % 4 == 0 && aligned(w, 16);
+    const bool in_registers = vectors && dt <= 32 * 4 * kTttVectorsPerLane && hold_rows;
+    auto kernel = in_registers ? ttt_step_deferred_kernel<1>
+                  : vectors    ? ttt_step_deferred_kernel<2>
+                               : ttt_step_deferred_kernel<0>;
+    detail::launch_pdl("ttt_step_deferred_kernel", kernel, dim3(blocks), dim3(kTttThreads), smem,
+                       raw(stream), w, static_cast<int>(dt), eta, f, z, z_absmax_key, pending,
+                       early);
+}
+
+void ttt_apply_pending(float* w, int64_t dt, float* pending, const Stream& stream) {
+    check(dt > 0 && dt <= kTttMaxDim && w != nullptr && pending != nullptr && aligned(pending, 16),
+          ErrorKind::kInvalidArgument,
+          "CUDA: ttt_apply_pending: state width {} (1..{}) or null/misaligned buffers", dt,
+          kTttMaxDim);
+    const unsigned blocks = static_cast<unsigned>((dt + kTttRowsPerBlock - 1) / kTttRowsPerBlock);
+    detail::launch_pdl("ttt_apply_pending_kernel", ttt_apply_pending_kernel, dim3(blocks),
+                       dim3(kTttThreads), 0, raw(stream), w, static_cast<int>(dt), pending);
+    // The update is in W now: clear the valid flag (stream-ordered after the kernel).
+    detail::check_cuda(cudaMemsetAsync(pending + 2, 0, sizeof(unsigned), raw(stream)),
+                       "cudaMemsetAsync");
 }
 
 }  // namespace bitttt::cuda
