@@ -97,8 +97,10 @@ void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float
 // for bit, once ttt_apply_pending has run. With `early` the pending update is applied before the
 // previous kernel on the stream has finished (PDL): neither W nor `pending` may be written by the
 // kernel launched just before (in a decode token the TTT down projection runs just before the
-// step). Why: W's 2·dt² floats of reading and writing then overlap the down projection, a
-// latency-bound GEMV that leaves most of the memory bandwidth idle.
+// step). The idea: W's 2·dt² floats of reading and writing overlap the down projection, a
+// latency-bound GEMV that leaves most of the memory bandwidth idle. Measured 3% SLOWER than the
+// plain step in the 70B decode chain on an H100 (bench/RESULTS.md): kept for `bench cuda-decode`
+// as a comparison; sessions use ttt_reconstruct_step.
 // pending: ttt_pending_floats(dt) floats on the device, 16-byte aligned, zeroed before the first
 // step (zero = nothing pending); one buffer per state. W alone is the state only after
 // ttt_apply_pending (e.g. before saving it or running the prompt scan on it). hold_rows keeps
