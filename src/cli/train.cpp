@@ -70,9 +70,11 @@ void register_train(CLI::App& app) {
     cmd->add_flag("--gpu-recompute-mlp", o->gpu_recompute_mlp,
                   "Recompute the MLP's gate/up products in the backward instead of keeping them "
                   "(less GPU memory, more time per step, the same math)");
-    cmd->add_flag("--gpu-keep-activations", o->gpu_keep_activations,
-                  "Keep the normed/quantized activations the GPU backward otherwise recomputes "
-                  "(~9% faster steps, more GPU memory, the same math)");
+    cmd->add_option("--gpu-activations", o->gpu_activations,
+                    "Activations the GPU backward can recompute: keep (~9% faster steps), "
+                    "recompute (less GPU memory), or auto (keep them if everything fits in 90% "
+                    "of the GPU's free memory); the same math either way")
+        ->capture_default_str();
     cmd->add_option("--out", o->out_dir, "Output directory (metrics, checkpoint, model)")
         ->capture_default_str();
     cmd->add_option("--resume", o->resume,

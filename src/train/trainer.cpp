@@ -122,6 +122,11 @@ void check_options(const TrainOptions& o) {
     check(o.gpu_optimizer_state == "fp32" || o.gpu_optimizer_state == "bf16",
           ErrorKind::kInvalidArgument,
           "--gpu-optimizer-state '{}' is unknown (expected fp32 or bf16)", o.gpu_optimizer_state);
+    check(o.gpu_activations == "auto" || o.gpu_activations == "keep" ||
+              o.gpu_activations == "recompute",
+          ErrorKind::kInvalidArgument,
+          "--gpu-activations '{}' is unknown (expected auto, keep or recompute)",
+          o.gpu_activations);
 #if !BITTTT_HAS_CUDA
     check(o.device != "cuda", ErrorKind::kUnsupported,
           "--device cuda: this build has no CUDA backend (build with a CUDA compiler and "
@@ -231,9 +236,20 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
                                                                 : cuda::TrainPrecision::kBf16;
         const auto state = options_.gpu_optimizer_state == "bf16" ? cuda::OptimizerState::kBf16
                                                                   : cuda::OptimizerState::kFp32;
-        gpu_.reset(new Gpu{
-            GpuTrainModel(options_.model, precision,
-                          {state, options_.gpu_recompute_mlp, options_.gpu_keep_activations})});
+        cuda::GpuMemoryOptions memory{state, options_.gpu_recompute_mlp,
+                                      options_.gpu_activations == "keep"};
+        if (options_.gpu_activations == "auto") {
+            cuda::GpuMemoryOptions kept = memory;
+            kept.keep_activations = true;
+            int64_t need = 0;
+            for (const auto& item : GpuTrainModel::memory_plan(
+                     options_.model, precision, kept, options_.batch_size, options_.context_len))
+                need += item.bytes;
+            cuda::require_device("GPU training");
+            const cuda::DeviceInfo device = cuda::device_info();
+            memory.keep_activations = static_cast<double>(need) <= 0.9 * double(device.free_bytes);
+        }
+        gpu_.reset(new Gpu{GpuTrainModel(options_.model, precision, memory)});
         gpu_->model.upload(GpuTrainModel::Buffer::kParams, model_->params.data());
         gpu_->model.upload(GpuTrainModel::Buffer::kAdamM, adam_m_.data());
         gpu_->model.upload(GpuTrainModel::Buffer::kAdamV, adam_v_.data());

@@ -45,6 +45,7 @@ def test_help_lists_the_flags_with_the_seed_defaults(bitttt_cli):
 @pytest.mark.parametrize("args, message", [
     (["--device", "tpu"], "--device 'tpu'"),
     (["--gpu-optimizer-state", "fp8"], "--gpu-optimizer-state 'fp8'"),
+    (["--gpu-activations", "all"], "--gpu-activations 'all' is unknown"),
     (["--steps", "0"], "--steps must be positive"),
     (["--ttt-rule", "attention"], "unknown TTT rule"),
     (["--lr", "1e-5", "--min-lr", "1e-3"], "--min-lr"),
