@@ -658,8 +658,7 @@ int64_t ttt_pending_floats(int64_t dt) {
 
 void ttt_reconstruct_step_deferred(float* w, int64_t dt, float eta, const float* f, float* z,
                                    float* pending, const Stream& stream,
-                                   unsigned long long* z_absmax_key, bool early,
-                                   bool hold_rows) {
+                                   unsigned long long* z_absmax_key, bool early, bool hold_rows) {
     check(dt > 0 && dt <= kTttMaxDim, ErrorKind::kInvalidArgument,
           "CUDA: ttt_reconstruct_step_deferred: state width {} is not in [1, {}]", dt, kTttMaxDim);
     check(w != nullptr && f != nullptr && z != nullptr && z != f && pending != nullptr &&
