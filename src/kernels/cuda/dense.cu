@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/gemv_core.cuh"
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/pdl.cuh"
 
@@ -13,15 +14,8 @@ namespace {
 
 using detail::aligned;
 using detail::check_launch;
+using detail::load_once;
 using detail::raw;
-
-__device__ __forceinline__ uint4 load_once(const uint4* p) {
-    uint4 v;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
-    return v;
-}
 
 // A 32-bit word holds two bf16 values: the low half is the element at the lower address.
 __device__ __forceinline__ float bf16_low(uint32_t word) {
