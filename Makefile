@@ -7,11 +7,13 @@ PROMPT ?= Once upon a time
 
 APT_PACKAGES := cmake g++ make pkg-config libcli11-dev nlohmann-json3-dev libfmt-dev libpcre2-dev \
                 zlib1g-dev libxxhash-dev libomp-dev libgtest-dev libgmock-dev libbenchmark-dev
+LINT_PACKAGES := clang-format clang-tidy cppcheck
 PIP_PACKAGES := numpy pytest safetensors tokenizers nanobind scikit-build-core matplotlib
 
 BITTTT := $(BUILD_DIR)/bitttt
 
-.PHONY: all deps build python run test bench clean format fuzz fuzz-build fuzz-pack test-sanitize test-sanitize-ci
+.PHONY: all deps build python run test bench clean format lint lint-fast lint-changed lint-deps fuzz fuzz-build fuzz-pack \
+        test-sanitize test-sanitize-ci
 
 all: build
 
@@ -127,6 +129,25 @@ bench: build
 
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.h' '*.c' '*.cu' '*.cuh')
+
+# Static checks (tools/lint.sh): `make lint-fast` = clang-format check + cppcheck (seconds; CI runs
+# it), `make lint` adds clang-tidy on every src/ file (~25 s a file), `make lint-changed BASE=main`
+# runs clang-tidy only on the .cpp files changed since BASE.
+BASE ?= main
+lint-deps:
+	@missing=$$(for p in $(LINT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+lint-fast: build lint-deps
+	@BUILD_DIR=$(BUILD_DIR) tools/lint.sh --fast
+lint: build lint-deps
+	@BUILD_DIR=$(BUILD_DIR) tools/lint.sh
+lint-changed: build lint-deps
+	@files=$$(git diff --name-only --diff-filter=d $(BASE) -- 'src/*.cpp' 'tests/*.cpp'); \
+	if [ -z "$$files" ]; then BUILD_DIR=$(BUILD_DIR) tools/lint.sh --fast; \
+	else BUILD_DIR=$(BUILD_DIR) tools/lint.sh $$files; fi
 
 clean:
 	rm -rf $(BUILD_DIR)

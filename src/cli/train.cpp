@@ -96,7 +96,8 @@ void register_train(CLI::App& app) {
         if (options.resume.empty()) options.model.resolve_and_validate("command line");
         if (!dump->empty()) {
             options.progress = false;
-            train::Trainer(std::move(options)).dump_gradient(*dump);
+            train::Trainer dumper(std::move(options));
+            dumper.dump_gradient(*dump);
             return;
         }
         train::TrainOutcome outcome;

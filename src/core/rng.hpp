@@ -61,7 +61,7 @@ class Rng {
 
   private:
     static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-    uint64_t s_[4];
+    uint64_t s_[4]{};
 };
 
 }  // namespace bitttt
