@@ -20,7 +20,10 @@
 // `--gpu-optimizer-state bf16`.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "cli/bench.hpp"
@@ -138,8 +141,14 @@ void run_cases(const std::vector<Case>& cases, const BenchOptions& options,
         train_step();
         train_step();
         std::string phases;
-        for (const auto& [name, ms] : model.phase_ms())
-            phases += fmt::format("{}{} {:.2f}", phases.empty() ? "" : ", ", name, ms / 2);
+        auto phase_list = model.phase_ms();
+        const bool per_op = phase_list.size() > 12;  // BITTTT_CUDA_PROFILE: a line per op
+        if (per_op)
+            std::sort(phase_list.begin(), phase_list.end(),
+                      [](const auto& a, const auto& b) { return a.second > b.second; });
+        for (const auto& [name, ms] : phase_list)
+            phases += per_op ? fmt::format("\n    {:8.3f}  {}", ms / 2, name)
+                             : fmt::format("{}{} {:.2f}", phases.empty() ? "" : ", ", name, ms / 2);
         model.set_phase_timing(false);
         const double tokens_per_s = static_cast<double>(k.B * k.T) / dt;
         const double flops = model_flops_per_token(c) * tokens_per_s;
@@ -216,6 +225,14 @@ void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
         // measure the memory-lean setting (recompute), which auto picks on a small GPU.
         for (Case& k : cases) k.memory.keep_activations = true;
         for (const Case& k : vram_cases(false)) cases.push_back(k);
+    }
+    // BITTTT_CUDA_TRAIN_CASES=large,large.delta: only the cases of these labels (device calls
+    // that measure one config).
+    if (const char* only = std::getenv("BITTTT_CUDA_TRAIN_CASES")) {
+        const std::string list = std::string(",") + only + ",";
+        std::erase_if(cases, [&](const Case& k) {
+            return list.find(std::string(",") + k.label + ",") == std::string::npos;
+        });
     }
     run_cases(cases, options, reporter);
 }

@@ -293,6 +293,119 @@ TEST_F(TrainOpsCuda, BiasScaleColumnSumBf16) {
     }
 }
 
+// The MLP's fused kernels against the unfused GPU ops they replace, bit for bit: rescale gate and
+// up (train_scale_rows), SwiGLU, quantize; and the bf16 backward from the raw products against
+// the fp32 backward on the rescaled ones, rounded to bf16 plain and times the row scale. Shapes
+// with odd widths, a width too long for the shared-memory path (13000), and buffers one float
+// off 16-byte alignment (the scalar path of the row kernels).
+TEST_F(TrainOpsCuda, SwigluFusedMatchesUnfused) {
+    auto shapes = kShapes;
+    shapes.push_back({3, 13000});
+    for (auto [N, M] : shapes)
+        for (int64_t skew : {0, 1}) {
+            const int64_t n = N * M;
+            auto g = random_vec(n + skew, 40, 40.0f), u = random_vec(n + skew, 41, 40.0f);
+            auto dout = random_vec(n + skew, 42), rs = random_vec(N, 43, 0.1f);
+            const float bg = 0.61f, bu = 0.37f;
+            auto d_g = upload(g), d_u = upload(u), d_do = upload(dout), d_rs = upload(rs);
+            auto d_bg = upload(std::vector<float>{bg}), d_bu = upload(std::vector<float>{bu});
+            const float* gp = d_g.as<float>() + skew;
+            const float* up = d_u.as<float>() + skew;
+            const float* dop = d_do.as<float>() + skew;
+            Stream s;
+            // Fused, from the raw products.
+            auto d_codes = upload(std::vector<uint16_t>(n)), d_sc = upload(std::vector<float>(N));
+            auto d_q = upload(std::vector<float>(n));
+            train_swiglu_quant_forward(gp, up, d_rs.as<float>(), d_bg.as<float>(), d_bu.as<float>(),
+                                       d_q.as<float>(), d_codes.as<uint16_t>(), d_sc.as<float>(), N,
+                                       M, 8, s);
+            std::vector<DeviceBuffer> bf;
+            for (int i = 0; i < 4; ++i) bf.push_back(upload(std::vector<uint16_t>(n + 4)));
+            train_swiglu_backward_bf16(bf[0].as<uint16_t>() + skew, bf[1].as<uint16_t>() + skew,
+                                       bf[2].as<uint16_t>() + skew, bf[3].as<uint16_t>() + skew,
+                                       d_rs.as<float>(), d_bg.as<float>(), d_bu.as<float>(), dop,
+                                       gp, up, N, M, s);
+            // Unfused: rescale in place, then the plain ops.
+            auto d_g2 = upload(std::vector<float>(g.begin() + skew, g.end()));
+            auto d_u2 = upload(std::vector<float>(u.begin() + skew, u.end()));
+            train_scale_rows(d_g2.as<float>(), d_rs.as<float>(), d_bg.as<float>(), N, M, s);
+            train_scale_rows(d_u2.as<float>(), d_rs.as<float>(), d_bu.as<float>(), N, M, s);
+            auto d_sw = upload(std::vector<float>(n)), d_q2 = upload(std::vector<float>(n));
+            auto d_codes2 = upload(std::vector<uint16_t>(n)), d_sc2 = upload(std::vector<float>(N));
+            train_swiglu_forward(d_sw.as<float>(), d_g2.as<float>(), d_u2.as<float>(), n, s);
+            train_act_quant_forward(d_q2.as<float>(), d_codes2.as<uint16_t>(), d_sc2.as<float>(),
+                                    d_sw.as<float>(), N, M, 8, s);
+            auto d_dg = upload(std::vector<float>(n)), d_du = upload(std::vector<float>(n));
+            train_swiglu_backward(d_dg.as<float>(), d_du.as<float>(), dop, d_g2.as<float>(),
+                                  d_u2.as<float>(), n, s);
+            std::vector<DeviceBuffer> bf2;
+            for (int i = 0; i < 4; ++i) bf2.push_back(upload(std::vector<uint16_t>(n)));
+            train_to_bf16(bf2[0].as<uint16_t>(), d_dg.as<float>(), n, s);
+            train_to_bf16_rows(bf2[1].as<uint16_t>(), d_dg.as<float>(), d_rs.as<float>(), N, M, s);
+            train_to_bf16(bf2[2].as<uint16_t>(), d_du.as<float>(), n, s);
+            train_to_bf16_rows(bf2[3].as<uint16_t>(), d_du.as<float>(), d_rs.as<float>(), N, M, s);
+            s.synchronize();
+            // The raw products are left as they were.
+            const auto g_after = download<float>(d_g, n + skew);
+            for (int64_t i = 0; i < n + skew; ++i) ASSERT_EQ(bits(g_after[i]), bits(g[i]));
+            const auto q = download<float>(d_q, n), q2 = download<float>(d_q2, n);
+            const auto c = download<uint16_t>(d_codes, n), c2 = download<uint16_t>(d_codes2, n);
+            const auto sc = download<float>(d_sc, N), sc2 = download<float>(d_sc2, N);
+            for (int64_t i = 0; i < n; ++i) {
+                ASSERT_EQ(bits(q[i]), bits(q2[i]))
+                    << "swiglu_quant at " << i << " of " << N << "x" << M;
+                ASSERT_EQ(c[i], c2[i]) << "codes at " << i;
+            }
+            for (int64_t r = 0; r < N; ++r) ASSERT_EQ(bits(sc[r]), bits(sc2[r]));
+            for (int k = 0; k < 4; ++k) {
+                const auto a = download<uint16_t>(bf[static_cast<size_t>(k)], n + skew);
+                const auto b = download<uint16_t>(bf2[static_cast<size_t>(k)], n);
+                for (int64_t i = 0; i < n; ++i)
+                    ASSERT_EQ(a[static_cast<size_t>(i + skew)], b[static_cast<size_t>(i)])
+                        << "swiglu backward output " << k << " at " << i << " of " << N << "x" << M;
+            }
+        }
+}
+
+// train_to_bf16_pair = train_to_bf16 + train_to_bf16_rows; train_residual_scaled_forward against
+// the CPU formula (a + b · r · s), aligned and one float off.
+TEST_F(TrainOpsCuda, Bf16PairAndResidualScaled) {
+    for (auto [N, C] : kShapes)
+        for (int64_t skew : {0, 1}) {
+            const int64_t n = N * C;
+            auto x = random_vec(n + skew, 50), a = random_vec(n + skew, 51);
+            auto rs = random_vec(N, 52);
+            const float scalar = 0.29f;
+            auto d_x = upload(x), d_a = upload(a), d_rs = upload(rs);
+            auto d_sc = upload(std::vector<float>{scalar});
+            auto d_p = upload(std::vector<uint16_t>(n + skew)),
+                 d_s = upload(std::vector<uint16_t>(n + skew));
+            auto d_p2 = upload(std::vector<uint16_t>(n)), d_s2 = upload(std::vector<uint16_t>(n));
+            auto d_out = upload(std::vector<float>(n + skew));
+            const float* xp = d_x.as<float>() + skew;
+            Stream s;
+            train_to_bf16_pair(d_p.as<uint16_t>() + skew, d_s.as<uint16_t>() + skew, xp,
+                               d_rs.as<float>(), N, C, s);
+            train_to_bf16(d_p2.as<uint16_t>(), xp, n, s);
+            train_to_bf16_rows(d_s2.as<uint16_t>(), xp, d_rs.as<float>(), N, C, s);
+            train_residual_scaled_forward(d_out.as<float>() + skew, d_a.as<float>() + skew, xp,
+                                          d_rs.as<float>(), d_sc.as<float>(), N, C, s);
+            s.synchronize();
+            const auto p = download<uint16_t>(d_p, n + skew), p2 = download<uint16_t>(d_p2, n);
+            const auto sb = download<uint16_t>(d_s, n + skew), sb2 = download<uint16_t>(d_s2, n);
+            const auto out = download<float>(d_out, n + skew);
+            for (int64_t r = 0; r < N; ++r)
+                for (int64_t c = 0; c < C; ++c) {
+                    const size_t i = static_cast<size_t>(r * C + c), j = i + skew;
+                    ASSERT_EQ(p[j], p2[i]) << "plain at " << i;
+                    ASSERT_EQ(sb[j], sb2[i]) << "scaled at " << i;
+                    ASSERT_NEAR(from_bf16(p[j]), x[j], std::fabs(x[j]) / 256.0f);
+                    const float want = a[j] + x[j] * rs[r] * scalar;
+                    ASSERT_NEAR(out[j], want, 1e-6 + 2e-6 * std::fabs(want)) << "residual " << i;
+                }
+        }
+}
+
 TEST_F(TrainOpsCuda, CrossEntropyFused) {
     for (auto [N, V] : std::vector<std::pair<int64_t, int64_t>>{
              {1, 1}, {3, 7}, {17, 257}, {9, 16384}, {2, 40000}}) {

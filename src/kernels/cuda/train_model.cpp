@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -149,7 +150,9 @@ struct LayerActs {
     float *y = nullptr, *o_rstd = nullptr;    // delta: scan output
     float* ckpt = nullptr;                    // TTT state checkpoints
     float *h = nullptr, *ln2_rstd = nullptr;  // the MLP branch's input
-    float *gate = nullptr, *up = nullptr;     // SwiGLU inputs (rescaled; recompute_mlp: scratch)
+    // SwiGLU inputs (recompute_mlp: scratch); bf16: the raw products of codes, which the SwiGLU
+    // kernels rescale by ln2_q's row scale and the weights' β as they read them.
+    float *gate = nullptr, *up = nullptr;
 };
 
 // Values a layer's forward makes and its backward needs, recomputed there from LayerActs by the
@@ -340,6 +343,11 @@ struct GpuTrainModel::Impl : Activations {
     std::vector<const char*> labels;
     size_t marks = 0;
     std::vector<std::pair<std::string, double>> phase_ms;
+    // Per-op timing (BITTTT_CUDA_PROFILE=1 with phase timing on): an event after every kernel or
+    // product, each op's time summed under its own label ("fwd ..."/"bwd ..."; products by shape).
+    bool per_op = false;
+    bool in_backward = false;
+    std::deque<std::string> gemm_labels;  // stable storage for the products' labels
 
     Impl(const ModelConfig& c, TrainPrecision p, GpuMemoryOptions m)
         : config(c), layout(c), precision(p), mem(m), state(m.moments) {}
@@ -359,6 +367,19 @@ struct GpuTrainModel::Impl : Activations {
         }
         check_cuda(cudaEventRecord(events[marks], raw(stream)), "cudaEventRecord");
         labels[marks++] = label;
+    }
+    void op(const char* label) {
+        if (per_op) mark(label);
+    }
+    void op_gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
+                 cudaDataType at) {
+        if (!per_op || !timing) return;
+        const std::string label = fmt::format(
+            "{} GEMM {}{} {}x{}x{} {}", in_backward ? "bwd" : "fwd", ta == CUBLAS_OP_T ? 'T' : 'N',
+            tb == CUBLAS_OP_T ? 'T' : 'N', m, n, k, at == CUDA_R_16BF ? "bf16" : "fp32");
+        auto it = std::find(gemm_labels.begin(), gemm_labels.end(), label);
+        if (it == gemm_labels.end()) it = gemm_labels.insert(gemm_labels.end(), label);
+        mark(it->c_str());
     }
     void collect_marks() {
         if (!timing) return;
@@ -396,6 +417,7 @@ struct GpuTrainModel::Impl : Activations {
             betas.as<float>() + w.first, params.as<float>(), bl_offsets.as<int64_t>() + w.first,
             bl_sizes.as<int64_t>() + w.first, w.count, w.max_size, w.base, quantize, stream);
         cur_layer = static_cast<int>(l);
+        op(in_backward ? "bwd quantize_layer" : "fwd quantize_layer");
     }
     // Element offset of BitLinear weight wi in qweights (it must belong to cur_layer).
     int64_t qoff(int wi) const {
@@ -416,6 +438,7 @@ struct GpuTrainModel::Impl : Activations {
                                   static_cast<int>(ldb), beta, C, CUDA_R_32F, static_cast<int>(ldc),
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "cublasGemmEx");
+        op_gemm(ta, tb, m, n, k, at);
     }
 
     // Row-major out[N, OC] = x[N, C] · W[OC, C]ᵀ for BitLinear weight `wi` (cuBLAS sees the
@@ -432,7 +455,10 @@ struct GpuTrainModel::Impl : Activations {
         }
         gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
              x.codes, CUDA_R_16BF, C, out, OC, one(), zero());
-        if (rescale) train_scale_rows(out, x.scale, beta_of(wi), N, OC, stream);
+        if (rescale) {
+            train_scale_rows(out, x.scale, beta_of(wi), N, OC, stream);
+            op("fwd scale_rows");
+        }
     }
 
     // out = a + the product `raw` of bl_forward(..., rescale = false) by weight wi on input x.
@@ -442,6 +468,7 @@ struct GpuTrainModel::Impl : Activations {
             train_residual_scaled_forward(out, a, raw, x.scale, beta_of(wi), N, C, stream);
         else
             train_residual_forward(out, a, raw, N * C, stream);
+        op("fwd residual");
     }
 
     const float* beta_of(int wi) const {
@@ -460,8 +487,8 @@ struct GpuTrainModel::Impl : Activations {
                  G(wi), C, one(), one());
             return;
         }
-        train_to_bf16(dout_bf, dout, N * OC, stream);
-        train_to_bf16_rows(dout_scaled_bf, dout, x.scale, N, OC, stream);
+        train_to_bf16_pair(dout_bf, dout_scaled_bf, dout, x.scale, N, OC, stream);
+        op("bwd to_bf16_pair");
         bl_backward_bf16(dx, wi, dout_bf, dout_scaled_bf, x, N, C, OC, accumulate);
     }
 
@@ -478,6 +505,7 @@ struct GpuTrainModel::Impl : Activations {
 
     void act_quant(const Act& out, const float* in, int64_t N, int64_t C) {
         train_act_quant_forward(out.f, out.codes, out.scale, in, N, C, config.act_bits, stream);
+        op(in_backward ? "bwd act_quant" : "fwd act_quant");
     }
 
     train::TttScanShape shape() const { return scan_shape(config, B, T); }
@@ -521,6 +549,7 @@ struct GpuTrainModel::Impl : Activations {
             train_rmsnorm_quant_forward(a.ln1_rstd, sc.ln1_q.codes, sc.ln1_q.scale, a.res,
                                         P(w.norm1), N, D, c.norm_eps, c.act_bits, stream);
         }
+        op(in_backward ? "bwd recompute rmsnorm_quant" : "fwd rmsnorm_quant");
     }
     // The quantized input of the MLP (scratch), from a.h.
     void norm2_forward(LayerActs& a, const LayerIndex& w) {
@@ -533,10 +562,12 @@ struct GpuTrainModel::Impl : Activations {
             train_rmsnorm_forward(sc.ln2, a.ln2_rstd, a.h, P(w.norm2), N, D, c.norm_eps, stream);
             act_quant(sc.ln2_q, sc.ln2, N, D);
         }
+        op(in_backward ? "bwd recompute rmsnorm_quant" : "fwd rmsnorm_quant");
     }
 
     // gate and up products of the MLP from its quantized input, and the quantized SwiGLU output
-    // (scratch). bf16: the rescale of both products is fused into the SwiGLU + quantization.
+    // (scratch). bf16: gate and up stay raw products of codes; the SwiGLU kernels apply their
+    // rescale (γ/127 · β) whenever they read them.
     void mlp_products(LayerActs& a, const LayerIndex& w) {
         const ModelConfig& c = config;
         const int64_t N = B * T, D = c.hidden_dim, M = c.mlp_dim;
@@ -546,6 +577,7 @@ struct GpuTrainModel::Impl : Activations {
                                    bf16() ? beta_of(w.gate) : nullptr,
                                    bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f, sc.swi_q.codes,
                                    sc.swi_q.scale, N, M, c.act_bits, stream);
+        op(in_backward ? "bwd recompute swiglu_quant" : "fwd swiglu_quant");
     }
 
     // Before layer l's backward: its quantized weights and the scratch values of its forward,
@@ -564,14 +596,17 @@ struct GpuTrainModel::Impl : Activations {
         norm2_forward(a, w);
         if (mem.recompute_mlp) {
             mlp_products(a, w);
-        } else {
-            // gate and up are kept after the forward's rescale: no row scale now.
-            train_swiglu_quant_forward(a.gate, a.up, nullptr, nullptr, nullptr, sc.swi_q.f,
+        } else {  // gate and up are kept: only the SwiGLU and its quantization again
+            train_swiglu_quant_forward(a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr,
+                                       bf16() ? beta_of(w.gate) : nullptr,
+                                       bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f,
                                        sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+            op("bwd recompute swiglu_quant");
         }
         norm1_forward(a, w);
         if (c.ttt_rule != TttRule::kDelta) {
             train_l2norm_forward(sc.fhat, a.fnorm, a.f, N, Dt, stream);
+            op("bwd recompute l2norm");
         } else {
             train_l2norm_forward(sc.qhat, a.qnorm, a.q, N * H, Dh, stream);
             train_l2norm_forward(sc.khat, a.knorm, a.k, N * H, Dh, stream);
@@ -594,7 +629,9 @@ struct GpuTrainModel::Impl : Activations {
         if (bf16()) train_to_bf16(lm_bf16.as<uint16_t>(), P(lm_head), V * D, stream);
         mark("weight quantization");
 
+        in_backward = false;
         train_embedding_forward(acts[0].res, inputs, P(embed), N, D, stream);
+        op("fwd embedding");
         for (size_t li = 0; li < acts.size(); ++li) {
             LayerActs& a = acts[li];
             const LayerIndex& w = layers[li];
@@ -605,6 +642,7 @@ struct GpuTrainModel::Impl : Activations {
             if (!delta) {
                 bl_forward(a.f, sc.ln1_q, w.down, N, D, Dt);
                 train_l2norm_forward(sc.fhat, a.fnorm, a.f, N, Dt, stream);
+                op("fwd l2norm");
                 mark("forward layers (no scan)");
                 ttt_scan_forward(sc.z, a.ckpt, sc.fhat, sc.fhat, sc.fhat, nullptr, inner_lr, s,
                                  workspace.data(), stream);
@@ -640,6 +678,7 @@ struct GpuTrainModel::Impl : Activations {
             mark("forward layers (no scan)");
         }
         train_rmsnorm_forward(lnf, lnf_rstd, final_res, P(norm_f), N, D, eps, stream);
+        op("fwd final rmsnorm");
         have_targets = with_targets;
         const float dloss = 1.0f / static_cast<float>(N);
         if (!bf16()) {
@@ -660,6 +699,7 @@ struct GpuTrainModel::Impl : Activations {
                 if (with_targets)
                     train_crossentropy_fused(losses + r0, nullptr, dlogits_bf + r0 * V, logits,
                                              targets + r0, rows, V, dloss, stream);
+                op("fwd cross-entropy");
             }
             if (!with_targets) return;
         }
@@ -676,6 +716,7 @@ struct GpuTrainModel::Impl : Activations {
         const bool delta = c.ttt_rule == TttRule::kDelta;
         const train::TttScanShape s = shape();
         const float inner_lr = c.inner_lr;
+        in_backward = true;
 
         // lm_head: dlnf = dlogits · W, dW += dlogitsᵀ · lnf.
         if (bf16()) {
@@ -691,6 +732,7 @@ struct GpuTrainModel::Impl : Activations {
         }
         zero(dres, N * D);
         train_rmsnorm_backward(dres, G(norm_f), dln, final_res, P(norm_f), lnf_rstd, N, D, stream);
+        op("bwd rmsnorm_backward");
         mark("lm_head backward");
 
         for (int64_t li = static_cast<int64_t>(acts.size()) - 1; li >= 0; --li) {
@@ -704,8 +746,10 @@ struct GpuTrainModel::Impl : Activations {
                 // fp32 buffer holds two bf16 ones).
                 auto* dg = reinterpret_cast<uint16_t*>(dgate);
                 auto* du = reinterpret_cast<uint16_t*>(dup);
-                train_swiglu_backward_bf16(dg, dg + N * M, du, du + N * M, sc.ln2_q.scale, dswi,
-                                           a.gate, a.up, N, M, stream);
+                train_swiglu_backward_bf16(dg, dg + N * M, du, du + N * M, sc.ln2_q.scale,
+                                           beta_of(w.gate), beta_of(w.mlp_up), dswi, a.gate, a.up,
+                                           N, M, stream);
+                op("bwd swiglu_backward_bf16");
                 bl_backward_bf16(dln, w.gate, dg, dg + N * M, sc.ln2_q, N, D, M, false);
                 bl_backward_bf16(dln, w.mlp_up, du, du + N * M, sc.ln2_q, N, D, M, true);
             } else {
@@ -716,16 +760,19 @@ struct GpuTrainModel::Impl : Activations {
             }
             train_rmsnorm_backward(dres, G(w.norm2), dln, a.h, P(w.norm2), a.ln2_rstd, N, D,
                                    stream);
+            op("bwd rmsnorm_backward");
             // TTT branch (its first product into dln overwrites it)
             if (!delta) {
                 float *dz = dttt[0], *dfhat = dttt[1], *df = dttt[2];
                 zero(dfhat, N * Dt), zero(df, N * Dt);
+                op("bwd zero");
                 bl_backward(dz, w.up, dres, a.z_q, N, Dt, D, false);
                 mark("backward layers (no scan)");
                 ttt_scan_backward(dfhat, dfhat, dfhat, nullptr, dz, a.ckpt, sc.fhat, sc.fhat,
                                   sc.fhat, nullptr, inner_lr, s, workspace.data(), stream);
                 mark("TTT scan backward");
                 train_l2norm_backward(df, dfhat, a.f, a.fnorm, N, Dt, stream);
+                op("bwd l2norm_backward");
                 bl_backward(dln, w.down, df, sc.ln1_q, N, D, Dt, false);
             } else {
                 float *dout = dttt[0], *dy = dttt[1], *dqh = dttt[2], *dkh = dttt[3];
@@ -753,8 +800,10 @@ struct GpuTrainModel::Impl : Activations {
             }
             train_rmsnorm_backward(dres, G(w.norm1), dln, a.res, P(w.norm1), a.ln1_rstd, N, D,
                                    stream);
+            op("bwd rmsnorm_backward");
         }
         train_embedding_backward(G(embed), dres, inputs, N, D, stream);
+        op("bwd embedding");
         mark("backward layers (no scan)");
         have_targets = false;
     }
@@ -871,6 +920,8 @@ void GpuTrainModel::set_quantize_weights(bool on) {
 }
 void GpuTrainModel::set_phase_timing(bool on) {
     impl_->timing = on;
+    const char* env = std::getenv("BITTTT_CUDA_PROFILE");
+    impl_->per_op = on && env && std::atoi(env) > 0;
     impl_->marks = 0;
     impl_->phase_ms.clear();
 }
@@ -992,9 +1043,11 @@ GpuTrainModel::StepResult GpuTrainModel::train_step(const int32_t* inputs, const
     m.upload_batch(inputs, targets);
     m.run_forward(true);
     zero_grad();
+    m.op("zero_grad");
     m.run_backward();
     const int64_t n = m.layout.total;
     train_global_norm(m.norm_dev(), m.norm_partial.as<double>(), m.grads.as<float>(), n, m.stream);
+    m.op("global norm");
     // The bias corrections exactly as train::adamw_update computes them.
     const float bc1 = 1.0f - std::pow(c.beta1, static_cast<float>(t));
     const float bc2 = 1.0f - std::pow(c.beta2, static_cast<float>(t));

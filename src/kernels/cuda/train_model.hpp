@@ -106,6 +106,8 @@ class GpuTrainModel {
     // Phase timing for benchmarks: when on, train_step records device events between its phases
     // (weight quantization, layers without the scan, TTT scan forward/backward, lm_head,
     // optimizer) and phase_ms() returns the milliseconds summed per phase since it was turned on.
+    // With BITTTT_CUDA_PROFILE=1 in the environment it times every op instead (an event after
+    // each kernel and product; products labelled by shape), for a per-kernel breakdown.
     void set_phase_timing(bool on);
     std::vector<std::pair<std::string, double>> phase_ms() const;
 

@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/train_ops.hpp"
@@ -299,56 +301,210 @@ __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* do
     }
 }
 
-__global__ void swiglu_quant_kernel(float* gate, float* up, const float* row_scale,
+// The MLP's SwiGLU input of column c of row n: the product of codes times its row scale and β
+// (row_scale nullptr: the value is already final). Forward and backward both rebuild it so.
+__device__ float mlp_input(const float* p, int64_t i, float r, float beta) {
+    return p[i] * r * beta;
+}
+
+// One block per row: x = silu(g)·u is computed once into shared memory (the row's absmax needs
+// all of it before any code can be written), so gate and up are read from memory once.
+// kCached false (rows longer than the shared memory allows): x is recomputed from gate and up.
+template <bool kCached>
+__global__ void swiglu_quant_kernel(const float* gate, const float* up, const float* row_scale,
                                     const float* beta_gate, const float* beta_up, float* out,
-                                    uint16_t* codes, float* scale, int64_t N, int64_t M,
-                                    int act_bits) {
-    BITTTT_WARP_ROW(n, N)
-    float* g = gate + n * M;
-    float* u = up + n * M;
+                                    uint16_t* codes, float* scale, int64_t M, int act_bits) {
+    extern __shared__ float swi[];
+    const int64_t n = blockIdx.x;
+    const float* g = gate + n * M;
+    const float* u = up + n * M;
+    const float r = row_scale ? row_scale[n] : 1.0f;
+    const float sg = row_scale ? beta_gate[0] : 1.0f, su = row_scale ? beta_up[0] : 1.0f;
+    auto value = [&](int64_t c) {
+        const float gv = mlp_input(g, c, r, sg), uv = mlp_input(u, c, r, su);
+        return gv * sigmoidf(gv) * uv;
+    };
     float absmax = 0.0f;
-    if (row_scale) {
-        const float sg = beta_gate[0], su = beta_up[0], r = row_scale[n];
-        for (int64_t c = lane; c < M; c += 32) {
-            const float gv = g[c] * r * sg, uv = u[c] * r * su;
-            g[c] = gv, u[c] = uv;
-            absmax = fmaxf(absmax, fabsf(gv * sigmoidf(gv) * uv));
-        }
-    } else {
-        for (int64_t c = lane; c < M; c += 32)
-            absmax = fmaxf(absmax, fabsf(g[c] * sigmoidf(g[c]) * u[c]));
+    for (int64_t c = threadIdx.x; c < M; c += blockDim.x) {
+        const float x = value(c);
+        if (kCached) swi[c] = x;
+        absmax = fmaxf(absmax, fabsf(x));
     }
     if (act_bits == 0) {
-        for (int64_t c = lane; c < M; c += 32) {
-            const float x = g[c] * sigmoidf(g[c]) * u[c];
+        for (int64_t c = threadIdx.x; c < M; c += blockDim.x) {
+            const float x = kCached ? swi[c] : value(c);
             if (out) out[n * M + c] = x;
             if (codes) codes[n * M + c] = bf16_bits(x);
         }
-        if (scale && lane == 0) scale[n] = 1.0f;
+        if (scale && threadIdx.x == 0) scale[n] = 1.0f;
         return;
     }
-    absmax = warp_max(absmax);
+    absmax = block_reduce<float, true>(absmax);  // (its __syncthreads publish swi too)
     const float gamma = fmaxf(absmax, 1e-5f);
     const float s = __fdiv_rn(127.0f, gamma), back = __fdiv_rn(gamma, 127.0f);
-    for (int64_t c = lane; c < M; c += 32) {
-        const float x = g[c] * sigmoidf(g[c]) * u[c];
+    for (int64_t c = threadIdx.x; c < M; c += blockDim.x) {
+        const float x = kCached ? swi[c] : value(c);
         const float code = fminf(fmaxf(rintf(__fmul_rn(x, s)), -127.0f), 127.0f);
         if (out) out[n * M + c] = __fmul_rn(code, back);
         if (codes) codes[n * M + c] = bf16_bits(code);
     }
-    if (scale && lane == 0) scale[n] = back;
+    if (scale && threadIdx.x == 0) scale[n] = back;
 }
 
-__global__ void swiglu_backward_bf16_kernel(uint16_t* dgate, uint16_t* dgate_scaled, uint16_t* dup,
-                                            uint16_t* dup_scaled, const float* row_scale,
-                                            const float* dout, const float* gate, const float* up,
-                                            int64_t N, int64_t M) {
-    BITTTT_GRID_STRIDE(i, N * M) {
-        const float g = gate[i], s = sigmoidf(g), r = row_scale[i / M];
-        const float dg = dout[i] * up[i] * s * (1.0f + g * (1.0f - s)), du = dout[i] * g * s;
-        dgate[i] = bf16_bits(dg), dgate_scaled[i] = bf16_bits(dg * r);
-        dup[i] = bf16_bits(du), dup_scaled[i] = bf16_bits(du * r);
+// ---- row-wise elementwise ops ----
+// A 2D grid: y over rows (strided past 65535), x over the columns of a row in runs of V
+// consecutive elements (V = 4: 16-byte loads, taken when C % 4 == 0 and every pointer is
+// aligned). No 64-bit division per element: the row index comes from the grid.
+
+template <int V>
+__device__ void load_v(const float* p, float (&x)[V]) {
+    if constexpr (V == 4) {
+        const float4 t = *reinterpret_cast<const float4*>(p);
+        x[0] = t.x, x[1] = t.y, x[2] = t.z, x[3] = t.w;
+    } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) x[j] = p[j];
     }
+}
+template <int V>
+__device__ void store_v(float* p, const float (&x)[V]) {
+    if constexpr (V == 4) {
+        *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
+    } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) p[j] = x[j];
+    }
+}
+template <int V>
+__device__ void store_bf16_v(uint16_t* p, const float (&x)[V]) {
+    if constexpr (V == 4) {
+        const uint32_t lo = bf16_bits(x[0]) | (static_cast<uint32_t>(bf16_bits(x[1])) << 16);
+        const uint32_t hi = bf16_bits(x[2]) | (static_cast<uint32_t>(bf16_bits(x[3])) << 16);
+        *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);
+    } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) p[j] = bf16_bits(x[j]);
+    }
+}
+
+template <int V, typename Op>
+__global__ void rows_kernel(Op op, int64_t N, int64_t C) {
+    const int64_t c = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * V;
+    if (c >= C) return;
+    for (int64_t n = blockIdx.y; n < N; n += gridDim.y) op.template apply<V>(n, n * C + c);
+}
+
+// out = a + b · row_scale[n] · scalar[0]
+struct ResidualScaledOp {
+    float* out;
+    const float *a, *b, *row_scale, *scalar;
+    template <int V>
+    __device__ void apply(int64_t n, int64_t i) const {
+        const float s = scalar ? scalar[0] : 1.0f, r = row_scale ? row_scale[n] : 1.0f;
+        float x[V], y[V];
+        load_v<V>(a + i, x), load_v<V>(b + i, y);
+#pragma unroll
+        for (int j = 0; j < V; ++j) x[j] = x[j] + y[j] * r * s;
+        store_v<V>(out + i, x);
+    }
+};
+
+// x *= row_scale[n] · scalar[0]
+struct ScaleRowsOp {
+    float* x;
+    const float *row_scale, *scalar;
+    template <int V>
+    __device__ void apply(int64_t n, int64_t i) const {
+        const float s = scalar ? scalar[0] : 1.0f, r = row_scale ? row_scale[n] : 1.0f;
+        float v[V];
+        load_v<V>(x + i, v);
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] = v[j] * r * s;
+        store_v<V>(x + i, v);
+    }
+};
+
+// out += bias[c]
+struct AddBiasOp {
+    float* out;
+    const float* bias;
+    int64_t C;
+    template <int V>
+    __device__ void apply(int64_t n, int64_t i) const {
+        float v[V], b[V];
+        load_v<V>(out + i, v), load_v<V>(bias + (i - n * C), b);
+#pragma unroll
+        for (int j = 0; j < V; ++j) v[j] += b[j];
+        store_v<V>(out + i, v);
+    }
+};
+
+// plain = bf16(x), scaled = bf16(x · row_scale[n]) (either may be nullptr; row_scale nullptr: 1)
+struct ToBf16Op {
+    uint16_t *plain, *scaled;
+    const float *in, *row_scale;
+    template <int V>
+    __device__ void apply(int64_t n, int64_t i) const {
+        float x[V];
+        load_v<V>(in + i, x);
+        if (plain) store_bf16_v<V>(plain + i, x);
+        if (scaled) {
+            const float r = row_scale ? row_scale[n] : 1.0f;
+#pragma unroll
+            for (int j = 0; j < V; ++j) x[j] = x[j] * r;
+            store_bf16_v<V>(scaled + i, x);
+        }
+    }
+};
+
+// The SwiGLU backward in bf16, plain and times the row scale r (the γ/127 of the products'
+// input), from the raw products of codes when beta_gate is given (gate = raw · r · β_gate, as
+// swiglu_quant_kernel rebuilds it), else from the final gate and up.
+struct SwigluBackwardBf16Op {
+    uint16_t *dgate, *dgate_scaled, *dup, *dup_scaled;
+    const float *row_scale, *beta_gate, *beta_up, *dout, *gate, *up;
+    template <int V>
+    __device__ void apply(int64_t n, int64_t i) const {
+        const float r = row_scale[n];
+        const float pr = beta_gate ? r : 1.0f, sg = beta_gate ? beta_gate[0] : 1.0f,
+                    su = beta_gate ? beta_up[0] : 1.0f;
+        float d[V], g[V], u[V], dg[V], du[V];
+        load_v<V>(dout + i, d), load_v<V>(gate + i, g), load_v<V>(up + i, u);
+#pragma unroll
+        for (int j = 0; j < V; ++j) {
+            const float gv = g[j] * pr * sg, uv = u[j] * pr * su, s = sigmoidf(gv);
+            dg[j] = d[j] * uv * s * (1.0f + gv * (1.0f - s));
+            du[j] = d[j] * gv * s;
+        }
+        store_bf16_v<V>(dgate + i, dg), store_bf16_v<V>(dup + i, du);
+#pragma unroll
+        for (int j = 0; j < V; ++j) dg[j] *= r, du[j] *= r;
+        store_bf16_v<V>(dgate_scaled + i, dg), store_bf16_v<V>(dup_scaled + i, du);
+    }
+};
+
+bool aligned16(const void* p) {
+    return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
+}
+
+// Launches rows_kernel over N rows of C; vectorized when C % 4 == 0 and all of `ptrs` (every
+// array the op touches, nullptr allowed) are 16-byte aligned.
+template <typename Op>
+void launch_rows(const Op& op, int64_t N, int64_t C, std::initializer_list<const void*> ptrs,
+                 const Stream& stream, const char* what) {
+    if (N == 0 || C == 0) return;
+    bool vec = C % 4 == 0;
+    for (const void* p : ptrs) vec = vec && aligned16(p);
+    const int v = vec ? 4 : 1;
+    const int64_t units = (C + v - 1) / v;  // runs of v per row
+    const int threads = static_cast<int>(std::min<int64_t>(256, (units + 31) / 32 * 32));
+    const dim3 grid(static_cast<unsigned>((units + threads - 1) / threads),
+                    static_cast<unsigned>(std::min<int64_t>(N, 65535)));
+    if (vec)
+        rows_kernel<4><<<grid, threads, 0, raw(stream)>>>(op, N, C);
+    else
+        rows_kernel<1><<<grid, threads, 0, raw(stream)>>>(op, N, C);
+    check_launch(what);
 }
 
 __global__ void sigmoid_scale_forward_kernel(float* out, const float* inp, int64_t n, float scale) {
@@ -365,28 +521,6 @@ __global__ void sigmoid_scale_backward_kernel(float* dinp, const float* dout, co
 
 __global__ void residual_kernel(float* out, const float* a, const float* b, int64_t n) {
     BITTTT_GRID_STRIDE(i, n) out[i] = a[i] + b[i];
-}
-
-__global__ void residual_scaled_kernel(float* out, const float* a, const float* b,
-                                       const float* row_scale, const float* scalar, int64_t N,
-                                       int64_t C) {
-    const float s = scalar ? scalar[0] : 1.0f;
-    BITTTT_GRID_STRIDE(i, N * C) out[i] = a[i] + b[i] * (row_scale ? row_scale[i / C] : 1.0f) * s;
-}
-
-__global__ void scale_rows_kernel(float* x, const float* row_scale, const float* scalar, int64_t N,
-                                  int64_t C) {
-    const float s = scalar ? scalar[0] : 1.0f;
-    BITTTT_GRID_STRIDE(i, N * C) x[i] = x[i] * (row_scale ? row_scale[i / C] : 1.0f) * s;
-}
-
-__global__ void add_bias_kernel(float* out, const float* bias, int64_t N, int64_t C) {
-    BITTTT_GRID_STRIDE(i, N * C) out[i] += bias[i % C];
-}
-
-__global__ void to_bf16_kernel(uint16_t* out, const float* in, const float* row_scale, int64_t N,
-                               int64_t C) {
-    BITTTT_GRID_STRIDE(i, N * C) out[i] = bf16_bits(row_scale ? in[i] * row_scale[i / C] : in[i]);
 }
 
 // ---- cross-entropy ----
@@ -615,22 +749,31 @@ void train_swiglu_backward(float* dgate, float* dup, const float* dout, const fl
     check_launch("train_swiglu_backward");
 }
 
-void train_swiglu_quant_forward(float* gate, float* up, const float* row_scale,
+void train_swiglu_quant_forward(const float* gate, const float* up, const float* row_scale,
                                 const float* beta_gate, const float* beta_up, float* out,
                                 uint16_t* codes, float* scale, int64_t N, int64_t M, int act_bits,
                                 const Stream& stream) {
-    swiglu_quant_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(
-        gate, up, row_scale, beta_gate, beta_up, out, codes, scale, N, M, act_bits);
+    if (N == 0) return;
+    // Rows of up to 12288 values keep x in shared memory (48 KiB, no opt-in needed).
+    const size_t smem = static_cast<size_t>(M) * sizeof(float);
+    if (smem <= 48 * 1024)
+        swiglu_quant_kernel<true><<<static_cast<unsigned>(N), kThreads, smem, raw(stream)>>>(
+            gate, up, row_scale, beta_gate, beta_up, out, codes, scale, M, act_bits);
+    else
+        swiglu_quant_kernel<false><<<static_cast<unsigned>(N), kThreads, 0, raw(stream)>>>(
+            gate, up, row_scale, beta_gate, beta_up, out, codes, scale, M, act_bits);
     check_launch("train_swiglu_quant_forward");
 }
 
 void train_swiglu_backward_bf16(uint16_t* dgate, uint16_t* dgate_scaled, uint16_t* dup,
-                                uint16_t* dup_scaled, const float* row_scale, const float* dout,
+                                uint16_t* dup_scaled, const float* row_scale,
+                                const float* beta_gate, const float* beta_up, const float* dout,
                                 const float* gate, const float* up, int64_t N, int64_t M,
                                 const Stream& stream) {
-    swiglu_backward_bf16_kernel<<<elem_blocks(N * M), kThreads, 0, raw(stream)>>>(
-        dgate, dgate_scaled, dup, dup_scaled, row_scale, dout, gate, up, N, M);
-    check_launch("train_swiglu_backward_bf16");
+    launch_rows(SwigluBackwardBf16Op{dgate, dgate_scaled, dup, dup_scaled, row_scale, beta_gate,
+                                     beta_up, dout, gate, up},
+                N, M, {dgate, dgate_scaled, dup, dup_scaled, dout, gate, up}, stream,
+                "train_swiglu_backward_bf16");
 }
 
 void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float scale,
@@ -655,20 +798,17 @@ void train_residual_forward(float* out, const float* a, const float* b, int64_t 
 void train_residual_scaled_forward(float* out, const float* a, const float* b,
                                    const float* row_scale, const float* scalar, int64_t N,
                                    int64_t C, const Stream& stream) {
-    residual_scaled_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(out, a, b, row_scale,
-                                                                             scalar, N, C);
-    check_launch("train_residual_scaled_forward");
+    launch_rows(ResidualScaledOp{out, a, b, row_scale, scalar}, N, C, {out, a, b}, stream,
+                "train_residual_scaled_forward");
 }
 
 void train_scale_rows(float* x, const float* row_scale, const float* scalar, int64_t N, int64_t C,
                       const Stream& stream) {
-    scale_rows_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(x, row_scale, scalar, N, C);
-    check_launch("train_scale_rows");
+    launch_rows(ScaleRowsOp{x, row_scale, scalar}, N, C, {x}, stream, "train_scale_rows");
 }
 
 void train_add_bias(float* out, const float* bias, int64_t N, int64_t C, const Stream& stream) {
-    add_bias_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(out, bias, N, C);
-    check_launch("train_add_bias");
+    launch_rows(AddBiasOp{out, bias, C}, N, C, {out, bias}, stream, "train_add_bias");
 }
 
 void train_column_sum_accumulate(float* dst, const float* src, int64_t N, int64_t C,
@@ -677,14 +817,19 @@ void train_column_sum_accumulate(float* dst, const float* src, int64_t N, int64_
 }
 
 void train_to_bf16(uint16_t* out, const float* in, int64_t n, const Stream& stream) {
-    to_bf16_kernel<<<elem_blocks(n), kThreads, 0, raw(stream)>>>(out, in, nullptr, n, 1);
-    check_launch("train_to_bf16");
+    launch_rows(ToBf16Op{out, nullptr, in, nullptr}, 1, n, {out, in}, stream, "train_to_bf16");
 }
 
 void train_to_bf16_rows(uint16_t* out, const float* in, const float* row_scale, int64_t N,
                         int64_t C, const Stream& stream) {
-    to_bf16_kernel<<<elem_blocks(N * C), kThreads, 0, raw(stream)>>>(out, in, row_scale, N, C);
-    check_launch("train_to_bf16_rows");
+    launch_rows(ToBf16Op{nullptr, out, in, row_scale}, N, C, {out, in}, stream,
+                "train_to_bf16_rows");
+}
+
+void train_to_bf16_pair(uint16_t* plain, uint16_t* scaled, const float* in, const float* row_scale,
+                        int64_t N, int64_t C, const Stream& stream) {
+    launch_rows(ToBf16Op{plain, scaled, in, row_scale}, N, C, {plain, scaled, in}, stream,
+                "train_to_bf16_pair");
 }
 
 void train_crossentropy_fused(float* losses, float* dlogits_f32, uint16_t* dlogits_bf16,

@@ -83,19 +83,23 @@ void train_swiglu_forward(float* out, const float* gate, const float* up, int64_
 void train_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                            const float* up, int64_t n, const Stream& stream);
 
-// The MLP's fused forward: optionally rescales the raw products of codes in place first,
-// gate[n, :] *= row_scale[n] · beta_gate[0] and up[n, :] *= row_scale[n] · beta_up[0] (row_scale
-// nullptr: gate and up are final), then quantizes swi = silu(gate) · up per row exactly as
-// train_swiglu_forward followed by train_act_quant_forward would (swi is recomputed, never stored).
-void train_swiglu_quant_forward(float* gate, float* up, const float* row_scale,
+// The MLP's fused forward: quantizes swi = silu(g) · u per row exactly as train_swiglu_forward
+// followed by train_act_quant_forward would (swi is never stored), where g and u are the raw
+// products of codes rescaled on the fly, g = gate[n, :] · row_scale[n] · beta_gate[0] and
+// u = up[n, :] · row_scale[n] · beta_up[0] (row_scale nullptr: gate and up are final). gate and up
+// are left as they are: the backward rescales them the same way (bit-identical values).
+void train_swiglu_quant_forward(const float* gate, const float* up, const float* row_scale,
                                 const float* beta_gate, const float* beta_up, float* out,
                                 uint16_t* codes, float* scale, int64_t N, int64_t M, int act_bits,
                                 const Stream& stream);
 // The MLP's fused backward for the bf16 products: the gradients of train_swiglu_backward, written
 // (not accumulated) as bf16, each plain and multiplied by row_scale[n] (the γ/127 of the products'
-// input): the two forms the BitLinear backward reads.
+// input): the two forms the BitLinear backward reads. With beta_gate (and beta_up), gate and up
+// are the raw products of codes of train_swiglu_quant_forward, rescaled here as it does by
+// row_scale[n] · beta; beta_gate nullptr: gate and up are final.
 void train_swiglu_backward_bf16(uint16_t* dgate, uint16_t* dgate_scaled, uint16_t* dup,
-                                uint16_t* dup_scaled, const float* row_scale, const float* dout,
+                                uint16_t* dup_scaled, const float* row_scale,
+                                const float* beta_gate, const float* beta_up, const float* dout,
                                 const float* gate, const float* up, int64_t N, int64_t M,
                                 const Stream& stream);
 
@@ -129,6 +133,10 @@ void train_column_sum_accumulate(float* dst, const float* src, int64_t N, int64_
 void train_to_bf16(uint16_t* out, const float* in, int64_t n, const Stream& stream);
 void train_to_bf16_rows(uint16_t* out, const float* in, const float* row_scale, int64_t N,
                         int64_t C, const Stream& stream);
+// Both in one pass over `in` (the two inputs of a BitLinear backward): plain = bf16(in),
+// scaled = bf16(in[n, c] · row_scale[n]).
+void train_to_bf16_pair(uint16_t* plain, uint16_t* scaled, const float* in, const float* row_scale,
+                        int64_t N, int64_t C, const Stream& stream);
 
 // The fused softmax cross-entropy, forward and backward in one pass over each row of V logits:
 // losses[n] = logsumexp(z) − z[target] and the gradient of the mean loss
