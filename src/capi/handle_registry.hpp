@@ -21,6 +21,8 @@ class HandleRegistry {
         std::lock_guard lock(mutex_);
         const uint64_t id = kBase + (next_++ << 4) + tag_;
         objects_.emplace(id, std::move(object));
+        // The handle is an opaque id the caller passes back, never dereferenced.
+        // NOLINTNEXTLINE(performance-no-int-to-ptr)
         return reinterpret_cast<void*>(static_cast<uintptr_t>(id));
     }
     // The object behind a live handle, or null.
