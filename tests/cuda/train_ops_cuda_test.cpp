@@ -22,8 +22,10 @@ namespace {
 
 class TrainOpsCuda : public CudaTest {};
 
-const std::vector<std::pair<int64_t, int64_t>> kShapes = {{1, 1},    {3, 7},    {17, 33},
-                                                          {64, 256}, {5, 1000}, {2, 4099}};
+// (64, 256), (130, 512) and (5, 1000) take the RMSNorm kernels that hold rows in registers (130
+// rows: several blocks of the backward's column sums), the others the general ones.
+const std::vector<std::pair<int64_t, int64_t>> kShapes = {
+    {1, 1}, {3, 7}, {17, 33}, {64, 256}, {130, 512}, {5, 1000}, {3, 2048}, {2, 4099}};
 
 std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f) {
     Rng rng(seed);
@@ -101,6 +103,40 @@ TEST_F(TrainOpsCuda, RmsNormForwardBackward) {
             expect_close(dx, download<float>(d_dx, N * C), 2e-5, 2e-5, "rmsnorm dx");
             expect_close(dw, download<float>(d_dw, C), 2e-5, 1e-5 * N, "rmsnorm dweight");
         }
+}
+
+// The fused RMSNorm + quantization against train_rmsnorm_forward + train_act_quant_forward: the
+// same rstd, codes and scales, bit for bit (with and without weight, 8 bits and none).
+TEST_F(TrainOpsCuda, RmsNormQuantMatchesUnfused) {
+    for (auto [N, C] : kShapes)
+        for (bool with_weight : {true, false})
+            for (int act_bits : {8, 0}) {
+                auto x = random_vec(N * C, 60, 2.0f), w = random_vec(C, 61);
+                auto d_x = upload(x), d_w = upload(w);
+                const float* wp = with_weight ? d_w.as<float>() : nullptr;
+                auto d_r = upload(std::vector<float>(N)), d_r2 = upload(std::vector<float>(N));
+                auto d_c = upload(std::vector<uint16_t>(N * C)),
+                     d_c2 = upload(std::vector<uint16_t>(N * C));
+                auto d_s = upload(std::vector<float>(N)), d_s2 = upload(std::vector<float>(N));
+                auto d_y = upload(std::vector<float>(N * C));
+                Stream s;
+                train_rmsnorm_quant_forward(d_r.as<float>(), d_c.as<uint16_t>(), d_s.as<float>(),
+                                            d_x.as<float>(), wp, N, C, 1e-5f, act_bits, s);
+                train_rmsnorm_forward(d_y.as<float>(), d_r2.as<float>(), d_x.as<float>(), wp, N, C,
+                                      1e-5f, s);
+                train_act_quant_forward(nullptr, d_c2.as<uint16_t>(), d_s2.as<float>(),
+                                        d_y.as<float>(), N, C, act_bits, s);
+                s.synchronize();
+                const auto r = download<float>(d_r, N), r2 = download<float>(d_r2, N);
+                const auto sc = download<float>(d_s, N), sc2 = download<float>(d_s2, N);
+                const auto c = download<uint16_t>(d_c, N * C), c2 = download<uint16_t>(d_c2, N * C);
+                for (int64_t n = 0; n < N; ++n) {
+                    ASSERT_EQ(bits(r[n]), bits(r2[n])) << "rstd of row " << n << " of " << C;
+                    ASSERT_EQ(bits(sc[n]), bits(sc2[n])) << "scale of row " << n;
+                }
+                for (int64_t i = 0; i < N * C; ++i)
+                    ASSERT_EQ(c[i], c2[i]) << "code " << i << " of " << N << "x" << C;
+            }
 }
 
 TEST_F(TrainOpsCuda, L2NormForwardBackward) {

@@ -158,6 +158,172 @@ __global__ void rmsnorm_backward_kernel(float* dinp, const float* dout, const fl
         dx[c] += r * ((weight ? weight[c] : 1.0f) * dy[c] - x[c] * k);
 }
 
+// ---- RMSNorm, rows held in registers ----
+// For rows of C <= 128·kVec with C % 4 == 0 and 16-byte aligned rows (D = 256..1024 here): a warp
+// per row, lane l holding the float4 runs j·32 + l, so the row is read from memory once. Every
+// kernel of this family sums the squares in the same order, so the fused RMSNorm + quantization
+// sees exactly the rstd and normed values of the plain forward.
+
+template <int kVec>
+__device__ void load_row(float4 (&x)[kVec], const float* row, int lane, int64_t C) {
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+        const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+        x[j] = c < C ? *reinterpret_cast<const float4*>(row + c) : make_float4(0, 0, 0, 0);
+    }
+}
+
+__device__ double sq4(float4 v) {
+    return static_cast<double>(v.x) * v.x + static_cast<double>(v.y) * v.y +
+           static_cast<double>(v.z) * v.z + static_cast<double>(v.w) * v.w;
+}
+
+template <int kVec>
+__device__ float row_rstd(const float4 (&x)[kVec], int64_t C, float eps) {
+    double ss = 0.0;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) ss += sq4(x[j]);
+    ss = warp_sum(ss);
+    return 1.0f / sqrtf(static_cast<float>(ss / static_cast<double>(C)) + eps);
+}
+
+// The normed values of one float4 run: x · r · w (weight nullptr: x · r), as the scalar kernels.
+__device__ float4 normed4(float4 x, float r, const float* weight, int64_t c) {
+    if (!weight) return make_float4(x.x * r, x.y * r, x.z * r, x.w * r);
+    const float4 w = *reinterpret_cast<const float4*>(weight + c);
+    return make_float4(x.x * r * w.x, x.y * r * w.y, x.z * r * w.z, x.w * r * w.w);
+}
+
+template <int kVec>
+__global__ void rmsnorm_forward_vec_kernel(float* out, float* rstd, const float* inp,
+                                           const float* weight, int64_t N, int64_t C, float eps) {
+    BITTTT_WARP_ROW(n, N)
+    float4 x[kVec];
+    load_row<kVec>(x, inp + n * C, lane, C);
+    const float r = row_rstd<kVec>(x, C, eps);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+        const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+        if (c < C) *reinterpret_cast<float4*>(out + n * C + c) = normed4(x[j], r, weight, c);
+    }
+    if (lane == 0) rstd[n] = r;
+}
+
+__device__ uint16_t code_bits(float y, float s) {
+    return bf16_bits(fminf(fmaxf(rintf(__fmul_rn(y, s)), -127.0f), 127.0f));
+}
+
+template <int kVec>
+__global__ void rmsnorm_quant_vec_kernel(float* rstd, uint16_t* codes, float* scale,
+                                         const float* inp, const float* weight, int64_t N,
+                                         int64_t C, float eps, int act_bits) {
+    BITTTT_WARP_ROW(n, N)
+    float4 x[kVec];
+    load_row<kVec>(x, inp + n * C, lane, C);
+    const float r = row_rstd<kVec>(x, C, eps);
+    if (lane == 0) rstd[n] = r;
+    float absmax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+        const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+        if (c >= C) continue;
+        x[j] = normed4(x[j], r, weight, c);
+        absmax = fmaxf(absmax, fmaxf(fmaxf(fabsf(x[j].x), fabsf(x[j].y)),
+                                     fmaxf(fabsf(x[j].z), fabsf(x[j].w))));
+    }
+    absmax = warp_max(absmax);
+    const float gamma = fmaxf(absmax, 1e-5f);
+    const float s = __fdiv_rn(127.0f, gamma);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+        const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+        if (c >= C) continue;
+        uint32_t lo, hi;
+        if (act_bits == 0) {
+            lo = bf16_bits(x[j].x) | (static_cast<uint32_t>(bf16_bits(x[j].y)) << 16);
+            hi = bf16_bits(x[j].z) | (static_cast<uint32_t>(bf16_bits(x[j].w)) << 16);
+        } else {
+            lo = code_bits(x[j].x, s) | (static_cast<uint32_t>(code_bits(x[j].y, s)) << 16);
+            hi = code_bits(x[j].z, s) | (static_cast<uint32_t>(code_bits(x[j].w, s)) << 16);
+        }
+        *reinterpret_cast<uint2*>(codes + n * C + c) = make_uint2(lo, hi);
+    }
+    if (lane == 0) scale[n] = act_bits == 0 ? 1.0f : __fdiv_rn(gamma, 127.0f);
+}
+
+// The backward of a slice of kNormSliceRows rows per block: dinp as rmsnorm_backward_kernel, and
+// dweight's column sums (Σ_n dout · inp · rstd) kept per lane over the slice, summed over the
+// block's warps in shared memory and added with one float atomic per column and block: no
+// second pass over dout and inp.
+constexpr int64_t kNormSliceRows = 64;
+
+template <int kVec>
+__global__ void rmsnorm_backward_vec_kernel(float* dinp, float* dweight, const float* dout,
+                                            const float* inp, const float* weight,
+                                            const float* rstd, int64_t N, int64_t C) {
+    extern __shared__ float colsum[];  // [warps][C]
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int warps = static_cast<int>(blockDim.x >> 5);
+    const int64_t n0 = blockIdx.x * kNormSliceRows, n1 = min(N, n0 + kNormSliceRows);
+    float4 w[kVec], acc[kVec];
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+        const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+        w[j] = weight && c < C ? *reinterpret_cast<const float4*>(weight + c)
+                               : make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+        acc[j] = make_float4(0, 0, 0, 0);
+    }
+    for (int64_t n = n0 + warp; n < n1; n += warps) {
+        float4 x[kVec], dy[kVec];
+        load_row<kVec>(x, inp + n * C, lane, C);
+        load_row<kVec>(dy, dout + n * C, lane, C);
+        double dot = 0.0;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j)
+            dot += static_cast<double>(w[j].x) * dy[j].x * x[j].x +
+                   static_cast<double>(w[j].y) * dy[j].y * x[j].y +
+                   static_cast<double>(w[j].z) * dy[j].z * x[j].z +
+                   static_cast<double>(w[j].w) * dy[j].w * x[j].w;
+        dot = warp_sum(dot);
+        const float r = rstd[n];
+        const float k = static_cast<float>(dot / static_cast<double>(C)) * r * r;
+#pragma unroll
+        for (int j = 0; j < kVec; ++j) {
+            const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+            if (c >= C) continue;
+            float4* px = reinterpret_cast<float4*>(dinp + n * C + c);
+            float4 d = *px;
+            d.x += r * (w[j].x * dy[j].x - x[j].x * k);
+            d.y += r * (w[j].y * dy[j].y - x[j].y * k);
+            d.z += r * (w[j].z * dy[j].z - x[j].z * k);
+            d.w += r * (w[j].w * dy[j].w - x[j].w * k);
+            *px = d;
+            acc[j].x += dy[j].x * x[j].x * r, acc[j].y += dy[j].y * x[j].y * r;
+            acc[j].z += dy[j].z * x[j].z * r, acc[j].w += dy[j].w * x[j].w * r;
+        }
+    }
+    if (!dweight) return;  // (the whole block)
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+        const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+        if (c < C) *reinterpret_cast<float4*>(colsum + warp * C + c) = acc[j];
+    }
+    __syncthreads();
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) {
+        float t = 0.0f;
+        for (int i = 0; i < warps; ++i) t += colsum[i * C + c];
+        atomicAdd(dweight + c, t);
+    }
+}
+
+// kVec for rows of C (0: the row does not fit the register kernels, or is not float4-aligned).
+int row_vec(int64_t C, std::initializer_list<const void*> ptrs) {
+    if (C % 4 != 0 || C > 1024) return 0;
+    for (const void* p : ptrs)
+        if (reinterpret_cast<uintptr_t>(p) & 15u) return 0;
+    return C <= 256 ? 2 : C <= 512 ? 4 : 8;
+}
+
 // Column sums dst[c] += Σ_n value(n, c): blocks of 32 columns × 8 row lanes over a slice of rows,
 // a shared-memory sum over the 8 lanes, one float atomic per column and block.
 constexpr int64_t kColumnSliceRows = 256;
@@ -665,22 +831,69 @@ void train_embedding_backward(float* dwte, const float* dout, const int32_t* tok
 
 void train_rmsnorm_forward(float* out, float* rstd, const float* inp, const float* weight,
                            int64_t N, int64_t C, float eps, const Stream& stream) {
-    rmsnorm_forward_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(out, rstd, inp, weight, N,
-                                                                        C, eps);
+    const dim3 g(static_cast<unsigned>(row_blocks(N))), t(kThreads);
+    switch (row_vec(C, {out, inp, weight})) {
+        case 2:
+            rmsnorm_forward_vec_kernel<2>
+                <<<g, t, 0, raw(stream)>>>(out, rstd, inp, weight, N, C, eps);
+            break;
+        case 4:
+            rmsnorm_forward_vec_kernel<4>
+                <<<g, t, 0, raw(stream)>>>(out, rstd, inp, weight, N, C, eps);
+            break;
+        case 8:
+            rmsnorm_forward_vec_kernel<8>
+                <<<g, t, 0, raw(stream)>>>(out, rstd, inp, weight, N, C, eps);
+            break;
+        default:
+            rmsnorm_forward_kernel<<<g, t, 0, raw(stream)>>>(out, rstd, inp, weight, N, C, eps);
+    }
     check_launch("train_rmsnorm_forward");
 }
 
 void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, const float* inp,
                                  const float* weight, int64_t N, int64_t C, float eps, int act_bits,
                                  const Stream& stream) {
-    rmsnorm_quant_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(rstd, codes, scale, inp,
-                                                                      weight, N, C, eps, act_bits);
+    const dim3 g(static_cast<unsigned>(row_blocks(N))), t(kThreads);
+    switch (row_vec(C, {codes, inp, weight})) {
+        case 2:
+            rmsnorm_quant_vec_kernel<2>
+                <<<g, t, 0, raw(stream)>>>(rstd, codes, scale, inp, weight, N, C, eps, act_bits);
+            break;
+        case 4:
+            rmsnorm_quant_vec_kernel<4>
+                <<<g, t, 0, raw(stream)>>>(rstd, codes, scale, inp, weight, N, C, eps, act_bits);
+            break;
+        case 8:
+            rmsnorm_quant_vec_kernel<8>
+                <<<g, t, 0, raw(stream)>>>(rstd, codes, scale, inp, weight, N, C, eps, act_bits);
+            break;
+        default:
+            rmsnorm_quant_kernel<<<g, t, 0, raw(stream)>>>(rstd, codes, scale, inp, weight, N, C,
+                                                           eps, act_bits);
+    }
     check_launch("train_rmsnorm_quant_forward");
 }
 
 void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
                             const float* weight, const float* rstd, int64_t N, int64_t C,
                             const Stream& stream) {
+    const int vec = row_vec(C, {dinp, dout, inp, weight});
+    if (vec > 0 && N > 0) {
+        const dim3 g(static_cast<unsigned>((N + kNormSliceRows - 1) / kNormSliceRows)), t(kThreads);
+        const size_t smem = static_cast<size_t>(kThreads / 32 * C) * sizeof(float);  // <= 32 KiB
+        if (vec == 2)
+            rmsnorm_backward_vec_kernel<2>
+                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C);
+        else if (vec == 4)
+            rmsnorm_backward_vec_kernel<4>
+                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C);
+        else
+            rmsnorm_backward_vec_kernel<8>
+                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C);
+        check_launch("train_rmsnorm_backward");
+        return;
+    }
     rmsnorm_backward_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(dinp, dout, inp, weight,
                                                                          rstd, N, C);
     check_launch("train_rmsnorm_backward");
