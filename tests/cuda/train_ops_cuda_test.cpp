@@ -139,6 +139,45 @@ TEST_F(TrainOpsCuda, RmsNormQuantMatchesUnfused) {
             }
 }
 
+// The residual add + RMSNorm + quantization in one pass against train_residual_scaled_forward
+// followed by train_rmsnorm_quant_forward: h, rstd, codes and scales bit for bit.
+TEST_F(TrainOpsCuda, ResidualNormQuantMatchesUnfused) {
+    for (auto [N, C] : kShapes)
+        for (bool with_weight : {true, false}) {
+            auto a = random_vec(N * C, 70), b = random_vec(N * C, 71, 30.0f);
+            auto w = random_vec(C, 72), rs = random_vec(N, 73, 0.02f);
+            auto d_a = upload(a), d_b = upload(b), d_w = upload(w), d_rs = upload(rs);
+            auto d_beta = upload(std::vector<float>{0.43f});
+            const float* wp = with_weight ? d_w.as<float>() : nullptr;
+            auto d_h = upload(std::vector<float>(N * C)), d_h2 = upload(std::vector<float>(N * C));
+            auto d_r = upload(std::vector<float>(N)), d_r2 = upload(std::vector<float>(N));
+            auto d_c = upload(std::vector<uint16_t>(N * C)),
+                 d_c2 = upload(std::vector<uint16_t>(N * C));
+            auto d_s = upload(std::vector<float>(N)), d_s2 = upload(std::vector<float>(N));
+            Stream s;
+            train_residual_norm_quant(d_h.as<float>(), d_a.as<float>(), d_b.as<float>(),
+                                      d_rs.as<float>(), d_beta.as<float>(), d_r.as<float>(),
+                                      d_c.as<uint16_t>(), d_s.as<float>(), wp, N, C, 1e-5f, 8, s);
+            train_residual_scaled_forward(d_h2.as<float>(), d_a.as<float>(), d_b.as<float>(),
+                                          d_rs.as<float>(), d_beta.as<float>(), N, C, s);
+            train_rmsnorm_quant_forward(d_r2.as<float>(), d_c2.as<uint16_t>(), d_s2.as<float>(),
+                                        d_h2.as<float>(), wp, N, C, 1e-5f, 8, s);
+            s.synchronize();
+            const auto h = download<float>(d_h, N * C), h2 = download<float>(d_h2, N * C);
+            const auto c = download<uint16_t>(d_c, N * C), c2 = download<uint16_t>(d_c2, N * C);
+            const auto r = download<float>(d_r, N), r2 = download<float>(d_r2, N);
+            const auto sc = download<float>(d_s, N), sc2 = download<float>(d_s2, N);
+            for (int64_t i = 0; i < N * C; ++i) {
+                ASSERT_EQ(bits(h[i]), bits(h2[i])) << "h at " << i << " of " << N << "x" << C;
+                ASSERT_EQ(c[i], c2[i]) << "code at " << i;
+            }
+            for (int64_t n = 0; n < N; ++n) {
+                ASSERT_EQ(bits(r[n]), bits(r2[n])) << "rstd of row " << n;
+                ASSERT_EQ(bits(sc[n]), bits(sc2[n])) << "scale of row " << n;
+            }
+        }
+}
+
 TEST_F(TrainOpsCuda, L2NormForwardBackward) {
     for (auto [N, C] : kShapes) {
         auto x = random_vec(N * C, 9), dy = random_vec(N * C, 10), dx = random_vec(N * C, 11);

@@ -632,13 +632,18 @@ struct GpuTrainModel::Impl : Activations {
         in_backward = false;
         train_embedding_forward(acts[0].res, inputs, P(embed), N, D, stream);
         op("fwd embedding");
+        // bf16: each residual add also writes the next branch's quantized input (one pass,
+        // train_residual_norm_quant); the TTT branch's input of the next layer too, unless that
+        // branch needs its normed input in fp32 (the delta rule's ttt.lr).
+        bool norm1_done = false;
         for (size_t li = 0; li < acts.size(); ++li) {
             LayerActs& a = acts[li];
             const LayerIndex& w = layers[li];
-            float* out = li + 1 < acts.size() ? acts[li + 1].res : final_res;
+            const bool last = li + 1 == acts.size();
+            float* out = !last ? acts[li + 1].res : final_res;
             if (!kept.empty()) sc = kept[li];
             quantize_layer(static_cast<int64_t>(li));
-            norm1_forward(a, w);
+            if (!norm1_done) norm1_forward(a, w);
             if (!delta) {
                 bl_forward(a.f, sc.ln1_q, w.down, N, D, Dt);
                 train_l2norm_forward(sc.fhat, a.fnorm, a.f, N, Dt, stream);
@@ -670,11 +675,28 @@ struct GpuTrainModel::Impl : Activations {
             }
             const Act& tq = delta ? sc.o_q : a.z_q;
             const int tw = delta ? w.o : w.up;
-            residual_rescaled(a.h, a.res, branch, tq, tw, N, D);
-            norm2_forward(a, w);
+            if (bf16()) {
+                train_residual_norm_quant(a.h, a.res, branch, tq.scale, beta_of(tw), a.ln2_rstd,
+                                          sc.ln2_q.codes, sc.ln2_q.scale, P(w.norm2), N, D, eps,
+                                          c.act_bits, stream);
+                op("fwd residual + rmsnorm_quant");
+            } else {
+                residual_rescaled(a.h, a.res, branch, tq, tw, N, D);
+                norm2_forward(a, w);
+            }
             mlp_products(a, w);
             bl_forward(branch, sc.swi_q, w.mlp_down, N, M, D, false);
-            residual_rescaled(out, a.h, branch, sc.swi_q, w.mlp_down, N, D);
+            norm1_done = bf16() && !delta && !last;
+            if (norm1_done) {
+                // The next layer's scratch set (the same set unless keep_activations).
+                const Scratch& next = kept.empty() ? sc : kept[li + 1];
+                train_residual_norm_quant(out, a.h, branch, sc.swi_q.scale, beta_of(w.mlp_down),
+                                          acts[li + 1].ln1_rstd, next.ln1_q.codes, next.ln1_q.scale,
+                                          P(layers[li + 1].norm1), N, D, eps, c.act_bits, stream);
+                op("fwd residual + rmsnorm_quant");
+            } else {
+                residual_rescaled(out, a.h, branch, sc.swi_q, w.mlp_down, N, D);
+            }
             mark("forward layers (no scan)");
         }
         train_rmsnorm_forward(lnf, lnf_rstd, final_res, P(norm_f), N, D, eps, stream);

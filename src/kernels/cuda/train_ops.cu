@@ -213,13 +213,11 @@ __device__ uint16_t code_bits(float y, float s) {
     return bf16_bits(fminf(fmaxf(rintf(__fmul_rn(y, s)), -127.0f), 127.0f));
 }
 
+// RMSNorm + quantization of a row x held in registers (the tail of both kernels below).
 template <int kVec>
-__global__ void rmsnorm_quant_vec_kernel(float* rstd, uint16_t* codes, float* scale,
-                                         const float* inp, const float* weight, int64_t N,
-                                         int64_t C, float eps, int act_bits) {
-    BITTTT_WARP_ROW(n, N)
-    float4 x[kVec];
-    load_row<kVec>(x, inp + n * C, lane, C);
+__device__ void norm_quant_row(float4 (&x)[kVec], int64_t n, int lane, int64_t C,
+                               const float* weight, float eps, int act_bits, float* rstd,
+                               uint16_t* codes, float* scale) {
     const float r = row_rstd<kVec>(x, C, eps);
     if (lane == 0) rstd[n] = r;
     float absmax = 0.0f;
@@ -249,6 +247,41 @@ __global__ void rmsnorm_quant_vec_kernel(float* rstd, uint16_t* codes, float* sc
         *reinterpret_cast<uint2*>(codes + n * C + c) = make_uint2(lo, hi);
     }
     if (lane == 0) scale[n] = act_bits == 0 ? 1.0f : __fdiv_rn(gamma, 127.0f);
+}
+
+template <int kVec>
+__global__ void rmsnorm_quant_vec_kernel(float* rstd, uint16_t* codes, float* scale,
+                                         const float* inp, const float* weight, int64_t N,
+                                         int64_t C, float eps, int act_bits) {
+    BITTTT_WARP_ROW(n, N)
+    float4 x[kVec];
+    load_row<kVec>(x, inp + n * C, lane, C);
+    norm_quant_row<kVec>(x, n, lane, C, weight, eps, act_bits, rstd, codes, scale);
+}
+
+// h = a + b · row_scale[n] · scalar[0] (stored, as residual_scaled does), then the RMSNorm +
+// quantization of h from the registers: the residual add and the next branch's input in one
+// pass (h is not read back).
+template <int kVec>
+__global__ void residual_norm_quant_vec_kernel(float* h, const float* a, const float* b,
+                                               const float* row_scale, const float* scalar,
+                                               float* rstd, uint16_t* codes, float* scale,
+                                               const float* weight, int64_t N, int64_t C, float eps,
+                                               int act_bits) {
+    BITTTT_WARP_ROW(n, N)
+    const float s = scalar ? scalar[0] : 1.0f, r = row_scale ? row_scale[n] : 1.0f;
+    float4 x[kVec], y[kVec];
+    load_row<kVec>(x, a + n * C, lane, C);
+    load_row<kVec>(y, b + n * C, lane, C);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+        const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+        if (c >= C) continue;  // (stays zero: no term in the sum of squares)
+        x[j].x = x[j].x + y[j].x * r * s, x[j].y = x[j].y + y[j].y * r * s;
+        x[j].z = x[j].z + y[j].z * r * s, x[j].w = x[j].w + y[j].w * r * s;
+        *reinterpret_cast<float4*>(h + n * C + c) = x[j];
+    }
+    norm_quant_row<kVec>(x, n, lane, C, weight, eps, act_bits, rstd, codes, scale);
 }
 
 // The backward of a slice of kNormSliceRows rows per block: dinp as rmsnorm_backward_kernel, and
@@ -873,6 +906,32 @@ void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, con
                                                            eps, act_bits);
     }
     check_launch("train_rmsnorm_quant_forward");
+}
+
+void train_residual_norm_quant(float* h, const float* a, const float* b, const float* row_scale,
+                               const float* scalar, float* rstd, uint16_t* codes, float* scale,
+                               const float* weight, int64_t N, int64_t C, float eps, int act_bits,
+                               const Stream& stream) {
+    const dim3 g(static_cast<unsigned>(row_blocks(N))), t(kThreads);
+    switch (row_vec(C, {h, a, b, codes, weight})) {
+        case 2:
+            residual_norm_quant_vec_kernel<2><<<g, t, 0, raw(stream)>>>(
+                h, a, b, row_scale, scalar, rstd, codes, scale, weight, N, C, eps, act_bits);
+            break;
+        case 4:
+            residual_norm_quant_vec_kernel<4><<<g, t, 0, raw(stream)>>>(
+                h, a, b, row_scale, scalar, rstd, codes, scale, weight, N, C, eps, act_bits);
+            break;
+        case 8:
+            residual_norm_quant_vec_kernel<8><<<g, t, 0, raw(stream)>>>(
+                h, a, b, row_scale, scalar, rstd, codes, scale, weight, N, C, eps, act_bits);
+            break;
+        default:  // rows that do not fit the registers: the two ops
+            train_residual_scaled_forward(h, a, b, row_scale, scalar, N, C, stream);
+            train_rmsnorm_quant_forward(rstd, codes, scale, h, weight, N, C, eps, act_bits, stream);
+            return;
+    }
+    check_launch("train_residual_norm_quant");
 }
 
 void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,

@@ -42,6 +42,15 @@ void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, con
                                  const float* weight, int64_t N, int64_t C, float eps, int act_bits,
                                  const Stream& stream);
 
+// The residual add of a rescaled product followed by the next branch's fused RMSNorm +
+// quantization: h = a + b · row_scale[n] · scalar[0] (as train_residual_scaled_forward; stored),
+// then rstd, codes and scale of h as train_rmsnorm_quant_forward would write them (bit for bit),
+// in one pass where a row fits the registers (C % 4 == 0, C <= 1024), else the two ops.
+void train_residual_norm_quant(float* h, const float* a, const float* b, const float* row_scale,
+                               const float* scalar, float* rstd, uint16_t* codes, float* scale,
+                               const float* weight, int64_t N, int64_t C, float eps, int act_bits,
+                               const Stream& stream);
+
 // L2 normalization of rows of C: out = inp / (‖inp‖ + 1e-6), ‖inp‖ stored in norm.
 void train_l2norm_forward(float* out, float* norm, const float* inp, int64_t N, int64_t C,
                           const Stream& stream);
