@@ -178,6 +178,42 @@ TEST_F(TrainOpsCuda, ResidualNormQuantMatchesUnfused) {
         }
 }
 
+// The RMSNorm backward that also writes dinp's bf16 forms against train_rmsnorm_backward +
+// train_to_bf16_pair: dinp and both bf16 arrays bit for bit, dweight to rounding (float atomics).
+TEST_F(TrainOpsCuda, RmsNormBackwardPairMatchesUnfused) {
+    for (auto [N, C] : kShapes) {
+        auto x = random_vec(N * C, 80), w = random_vec(C, 81), dy = random_vec(N * C, 82);
+        auto dx = random_vec(N * C, 83), dw = random_vec(C, 84), rs = random_vec(N, 85);
+        std::vector<float> rstd(N);
+        for (int64_t n = 0; n < N; ++n) rstd[n] = 0.5f + 0.01f * static_cast<float>(n % 7);
+        auto d_x = upload(x), d_w = upload(w), d_dy = upload(dy), d_r = upload(rstd);
+        auto d_rs = upload(rs);
+        auto d_dx = upload(dx), d_dx2 = upload(dx), d_dw = upload(dw), d_dw2 = upload(dw);
+        auto d_p = upload(std::vector<uint16_t>(N * C)), d_s = upload(std::vector<uint16_t>(N * C));
+        auto d_p2 = upload(std::vector<uint16_t>(N * C)),
+             d_s2 = upload(std::vector<uint16_t>(N * C));
+        Stream s;
+        train_rmsnorm_backward_pair(d_dx.as<float>(), d_dw.as<float>(), d_p.as<uint16_t>(),
+                                    d_s.as<uint16_t>(), d_rs.as<float>(), d_dy.as<float>(),
+                                    d_x.as<float>(), d_w.as<float>(), d_r.as<float>(), N, C, s);
+        train_rmsnorm_backward(d_dx2.as<float>(), d_dw2.as<float>(), d_dy.as<float>(),
+                               d_x.as<float>(), d_w.as<float>(), d_r.as<float>(), N, C, s);
+        train_to_bf16_pair(d_p2.as<uint16_t>(), d_s2.as<uint16_t>(), d_dx2.as<float>(),
+                           d_rs.as<float>(), N, C, s);
+        s.synchronize();
+        const auto a = download<float>(d_dx, N * C), b = download<float>(d_dx2, N * C);
+        const auto p = download<uint16_t>(d_p, N * C), p2 = download<uint16_t>(d_p2, N * C);
+        const auto q = download<uint16_t>(d_s, N * C), q2 = download<uint16_t>(d_s2, N * C);
+        for (int64_t i = 0; i < N * C; ++i) {
+            ASSERT_EQ(bits(a[i]), bits(b[i])) << "dinp at " << i << " of " << N << "x" << C;
+            ASSERT_EQ(p[i], p2[i]) << "plain at " << i;
+            ASSERT_EQ(q[i], q2[i]) << "scaled at " << i;
+        }
+        expect_close(download<float>(d_dw2, C), download<float>(d_dw, C), 2e-5, 1e-5 * N,
+                     "dweight");
+    }
+}
+
 TEST_F(TrainOpsCuda, L2NormForwardBackward) {
     for (auto [N, C] : kShapes) {
         auto x = random_vec(N * C, 9), dy = random_vec(N * C, 10), dx = random_vec(N * C, 11);

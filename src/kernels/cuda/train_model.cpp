@@ -503,6 +503,31 @@ struct GpuTrainModel::Impl : Activations {
              CUDA_R_16BF, OC, G(wi), C, one(), one());
     }
 
+    // dres += the RMSNorm backward of dln (x: the norm's input). bf16 with `next` (the quantized
+    // input of the BitLinear backward that reads dres next): also writes dout_bf and
+    // dout_scaled_bf for it in the same pass; returns whether it did.
+    bool norm_backward(float* dweight, const float* x, const float* weight, const float* rstd,
+                       const Act* next) {
+        const int64_t N = B * T, D = config.hidden_dim;
+        const bool pair = bf16() && next;
+        if (pair)
+            train_rmsnorm_backward_pair(dres, dweight, dout_bf, dout_scaled_bf, next->scale, dln, x,
+                                        weight, rstd, N, D, stream);
+        else
+            train_rmsnorm_backward(dres, dweight, dln, x, weight, rstd, N, D, stream);
+        op("bwd rmsnorm_backward");
+        return pair;
+    }
+    // The backward of a BitLinear that reads dres: from the bf16 forms norm_backward left when
+    // `ready`, else converting dres first.
+    void bl_backward_dres(float* dx, int wi, const Act& x, int64_t C, bool accumulate, bool ready) {
+        const int64_t N = B * T, D = config.hidden_dim;
+        if (ready)
+            bl_backward_bf16(dx, wi, dout_bf, dout_scaled_bf, x, N, C, D, accumulate);
+        else
+            bl_backward(dx, wi, dres, x, N, C, D, accumulate);
+    }
+
     void act_quant(const Act& out, const float* in, int64_t N, int64_t C) {
         train_act_quant_forward(out.f, out.codes, out.scale, in, N, C, config.act_bits, stream);
         op(in_backward ? "bwd act_quant" : "fwd act_quant");
@@ -753,8 +778,11 @@ struct GpuTrainModel::Impl : Activations {
                  G(lm_head), D, one(), one());
         }
         zero(dres, N * D);
-        train_rmsnorm_backward(dres, G(norm_f), dln, final_res, P(norm_f), lnf_rstd, N, D, stream);
-        op("bwd rmsnorm_backward");
+        // Each RMSNorm backward also writes the bf16 forms of dres for the product that reads it
+        // next where that product's input scales exist already (the TTT branch's output; the
+        // SwiGLU output of the layer below when activations are kept).
+        bool dres_bf = norm_backward(G(norm_f), final_res, P(norm_f), lnf_rstd,
+                                     kept.empty() ? nullptr : &kept.back().swi_q);
         mark("lm_head backward");
 
         for (int64_t li = static_cast<int64_t>(acts.size()) - 1; li >= 0; --li) {
@@ -762,7 +790,7 @@ struct GpuTrainModel::Impl : Activations {
             const LayerIndex& w = layers[static_cast<size_t>(li)];
             recompute_layer(li);
             // MLP branch
-            bl_backward(dswi, w.mlp_down, dres, sc.swi_q, N, M, D, false);
+            bl_backward_dres(dswi, w.mlp_down, sc.swi_q, M, false, dres_bf);
             if (bf16()) {
                 // The SwiGLU gradients go straight to the bf16 forms the products read (each
                 // fp32 buffer holds two bf16 ones).
@@ -780,15 +808,14 @@ struct GpuTrainModel::Impl : Activations {
                 bl_backward(dln, w.gate, dgate, sc.ln2_q, N, D, M, false);
                 bl_backward(dln, w.mlp_up, dup, sc.ln2_q, N, D, M);
             }
-            train_rmsnorm_backward(dres, G(w.norm2), dln, a.h, P(w.norm2), a.ln2_rstd, N, D,
-                                   stream);
-            op("bwd rmsnorm_backward");
+            dres_bf =
+                norm_backward(G(w.norm2), a.h, P(w.norm2), a.ln2_rstd, delta ? &sc.o_q : &a.z_q);
             // TTT branch (its first product into dln overwrites it)
             if (!delta) {
                 float *dz = dttt[0], *dfhat = dttt[1], *df = dttt[2];
                 zero(dfhat, N * Dt), zero(df, N * Dt);
                 op("bwd zero");
-                bl_backward(dz, w.up, dres, a.z_q, N, Dt, D, false);
+                bl_backward_dres(dz, w.up, a.z_q, Dt, false, dres_bf);
                 mark("backward layers (no scan)");
                 ttt_scan_backward(dfhat, dfhat, dfhat, nullptr, dz, a.ckpt, sc.fhat, sc.fhat,
                                   sc.fhat, nullptr, inner_lr, s, workspace.data(), stream);
@@ -801,7 +828,7 @@ struct GpuTrainModel::Impl : Activations {
                 float *dv = dttt[4], *dq = dttt[5], *dk = dttt[6];
                 for (float* p : dttt) zero(p, N * Dt);
                 zero(deta, N * H), zero(dlr, N * H);
-                bl_backward(dout, w.o, dres, sc.o_q, N, Dt, D);
+                bl_backward_dres(dout, w.o, sc.o_q, Dt, true, dres_bf);
                 train_rmsnorm_backward(dy, nullptr, dout, a.y, nullptr, a.o_rstd, N, Dt, stream);
                 mark("backward layers (no scan)");
                 ttt_scan_backward(dqh, dkh, dv, deta, dy, a.ckpt, sc.qhat, sc.khat, a.v, a.eta,
@@ -820,9 +847,9 @@ struct GpuTrainModel::Impl : Activations {
                 bl_backward(dln, w.k, dk, sc.ln1_q, N, D, Dt);
                 bl_backward(dln, w.v, dv, sc.ln1_q, N, D, Dt);
             }
-            train_rmsnorm_backward(dres, G(w.norm1), dln, a.res, P(w.norm1), a.ln1_rstd, N, D,
-                                   stream);
-            op("bwd rmsnorm_backward");
+            dres_bf = norm_backward(
+                G(w.norm1), a.res, P(w.norm1), a.ln1_rstd,
+                !kept.empty() && li > 0 ? &kept[static_cast<size_t>(li - 1)].swi_q : nullptr);
         }
         train_embedding_backward(G(embed), dres, inputs, N, D, stream);
         op("bwd embedding");

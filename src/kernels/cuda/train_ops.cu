@@ -290,10 +290,24 @@ __global__ void residual_norm_quant_vec_kernel(float* h, const float* a, const f
 // second pass over dout and inp.
 constexpr int64_t kNormSliceRows = 64;
 
+// The bf16 forms of the new dinp a BitLinear backward reads next (train_to_bf16_pair), written
+// from the registers: plain = bf16(dinp), scaled = bf16(dinp · row_scale[n]); plain nullptr: none.
+struct Bf16Pair {
+    uint16_t *plain = nullptr, *scaled = nullptr;
+    const float* row_scale = nullptr;
+};
+
+__device__ void store_bf16x4(uint16_t* p, float4 v) {
+    const uint32_t lo = bf16_bits(v.x) | (static_cast<uint32_t>(bf16_bits(v.y)) << 16);
+    const uint32_t hi = bf16_bits(v.z) | (static_cast<uint32_t>(bf16_bits(v.w)) << 16);
+    *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);
+}
+
 template <int kVec>
 __global__ void rmsnorm_backward_vec_kernel(float* dinp, float* dweight, const float* dout,
                                             const float* inp, const float* weight,
-                                            const float* rstd, int64_t N, int64_t C) {
+                                            const float* rstd, int64_t N, int64_t C,
+                                            Bf16Pair pair) {
     extern __shared__ float colsum[];  // [warps][C]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int warps = static_cast<int>(blockDim.x >> 5);
@@ -331,6 +345,12 @@ __global__ void rmsnorm_backward_vec_kernel(float* dinp, float* dweight, const f
             d.z += r * (w[j].z * dy[j].z - x[j].z * k);
             d.w += r * (w[j].w * dy[j].w - x[j].w * k);
             *px = d;
+            if (pair.plain) {
+                const float rs = pair.row_scale[n];
+                store_bf16x4(pair.plain + n * C + c, d);
+                store_bf16x4(pair.scaled + n * C + c,
+                             make_float4(d.x * rs, d.y * rs, d.z * rs, d.w * rs));
+            }
             acc[j].x += dy[j].x * x[j].x * r, acc[j].y += dy[j].y * x[j].y * r;
             acc[j].z += dy[j].z * x[j].z * r, acc[j].w += dy[j].w * x[j].w * r;
         }
@@ -934,22 +954,23 @@ void train_residual_norm_quant(float* h, const float* a, const float* b, const f
     check_launch("train_residual_norm_quant");
 }
 
-void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
-                            const float* weight, const float* rstd, int64_t N, int64_t C,
-                            const Stream& stream) {
-    const int vec = row_vec(C, {dinp, dout, inp, weight});
+namespace {
+void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                      const float* weight, const float* rstd, int64_t N, int64_t C, Bf16Pair pair,
+                      const Stream& stream) {
+    const int vec = row_vec(C, {dinp, dout, inp, weight, pair.plain, pair.scaled});
     if (vec > 0 && N > 0) {
         const dim3 g(static_cast<unsigned>((N + kNormSliceRows - 1) / kNormSliceRows)), t(kThreads);
         const size_t smem = static_cast<size_t>(kThreads / 32 * C) * sizeof(float);  // <= 32 KiB
         if (vec == 2)
             rmsnorm_backward_vec_kernel<2>
-                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C);
+                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C, pair);
         else if (vec == 4)
             rmsnorm_backward_vec_kernel<4>
-                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C);
+                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C, pair);
         else
             rmsnorm_backward_vec_kernel<8>
-                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C);
+                <<<g, t, smem, raw(stream)>>>(dinp, dweight, dout, inp, weight, rstd, N, C, pair);
         check_launch("train_rmsnorm_backward");
         return;
     }
@@ -959,6 +980,22 @@ void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, cons
     if (dweight)
         column_sum(dweight, RmsWeightGrad{dout, inp, rstd, C}, N, C, stream,
                    "train_rmsnorm_backward (dweight)");
+    if (pair.plain) train_to_bf16_pair(pair.plain, pair.scaled, dinp, pair.row_scale, N, C, stream);
+}
+}  // namespace
+
+void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp,
+                            const float* weight, const float* rstd, int64_t N, int64_t C,
+                            const Stream& stream) {
+    rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C, Bf16Pair{}, stream);
+}
+
+void train_rmsnorm_backward_pair(float* dinp, float* dweight, uint16_t* dinp_bf16,
+                                 uint16_t* dinp_scaled_bf16, const float* row_scale,
+                                 const float* dout, const float* inp, const float* weight,
+                                 const float* rstd, int64_t N, int64_t C, const Stream& stream) {
+    rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C,
+                     Bf16Pair{dinp_bf16, dinp_scaled_bf16, row_scale}, stream);
 }
 
 void train_l2norm_forward(float* out, float* norm, const float* inp, int64_t N, int64_t C,

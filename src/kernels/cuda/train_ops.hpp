@@ -36,6 +36,14 @@ void train_rmsnorm_backward(float* dinp, float* dweight, const float* dout, cons
                             const float* weight, const float* rstd, int64_t N, int64_t C,
                             const Stream& stream);
 
+// The same, then the bf16 forms of the updated dinp that the next BitLinear backward reads, as
+// train_to_bf16_pair(dinp_bf16, dinp_scaled_bf16, dinp, row_scale) would write them (in the same
+// pass where a row fits the registers).
+void train_rmsnorm_backward_pair(float* dinp, float* dweight, uint16_t* dinp_bf16,
+                                 uint16_t* dinp_scaled_bf16, const float* row_scale,
+                                 const float* dout, const float* inp, const float* weight,
+                                 const float* rstd, int64_t N, int64_t C, const Stream& stream);
+
 // RMSNorm fused with the activation quantization of train_act_quant_forward (the normed row is
 // recomputed, never stored): rstd, codes and scale as the two ops in a row would write them.
 void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, const float* inp,
