@@ -267,7 +267,8 @@ TEST_F(TrainOpsCuda, ActQuantIsBitExact) {
 
 TEST_F(TrainOpsCuda, WeightQuantSeveralTensors) {
     // Three tensors of one flat buffer, one of them odd-sized, one tiny.
-    const std::vector<int64_t> sizes = {1000, 7, 4096 * 3 + 5};
+    // (200003: several chunks of the scales' partial sums.)
+    const std::vector<int64_t> sizes = {1000, 7, 200003};
     std::vector<int64_t> offsets;
     int64_t total = 0, max_size = 0;
     for (int64_t n : sizes)
@@ -281,9 +282,10 @@ TEST_F(TrainOpsCuda, WeightQuantSeveralTensors) {
     auto d_codes = upload(std::vector<uint16_t>(total)), d_beta = upload(std::vector<float>(3));
     auto d_off = upload(offsets), d_sz = upload(sizes);
     Stream s;
+    auto d_part = upload(std::vector<double>(train_weight_beta_partials(3, max_size)));
     train_weight_quant_forward(d_out.as<float>(), d_codes.as<uint16_t>(), d_beta.as<float>(),
-                               d_w.as<float>(), d_off.as<int64_t>(), d_sz.as<int64_t>(), 3,
-                               max_size, true, s);
+                               d_part.as<double>(), d_w.as<float>(), d_off.as<int64_t>(),
+                               d_sz.as<int64_t>(), 3, max_size, true, s);
     s.synchronize();
     const auto out = download<float>(d_out, total);
     const auto codes = download<uint16_t>(d_codes, total);
@@ -315,11 +317,12 @@ TEST_F(TrainOpsCuda, WeightQuantApplyPerRun) {
     auto d_run_codes = upload(std::vector<uint16_t>(span, 0xffff));
     auto d_run_out = upload(std::vector<float>(span, -7.0f));
     Stream s;
+    auto d_part = upload(std::vector<double>(train_weight_beta_partials(count, max_size)));
     train_weight_quant_forward(d_out.as<float>(), d_codes.as<uint16_t>(), d_beta.as<float>(),
-                               d_w.as<float>(), d_off.as<int64_t>(), d_sz.as<int64_t>(), count,
-                               max_size, true, s);
-    train_weight_beta(d_beta2.as<float>(), d_w.as<float>(), d_off.as<int64_t>(), d_sz.as<int64_t>(),
-                      count, true, s);
+                               d_part.as<double>(), d_w.as<float>(), d_off.as<int64_t>(),
+                               d_sz.as<int64_t>(), count, max_size, true, s);
+    train_weight_beta(d_beta2.as<float>(), d_part.as<double>(), d_w.as<float>(),
+                      d_off.as<int64_t>(), d_sz.as<int64_t>(), count, max_size, true, s);
     train_weight_quant_apply(d_run_out.as<float>(), d_run_codes.as<uint16_t>(),
                              d_beta2.as<float>() + 1, d_w.as<float>(), d_off.as<int64_t>() + 1,
                              d_sz.as<int64_t>() + 1, 2, sizes[2], base, true, s);

@@ -282,6 +282,13 @@ struct Activations {
     }
 };
 
+// Doubles of the reduction scratch (norm_partial), used by the weight scales' partial sums at the
+// start of a step (train_weight_beta) and the global gradient norm's at its end.
+int64_t scratch_doubles(const train::ParamLayout& L, int64_t count, int64_t bitlinear_max) {
+    return std::max(train_norm_partials(L.total),
+                    train_weight_beta_partials(static_cast<int>(count), bitlinear_max));
+}
+
 // Bytes of the buffers the constructor allocates, by category.
 struct FixedSizes {
     size_t params = 0, moment = 0, qweights = 0, decay_bits = 0, lm_bf16 = 0, small = 0;
@@ -294,15 +301,16 @@ FixedSizes fixed_sizes(const ModelConfig& c, const train::ParamLayout& L, TrainP
     const size_t total = static_cast<size_t>(L.total);
     f.params = total * sizeof(float);
     f.moment = total * (state == OptimizerState::kBf16 ? sizeof(uint16_t) : sizeof(float));
-    int64_t span = 1, count = 0;
+    int64_t span = 1, count = 0, bitlinear_max = 0;
     for (const LayerWeights& w : layer_weights(L, c.num_layers))
-        span = std::max(span, w.span), count += w.count;
+        span = std::max(span, w.span), count += w.count,
+        bitlinear_max = std::max(bitlinear_max, w.max_size);
     f.qweights = static_cast<size_t>(span) * (bf16 ? sizeof(uint16_t) : sizeof(float));
     f.decay_bits = (total + 31) / 32 * sizeof(uint32_t);
     f.lm_bf16 = bf16 ? static_cast<size_t>(c.vocab_size * c.hidden_dim) * sizeof(uint16_t) : 0;
     const size_t n = static_cast<size_t>(std::max<int64_t>(count, 1));
     f.small = n * (sizeof(float) + 2 * sizeof(int64_t)) + 2 * sizeof(float) + 2 * sizeof(double) +
-              static_cast<size_t>(train_norm_partials(L.total)) * sizeof(double);
+              static_cast<size_t>(scratch_doubles(L, count, bitlinear_max)) * sizeof(double);
     return f;
 }
 
@@ -649,8 +657,9 @@ struct GpuTrainModel::Impl : Activations {
         const train::TttScanShape s = shape();
         // The per-tensor weight scales once per forward (§2.1, absmean per tensor); the codes
         // per layer (quantize_layer).
-        train_weight_beta(betas.as<float>(), params.as<float>(), bl_offsets.as<int64_t>(),
-                          bl_sizes.as<int64_t>(), bitlinear_count, quantize, stream);
+        train_weight_beta(betas.as<float>(), norm_partial.as<double>(), params.as<float>(),
+                          bl_offsets.as<int64_t>(), bl_sizes.as<int64_t>(), bitlinear_count,
+                          bitlinear_max, quantize, stream);
         if (bf16()) train_to_bf16(lm_bf16.as<uint16_t>(), P(lm_head), V * D, stream);
         mark("weight quantization");
 
@@ -918,7 +927,8 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
     m.scalars = DeviceBuffer(2 * sizeof(double));
     m.scalars.fill_bytes(0);
     m.norm_partial =
-        DeviceBuffer(static_cast<size_t>(train_norm_partials(L.total)) * sizeof(double));
+        DeviceBuffer(static_cast<size_t>(scratch_doubles(L, m.bitlinear_count, m.bitlinear_max)) *
+                     sizeof(double));
 
     auto index = [&](const std::string& name) { return static_cast<int>(L.index_of(name)); };
     m.embed = index("embed.weight");

@@ -476,13 +476,31 @@ __global__ void act_quant_kernel(float* out, uint16_t* codes, float* scale, cons
     if (scale && lane == 0) scale[n] = back;
 }
 
-__global__ void weight_beta_kernel(float* beta, const float* w, const int64_t* offsets,
+// β = mean|w| per tensor in two deterministic stages (fixed orders, no atomics): block (x, i)
+// sums |w| over chunk x of tensor i into partial[i · chunks + x] (zero past the tensor's end),
+// then one block per tensor adds its chunks in order. Every SM streams a share of all tensors
+// (one block per tensor left most SMs idle behind the largest tensor).
+constexpr int64_t kBetaChunk = 65536;
+
+__global__ void weight_abs_partial_kernel(double* partial, const float* w, const int64_t* offsets,
+                                          const int64_t* sizes) {
+    const int i = blockIdx.y;
+    const int64_t start = blockIdx.x * kBetaChunk, n = sizes[i];
+    const int64_t end = min(n, start + kBetaChunk);
+    const float* p = w + offsets[i];
+    double sum = 0.0;
+    for (int64_t j = start + threadIdx.x; j < end; j += blockDim.x)
+        sum += fabs(static_cast<double>(p[j]));
+    sum = block_reduce<double, false>(sum);
+    if (threadIdx.x == 0) partial[static_cast<int64_t>(i) * gridDim.x + blockIdx.x] = sum;
+}
+
+__global__ void weight_beta_kernel(float* beta, const double* partial, int64_t chunks,
                                    const int64_t* sizes, bool quantize) {
     const int i = blockIdx.x;
-    const float* p = w + offsets[i];
     const int64_t n = sizes[i];
     double sum = 0.0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += fabs(static_cast<double>(p[j]));
+    for (int64_t x = threadIdx.x; x < chunks; x += blockDim.x) sum += partial[i * chunks + x];
     sum = block_reduce<double, false>(sum);
     if (threadIdx.x == 0)
         beta[i] = !quantize ? 1.0f
@@ -1018,10 +1036,19 @@ void train_act_quant_forward(float* out, uint16_t* codes, float* scale, const fl
     check_launch("train_act_quant_forward");
 }
 
-void train_weight_beta(float* beta, const float* w, const int64_t* offsets, const int64_t* sizes,
-                       int count, bool quantize, const Stream& stream) {
+int64_t train_weight_beta_partials(int count, int64_t max_size) {
+    return std::max<int64_t>(1, count * ((max_size + kBetaChunk - 1) / kBetaChunk));
+}
+
+void train_weight_beta(float* beta, double* partial, const float* w, const int64_t* offsets,
+                       const int64_t* sizes, int count, int64_t max_size, bool quantize,
+                       const Stream& stream) {
     if (count == 0) return;
-    weight_beta_kernel<<<count, 1024, 0, raw(stream)>>>(beta, w, offsets, sizes, quantize);
+    const int64_t chunks = std::max<int64_t>(1, (max_size + kBetaChunk - 1) / kBetaChunk);
+    weight_abs_partial_kernel<<<dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(count)),
+                                256, 0, raw(stream)>>>(partial, w, offsets, sizes);
+    check_launch("train_weight_beta (partials)");
+    weight_beta_kernel<<<count, 256, 0, raw(stream)>>>(beta, partial, chunks, sizes, quantize);
     check_launch("train_weight_beta");
 }
 
@@ -1037,10 +1064,10 @@ void train_weight_quant_apply(float* out, uint16_t* codes, const float* beta, co
     check_launch("train_weight_quant_apply");
 }
 
-void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, const float* w,
-                                const int64_t* offsets, const int64_t* sizes, int count,
-                                int64_t max_size, bool quantize, const Stream& stream) {
-    train_weight_beta(beta, w, offsets, sizes, count, quantize, stream);
+void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, double* partial,
+                                const float* w, const int64_t* offsets, const int64_t* sizes,
+                                int count, int64_t max_size, bool quantize, const Stream& stream) {
+    train_weight_beta(beta, partial, w, offsets, sizes, count, max_size, quantize, stream);
     train_weight_quant_apply(out, codes, beta, w, offsets, sizes, count, max_size, 0, quantize,
                              stream);
 }

@@ -77,17 +77,20 @@ void train_act_quant_forward(float* out, uint16_t* codes, float* scale, const fl
 // w[offsets[i] .. offsets[i] + sizes[i]) (offsets, sizes: device arrays). Per tensor
 // β = mean|w| (double sum), code = clamp(rint(w / (β + 1e-8)), −1, 1); writes beta[i] and any of
 // out[offset + j] = code · β (fp32) and codes[offset + j] = bf16(code). quantize false: out = w,
-// codes = bf16(w) and beta = 1 (the unquantized model of the gradient checks).
-void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, const float* w,
-                                const int64_t* offsets, const int64_t* sizes, int count,
-                                int64_t max_size, bool quantize, const Stream& stream);
+// codes = bf16(w) and beta = 1 (the unquantized model of the gradient checks). max_size: the
+// largest sizes[i]; partial: train_weight_beta_partials(count, max_size) doubles of scratch.
+void train_weight_quant_forward(float* out, uint16_t* codes, float* beta, double* partial,
+                                const float* w, const int64_t* offsets, const int64_t* sizes,
+                                int count, int64_t max_size, bool quantize, const Stream& stream);
 // Its two halves, for a model that keeps the codes of one layer at a time: the betas of all
 // tensors (once per forward), then the codes / fp32 values of a run of tensors whenever they are
 // needed, with the betas, offsets and sizes of that run (pointers into the full arrays), written at
 // out[offsets[i] − out_base + j] and codes[offsets[i] − out_base + j] (out_base: the run's first
 // offset, so the run lands at the start of a buffer of its span). Same values as the whole call.
-void train_weight_beta(float* beta, const float* w, const int64_t* offsets, const int64_t* sizes,
-                       int count, bool quantize, const Stream& stream);
+int64_t train_weight_beta_partials(int count, int64_t max_size);
+void train_weight_beta(float* beta, double* partial, const float* w, const int64_t* offsets,
+                       const int64_t* sizes, int count, int64_t max_size, bool quantize,
+                       const Stream& stream);
 void train_weight_quant_apply(float* out, uint16_t* codes, const float* beta, const float* w,
                               const int64_t* offsets, const int64_t* sizes, int count,
                               int64_t max_size, int64_t out_base, bool quantize,
