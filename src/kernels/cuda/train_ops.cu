@@ -304,10 +304,10 @@ __device__ void store_bf16x4(uint16_t* p, float4 v) {
 }
 
 template <int kVec>
-__global__ void rmsnorm_backward_vec_kernel(float* dinp, float* dweight, const float* dout,
-                                            const float* inp, const float* weight,
-                                            const float* rstd, int64_t N, int64_t C,
-                                            Bf16Pair pair) {
+__global__ void __launch_bounds__(kThreads)
+    rmsnorm_backward_vec_kernel(float* dinp, float* dweight, const float* dout, const float* inp,
+                                const float* weight, const float* rstd, int64_t N, int64_t C,
+                                Bf16Pair pair) {
     extern __shared__ float colsum[];  // [warps][C]
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int warps = static_cast<int>(blockDim.x >> 5);
@@ -797,6 +797,46 @@ __global__ void crossentropy_kernel(float* losses, float* dlogits_f32, uint16_t*
     if (threadIdx.x == 0) losses[n] = static_cast<float>(log(sum)) - target_shifted;
 }
 
+// The same for rows of V <= kCeThreads · kPer (vocabularies up to 16384): the row is read once
+// into registers, max and Σ exp(z − max) (double) from there, then the gradient. The loss and
+// gradient formulas are crossentropy_kernel's; the sum of exponentials is taken at the row's max
+// directly (no running rescale).
+constexpr int kCePer = 32;
+
+__global__ void __launch_bounds__(kCeThreads, 1)
+    crossentropy_reg_kernel(float* losses, float* dlogits_f32, uint16_t* dlogits_bf16,
+                            const float* logits, const int32_t* targets, int64_t V, float dloss) {
+    const int64_t n = blockIdx.x;
+    const float* z = logits + n * V;
+    float x[kCePer];
+    float local_max = -INFINITY;
+#pragma unroll
+    for (int k = 0; k < kCePer; ++k) {
+        const int64_t v = threadIdx.x + static_cast<int64_t>(k) * kCeThreads;
+        x[k] = v < V ? z[v] : -INFINITY;
+        local_max = fmaxf(local_max, x[k]);
+    }
+    const float mx = block_reduce<float, true>(local_max);
+    double local_sum = 0.0;
+#pragma unroll
+    for (int k = 0; k < kCePer; ++k)
+        if (threadIdx.x + static_cast<int64_t>(k) * kCeThreads < V) local_sum += expf(x[k] - mx);
+    const double sum = block_reduce<double, false>(local_sum);
+    const int64_t t = targets[n];
+    const float target_shifted = z[t] - mx;  // read before dlogits may overwrite it
+    const float inv = static_cast<float>(1.0 / sum);
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < kCePer; ++k) {
+        const int64_t v = threadIdx.x + static_cast<int64_t>(k) * kCeThreads;
+        if (v >= V) break;
+        const float g = expf(x[k] - mx) * inv * dloss - (v == t ? dloss : 0.0f);
+        if (dlogits_f32) dlogits_f32[n * V + v] = g;
+        if (dlogits_bf16) dlogits_bf16[n * V + v] = bf16_bits(g);
+    }
+    if (threadIdx.x == 0) losses[n] = static_cast<float>(log(sum)) - target_shifted;
+}
+
 __global__ void mean_kernel(double* out, const float* x, int64_t n) {
     double s = 0.0;
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
@@ -1172,8 +1212,12 @@ void train_crossentropy_fused(float* losses, float* dlogits_f32, uint16_t* dlogi
                               const float* logits, const int32_t* targets, int64_t N, int64_t V,
                               float dloss, const Stream& stream) {
     if (N == 0) return;
-    crossentropy_kernel<<<static_cast<unsigned>(N), kCeThreads, 0, raw(stream)>>>(
-        losses, dlogits_f32, dlogits_bf16, logits, targets, V, dloss);
+    if (V <= static_cast<int64_t>(kCeThreads) * kCePer)
+        crossentropy_reg_kernel<<<static_cast<unsigned>(N), kCeThreads, 0, raw(stream)>>>(
+            losses, dlogits_f32, dlogits_bf16, logits, targets, V, dloss);
+    else
+        crossentropy_kernel<<<static_cast<unsigned>(N), kCeThreads, 0, raw(stream)>>>(
+            losses, dlogits_f32, dlogits_bf16, logits, targets, V, dloss);
     check_launch("train_crossentropy_fused");
 }
 
