@@ -520,6 +520,47 @@ TEST_F(TrainOpsCuda, Bf16PairAndResidualScaled) {
         }
 }
 
+// The delta rule's ttt.lr projection kernels against the formulas in double: logit = x · Wᵀ + b,
+// η = scale · σ(logit), dx = dlogit · W; one head and several, odd widths, both row paths.
+TEST_F(TrainOpsCuda, LrGateForwardAndDx) {
+    for (auto [N, D] : kShapes)
+        for (int64_t H : {1, 3}) {
+            auto x = random_vec(N * D, 90), w = random_vec(H * D, 91, 0.1f), b = random_vec(H, 92);
+            auto dl = random_vec(N * H, 93);
+            const float scale = 0.7f;
+            auto d_x = upload(x), d_w = upload(w), d_b = upload(b), d_dl = upload(dl);
+            auto d_lg = upload(std::vector<float>(N * H)),
+                 d_eta = upload(std::vector<float>(N * H));
+            auto d_dx = upload(std::vector<float>(N * D, 5.0f));
+            Stream s;
+            train_lr_gate_forward(d_lg.as<float>(), d_eta.as<float>(), d_x.as<float>(),
+                                  d_w.as<float>(), d_b.as<float>(), N, D, H, scale, s);
+            train_lr_gate_dx(d_dx.as<float>(), d_dl.as<float>(), d_w.as<float>(), N, D, H, s);
+            s.synchronize();
+            const auto lg = download<float>(d_lg, N * H), eta = download<float>(d_eta, N * H);
+            const auto dx = download<float>(d_dx, N * D);
+            for (int64_t n = 0; n < N; ++n) {
+                for (int64_t h = 0; h < H; ++h) {
+                    double z = b[h], mag = std::fabs(b[h]);
+                    for (int64_t c = 0; c < D; ++c) {
+                        z += static_cast<double>(x[n * D + c]) * w[h * D + c];
+                        mag += std::fabs(static_cast<double>(x[n * D + c]) * w[h * D + c]);
+                    }
+                    ASSERT_NEAR(lg[n * H + h], z, 1e-5 * mag + 1e-7) << n << "," << h;
+                    ASSERT_NEAR(eta[n * H + h], scale / (1.0 + std::exp(-z)), 1e-5 * (1 + mag));
+                }
+                for (int64_t c = 0; c < D; ++c) {
+                    double want = 0, mag = 0;
+                    for (int64_t h = 0; h < H; ++h) {
+                        want += static_cast<double>(dl[n * H + h]) * w[h * D + c];
+                        mag += std::fabs(static_cast<double>(dl[n * H + h]) * w[h * D + c]);
+                    }
+                    ASSERT_NEAR(dx[n * D + c], want, 1e-6 * mag + 1e-8) << n << "," << c;
+                }
+            }
+        }
+}
+
 TEST_F(TrainOpsCuda, CrossEntropyFused) {
     for (auto [N, V] : std::vector<std::pair<int64_t, int64_t>>{
              {1, 1}, {3, 7}, {17, 257}, {9, 16384}, {2, 40000}}) {

@@ -695,10 +695,9 @@ struct GpuTrainModel::Impl : Activations {
                 train_l2norm_forward(sc.qhat, a.qnorm, a.q, N * H, Dh, stream);
                 train_l2norm_forward(sc.khat, a.knorm, a.k, N * H, Dh, stream);
                 // η_t = inner_lr · σ(ttt.lr · x + b), from the unquantized normed input (fp32).
-                gemm(CUBLAS_OP_T, CUBLAS_OP_N, H, N, D, P(w.lr_w), CUDA_R_32F, D, sc.ln1,
-                     CUDA_R_32F, D, a.lr_logit, H, one(), zero());
-                train_add_bias(a.lr_logit, P(w.lr_b), N, H, stream);
-                train_sigmoid_scale_forward(a.eta, a.lr_logit, N * H, inner_lr, stream);
+                train_lr_gate_forward(a.lr_logit, a.eta, sc.ln1, P(w.lr_w), P(w.lr_b), N, D, H,
+                                      inner_lr, stream);
+                op("fwd lr_gate");
                 mark("forward layers (no scan)");
                 ttt_scan_forward(a.y, a.ckpt, sc.qhat, sc.khat, a.v, a.eta, 0.0f, s,
                                  workspace.data(), stream);
@@ -847,8 +846,8 @@ struct GpuTrainModel::Impl : Activations {
                 train_l2norm_backward(dk, dkh, a.k, a.knorm, N * H, Dh, stream);
                 train_sigmoid_scale_backward(dlr, deta, a.lr_logit, N * H, inner_lr, stream);
                 // ttt.lr (fp32): dx += dlr · W, dW += dlrᵀ · ln1, db += Σ_n dlr.
-                gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, H, P(w.lr_w), CUDA_R_32F, D, dlr, CUDA_R_32F,
-                     H, dln, D, one(), zero());
+                train_lr_gate_dx(dln, dlr, P(w.lr_w), N, D, H, stream);
+                op("bwd lr_gate_dx");
                 gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, H, N, sc.ln1, CUDA_R_32F, D, dlr, CUDA_R_32F, H,
                      G(w.lr_w), D, one(), one());
                 train_column_sum_accumulate(G(w.lr_b), dlr, N, H, stream);

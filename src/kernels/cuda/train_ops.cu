@@ -755,6 +755,47 @@ struct SwigluBackwardBf16Op {
     }
 };
 
+// The delta rule's ttt.lr projection (H outputs of a D-wide row; H is the head count, 1..16):
+// a warp per row, per head a dot product of the row with W[h, :] (fp32 per lane, then the warp
+// sum), plus the bias; then η = scale · σ(logit).
+__global__ void lr_gate_forward_kernel(float* logit, float* eta, const float* x, const float* w,
+                                       const float* bias, int64_t N, int64_t D, int64_t H,
+                                       float scale) {
+    BITTTT_WARP_ROW(n, N)
+    const float* row = x + n * D;
+    for (int64_t h = 0; h < H; ++h) {
+        const float* wr = w + h * D;
+        float acc = 0.0f;
+        for (int64_t c = lane; c < D; c += 32) acc = fmaf(row[c], wr[c], acc);
+        acc = warp_sum(acc);
+        if (lane == 0) {
+            const float z = acc + bias[h];
+            logit[n * H + h] = z;
+            eta[n * H + h] = scale * sigmoidf(z);
+        }
+    }
+}
+
+// dx[n, c] = Σ_h dlogit[n, h] · W[h, c] (written, not accumulated)
+struct LrGateDxOp {
+    float* dx;
+    const float *dlogit, *w;
+    int64_t D, H;
+    template <int V>
+    __device__ void apply(int64_t n, int64_t i) const {
+        const int64_t c = i - n * D;
+        float acc[V] = {};
+        for (int64_t h = 0; h < H; ++h) {
+            const float g = dlogit[n * H + h];
+            float wv[V];
+            load_v<V>(w + h * D + c, wv);
+#pragma unroll
+            for (int j = 0; j < V; ++j) acc[j] = fmaf(g, wv[j], acc[j]);
+        }
+        store_v<V>(dx + i, acc);
+    }
+};
+
 bool aligned16(const void* p) {
     return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
@@ -1230,6 +1271,20 @@ void train_add_bias(float* out, const float* bias, int64_t N, int64_t C, const S
 void train_column_sum_accumulate(float* dst, const float* src, int64_t N, int64_t C,
                                  const Stream& stream) {
     column_sum(dst, Plain{src, C}, N, C, stream, "train_column_sum_accumulate");
+}
+
+void train_lr_gate_forward(float* logit, float* eta, const float* x, const float* w,
+                           const float* bias, int64_t N, int64_t D, int64_t H, float scale,
+                           const Stream& stream) {
+    if (N == 0 || H == 0) return;
+    lr_gate_forward_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(logit, eta, x, w, bias, N,
+                                                                        D, H, scale);
+    check_launch("train_lr_gate_forward");
+}
+
+void train_lr_gate_dx(float* dx, const float* dlogit, const float* w, int64_t N, int64_t D,
+                      int64_t H, const Stream& stream) {
+    launch_rows(LrGateDxOp{dx, dlogit, w, D, H}, N, D, {dx, w}, stream, "train_lr_gate_dx");
 }
 
 void train_to_bf16(uint16_t* out, const float* in, int64_t n, const Stream& stream) {

@@ -129,6 +129,15 @@ void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float 
 void train_sigmoid_scale_backward(float* dinp, const float* dout, const float* inp, int64_t n,
                                   float scale, const Stream& stream);
 
+// The delta rule's step-size projection (ttt.lr, fp32, H = heads outputs of rows of D):
+// logit[n, h] = Σ_c x[n, c] · w[h, c] + bias[h] and eta = scale · σ(logit), in one pass over x;
+// its input gradient dx[n, c] = Σ_h dlogit[n, h] · w[h, c] (written, not accumulated).
+void train_lr_gate_forward(float* logit, float* eta, const float* x, const float* w,
+                           const float* bias, int64_t N, int64_t D, int64_t H, float scale,
+                           const Stream& stream);
+void train_lr_gate_dx(float* dx, const float* dlogit, const float* w, int64_t N, int64_t D,
+                      int64_t H, const Stream& stream);
+
 // out = a + b (the residual connection; its backward is the identity).
 void train_residual_forward(float* out, const float* a, const float* b, int64_t n,
                             const Stream& stream);
