@@ -1,6 +1,8 @@
-// The training ops on the GPU (train_ops.hpp): rows map to warps (RMSNorm, L2 norm, quantization),
-// the cross-entropy row to a block, elementwise ops to grid-stride loops. Formulas follow
-// src/train/ops.cpp step by step so fp32 results agree with the CPU to rounding.
+// The training ops on the GPU (train_ops.hpp): rows map to warps (RMSNorm, L2 norm, quantization;
+// rows of up to 1024 held in registers), the SwiGLU quantization and cross-entropy rows to blocks,
+// row-wise elementwise ops to a 2D grid (rows x column runs, 16-byte accesses where aligned), the
+// rest to grid-stride loops. Formulas follow src/train/ops.cpp step by step so fp32 results agree
+// with the CPU to rounding; the fused kernels give the values of the ops they replace bit for bit.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
