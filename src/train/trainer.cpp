@@ -40,8 +40,9 @@ double now_s() {
 }
 
 std::string format_duration(double s) {
-    if (!std::isfinite(s) || s < 0) return "?";
-    const int64_t t = static_cast<int64_t>(s + 0.5);
+    // Beyond ~30,000 years an ETA means nothing (and the cast to int64 would overflow).
+    if (!std::isfinite(s) || s < 0 || s > 1e12) return "?";
+    const int64_t t = std::llround(s);
     if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, (t / 60) % 60);
     if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
     return fmt::format("{}s", t);
