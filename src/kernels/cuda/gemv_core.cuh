@@ -86,7 +86,12 @@ __host__ __device__ constexpr bool has_step(long) {
     return false;
 }
 
-template <int kMats>
+//
+// kPrefetch: each step issues the loads of the next step before it computes (two steps of weights
+// in flight per thread instead of one, 16·kGemvUnroll·kMats more registers): for kernels with too
+// few warps per SM to cover the memory latency with one step each (the SwiGLU GEMV runs ~14
+// one-warp teams per SM of an H100). Same sums in the same order.
+template <int kMats, bool kPrefetch = false>
 struct RowGroupStream {
     const uint4* codes[kMats];
     int total = 0;  // 16-byte chunks per row group and matrix
@@ -135,6 +140,33 @@ struct RowGroupStream {
 
     template <typename Act>
     __device__ __forceinline__ void run(Act& act) {
+        if constexpr (kPrefetch) {
+            while (full) {
+                uint4 cur[kMats][kGemvUnroll];
+#pragma unroll
+                for (int i = 0; i < kGemvUnroll; ++i)
+#pragma unroll
+                    for (int m = 0; m < kMats; ++m) cur[m][i] = w[m][i];
+                const int at = u;
+                u += kGemvUnroll * step;
+                full = warp_full();
+                if (full) load_unrolled();  // the next step's weights, before this step's math
+                uint4 x[kGemvUnroll];
+                if constexpr (has_step<Act>(0)) {
+                    act.step(at, step, x);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < kGemvUnroll; ++i) x[i] = act(at + i * step, true);
+                }
+#pragma unroll
+                for (int i = 0; i < kGemvUnroll; ++i) {
+                    uint4 wv[kMats];
+#pragma unroll
+                    for (int m = 0; m < kMats; ++m) wv[m] = cur[m][i];
+                    accumulate(wv, x[i]);
+                }
+            }
+        }
         while (full) {
             uint4 x[kGemvUnroll];
             if constexpr (has_step<Act>(0)) {

@@ -33,6 +33,12 @@ constexpr int64_t kMaxCols = int64_t{1} << 22;  // 2·127·K < 2^31 for the int3
 constexpr int64_t kMaxRows = int64_t{1} << 30;
 constexpr int kStatsThreads = 1024;
 
+// Block shape bound of a kernel: one-matrix kernels take teams of up to 32 warps (64 registers a
+// thread), or 16 with the prefetch (up to 128); SwiGLU teams up to 8 warps.
+constexpr int max_block_threads(int mats, bool prefetch) {
+    return mats == 1 ? (prefetch ? 16 : kMaxWarpsPerBlock) * 32 : kThreads;
+}
+
 struct Params {
     const uint4* codes[2];
     float scale[2];
@@ -183,17 +189,30 @@ __device__ __forceinline__ void input_scale(const Params& p, Q& q, float& act_sc
 
 // BITTTT_CUDA_GEMV_MAX_TEAM caps W for the single-matrix kernel (8, 16 or 32; default 32), for
 // measuring the larger teams.
-int max_team_warps(int mats) {
+int max_team_warps(int mats, bool prefetch) {
     static const int single = [] {
         const char* v = std::getenv("BITTTT_CUDA_GEMV_MAX_TEAM");
         const int w = v != nullptr ? std::atoi(v) : 32;
         return w >= 32 ? 32 : w >= 16 ? 16 : 8;
     }();
-    return mats == 1 ? single : kBlockWarps;
+    return mats == 1 ? std::min(single, max_block_threads(1, prefetch) / 32) : kBlockWarps;
 }
 
-template <int kMats, bool kNorm>
-__global__ void __launch_bounds__(kMats == 1 ? kMaxWarpsPerBlock * 32 : kThreads)
+// BITTTT_CUDA_GEMV_PREFETCH: which on-the-fly GEMVs keep two steps of weights in flight
+// (RowGroupStream's kPrefetch): 0 none, 1 the SwiGLU GEMV, 2 all (default 1).
+int prefetch_level() {
+    static const int level = [] {
+        const char* v = std::getenv("BITTTT_CUDA_GEMV_PREFETCH");
+        return v != nullptr && v[0] != '\0' ? std::atoi(v) : 1;
+    }();
+    return level;
+}
+bool use_prefetch(int mats) {
+    return prefetch_level() >= (mats == 2 ? 1 : 2);
+}
+
+template <int kMats, bool kNorm, bool kPrefetch>
+__global__ void __launch_bounds__(max_block_threads(kMats, kPrefetch))
     float_gemv_kernel(const Params p) {
     const int team_threads = p.team_warps * 32;
     const int teams_per_block = static_cast<int>(blockDim.x) / team_threads;
@@ -206,7 +225,7 @@ __global__ void __launch_bounds__(kMats == 1 ? kMaxWarpsPerBlock * 32 : kThreads
     const uint4* group_codes[kMats];
 #pragma unroll
     for (int m = 0; m < kMats; ++m) group_codes[m] = p.codes[m] + offset;
-    detail::RowGroupStream<kMats> rows;
+    detail::RowGroupStream<kMats, kPrefetch> rows;
     rows.start(group_codes, total, team_threads, t);  // weights only: before the wait (PDL)
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
@@ -330,14 +349,14 @@ __global__ void __launch_bounds__(kStatsThreads)
     }
 }
 
-template <int kMats>
+template <int kMats, bool kPrefetch>
 int64_t resident_warps() {
     static const int64_t warps = [] {
         int sms = 0, blocks = 0;
         detail::check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0),
                            "cudaDeviceGetAttribute");
         detail::check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                               &blocks, float_gemv_kernel<kMats, true>, kThreads, 0),
+                               &blocks, float_gemv_kernel<kMats, true, kPrefetch>, kThreads, 0),
                            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
         return static_cast<int64_t>(sms) * std::max(blocks, 1) * kBlockWarps;
     }();
@@ -384,8 +403,11 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
     p.rows = static_cast<int32_t>(rows);
     p.groups = static_cast<int32_t>(kernels::packed_rows(rows) / kernels::kRowGroup);
     p.kb = static_cast<int32_t>(kernels::packed_cols(in.k) / kernels::kColBlock);
-    p.team_warps = detail::gemv_team_warps(p.groups, int64_t{p.kb} * 4, resident_warps<kMats>(),
-                                           max_team_warps(kMats));
+    const bool prefetch = use_prefetch(kMats);
+    p.team_warps = detail::gemv_team_warps(
+        p.groups, int64_t{p.kb} * 4,
+        prefetch ? resident_warps<kMats, true>() : resident_warps<kMats, false>(),
+        max_team_warps(kMats, prefetch));
     p.accumulate = accumulate;
     p.a = in.a;
     p.norm = in.norm;
@@ -402,8 +424,10 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
     // blocks ran at 0.71 of the read bandwidth, the down projection's 512 balanced ones at 0.89).
     const int block_warps = p.team_warps;
     const auto blocks = static_cast<unsigned>(p.groups);
-    auto kernel =
-        in.norm != nullptr ? float_gemv_kernel<kMats, true> : float_gemv_kernel<kMats, false>;
+    auto kernel = in.norm != nullptr ? (prefetch ? float_gemv_kernel<kMats, true, true>
+                                                 : float_gemv_kernel<kMats, true, false>)
+                                     : (prefetch ? float_gemv_kernel<kMats, false, true>
+                                                 : float_gemv_kernel<kMats, false, false>);
     detail::launch_pdl(what, kernel, dim3(blocks), dim3(block_warps * 32), 0, raw(stream), p);
 }
 
