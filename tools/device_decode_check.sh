@@ -13,7 +13,7 @@ source tools/device_env.sh
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv >"$OUT/gpu.txt" 2>&1
 cmake -S . -B "$B" $BITTTT_DEVICE_CMAKE_ARGS -DBITTTT_CUDA=ON -DBITTTT_WERROR=ON >"$OUT/build.log" 2>&1
 TESTS="gemv_float decode_chain ternary vector_ops model"
-[ "${QUICK:-0}" = 1 ] && TESTS="gemv_float decode_chain"
+[ "${QUICK:-0}" = 1 ] && TESTS="gemv_float vector_ops decode_chain"
 if ! cmake --build "$B" -j16 --target bitttt model_cuda_test \
     $(for t in $TESTS; do echo ${t}_cuda_test; done) \
     >>"$OUT/build.log" 2>&1; then

@@ -350,46 +350,84 @@ class DecodeModel {
     // step: the plain TTT step, or the deferred one (kernels.hpp: last token's state update applied
     // while ttt.down runs) with its rows held in registers or streamed.
     enum class Step { kPlain, kDeferredRegisters, kDeferredStreamed };
+    // Kernels of the chain token by kind (`only`: the breakdown enqueues one kind alone).
+    enum Kind : unsigned {
+        kTttDown = 1,
+        kTttStep = 2,
+        kTttUp = 4,
+        kSwiglu = 8,
+        kDown = 16,
+        kEnds = 32,  // the embedding and its statistics, the final norm and lm_head
+        kAllKinds = 63
+    };
     void enqueue_chain_token(const cuda::Stream& stream, int64_t token, bool ttt = true,
-                             bool prefetch = true, Step step = Step::kPlain) const {
+                             bool prefetch = true, Step step = Step::kPlain,
+                             unsigned only = kAllKinds) const {
         const DecodeConfig& c = c_;
         float* x = x_.as<float>();
         auto* keys = keys_.as<unsigned long long>();
         double* pa = partials_.as<double>();
         double* pc = pa + groups_;
         auto norm1 = [&](int64_t l) { return norms_.as<float>() + 2 * l * c.dim; };
-        cuda::bf16_to_float(embed_.as<uint16_t>() + token * c.dim, c.dim, x, stream);
-        cuda::row_stats(x, c.dim, norm1(0), {pa, groups_, keys}, keys, 4 * c.layers, stream);
+        if (only & kEnds) {
+            cuda::bf16_to_float(embed_.as<uint16_t>() + token * c.dim, c.dim, x, stream);
+            cuda::row_stats(x, c.dim, norm1(0), {pa, groups_, keys}, keys, 4 * c.layers, stream);
+        }
         for (int64_t l = 0; l < c.layers; ++l) {
             const Layer& layer = layers_[static_cast<size_t>(l)];
             const float* norm2 = norm1(l) + c.dim;
             float* state = states_.as<float>() + l * c.ttt_dim * c.ttt_dim;
             const cuda::RowStats a{pa, groups_, keys + 4 * l}, z{nullptr, 0, keys + 4 * l + 1},
                 h{pc, groups_, keys + 4 * l + 2}, act{nullptr, 0, keys + 4 * l + 3};
-            cuda::ternary_gemv_float(layer.ttt_down, {x, c.dim, norm1(l), c.eps, a}, f_.as<float>(),
-                                     false, {}, nullptr, stream);
-            if (ttt && step == Step::kPlain)
+            if (only & kTttDown)
+                cuda::ternary_gemv_float(layer.ttt_down, {x, c.dim, norm1(l), c.eps, a},
+                                         f_.as<float>(), false, {}, nullptr, stream);
+            if (ttt && step == Step::kPlain && (only & kTttStep))
                 cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
                                            z_.as<float>(), stream, z.key, prefetch);
-            else if (ttt)
+            else if (ttt && (only & kTttStep))
                 cuda::ttt_reconstruct_step_deferred(
                     state, c.ttt_dim, c.inner_lr, f_.as<float>(), z_.as<float>(),
                     pending_.as<float>() + l * pending_floats_, stream, z.key, prefetch,
                     step == Step::kDeferredRegisters);
-            cuda::ternary_gemv_float(layer.ttt_up, {z_.as<float>(), c.ttt_dim, nullptr, 0.0f, z}, x,
-                                     true, h, norm2, stream);
-            cuda::ternary_gemv_swiglu(layer.gate, layer.up, {x, c.dim, norm2, c.eps, h},
-                                      g_.as<float>(), act, stream);
+            if (only & kTttUp)
+                cuda::ternary_gemv_float(layer.ttt_up,
+                                         {z_.as<float>(), c.ttt_dim, nullptr, 0.0f, z}, x, true, h,
+                                         norm2, stream);
+            if (only & kSwiglu)
+                cuda::ternary_gemv_swiglu(layer.gate, layer.up, {x, c.dim, norm2, c.eps, h},
+                                          g_.as<float>(), act, stream);
             const bool last = l + 1 == c.layers;
             const cuda::RowStats next =
                 last ? cuda::RowStats{} : cuda::RowStats{pa, groups_, keys + 4 * (l + 1)};
-            cuda::ternary_gemv_float(layer.down, {g_.as<float>(), c.mlp, nullptr, 0.0f, act}, x,
-                                     true, next, last ? nullptr : norm1(l + 1), stream);
+            if (only & kDown)
+                cuda::ternary_gemv_float(layer.down, {g_.as<float>(), c.mlp, nullptr, 0.0f, act}, x,
+                                         true, next, last ? nullptr : norm1(l + 1), stream);
         }
-        const float* norm_f = norms_.as<float>() + 2 * c.layers * c.dim;
-        cuda::rmsnorm(x, 1, c.dim, c.dim, norm_f, c.eps, xn_.as<float>(), c.dim, stream);
-        cuda::bf16_gemv(lm_head_.as<uint16_t>(), c.vocab, c.dim, xn_.as<float>(),
-                        logits_.as<float>(), stream);
+        if (only & kEnds) {
+            const float* norm_f = norms_.as<float>() + 2 * c.layers * c.dim;
+            cuda::rmsnorm(x, 1, c.dim, c.dim, norm_f, c.eps, xn_.as<float>(), c.dim, stream);
+            cuda::bf16_gemv(lm_head_.as<uint16_t>(), c.vocab, c.dim, xn_.as<float>(),
+                            logits_.as<float>(), stream);
+        }
+    }
+    // Bytes a token moves in the kernels of one kind (weights; the TTT state read and written).
+    int64_t kind_bytes(Kind kind) const {
+        const int64_t d = c_.dim, dt = c_.ttt_dim, m = c_.mlp, layers = c_.layers;
+        switch (kind) {
+            case kTttDown:
+                return layers * packed_bytes(dt, d);
+            case kTttStep:
+                return state_traffic_bytes();
+            case kTttUp:
+                return layers * packed_bytes(d, dt);
+            case kSwiglu:
+                return layers * 2 * packed_bytes(m, d);
+            case kDown:
+                return layers * packed_bytes(d, m);
+            default:
+                return lm_head_bytes_;
+        }
     }
     int chain_kernels_per_token() const { return static_cast<int>(5 * c_.layers + 4); }
     // The logits of the last token (for checking that both token paths agree).
@@ -595,6 +633,97 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                      fmt::format("CUDA graph {:.1f} tok/s ({} kernels per token)", tokens_per_s,
                                  model.chain_kernels_per_token()),
                      token_ms / chain_stream_ms});
+
+    // The variants of the chain's kernels (cuda::DecodeVariant: GEMV weight prefetch 0/1/2, the
+    // short statistics prologue or the old one), each as its own graph, timed in turns (3 rounds,
+    // median of each), against the first chain's variant (0/old) in the same process; every
+    // variant must give the same logits after 3 tokens, bit for bit.
+    {
+        const cuda::DecodeVariant chosen = cuda::decode_variant();
+        auto logits_after_3 = [&] {
+            model.reset_states(stream);
+            for (int64_t t = 0; t < 3; ++t) model.enqueue_chain_token(stream, 42 + t);
+            return model.logits(stream);
+        };
+        const std::vector<float> reference = logits_after_3();
+        struct Run {
+            cuda::DecodeVariant variant;
+            std::unique_ptr<cuda::Graph> graph;
+            std::vector<double> ms;
+            size_t differing = 0;
+        };
+        std::vector<Run> runs;
+        for (int prefetch = 0; prefetch <= 2; ++prefetch)
+            for (bool short_prologue : {false, true}) {
+                Run run{{prefetch, short_prologue}, std::make_unique<cuda::Graph>(), {}, 0};
+                cuda::set_decode_variant(run.variant);
+                const std::vector<float> got = logits_after_3();
+                for (size_t i = 0; i < got.size(); ++i)
+                    run.differing += std::memcmp(&got[i], &reference[i], 4) != 0 ? 1 : 0;
+                run.graph->begin_capture(stream);
+                model.enqueue_chain_token(stream, 42);
+                run.graph->end_capture(stream);
+                runs.push_back(std::move(run));
+            }
+        cuda::set_decode_variant(chosen);
+        model.reset_states(stream);
+        for (int round = 0; round < 3; ++round)
+            for (Run& run : runs)
+                run.ms.push_back(median_device_ms(
+                    stream, [&] { run.graph->launch(stream); }, 5, inner));
+        auto median = [](std::vector<double> v) {
+            std::sort(v.begin(), v.end());
+            return v[v.size() / 2];
+        };
+        const double base_ms = median(runs[0].ms);
+        for (const Run& run : runs) {
+            const double ms = median(run.ms);
+            reporter.report(
+                {fmt::format("cuda.decode.{}.variant.prefetch{}.{}_prologue", tag,
+                             run.variant.gemv_prefetch,
+                             run.variant.short_prologue ? "short" : "old"),
+                 1e3 / ms, "tokens/s",
+                 fmt::format("{:.3f} ms/token (rounds {:.3f}/{:.3f}/{:.3f}); prefetch 0, old "
+                             "prologue {:.1f} tok/s; bound {:.1f}; {} logits differ{}",
+                             ms, run.ms[0], run.ms[1], run.ms[2], 1e3 / base_ms, bound_tokens_per_s,
+                             run.differing,
+                             run.variant.gemv_prefetch == chosen.gemv_prefetch &&
+                                     run.variant.short_prologue == chosen.short_prologue
+                                 ? " (the default)"
+                                 : ""),
+                 base_ms / ms});
+        }
+    }
+
+    // Each kind of the chain's kernels alone (80 in a row, one graph): its time per token and
+    // bandwidth; the parts add up to more than the token where neighbours overlap (PDL).
+    {
+        using Kind = DecodeModel::Kind;
+        const std::pair<Kind, const char*> kinds[] = {
+            {DecodeModel::kTttDown, "ttt_down"}, {DecodeModel::kTttStep, "ttt_step"},
+            {DecodeModel::kTttUp, "ttt_up"},     {DecodeModel::kSwiglu, "gate_up_swiglu"},
+            {DecodeModel::kDown, "down"},        {DecodeModel::kEnds, "embedding_norm_lm_head"}};
+        double sum_ms = 0;
+        for (const auto& [kind, name] : kinds) {
+            auto graph = std::make_unique<cuda::Graph>();
+            graph->begin_capture(stream);
+            model.enqueue_chain_token(stream, 42, true, true, DecodeModel::Step::kPlain, kind);
+            graph->end_capture(stream);
+            const double ms = median_device_ms(
+                stream, [&] { graph->launch(stream); }, 7, inner);
+            sum_ms += ms;
+            const double gbps = static_cast<double>(model.kind_bytes(kind)) / (ms * 1e-3) / 1e9;
+            reporter.report({fmt::format("cuda.decode.{}.alone.{}", tag, name), gbps, "GB/s",
+                             fmt::format("{} ({:.3f} ms per token, {:.2f} GB)", vs_read, ms,
+                                         static_cast<double>(model.kind_bytes(kind)) / 1e9),
+                             gbps / bw.read_gbps});
+        }
+        model.reset_states(stream);
+        reporter.report(
+            {fmt::format("cuda.decode.{}.alone.sum", tag), sum_ms, "ms",
+             fmt::format("the kinds one after the other vs the {:.3f} ms token", token_ms),
+             token_ms / sum_ms});
+    }
 
     // The chain without its TTT state steps: what the GEMVs and row statistics take.
     {

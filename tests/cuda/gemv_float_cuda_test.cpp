@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -223,6 +224,79 @@ TEST_F(GemvFloatCuda, SwigluMatchesTwoGemvsAndSiluMul) {
             }
         }
     }
+}
+
+// Every DecodeVariant (weights prefetched one or two steps ahead, the short or the old statistics
+// prologue) computes the same sums in the same order: outputs and published statistics equal the
+// first variant's bit for bit, for the single-matrix and the SwiGLU GEMV, with and without a norm,
+// on shapes with one-warp teams of several unrolled steps and a tail (20000 x 2100), 16-warp
+// teams (2048 x 8192) and odd small ones.
+TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
+    Rng rng(17);
+    Stream stream;
+    const DecodeVariant chosen = decode_variant();
+    const int64_t shapes[][3] = {// rows, cols, matrices
+                                 {3, 17, 1},       {255, 4097, 1}, {2048, 8192, 1},
+                                 {20000, 2100, 1}, {255, 4097, 2}, {20000, 2100, 2}};
+    for (const auto& shape : shapes) {
+        const int64_t rows = shape[0], cols = shape[1];
+        const bool swiglu = shape[2] == 2;
+        Weights w0(rows, cols, rng), w1(rows, cols, rng);
+        const auto a = random_row(cols, rng);
+        const auto y0 = random_row(rows, rng);
+        std::vector<float> norm(static_cast<size_t>(cols)), out_norm(static_cast<size_t>(rows));
+        for (auto& v : norm) v = 0.5f + rng.uniform();
+        for (auto& v : out_norm) v = 0.5f + rng.uniform();
+        DeviceBuffer da = upload(a), dn = upload(norm), don = upload(out_norm);
+        for (bool with_norm : {false, true}) {
+            const float* nptr = with_norm ? dn.as<float>() : nullptr;
+            Stats in(cols);
+            row_stats(da.as<float>(), cols, nptr, in.view(), in.view().key, 1, stream);
+            // One launch under a variant: the output row, its key and its partials.
+            struct Result {
+                std::vector<float> y;
+                unsigned long long key;
+                std::vector<double> partials;
+            };
+            auto run = [&](const DecodeVariant& variant) {
+                set_decode_variant(variant);
+                DeviceBuffer dy = upload(y0);
+                Stats out(rows);
+                const FloatRow row{da.as<float>(), cols, nptr, 1e-5f, in.view()};
+                if (swiglu)
+                    ternary_gemv_swiglu(w0.device(), w1.device(), row, dy.as<float>(), out.view(),
+                                        stream);
+                else
+                    ternary_gemv_float(w0.device(), row, dy.as<float>(), true, out.view(),
+                                       don.as<float>(), stream);
+                stream.synchronize();
+                return Result{download<float>(dy, static_cast<size_t>(rows)), out.read_key(),
+                              out.read_partials()};
+            };
+            const Result want = run({0, false});
+            for (int prefetch = 0; prefetch <= 2; ++prefetch) {
+                for (bool short_prologue : {false, true}) {
+                    const Result got = run({prefetch, short_prologue});
+                    const std::string what =
+                        std::to_string(rows) + "x" + std::to_string(cols) +
+                        (swiglu ? " swiglu" : "") + (with_norm ? " norm" : "") + " prefetch " +
+                        std::to_string(prefetch) + (short_prologue ? " short" : " old");
+                    for (int64_t i = 0; i < rows; ++i)
+                        ASSERT_EQ(bits(got.y[i]), bits(want.y[i])) << what << " row " << i;
+                    EXPECT_EQ(got.key, want.key) << what;
+                    ASSERT_EQ(got.partials.size(), want.partials.size());
+                    EXPECT_EQ(std::memcmp(got.partials.data(), want.partials.data(),
+                                          want.partials.size() * sizeof(double)),
+                              0)
+                        << what << ": partials differ";
+                }
+            }
+        }
+    }
+    set_decode_variant(chosen);
+    DecodeVariant bad = chosen;
+    bad.gemv_prefetch = 3;
+    EXPECT_THROW(set_decode_variant(bad), Error);
 }
 
 TEST_F(GemvFloatCuda, RowStatsZeroesKeysAndSummarizesTheRow) {

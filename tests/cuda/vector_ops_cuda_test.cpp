@@ -4,6 +4,7 @@
 // Skipped without a GPU.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include "kernels/cpu/norms.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "kernels/cpu/ttt_scan.hpp"
+#include "kernels/cuda/gemv_float.hpp"
 #include "kernels/cuda/kernels.hpp"
 
 namespace bitttt::cuda::test {
@@ -206,6 +208,45 @@ TEST_F(VectorOpsCuda, TttStepMatchesScalarScan) {
         expect_close(got_s, s, 1e-5f, 1e-6f);
         // The step changed the state (a test that cannot pass by doing nothing).
         EXPECT_NE(got_w, w);
+    }
+}
+
+// The short prologue (DecodeVariant: f loaded in batches, the first batch kept for f̂) sums in the
+// same order as the old one: z, the z key and the state bit for bit, for widths below, at and
+// above one batch of 8 x 256 values, on the register and the scalar path.
+TEST_F(VectorOpsCuda, TttStepShortPrologueIsBitIdentical) {
+    Rng rng(9);
+    const float eta = 0.1f;
+    const int64_t tokens = 3;
+    const DecodeVariant chosen = decode_variant();
+    for (int64_t dt : {1, 3, 17, 255, 256, 2048, 2049, 4100}) {
+        SCOPED_TRACE(::testing::Message() << "dt " << dt);
+        const size_t n = static_cast<size_t>(dt * dt);
+        const auto w = random_vector(n, rng, 0.3f);
+        const auto f = random_vector(static_cast<size_t>(tokens * dt), rng, 2.0f);
+        std::vector<float> results[2];
+        for (bool short_prologue : {false, true}) {
+            set_decode_variant({chosen.gemv_prefetch, short_prologue});
+            DeviceBuffer dw = upload(w), df = upload(f), dz(f.size() * 4 + 16), key(16);
+            key.fill_bytes(0);
+            Stream stream;
+            for (int64_t t = 0; t < tokens; ++t)
+                ttt_reconstruct_step(dw.as<float>(), dt, eta, df.as<float>() + t * dt,
+                                     dz.as<float>() + t * dt, stream, key.as<unsigned long long>(),
+                                     t % 2 == 1);
+            stream.synchronize();
+            auto& r = results[short_prologue ? 1 : 0];
+            r = download<float>(dz, f.size());
+            const auto got_w = download<float>(dw, n);
+            r.insert(r.end(), got_w.begin(), got_w.end());
+            const auto k = download<unsigned long long>(key, 1)[0];
+            r.push_back(std::bit_cast<float>(static_cast<uint32_t>(k >> 32)));
+            r.push_back(std::bit_cast<float>(static_cast<uint32_t>(k)));
+        }
+        set_decode_variant(chosen);
+        ASSERT_EQ(results[0].size(), results[1].size());
+        EXPECT_EQ(std::memcmp(results[0].data(), results[1].data(), results[0].size() * 4), 0);
+        EXPECT_NE(results[1][0], 0.0f);  // the step ran: z of the first token from W0 ≠ 0
     }
 }
 

@@ -34,6 +34,12 @@ __device__ __forceinline__ uint4 load_once(const uint4* p) {
     return v;
 }
 
+// Asks for the 128-byte line at p in L1 (no register, no wait): for data a kernel will load a few
+// dependent steps later.
+__device__ __forceinline__ void prefetch_l1(const void* p) {
+    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+}
+
 // The float epilogue of every product: float(acc - xsum) * (beta * act_scale), roundings spelled
 // out (no FMA contraction) so that results are bit-identical to ternary_matmul_scalar.
 __device__ __forceinline__ float rescale(int acc, int xsum, float beta, float act_scale) {
@@ -86,11 +92,10 @@ __host__ __device__ constexpr bool has_step(long) {
     return false;
 }
 
-//
 // kPrefetch: each step issues the loads of the next step before it computes (two steps of weights
-// in flight per thread instead of one, 16·kGemvUnroll·kMats more registers): for kernels with too
-// few warps per SM to cover the memory latency with one step each (the SwiGLU GEMV runs ~14
-// one-warp teams per SM of an H100). Same sums in the same order.
+// in flight per thread instead of one, 16·kGemvUnroll·kMats more bytes of registers): for kernels
+// with too few warps per SM to cover the memory latency with one step each (the SwiGLU GEMV runs
+// ~14 one-warp teams per SM of an H100). Same sums in the same order.
 template <int kMats, bool kPrefetch = false>
 struct RowGroupStream {
     const uint4* codes[kMats];
@@ -140,51 +145,26 @@ struct RowGroupStream {
 
     template <typename Act>
     __device__ __forceinline__ void run(Act& act) {
-        if constexpr (kPrefetch) {
-            while (full) {
-                uint4 cur[kMats][kGemvUnroll];
-#pragma unroll
-                for (int i = 0; i < kGemvUnroll; ++i)
-#pragma unroll
-                    for (int m = 0; m < kMats; ++m) cur[m][i] = w[m][i];
-                const int at = u;
-                u += kGemvUnroll * step;
-                full = warp_full();
-                if (full) load_unrolled();  // the next step's weights, before this step's math
-                uint4 x[kGemvUnroll];
-                if constexpr (has_step<Act>(0)) {
-                    act.step(at, step, x);
-                } else {
-#pragma unroll
-                    for (int i = 0; i < kGemvUnroll; ++i) x[i] = act(at + i * step, true);
-                }
-#pragma unroll
-                for (int i = 0; i < kGemvUnroll; ++i) {
-                    uint4 wv[kMats];
-#pragma unroll
-                    for (int m = 0; m < kMats; ++m) wv[m] = cur[m][i];
-                    accumulate(wv, x[i]);
-                }
-            }
-        }
         while (full) {
-            uint4 x[kGemvUnroll];
-            if constexpr (has_step<Act>(0)) {
-                act.step(u, step, x);
-            } else {
+            uint4 cur[kGemvUnroll][kMats];  // this step's weights (w is free for the next step's)
 #pragma unroll
-                for (int i = 0; i < kGemvUnroll; ++i) x[i] = act(u + i * step, true);
-            }
+            for (int i = 0; i < kGemvUnroll; ++i)
 #pragma unroll
-            for (int i = 0; i < kGemvUnroll; ++i) {
-                uint4 wv[kMats];
-#pragma unroll
-                for (int m = 0; m < kMats; ++m) wv[m] = w[m][i];
-                accumulate(wv, x[i]);
-            }
+                for (int m = 0; m < kMats; ++m) cur[i][m] = w[m][i];
+            const int at = u;
             u += kGemvUnroll * step;
             full = warp_full();
-            if (full) load_unrolled();
+            if (kPrefetch && full) load_unrolled();  // the next step's weights, before the math
+            uint4 x[kGemvUnroll];
+            if constexpr (has_step<Act>(0)) {
+                act.step(at, step, x);
+            } else {
+#pragma unroll
+                for (int i = 0; i < kGemvUnroll; ++i) x[i] = act(at + i * step, true);
+            }
+#pragma unroll
+            for (int i = 0; i < kGemvUnroll; ++i) accumulate(cur[i], x[i]);
+            if (!kPrefetch && full) load_unrolled();  // after the math: one step in flight
         }
         // The tail, one chunk per lane per iteration; the warp iterates while any lane has one.
         const uint4 zero = make_uint4(0, 0, 0, 0);

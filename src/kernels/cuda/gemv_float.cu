@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 
 #include "kernels/cuda/cuda_check.hpp"
@@ -48,6 +49,7 @@ struct Params {
     int32_t kb;      // 16-column blocks
     int32_t team_warps;
     bool accumulate;
+    bool short_prologue;  // DecodeVariant::short_prologue
     // the input row and its producer's statistics
     const float* a;
     const float* norm;
@@ -76,31 +78,18 @@ struct OnTheFly {
 
     // The four values of columns 4u..4u+3 packed as int8 bytes (0 past the end of the row).
     __device__ __forceinline__ uint32_t word(int u, bool valid) {
+        if (valid && u < k4) return word_inside(u);
+        // the row's last columns, the zero padding up to 16, or a lane past the end
         float v[4];
-        if (valid && u < k4) {
-            const float4 f = __ldg(reinterpret_cast<const float4*>(a) + u);
-            v[0] = f.x;
-            v[1] = f.y;
-            v[2] = f.z;
-            v[3] = f.w;
-            if constexpr (kNorm) {
-                const float4 g = __ldg(reinterpret_cast<const float4*>(norm) + u);
-                v[0] = __fmul_rn(__fmul_rn(v[0], inv), g.x);
-                v[1] = __fmul_rn(__fmul_rn(v[1], inv), g.y);
-                v[2] = __fmul_rn(__fmul_rn(v[2], inv), g.z);
-                v[3] = __fmul_rn(__fmul_rn(v[3], inv), g.w);
-            }
-        } else {  // the row's last columns, the zero padding up to 16, or a lane past the end
 #pragma unroll
-            for (int e = 0; e < 4; ++e) {
-                const int j = 4 * u + e;
-                float x = 0.0f;
-                if (valid && j < k) {
-                    x = __ldg(a + j);
-                    if constexpr (kNorm) x = __fmul_rn(__fmul_rn(x, inv), __ldg(norm + j));
-                }
-                v[e] = x;
+        for (int e = 0; e < 4; ++e) {
+            const int j = 4 * u + e;
+            float x = 0.0f;
+            if (valid && j < k) {
+                x = __ldg(a + j);
+                if constexpr (kNorm) x = __fmul_rn(__fmul_rn(x, inv), __ldg(norm + j));
             }
+            v[e] = x;
         }
         return pack(v);
     }
@@ -116,6 +105,15 @@ struct OnTheFly {
             v[3] = __fmul_rn(__fmul_rn(v[3], inv), g.w);
         }
         return pack(v);
+    }
+    // The lines of the first unrolled step's float4s (chunks u, u + stride, ...) into L1: of the
+    // row `from` (a, or the norm weights) (short prologue).
+    __device__ __forceinline__ void prefetch_first_step(const float* from, int u,
+                                                        int stride) const {
+#pragma unroll
+        for (int i = 0; i < detail::kGemvUnroll; ++i)
+            if (u + i * stride < k4)
+                detail::prefetch_l1(reinterpret_cast<const float4*>(from) + u + i * stride);
     }
     __device__ __forceinline__ uint32_t pack(const float (&v)[4]) {
         const int q0 = detail::quantize_int8(v[0], s127), q1 = detail::quantize_int8(v[1], s127),
@@ -162,23 +160,51 @@ struct OnTheFly {
 template <typename Q>
 __device__ __forceinline__ void input_scale(const Params& p, Q& q, float& act_scale) {
     const int lane = static_cast<int>(threadIdx.x & 31);
+    // With a norm, gamma needs the row's value at the key's index: one more dependent load. The
+    // short prologue issues the key first and that value right when the key arrives, while the
+    // partials (all of a lane's in one batch) are on their way.
+    unsigned long long key = 0;
+    bool at_key = false;
+    float a_j = 0.0f, g_j = 0.0f;
+    auto load_key = [&] {
+        key = *p.in_key;
+        const int j = static_cast<int>(key & 0xffffffffull);
+        at_key = p.norm != nullptr && key != 0 && j < p.k;
+        if (at_key) {
+            a_j = p.a[j];
+            g_j = p.norm[j];
+        }
+    };
+    if (p.short_prologue) load_key();
     q.inv = 1.0f;
     if (p.norm != nullptr) {
         double ss = 0.0;
-        for (int i = lane; i < p.in_groups; i += 32) ss += p.in_partials[i];
+        if (p.short_prologue) {
+            constexpr int kBatch = 8;  // two round trips for rows up to 2 · 8 · 32 · 16 = 8192
+            for (int i0 = lane; i0 < p.in_groups; i0 += 32 * kBatch) {
+                double v[kBatch];
+#pragma unroll
+                for (int e = 0; e < kBatch; ++e)
+                    v[e] = i0 + 32 * e < p.in_groups ? p.in_partials[i0 + 32 * e] : 0.0;
+#pragma unroll
+                for (int e = 0; e < kBatch; ++e)
+                    if (i0 + 32 * e < p.in_groups) ss += v[e];  // the order of the loop below
+            }
+        } else {
+            for (int i = lane; i < p.in_groups; i += 32) ss += p.in_partials[i];
+        }
 #pragma unroll
         for (int offset = 16; offset > 0; offset >>= 1)
             ss += __shfl_xor_sync(0xffffffffu, ss, offset);
         const float mean = __double2float_rn(__ddiv_rn(ss, static_cast<double>(p.k)));
         q.inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, p.eps)));
     }
-    const unsigned long long key = *p.in_key;
+    if (!p.short_prologue) load_key();
     float absmax = __uint_as_float(static_cast<unsigned int>(key >> 32));
     if (p.norm != nullptr) {  // the normalized value at the index of the largest |a_j g_j|
-        const int j = static_cast<int>(key & 0xffffffffull);
         absmax = 0.0f;
-        if (key != 0 && j < p.k) {
-            absmax = fabsf(__fmul_rn(__fmul_rn(p.a[j], q.inv), p.norm[j]));
+        if (at_key) {
+            absmax = fabsf(__fmul_rn(__fmul_rn(a_j, q.inv), g_j));
             if (!(absmax == absmax)) absmax = 0.0f;
         }
     }
@@ -198,17 +224,26 @@ int max_team_warps(int mats, bool prefetch) {
     return mats == 1 ? std::min(single, max_block_threads(1, prefetch) / 32) : kBlockWarps;
 }
 
-// BITTTT_CUDA_GEMV_PREFETCH: which on-the-fly GEMVs keep two steps of weights in flight
-// (RowGroupStream's kPrefetch): 0 none, 1 the SwiGLU GEMV, 2 all (default 1).
-int prefetch_level() {
-    static const int level = [] {
-        const char* v = std::getenv("BITTTT_CUDA_GEMV_PREFETCH");
-        return v != nullptr && v[0] != '\0' ? std::atoi(v) : 1;
-    }();
-    return level;
+// The process's DecodeVariant (gemv_float.hpp): from the environment at first use.
+int env_level(const char* name, int fallback, int max) {
+    const char* v = std::getenv(name);
+    if (v == nullptr || v[0] == '\0') return fallback;
+    char* end = nullptr;
+    const long level = std::strtol(v, &end, 10);
+    check(*end == '\0' && level >= 0 && level <= max, ErrorKind::kInvalidArgument,
+          "CUDA: {}='{}': expected an integer from 0 to {}", name, v, max);
+    return static_cast<int>(level);
+}
+struct VariantState {
+    std::atomic<int> gemv_prefetch{env_level("BITTTT_CUDA_GEMV_PREFETCH", 1, 2)};
+    std::atomic<bool> short_prologue{env_level("BITTTT_CUDA_DECODE_SHORT_PROLOGUE", 1, 1) != 0};
+};
+VariantState& variant_state() {
+    static VariantState state;
+    return state;
 }
 bool use_prefetch(int mats) {
-    return prefetch_level() >= (mats == 2 ? 1 : 2);
+    return variant_state().gemv_prefetch.load() >= (mats == 2 ? 1 : 2);
 }
 
 template <int kMats, bool kNorm, bool kPrefetch>
@@ -227,10 +262,12 @@ __global__ void __launch_bounds__(max_block_threads(kMats, kPrefetch))
     for (int m = 0; m < kMats; ++m) group_codes[m] = p.codes[m] + offset;
     detail::RowGroupStream<kMats, kPrefetch> rows;
     rows.start(group_codes, total, team_threads, t);  // weights only: before the wait (PDL)
+    OnTheFly<kNorm> act{p.a, p.norm, p.k, p.k >> 2, 1.0f, 1.0f, 0};
+    if (kNorm && p.short_prologue) act.prefetch_first_step(p.norm, t, team_threads);  // constant
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
+    if (p.short_prologue) act.prefetch_first_step(p.a, t, team_threads);
 
-    OnTheFly<kNorm> act{p.a, p.norm, p.k, p.k >> 2, 1.0f, 1.0f, 0};
     float act_scale = 0.0f;
     input_scale(p, act, act_scale);
     rows.run(act);
@@ -409,6 +446,7 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
         prefetch ? resident_warps<kMats, true>() : resident_warps<kMats, false>(),
         max_team_warps(kMats, prefetch));
     p.accumulate = accumulate;
+    p.short_prologue = variant_state().short_prologue.load();
     p.a = in.a;
     p.norm = in.norm;
     p.k = static_cast<int32_t>(in.k);
@@ -432,6 +470,19 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
 }
 
 }  // namespace
+
+DecodeVariant decode_variant() {
+    const VariantState& state = variant_state();
+    return {state.gemv_prefetch.load(), state.short_prologue.load()};
+}
+
+void set_decode_variant(const DecodeVariant& variant) {
+    check(variant.gemv_prefetch >= 0 && variant.gemv_prefetch <= 2, ErrorKind::kInvalidArgument,
+          "CUDA: set_decode_variant: GEMV prefetch level {} (expected 0, 1 or 2)",
+          variant.gemv_prefetch);
+    variant_state().gemv_prefetch.store(variant.gemv_prefetch);
+    variant_state().short_prologue.store(variant.short_prologue);
+}
 
 void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats& out,
                unsigned long long* zero_keys, int64_t zero_count, const Stream& stream) {

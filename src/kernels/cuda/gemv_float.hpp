@@ -31,6 +31,27 @@
 
 namespace bitttt::cuda {
 
+// Variants of the decode kernels that give the same values bit for bit, so that benchmarks can
+// measure them against each other and tests can check every one. The process default comes from
+// the environment (read once): BITTTT_CUDA_GEMV_PREFETCH = 0, 1 or 2 and
+// BITTTT_CUDA_DECODE_SHORT_PROLOGUE = 0 or 1. A launch uses the variant set when it is enqueued
+// (a captured graph keeps it).
+struct DecodeVariant {
+    // Which on-the-fly GEMVs keep two unrolled steps of weights in flight per thread instead of
+    // one (gemv_core.cuh RowGroupStream's kPrefetch): 0 none, 1 the SwiGLU GEMV, 2 all.
+    int gemv_prefetch = 1;
+    // The kernels that read a producer's statistics issue every load that needs only the
+    // producer's output at once after the PDL wait (the absmax key, then the value at its index,
+    // all sum-of-squares partials of a lane in one batch, the first step's input lines into L1;
+    // the constant norm weights before the wait), and the TTT step loads f in batches: fewer
+    // dependent L2 round trips before the first product. false: one load after the other, the
+    // way the chain first did it (for comparison).
+    bool short_prologue = true;
+};
+DecodeVariant decode_variant();
+// Sets the variant of later launches (benchmarks, tests); fails on an out-of-range prefetch level.
+void set_decode_variant(const DecodeVariant& variant);
+
 // What the producer of a row of n values publishes for its reader.
 struct RowStats {
     double* partials = nullptr;         // [ceil(n / 16)] sums of squares per 16 values; null: none

@@ -12,6 +12,7 @@
 #include "kernels/cpu/ttt_scan.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/gemv_core.cuh"
+#include "kernels/cuda/gemv_float.hpp"
 #include "kernels/cuda/kernels.hpp"
 #include "kernels/cuda/pdl.cuh"
 
@@ -264,14 +265,67 @@ constexpr int kTttVectorsPerLane = 16;  // float4 registers per lane: rows up to
 constexpr int64_t kTttMaxDim = 12288;   // f̂ in 48 KB of shared memory
 
 // f̂ = f / (‖f‖₂ + 1e-6) into shared memory, the same sum in the same order in every block (and in
-// both step kernels: the deferred step gives the same bits as the plain one).
-__device__ __forceinline__ void ttt_normalize_key(const float* f, int dt, float* fh) {
+// both step kernels: the deferred step gives the same bits as the plain one). `batched` (the short
+// prologue of DecodeVariant) loads a thread's values of f in batches of kBatch and keeps the first
+// batch for f̂: one L2 round trip instead of one per few values; same sums, same order.
+__device__ __forceinline__ void ttt_normalize_key(const float* f, int dt, float* fh, bool batched) {
+    constexpr int kBatch = 8;
+    const int n = static_cast<int>(blockDim.x);
     float sum_sq = 0.0f;
-    for (int j = threadIdx.x; j < dt; j += blockDim.x) sum_sq += f[j] * f[j];
+    float first[kBatch] = {};
+    if (batched) {
+        for (int j0 = threadIdx.x; j0 < dt; j0 += kBatch * n) {
+            float v[kBatch];
+#pragma unroll
+            for (int e = 0; e < kBatch; ++e) v[e] = j0 + e * n < dt ? f[j0 + e * n] : 0.0f;
+#pragma unroll
+            for (int e = 0; e < kBatch; ++e)
+                if (j0 + e * n < dt) sum_sq += v[e] * v[e];
+            if (j0 == static_cast<int>(threadIdx.x))
+#pragma unroll
+                for (int e = 0; e < kBatch; ++e) first[e] = v[e];
+        }
+    } else {
+        for (int j = threadIdx.x; j < dt; j += n) sum_sq += f[j] * f[j];
+    }
     sum_sq = block_reduce(sum_sq, SumOp{}, 0.0f);
     const float inv_norm = __fdiv_rn(1.0f, __fadd_rn(sqrtf(sum_sq), kernels::kTttNormEps));
-    for (int j = threadIdx.x; j < dt; j += blockDim.x) fh[j] = __fmul_rn(f[j], inv_norm);
+    int j = threadIdx.x;
+    if (batched)
+#pragma unroll
+        for (int e = 0; e < kBatch; ++e, j += n)
+            if (j < dt) fh[j] = __fmul_rn(first[e], inv_norm);
+    for (; j < dt; j += n) fh[j] = __fmul_rn(f[j], inv_norm);
     __syncthreads();
+}
+
+// acc + a · b as four fmaf in the order x, y, z, w.
+__device__ __forceinline__ float fma4(const float4& a, const float4& b, float acc) {
+    acc = fmaf(a.x, b.x, acc);
+    acc = fmaf(a.y, b.y, acc);
+    acc = fmaf(a.z, b.z, acc);
+    return fmaf(a.w, b.w, acc);
+}
+
+// A lane's part of z_i = W_i · f̂ (both step kernels sum in these orders): from a row held in
+// registers (lane l holds the float4s l, l + 32, ...) or read one float at a time.
+__device__ __forceinline__ float ttt_lane_dot(const float4 (&v)[kTttVectorsPerLane],
+                                              const float4* fh4, int dt, int lane) {
+    float dot = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kTttVectorsPerLane; ++i)
+        if ((i * 32 + lane) * 4 < dt) dot = fma4(v[i], fh4[i * 32 + lane], dot);
+    return dot;
+}
+__device__ __forceinline__ float ttt_lane_dot(const float* wr, const float* fh, int dt, int lane) {
+    float dot = 0.0f;
+    for (int j = lane; j < dt; j += 32) dot = fmaf(wr[j], fh[j], dot);
+    return dot;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
 }
 
 // One value of the rank-1 update, W_ij + (−η f̂_j) e_i with e_i = z_i − f̂_i, rounded as written.
@@ -297,7 +351,7 @@ __device__ __forceinline__ void ttt_publish_key(unsigned long long* z_key, float
 template <bool kRegisterRows>
 __global__ void __launch_bounds__(kTttThreads)
     ttt_step_kernel(float* w, int dt, float eta, const float* f, float* z,
-                    unsigned long long* z_key, bool prefetch_state) {
+                    unsigned long long* z_key, bool prefetch_state, bool short_prologue) {
     extern __shared__ float4 fh4[];
     float* fh = reinterpret_cast<float*>(fh4);
     const int lane = threadIdx.x & 31;
@@ -320,26 +374,13 @@ __global__ void __launch_bounds__(kTttThreads)
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
     if (!prefetch_state) load_row();
-    ttt_normalize_key(f, dt, fh);
+    ttt_normalize_key(f, dt, fh, short_prologue);
 
     float dot = 0.0f;
     if (row >= dt) {
         // no row: only the block-wide steps below
     } else if constexpr (kRegisterRows) {
-#pragma unroll
-        for (int i = 0; i < kTttVectorsPerLane; ++i) {
-            const int j = (i * 32 + lane) * 4;
-            if (j < dt) {
-                const float4 h = fh4[j / 4];
-                dot = fmaf(v[i].x, h.x, dot);
-                dot = fmaf(v[i].y, h.y, dot);
-                dot = fmaf(v[i].z, h.z, dot);
-                dot = fmaf(v[i].w, h.w, dot);
-            }
-        }
-#pragma unroll
-        for (int offset = 16; offset > 0; offset >>= 1)
-            dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        dot = warp_sum(ttt_lane_dot(v, fh4, dt, lane));
         const float e = dot - fh[row];
 #pragma unroll
         for (int i = 0; i < kTttVectorsPerLane; ++i) {
@@ -355,10 +396,7 @@ __global__ void __launch_bounds__(kTttThreads)
             }
         }
     } else {
-        for (int j = lane; j < dt; j += 32) dot = fmaf(wr[j], fh[j], dot);
-#pragma unroll
-        for (int offset = 16; offset > 0; offset >>= 1)
-            dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        dot = warp_sum(ttt_lane_dot(wr, fh, dt, lane));
         const float e = dot - fh[row];
         for (int j = lane; j < dt; j += 32) wr[j] = ttt_update(wr[j], eta, fh[j], e);
     }
@@ -406,7 +444,8 @@ constexpr int kTttStreamUnroll = 4;  // float4 loads in flight per lane in mode 
 template <int kMode>
 __global__ void __launch_bounds__(kTttThreads)
     ttt_step_deferred_kernel(float* w, int dt, float eta, const float* f, float* z,
-                             unsigned long long* z_key, float* pending, bool early) {
+                             unsigned long long* z_key, float* pending, bool early,
+                             bool short_prologue) {
     extern __shared__ float4 fh4[];
     float* fh = reinterpret_cast<float*>(fh4);
     const int lane = threadIdx.x & 31;
@@ -471,24 +510,14 @@ __global__ void __launch_bounds__(kTttThreads)
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
     if (!early) apply_pending();
-    ttt_normalize_key(f, dt, fh);
+    ttt_normalize_key(f, dt, fh, short_prologue);
 
     // z = W_t f̂ (the state before this token's update, as the plain step computes it), summed in
     // the plain step's order in every mode: lane l takes the float4s l, l + 32, ... in turn.
     float dot = 0.0f;
     if (row < dt) {
         if constexpr (kMode == 1) {
-#pragma unroll
-            for (int i = 0; i < kTttVectorsPerLane; ++i) {
-                const int j = (i * 32 + lane) * 4;
-                if (j < dt) {
-                    const float4 h = fh4[j / 4];
-                    dot = fmaf(v[i].x, h.x, dot);
-                    dot = fmaf(v[i].y, h.y, dot);
-                    dot = fmaf(v[i].z, h.z, dot);
-                    dot = fmaf(v[i].w, h.w, dot);
-                }
-            }
+            dot = ttt_lane_dot(v, fh4, dt, lane);
         } else if constexpr (kMode == 2) {
             const int n4 = dt / 4;
             const float4* w4 = reinterpret_cast<const float4*>(wr);
@@ -498,21 +527,13 @@ __global__ void __launch_bounds__(kTttThreads)
                 for (int i = 0; i < kTttStreamUnroll; ++i)
                     if (c + 32 * i < n4) x[i] = w4[c + 32 * i];
 #pragma unroll
-                for (int i = 0; i < kTttStreamUnroll; ++i) {
-                    if (c + 32 * i >= n4) continue;
-                    const float4 h = fh4[c + 32 * i];
-                    dot = fmaf(x[i].x, h.x, dot);
-                    dot = fmaf(x[i].y, h.y, dot);
-                    dot = fmaf(x[i].z, h.z, dot);
-                    dot = fmaf(x[i].w, h.w, dot);
-                }
+                for (int i = 0; i < kTttStreamUnroll; ++i)
+                    if (c + 32 * i < n4) dot = fma4(x[i], fh4[c + 32 * i], dot);
             }
         } else {
-            for (int j = lane; j < dt; j += 32) dot = fmaf(wr[j], fh[j], dot);
+            dot = ttt_lane_dot(wr, fh, dt, lane);
         }
-#pragma unroll
-        for (int offset = 16; offset > 0; offset >>= 1)
-            dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+        dot = warp_sum(dot);
         if (lane == 0) {
             z[row] = dot;
             p.e[row] = dot - fh[row];  // the update of this token, applied by the next step
@@ -649,7 +670,7 @@ void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float
     detail::launch_pdl("ttt_step_kernel",
                        in_registers ? ttt_step_kernel<true> : ttt_step_kernel<false>, dim3(blocks),
                        dim3(kTttThreads), smem, raw(stream), w, static_cast<int>(dt), eta, f, z,
-                       z_absmax_key, prefetch_state);
+                       z_absmax_key, prefetch_state, decode_variant().short_prologue);
 }
 
 int64_t ttt_pending_floats(int64_t dt) {
@@ -674,7 +695,7 @@ void ttt_reconstruct_step_deferred(float* w, int64_t dt, float eta, const float*
                                : ttt_step_deferred_kernel<0>;
     detail::launch_pdl("ttt_step_deferred_kernel", kernel, dim3(blocks), dim3(kTttThreads), smem,
                        raw(stream), w, static_cast<int>(dt), eta, f, z, z_absmax_key, pending,
-                       early);
+                       early, decode_variant().short_prologue);
 }
 
 void ttt_apply_pending(float* w, int64_t dt, float* pending, const Stream& stream) {
