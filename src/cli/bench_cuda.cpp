@@ -379,10 +379,9 @@ class DecodeModel {
             float* state = states_.as<float>() + l * c.ttt_dim * c.ttt_dim;
             const cuda::RowStats a{pa, groups_, keys + 4 * l}, z{nullptr, 0, keys + 4 * l + 1},
                 h{pc, groups_, keys + 4 * l + 2}, act{nullptr, 0, keys + 4 * l + 3};
-            if (only & kTttDown)  // asks the step's state into L2 (DecodeVariant::ttt_state_l2)
+            if (only & kTttDown)
                 cuda::ternary_gemv_float(layer.ttt_down, {x, c.dim, norm1(l), c.eps, a},
-                                         f_.as<float>(), false, {}, nullptr, stream,
-                                         {state, c.ttt_dim * c.ttt_dim * 4});
+                                         f_.as<float>(), false, {}, nullptr, stream);
             if (ttt && step == Step::kPlain && (only & kTttStep))
                 cuda::ttt_reconstruct_step(state, c.ttt_dim, c.inner_lr, f_.as<float>(),
                                            z_.as<float>(), stream, z.key, prefetch);
@@ -635,10 +634,9 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                                  model.chain_kernels_per_token()),
                      token_ms / chain_stream_ms});
 
-    // Variants of the chain's kernels (cuda::DecodeVariant: GEMV weight prefetch 0/1/2, the short
-    // statistics prologue or the old one, weights asked into L2 steps ahead, the TTT state asked
-    // into L2 by ttt.down), each as its own graph, timed in turns (3 rounds, median of each),
-    // against the first chain's variant (prefetch 0, old prologue) in the same process; every
+    // The variants of the chain's kernels (cuda::DecodeVariant: GEMV weight prefetch 0/1/2, the
+    // short statistics prologue or the old one), each as its own graph, timed in turns (3 rounds,
+    // median of each), against the first chain's variant (0/old) in the same process; every
     // variant must give the same logits after 3 tokens, bit for bit.
     {
         const cuda::DecodeVariant chosen = cuda::decode_variant();
@@ -654,23 +652,19 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
             std::vector<double> ms;
             size_t differing = 0;
         };
-        // prefetch, short prologue, L2 steps ahead, TTT state into L2
-        const cuda::DecodeVariant variants[] = {
-            {0, false, 0, false}, {1, false, 0, false}, {2, false, 0, false}, {0, true, 0, false},
-            {1, true, 0, false},  {2, true, 0, false},  {0, true, 2, false},  {0, true, 4, false},
-            {1, true, 2, false},  {1, true, 4, false},  {1, true, 0, true},   {1, true, 4, true}};
         std::vector<Run> runs;
-        for (const cuda::DecodeVariant& variant : variants) {
-            Run run{variant, std::make_unique<cuda::Graph>(), {}, 0};
-            cuda::set_decode_variant(run.variant);
-            const std::vector<float> got = logits_after_3();
-            for (size_t i = 0; i < got.size(); ++i)
-                run.differing += std::memcmp(&got[i], &reference[i], 4) != 0 ? 1 : 0;
-            run.graph->begin_capture(stream);
-            model.enqueue_chain_token(stream, 42);
-            run.graph->end_capture(stream);
-            runs.push_back(std::move(run));
-        }
+        for (int prefetch = 0; prefetch <= 2; ++prefetch)
+            for (bool short_prologue : {false, true}) {
+                Run run{{prefetch, short_prologue}, std::make_unique<cuda::Graph>(), {}, 0};
+                cuda::set_decode_variant(run.variant);
+                const std::vector<float> got = logits_after_3();
+                for (size_t i = 0; i < got.size(); ++i)
+                    run.differing += std::memcmp(&got[i], &reference[i], 4) != 0 ? 1 : 0;
+                run.graph->begin_capture(stream);
+                model.enqueue_chain_token(stream, 42);
+                run.graph->end_capture(stream);
+                runs.push_back(std::move(run));
+            }
         cuda::set_decode_variant(chosen);
         model.reset_states(stream);
         for (int round = 0; round < 3; ++round)
@@ -685,19 +679,16 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         for (const Run& run : runs) {
             const double ms = median(run.ms);
             reporter.report(
-                {fmt::format(
-                     "cuda.decode.{}.variant.prefetch{}.{}_prologue.l2_ahead{}{}", tag,
-                     run.variant.gemv_prefetch, run.variant.short_prologue ? "short" : "old",
-                     run.variant.gemv_l2_ahead, run.variant.ttt_state_l2 ? ".state_l2" : ""),
+                {fmt::format("cuda.decode.{}.variant.prefetch{}.{}_prologue", tag,
+                             run.variant.gemv_prefetch,
+                             run.variant.short_prologue ? "short" : "old"),
                  1e3 / ms, "tokens/s",
                  fmt::format("{:.3f} ms/token (rounds {:.3f}/{:.3f}/{:.3f}); prefetch 0, old "
                              "prologue {:.1f} tok/s; bound {:.1f}; {} logits differ{}",
                              ms, run.ms[0], run.ms[1], run.ms[2], 1e3 / base_ms, bound_tokens_per_s,
                              run.differing,
                              run.variant.gemv_prefetch == chosen.gemv_prefetch &&
-                                     run.variant.short_prologue == chosen.short_prologue &&
-                                     run.variant.gemv_l2_ahead == chosen.gemv_l2_ahead &&
-                                     run.variant.ttt_state_l2 == chosen.ttt_state_l2
+                                     run.variant.short_prologue == chosen.short_prologue
                                  ? " (the default)"
                                  : ""),
                  base_ms / ms});

@@ -127,9 +127,8 @@ struct GpuSession::Impl {
         const cuda::RowStats zs{nullptr, 0, key(l, 1)},
             x2{partials.as<double>() + row_groups, row_groups, key(l, 2)},
             hs{nullptr, 0, key(l, 3)};
-        // ttt.down may ask the state of the step after it into L2 (DecodeVariant::ttt_state_l2).
         cuda::ternary_gemv_float(g.ttt_down, {xp, D, g.norm1, c.norm_eps, norm1_stats(l)}, f, false,
-                                 {}, nullptr, stream, {state(l), Dt * Dt * 4});
+                                 {}, nullptr, stream);
         // The state was last written a token ago (ttt.down runs just before): prefetched.
         cuda::ttt_reconstruct_step(state(l), Dt, c.inner_lr, f, z, stream, zs.key, true);
         cuda::ternary_gemv_float(g.ttt_up, {z, Dt, nullptr, 0.0f, zs}, xp, true, x2, g.norm2,

@@ -40,17 +40,6 @@ __device__ __forceinline__ void prefetch_l1(const void* p) {
     asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
 }
 
-// Asks for [p, p + bytes) in L2 through the bulk copy engine (sm_90; p and bytes multiples of 16):
-// one instruction, no registers, nothing to wait for. For data read a few microseconds later.
-__device__ __forceinline__ void prefetch_l2_bulk(const void* p, unsigned bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 // The float epilogue of every product: float(acc - xsum) * (beta * act_scale), roundings spelled
 // out (no FMA contraction) so that results are bit-identical to ternary_matmul_scalar.
 __device__ __forceinline__ float rescale(int acc, int xsum, float beta, float act_scale) {
@@ -107,9 +96,6 @@ __host__ __device__ constexpr bool has_step(long) {
 // in flight per thread instead of one, 16·kGemvUnroll·kMats more bytes of registers): for kernels
 // with too few warps per SM to cover the memory latency with one step each (the SwiGLU GEMV runs
 // ~14 one-warp teams per SM of an H100). Same sums in the same order.
-// l2_ahead (start()): the team's first thread also asks the weights of the steps up to l2_ahead
-// ahead of the one in registers into L2 (prefetch_l2_bulk, a step's 16·kGemvUnroll·step bytes of
-// each matrix are contiguous): more bytes in flight per SM without more registers.
 template <int kMats, bool kPrefetch = false>
 struct RowGroupStream {
     const uint4* codes[kMats];
@@ -118,8 +104,6 @@ struct RowGroupStream {
     int u = 0;      // this thread's next chunk
     int lane = 0;
     bool full = false;  // warp-uniform: every lane has kGemvUnroll chunks left
-    int l2_next = 0;    // team-relative chunk up to which L2 was asked for (l2_ahead > 0, t == 0)
-    bool l2_asks = false;
     uint4 w[kMats][kGemvUnroll];
     int acc[kMats][4];
 
@@ -142,19 +126,9 @@ struct RowGroupStream {
         }
     }
 
-    // Asks L2 for the chunks [l2_next, end) of every matrix.
-    __device__ __forceinline__ void ask_l2(int end) {
-        end = end < total ? end : total;
-        if (end <= l2_next) return;
-#pragma unroll
-        for (int m = 0; m < kMats; ++m)
-            prefetch_l2_bulk(codes[m] + l2_next, static_cast<unsigned>(end - l2_next) * 16u);
-        l2_next = end;
-    }
-
     // first[m]: the row group's first chunk in matrix m; total_chunks 0 for an idle team.
     __device__ __forceinline__ void start(const uint4* const (&first)[kMats], int total_chunks,
-                                          int team_threads, int t, int l2_ahead = 0) {
+                                          int team_threads, int t) {
 #pragma unroll
         for (int m = 0; m < kMats; ++m) {
             codes[m] = first[m];
@@ -167,9 +141,6 @@ struct RowGroupStream {
         lane = static_cast<int>(threadIdx.x & 31);
         full = warp_full();
         if (full) load_unrolled();
-        l2_asks = l2_ahead > 0 && t == 0;
-        l2_next = kGemvUnroll * step;  // the first step is in registers
-        if (l2_asks) ask_l2((1 + l2_ahead) * kGemvUnroll * step);
     }
 
     template <typename Act>
@@ -184,7 +155,6 @@ struct RowGroupStream {
             u += kGemvUnroll * step;
             full = warp_full();
             if (kPrefetch && full) load_unrolled();  // the next step's weights, before the math
-            if (l2_asks) ask_l2(l2_next + kGemvUnroll * step);
             uint4 x[kGemvUnroll];
             if constexpr (has_step<Act>(0)) {
                 act.step(at, step, x);

@@ -33,7 +33,6 @@ constexpr int kMaxWarpsPerBlock = 32;
 constexpr int64_t kMaxCols = int64_t{1} << 22;  // 2·127·K < 2^31 for the int32 accumulators
 constexpr int64_t kMaxRows = int64_t{1} << 30;
 constexpr int kStatsThreads = 1024;
-constexpr int kMaxL2Ahead = 8;
 
 // Block shape bound of a kernel: one-matrix kernels take teams of up to 32 warps (64 registers a
 // thread), or 16 with the prefetch (up to 128); SwiGLU teams up to 8 warps.
@@ -51,9 +50,6 @@ struct Params {
     int32_t team_warps;
     bool accumulate;
     bool short_prologue;  // DecodeVariant::short_prologue
-    int32_t l2_ahead;     // DecodeVariant::gemv_l2_ahead
-    const char* l2_data;  // L2Hint (null: none)
-    int64_t l2_bytes;
     // the input row and its producer's statistics
     const float* a;
     const float* norm;
@@ -241,8 +237,6 @@ int env_level(const char* name, int fallback, int max) {
 struct VariantState {
     std::atomic<int> gemv_prefetch{env_level("BITTTT_CUDA_GEMV_PREFETCH", 1, 2)};
     std::atomic<bool> short_prologue{env_level("BITTTT_CUDA_DECODE_SHORT_PROLOGUE", 1, 1) != 0};
-    std::atomic<int> gemv_l2_ahead{env_level("BITTTT_CUDA_GEMV_L2_AHEAD", 0, kMaxL2Ahead)};
-    std::atomic<bool> ttt_state_l2{env_level("BITTTT_CUDA_TTT_STATE_L2", 0, 1) != 0};
 };
 VariantState& variant_state() {
     static VariantState state;
@@ -267,17 +261,7 @@ __global__ void __launch_bounds__(max_block_threads(kMats, kPrefetch))
 #pragma unroll
     for (int m = 0; m < kMats; ++m) group_codes[m] = p.codes[m] + offset;
     detail::RowGroupStream<kMats, kPrefetch> rows;
-    rows.start(group_codes, total, team_threads, t, p.l2_ahead);  // weights: before the wait (PDL)
-    if (p.l2_data != nullptr && threadIdx.x < 32) {
-        // This block's share of the hinted bytes, in pieces of up to 32 KB, one per lane.
-        const int64_t share = (p.l2_bytes / gridDim.x + 15) / 16 * 16;
-        const int64_t begin = share * blockIdx.x;
-        const int64_t end = begin + share < p.l2_bytes ? begin + share : p.l2_bytes;
-        constexpr int64_t kPiece = 32 << 10;
-        for (int64_t at = begin + kPiece * threadIdx.x; at < end; at += 32 * kPiece)
-            detail::prefetch_l2_bulk(p.l2_data + at,
-                                     static_cast<unsigned>(end - at < kPiece ? end - at : kPiece));
-    }
+    rows.start(group_codes, total, team_threads, t);  // weights only: before the wait (PDL)
     OnTheFly<kNorm> act{p.a, p.norm, p.k, p.k >> 2, 1.0f, 1.0f, 0};
     if (kNorm && p.short_prologue) act.prefetch_first_step(p.norm, t, team_threads);  // constant
     detail::wait_for_previous_kernel();
@@ -422,8 +406,7 @@ int64_t row_groups(int64_t n) {
 
 template <int kMats>
 void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& in, float* y,
-            bool accumulate, const RowStats& out, const float* out_norm, const Stream& stream,
-            const L2Hint& l2_hint = {}) {
+            bool accumulate, const RowStats& out, const float* out_norm, const Stream& stream) {
     check(in.k >= 1 && in.k <= kMaxCols && in.a != nullptr && detail::aligned(in.a, 16),
           ErrorKind::kInvalidArgument,
           "CUDA: {}: input row of {} values (1..2^22), null or not 16-byte aligned", what, in.k);
@@ -463,18 +446,7 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
         prefetch ? resident_warps<kMats, true>() : resident_warps<kMats, false>(),
         max_team_warps(kMats, prefetch));
     p.accumulate = accumulate;
-    const VariantState& variant = variant_state();
-    p.short_prologue = variant.short_prologue.load();
-    p.l2_ahead = variant.gemv_l2_ahead.load();
-    // The hint rounded inward to whole 16-byte pieces (what the bulk prefetch takes).
-    const auto hint_begin = (reinterpret_cast<uintptr_t>(l2_hint.data) + 15) & ~uintptr_t{15};
-    const auto hint_end = (reinterpret_cast<uintptr_t>(l2_hint.data) +
-                           static_cast<uintptr_t>(std::max<int64_t>(l2_hint.bytes, 0))) &
-                          ~uintptr_t{15};
-    const bool hint =
-        variant.ttt_state_l2.load() && l2_hint.data != nullptr && hint_end > hint_begin;
-    p.l2_data = hint ? reinterpret_cast<const char*>(hint_begin) : nullptr;
-    p.l2_bytes = hint ? static_cast<int64_t>(hint_end - hint_begin) : 0;
+    p.short_prologue = variant_state().short_prologue.load();
     p.a = in.a;
     p.norm = in.norm;
     p.k = static_cast<int32_t>(in.k);
@@ -501,23 +473,15 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
 
 DecodeVariant decode_variant() {
     const VariantState& state = variant_state();
-    return {state.gemv_prefetch.load(), state.short_prologue.load(), state.gemv_l2_ahead.load(),
-            state.ttt_state_l2.load()};
+    return {state.gemv_prefetch.load(), state.short_prologue.load()};
 }
 
 void set_decode_variant(const DecodeVariant& variant) {
     check(variant.gemv_prefetch >= 0 && variant.gemv_prefetch <= 2, ErrorKind::kInvalidArgument,
           "CUDA: set_decode_variant: GEMV prefetch level {} (expected 0, 1 or 2)",
           variant.gemv_prefetch);
-    check(variant.gemv_l2_ahead >= 0 && variant.gemv_l2_ahead <= kMaxL2Ahead,
-          ErrorKind::kInvalidArgument,
-          "CUDA: set_decode_variant: GEMV L2 prefetch of {} steps ahead (expected 0..{})",
-          variant.gemv_l2_ahead, kMaxL2Ahead);
-    VariantState& state = variant_state();
-    state.gemv_prefetch.store(variant.gemv_prefetch);
-    state.short_prologue.store(variant.short_prologue);
-    state.gemv_l2_ahead.store(variant.gemv_l2_ahead);
-    state.ttt_state_l2.store(variant.ttt_state_l2);
+    variant_state().gemv_prefetch.store(variant.gemv_prefetch);
+    variant_state().short_prologue.store(variant.short_prologue);
 }
 
 void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats& out,
@@ -537,8 +501,8 @@ void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats
 
 void ternary_gemv_float(const kernels::TernaryWeights& w, const FloatRow& in, float* y,
                         bool accumulate, const RowStats& out_stats, const float* out_norm,
-                        const Stream& stream, const L2Hint& l2_hint) {
-    launch<1>("ternary_gemv_float", &w, in, y, accumulate, out_stats, out_norm, stream, l2_hint);
+                        const Stream& stream) {
+    launch<1>("ternary_gemv_float", &w, in, y, accumulate, out_stats, out_norm, stream);
 }
 
 void ternary_gemv_swiglu(const kernels::TernaryWeights& gate, const kernels::TernaryWeights& up,

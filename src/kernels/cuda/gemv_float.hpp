@@ -33,38 +33,24 @@ namespace bitttt::cuda {
 
 // Variants of the decode kernels that give the same values bit for bit, so that benchmarks can
 // measure them against each other and tests can check every one. The process default comes from
-// the environment (read once): BITTTT_CUDA_GEMV_PREFETCH (0, 1 or 2),
-// BITTTT_CUDA_DECODE_SHORT_PROLOGUE (0 or 1), BITTTT_CUDA_GEMV_L2_AHEAD (0..8) and
-// BITTTT_CUDA_TTT_STATE_L2 (0 or 1). A launch uses the variant set when it is enqueued (a
-// captured graph keeps it).
+// the environment (read once): BITTTT_CUDA_GEMV_PREFETCH = 0, 1 or 2 and
+// BITTTT_CUDA_DECODE_SHORT_PROLOGUE = 0 or 1. A launch uses the variant set when it is enqueued
+// (a captured graph keeps it).
 struct DecodeVariant {
     // Which on-the-fly GEMVs keep two unrolled steps of weights in flight per thread instead of
     // one (gemv_core.cuh RowGroupStream's kPrefetch): 0 none, 1 the SwiGLU GEMV, 2 all.
     int gemv_prefetch = 1;
     // The kernels that read a producer's statistics issue every load that needs only the
     // producer's output at once after the PDL wait (the absmax key, then the value at its index,
-    // a lane's sum-of-squares partials in batches, the first step's input lines into L1; the
-    // constant norm weights before the wait), and the TTT step loads f in batches: fewer
+    // all sum-of-squares partials of a lane in one batch, the first step's input lines into L1;
+    // the constant norm weights before the wait), and the TTT step loads f in batches: fewer
     // dependent L2 round trips before the first product. false: one load after the other, the
     // way the chain first did it (for comparison).
     bool short_prologue = true;
-    // The on-the-fly GEMVs also ask the weights of this many unrolled steps ahead into L2 (bulk
-    // prefetch, one instruction per team and step; 0: none).
-    int gemv_l2_ahead = 0;
-    // ternary_gemv_float honours its l2_hint (the TTT down projection asks the TTT state that the
-    // step after it reads into L2, while it waits for its own input).
-    bool ttt_state_l2 = false;
 };
 DecodeVariant decode_variant();
-// Sets the variant of later launches (benchmarks, tests); fails on out-of-range levels.
+// Sets the variant of later launches (benchmarks, tests); fails on an out-of-range prefetch level.
 void set_decode_variant(const DecodeVariant& variant);
-
-// Bytes the kernels after a GEMV will read, asked into L2 by its blocks before they wait for their
-// input (DecodeVariant::ttt_state_l2); only whole 16-byte-aligned pieces of the range are asked.
-struct L2Hint {
-    const void* data = nullptr;
-    int64_t bytes = 0;
-};
 
 // What the producer of a row of n values publishes for its reader.
 struct RowStats {
@@ -93,10 +79,9 @@ void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats
 // y = W · q(in) [+ y when accumulate], q(in) the int8 quantization of in.a (after its RMSNorm),
 // results as ternary_gemv_batch gives for the same int8 row. Publishes out_stats of the written y
 // (partials and/or key; either may be null) for a reader with RMSNorm weight out_norm (null: none).
-// l2_hint: see L2Hint.
 void ternary_gemv_float(const kernels::TernaryWeights& w, const FloatRow& in, float* y,
                         bool accumulate, const RowStats& out_stats, const float* out_norm,
-                        const Stream& stream, const L2Hint& l2_hint = {});
+                        const Stream& stream);
 
 // The MLP's first half in one pass: h = silu(gate · q(in)) * (up · q(in)) (silu_mul_scalar's
 // formula on the two GEMV outputs), gate and up of the same shape; publishes out_stats of h (no
