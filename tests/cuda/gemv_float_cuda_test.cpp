@@ -226,11 +226,11 @@ TEST_F(GemvFloatCuda, SwigluMatchesTwoGemvsAndSiluMul) {
     }
 }
 
-// Every DecodeVariant (weights prefetched one or two steps ahead, the short or the old statistics
-// prologue) computes the same sums in the same order: outputs and published statistics equal the
-// first variant's bit for bit, for the single-matrix and the SwiGLU GEMV, with and without a norm,
-// on shapes with one-warp teams of several unrolled steps and a tail (20000 x 2100), 16-warp
-// teams (2048 x 8192) and odd small ones.
+// Every DecodeVariant (weights prefetched one or two steps ahead, each statistics prologue)
+// computes the same integer sums and float epilogue: outputs and keys equal the first variant's
+// bit for bit, partials within double rounding, for the single-matrix and the SwiGLU GEMV, with and
+// without a norm, on shapes with one-warp teams of several unrolled steps and a tail (20000 x
+// 2100), 16-warp teams (2048 x 8192) and odd small ones.
 TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
     Rng rng(17);
     Stream stream;
@@ -273,22 +273,23 @@ TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
                 return Result{download<float>(dy, static_cast<size_t>(rows)), out.read_key(),
                               out.read_partials()};
             };
-            const Result want = run({0, false});
+            const Result want = run({0, 0});
             for (int prefetch = 0; prefetch <= 2; ++prefetch) {
-                for (bool short_prologue : {false, true}) {
-                    const Result got = run({prefetch, short_prologue});
+                for (int prologue = 0; prologue <= 2; ++prologue) {
+                    const Result got = run({prefetch, prologue});
                     const std::string what =
                         std::to_string(rows) + "x" + std::to_string(cols) +
                         (swiglu ? " swiglu" : "") + (with_norm ? " norm" : "") + " prefetch " +
-                        std::to_string(prefetch) + (short_prologue ? " short" : " old");
+                        std::to_string(prefetch) + " prologue " + std::to_string(prologue);
                     for (int64_t i = 0; i < rows; ++i)
                         ASSERT_EQ(bits(got.y[i]), bits(want.y[i])) << what << " row " << i;
                     EXPECT_EQ(got.key, want.key) << what;
+                    // A prefetching kernel may run another team size (more registers, fewer
+                    // resident warps): its partials are then summed in another order.
                     ASSERT_EQ(got.partials.size(), want.partials.size());
-                    EXPECT_EQ(std::memcmp(got.partials.data(), want.partials.data(),
-                                          want.partials.size() * sizeof(double)),
-                              0)
-                        << what << ": partials differ";
+                    for (size_t g = 0; g < want.partials.size(); ++g)
+                        ASSERT_NEAR(got.partials[g], want.partials[g], 1e-13 * want.partials[g])
+                            << what << " group " << g;
                 }
             }
         }
@@ -296,6 +297,9 @@ TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
     set_decode_variant(chosen);
     DecodeVariant bad = chosen;
     bad.gemv_prefetch = 3;
+    EXPECT_THROW(set_decode_variant(bad), Error);
+    bad = chosen;
+    bad.prologue = -1;
     EXPECT_THROW(set_decode_variant(bad), Error);
 }
 

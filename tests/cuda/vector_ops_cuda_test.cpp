@@ -211,10 +211,10 @@ TEST_F(VectorOpsCuda, TttStepMatchesScalarScan) {
     }
 }
 
-// The short prologue (DecodeVariant: f loaded in batches, the first batch kept for f̂) sums in the
-// same order as the old one: z, the z key and the state bit for bit, for widths below, at and
+// Prologue level 1 (DecodeVariant: f loaded in batches, the first batch kept for f̂) sums in the
+// same order as level 0: z, the z key and the state bit for bit, for widths below, at and
 // above one batch of 8 x 256 values, on the register and the scalar path.
-TEST_F(VectorOpsCuda, TttStepShortPrologueIsBitIdentical) {
+TEST_F(VectorOpsCuda, TttStepBatchedPrologueIsBitIdentical) {
     Rng rng(9);
     const float eta = 0.1f;
     const int64_t tokens = 3;
@@ -225,8 +225,8 @@ TEST_F(VectorOpsCuda, TttStepShortPrologueIsBitIdentical) {
         const auto w = random_vector(n, rng, 0.3f);
         const auto f = random_vector(static_cast<size_t>(tokens * dt), rng, 2.0f);
         std::vector<float> results[2];
-        for (bool short_prologue : {false, true}) {
-            set_decode_variant({chosen.gemv_prefetch, short_prologue});
+        for (int prologue : {0, 1}) {
+            set_decode_variant({chosen.gemv_prefetch, prologue});
             DeviceBuffer dw = upload(w), df = upload(f), dz(f.size() * 4 + 16), key(16);
             key.fill_bytes(0);
             Stream stream;
@@ -235,7 +235,7 @@ TEST_F(VectorOpsCuda, TttStepShortPrologueIsBitIdentical) {
                                      dz.as<float>() + t * dt, stream, key.as<unsigned long long>(),
                                      t % 2 == 1);
             stream.synchronize();
-            auto& r = results[short_prologue ? 1 : 0];
+            auto& r = results[prologue];
             r = download<float>(dz, f.size());
             const auto got_w = download<float>(dw, n);
             r.insert(r.end(), got_w.begin(), got_w.end());

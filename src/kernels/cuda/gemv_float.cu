@@ -49,7 +49,7 @@ struct Params {
     int32_t kb;      // 16-column blocks
     int32_t team_warps;
     bool accumulate;
-    bool short_prologue;  // DecodeVariant::short_prologue
+    int32_t prologue;  // DecodeVariant::prologue
     // the input row and its producer's statistics
     const float* a;
     const float* norm;
@@ -106,14 +106,17 @@ struct OnTheFly {
         }
         return pack(v);
     }
-    // The lines of the first unrolled step's float4s (chunks u, u + stride, ...) into L1: of the
-    // row `from` (a, or the norm weights) (short prologue).
+    // The lines of the first unrolled step's float4s (chunks u, u + stride, ...) into L1, of the
+    // row `from` (a, or the norm weights): the lane whose float4 starts a 128-byte line asks for
+    // it (prologue level 2).
     __device__ __forceinline__ void prefetch_first_step(const float* from, int u,
                                                         int stride) const {
 #pragma unroll
-        for (int i = 0; i < detail::kGemvUnroll; ++i)
-            if (u + i * stride < k4)
-                detail::prefetch_l1(reinterpret_cast<const float4*>(from) + u + i * stride);
+        for (int i = 0; i < detail::kGemvUnroll; ++i) {
+            const int c = u + i * stride;
+            if (c < k4 && c % 8 == 0)
+                detail::prefetch_l1(reinterpret_cast<const float4*>(from) + c);
+        }
     }
     __device__ __forceinline__ uint32_t pack(const float (&v)[4]) {
         const int q0 = detail::quantize_int8(v[0], s127), q1 = detail::quantize_int8(v[1], s127),
@@ -157,12 +160,12 @@ struct OnTheFly {
 
 // The input's RMSNorm factor and quantization scale from its producer's statistics, computed by
 // every warp alike (same values, same order: every team quantizes identically).
-template <typename Q>
+template <bool kBatched, typename Q>
 __device__ __forceinline__ void input_scale(const Params& p, Q& q, float& act_scale) {
     const int lane = static_cast<int>(threadIdx.x & 31);
-    // With a norm, gamma needs the row's value at the key's index: one more dependent load. The
-    // short prologue issues the key first and that value right when the key arrives, while the
-    // partials (all of a lane's in one batch) are on their way.
+    // With a norm, gamma needs the row's value at the key's index: one more dependent load.
+    // Prologue levels 1-2 issue the key first and that value right when the key arrives, while the
+    // partials (a lane's in batches) are on their way.
     unsigned long long key = 0;
     bool at_key = false;
     float a_j = 0.0f, g_j = 0.0f;
@@ -175,11 +178,11 @@ __device__ __forceinline__ void input_scale(const Params& p, Q& q, float& act_sc
             g_j = p.norm[j];
         }
     };
-    if (p.short_prologue) load_key();
+    if constexpr (kBatched) load_key();
     q.inv = 1.0f;
     if (p.norm != nullptr) {
         double ss = 0.0;
-        if (p.short_prologue) {
+        if constexpr (kBatched) {
             constexpr int kBatch = 8;  // two round trips for rows up to 2 · 8 · 32 · 16 = 8192
             for (int i0 = lane; i0 < p.in_groups; i0 += 32 * kBatch) {
                 double v[kBatch];
@@ -199,7 +202,7 @@ __device__ __forceinline__ void input_scale(const Params& p, Q& q, float& act_sc
         const float mean = __double2float_rn(__ddiv_rn(ss, static_cast<double>(p.k)));
         q.inv = __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(mean, p.eps)));
     }
-    if (!p.short_prologue) load_key();
+    if constexpr (!kBatched) load_key();
     float absmax = __uint_as_float(static_cast<unsigned int>(key >> 32));
     if (p.norm != nullptr) {  // the normalized value at the index of the largest |a_j g_j|
         absmax = 0.0f;
@@ -236,7 +239,7 @@ int env_level(const char* name, int fallback, int max) {
 }
 struct VariantState {
     std::atomic<int> gemv_prefetch{env_level("BITTTT_CUDA_GEMV_PREFETCH", 1, 2)};
-    std::atomic<bool> short_prologue{env_level("BITTTT_CUDA_DECODE_SHORT_PROLOGUE", 1, 1) != 0};
+    std::atomic<int> prologue{env_level("BITTTT_CUDA_DECODE_PROLOGUE", 0, 2)};
 };
 VariantState& variant_state() {
     static VariantState state;
@@ -246,7 +249,9 @@ bool use_prefetch(int mats) {
     return variant_state().gemv_prefetch.load() >= (mats == 2 ? 1 : 2);
 }
 
-template <int kMats, bool kNorm, bool kPrefetch>
+// kBatched: DecodeVariant::prologue > 0 (a template parameter: the batch's registers would
+// otherwise weigh on the level-0 kernels too).
+template <int kMats, bool kNorm, bool kPrefetch, bool kBatched>
 __global__ void __launch_bounds__(max_block_threads(kMats, kPrefetch))
     float_gemv_kernel(const Params p) {
     const int team_threads = p.team_warps * 32;
@@ -263,13 +268,14 @@ __global__ void __launch_bounds__(max_block_threads(kMats, kPrefetch))
     detail::RowGroupStream<kMats, kPrefetch> rows;
     rows.start(group_codes, total, team_threads, t);  // weights only: before the wait (PDL)
     OnTheFly<kNorm> act{p.a, p.norm, p.k, p.k >> 2, 1.0f, 1.0f, 0};
-    if (kNorm && p.short_prologue) act.prefetch_first_step(p.norm, t, team_threads);  // constant
+    if (kBatched && kNorm && p.prologue == 2)
+        act.prefetch_first_step(p.norm, t, team_threads);  // constant: before the wait
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
-    if (p.short_prologue) act.prefetch_first_step(p.a, t, team_threads);
+    if (kBatched && p.prologue == 2) act.prefetch_first_step(p.a, t, team_threads);
 
     float act_scale = 0.0f;
-    input_scale(p, act, act_scale);
+    input_scale<kBatched>(p, act, act_scale);
     rows.run(act);
     rows.reduce_lanes();
     int qsum = act.qsum;
@@ -392,12 +398,21 @@ int64_t resident_warps() {
         int sms = 0, blocks = 0;
         detail::check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0),
                            "cudaDeviceGetAttribute");
-        detail::check_cuda(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                               &blocks, float_gemv_kernel<kMats, true, kPrefetch>, kThreads, 0),
-                           "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+        detail::check_cuda(
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                &blocks, float_gemv_kernel<kMats, true, kPrefetch, false>, kThreads, 0),
+            "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
         return static_cast<int64_t>(sms) * std::max(blocks, 1) * kBlockWarps;
     }();
     return warps;
+}
+
+template <int kMats, bool kNorm>
+auto pick_kernel(bool prefetch, bool batched) {
+    return prefetch ? (batched ? float_gemv_kernel<kMats, kNorm, true, true>
+                               : float_gemv_kernel<kMats, kNorm, true, false>)
+                    : (batched ? float_gemv_kernel<kMats, kNorm, false, true>
+                               : float_gemv_kernel<kMats, kNorm, false, false>);
 }
 
 int64_t row_groups(int64_t n) {
@@ -446,7 +461,7 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
         prefetch ? resident_warps<kMats, true>() : resident_warps<kMats, false>(),
         max_team_warps(kMats, prefetch));
     p.accumulate = accumulate;
-    p.short_prologue = variant_state().short_prologue.load();
+    p.prologue = variant_state().prologue.load();
     p.a = in.a;
     p.norm = in.norm;
     p.k = static_cast<int32_t>(in.k);
@@ -462,10 +477,9 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
     // blocks ran at 0.71 of the read bandwidth, the down projection's 512 balanced ones at 0.89).
     const int block_warps = p.team_warps;
     const auto blocks = static_cast<unsigned>(p.groups);
-    auto kernel = in.norm != nullptr ? (prefetch ? float_gemv_kernel<kMats, true, true>
-                                                 : float_gemv_kernel<kMats, true, false>)
-                                     : (prefetch ? float_gemv_kernel<kMats, false, true>
-                                                 : float_gemv_kernel<kMats, false, false>);
+    const bool batched = p.prologue > 0;
+    auto kernel = in.norm != nullptr ? pick_kernel<kMats, true>(prefetch, batched)
+                                     : pick_kernel<kMats, false>(prefetch, batched);
     detail::launch_pdl(what, kernel, dim3(blocks), dim3(block_warps * 32), 0, raw(stream), p);
 }
 
@@ -473,15 +487,17 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
 
 DecodeVariant decode_variant() {
     const VariantState& state = variant_state();
-    return {state.gemv_prefetch.load(), state.short_prologue.load()};
+    return {state.gemv_prefetch.load(), state.prologue.load()};
 }
 
 void set_decode_variant(const DecodeVariant& variant) {
     check(variant.gemv_prefetch >= 0 && variant.gemv_prefetch <= 2, ErrorKind::kInvalidArgument,
           "CUDA: set_decode_variant: GEMV prefetch level {} (expected 0, 1 or 2)",
           variant.gemv_prefetch);
+    check(variant.prologue >= 0 && variant.prologue <= 2, ErrorKind::kInvalidArgument,
+          "CUDA: set_decode_variant: prologue level {} (expected 0, 1 or 2)", variant.prologue);
     variant_state().gemv_prefetch.store(variant.gemv_prefetch);
-    variant_state().short_prologue.store(variant.short_prologue);
+    variant_state().prologue.store(variant.prologue);
 }
 
 void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats& out,

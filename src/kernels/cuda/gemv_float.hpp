@@ -31,25 +31,27 @@
 
 namespace bitttt::cuda {
 
-// Variants of the decode kernels that give the same values bit for bit, so that benchmarks can
-// measure them against each other and tests can check every one. The process default comes from
-// the environment (read once): BITTTT_CUDA_GEMV_PREFETCH = 0, 1 or 2 and
-// BITTTT_CUDA_DECODE_SHORT_PROLOGUE = 0 or 1. A launch uses the variant set when it is enqueued
-// (a captured graph keeps it).
+// Variants of the decode kernels that give the same values, so that benchmarks can measure them
+// against each other and tests can check every one (outputs bit for bit; the published
+// sum-of-squares partials too, unless the team size differs: they are then added in another
+// order). The process default comes from the environment (read once):
+// BITTTT_CUDA_GEMV_PREFETCH (0, 1 or 2) and BITTTT_CUDA_DECODE_PROLOGUE (0, 1 or 2). A launch uses
+// the variant set when it is enqueued (a captured graph keeps it).
 struct DecodeVariant {
     // Which on-the-fly GEMVs keep two unrolled steps of weights in flight per thread instead of
     // one (gemv_core.cuh RowGroupStream's kPrefetch): 0 none, 1 the SwiGLU GEMV, 2 all.
+    // Measured on an H100: 1 gives 121 tokens/s in the 70B chain, 0 gave 110 (bench/RESULTS.md).
     int gemv_prefetch = 1;
-    // The kernels that read a producer's statistics issue every load that needs only the
-    // producer's output at once after the PDL wait (the absmax key, then the value at its index,
-    // all sum-of-squares partials of a lane in one batch, the first step's input lines into L1;
-    // the constant norm weights before the wait), and the TTT step loads f in batches: fewer
-    // dependent L2 round trips before the first product. false: one load after the other, the
-    // way the chain first did it (for comparison).
-    bool short_prologue = true;
+    // How the kernels that read a producer's statistics load them after the PDL wait. 0: one
+    // after the other (partials, then the absmax key, then the value at its index). 1: the key
+    // first and the value at its index as soon as it arrives, a lane's partials in batches of 8
+    // loads, the TTT step's f in batches of 8: fewer dependent L2 round trips. 2: as 1, and the
+    // first step's input lines asked into L1 (one lane per 128-byte line; the constant norm
+    // weights before the wait). Levels 1-2 as first written measured slower (bench/RESULTS.md).
+    int prologue = 0;
 };
 DecodeVariant decode_variant();
-// Sets the variant of later launches (benchmarks, tests); fails on an out-of-range prefetch level.
+// Sets the variant of later launches (benchmarks, tests); fails on out-of-range levels.
 void set_decode_variant(const DecodeVariant& variant);
 
 // What the producer of a row of n values publishes for its reader.

@@ -265,9 +265,10 @@ constexpr int kTttVectorsPerLane = 16;  // float4 registers per lane: rows up to
 constexpr int64_t kTttMaxDim = 12288;   // f̂ in 48 KB of shared memory
 
 // f̂ = f / (‖f‖₂ + 1e-6) into shared memory, the same sum in the same order in every block (and in
-// both step kernels: the deferred step gives the same bits as the plain one). `batched` (the short
-// prologue of DecodeVariant) loads a thread's values of f in batches of kBatch and keeps the first
-// batch for f̂: one L2 round trip instead of one per few values; same sums, same order.
+// both step kernels: the deferred step gives the same bits as the plain one). `batched`
+// (DecodeVariant::prologue > 0) loads a thread's values of f in batches of kBatch and keeps the
+// first batch for f̂: one L2 round trip instead of one per few values; same sums in the same order
+// (fmaf spelled out: a predicated `s += v * v` may round the product apart).
 __device__ __forceinline__ void ttt_normalize_key(const float* f, int dt, float* fh, bool batched) {
     constexpr int kBatch = 8;
     const int n = static_cast<int>(blockDim.x);
@@ -280,13 +281,13 @@ __device__ __forceinline__ void ttt_normalize_key(const float* f, int dt, float*
             for (int e = 0; e < kBatch; ++e) v[e] = j0 + e * n < dt ? f[j0 + e * n] : 0.0f;
 #pragma unroll
             for (int e = 0; e < kBatch; ++e)
-                if (j0 + e * n < dt) sum_sq += v[e] * v[e];
+                if (j0 + e * n < dt) sum_sq = fmaf(v[e], v[e], sum_sq);
             if (j0 == static_cast<int>(threadIdx.x))
 #pragma unroll
                 for (int e = 0; e < kBatch; ++e) first[e] = v[e];
         }
     } else {
-        for (int j = threadIdx.x; j < dt; j += n) sum_sq += f[j] * f[j];
+        for (int j = threadIdx.x; j < dt; j += n) sum_sq = fmaf(f[j], f[j], sum_sq);
     }
     sum_sq = block_reduce(sum_sq, SumOp{}, 0.0f);
     const float inv_norm = __fdiv_rn(1.0f, __fadd_rn(sqrtf(sum_sq), kernels::kTttNormEps));
@@ -351,7 +352,7 @@ __device__ __forceinline__ void ttt_publish_key(unsigned long long* z_key, float
 template <bool kRegisterRows>
 __global__ void __launch_bounds__(kTttThreads)
     ttt_step_kernel(float* w, int dt, float eta, const float* f, float* z,
-                    unsigned long long* z_key, bool prefetch_state, bool short_prologue) {
+                    unsigned long long* z_key, bool prefetch_state, int prologue) {
     extern __shared__ float4 fh4[];
     float* fh = reinterpret_cast<float*>(fh4);
     const int lane = threadIdx.x & 31;
@@ -374,7 +375,7 @@ __global__ void __launch_bounds__(kTttThreads)
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
     if (!prefetch_state) load_row();
-    ttt_normalize_key(f, dt, fh, short_prologue);
+    ttt_normalize_key(f, dt, fh, prologue > 0);
 
     float dot = 0.0f;
     if (row >= dt) {
@@ -444,8 +445,7 @@ constexpr int kTttStreamUnroll = 4;  // float4 loads in flight per lane in mode 
 template <int kMode>
 __global__ void __launch_bounds__(kTttThreads)
     ttt_step_deferred_kernel(float* w, int dt, float eta, const float* f, float* z,
-                             unsigned long long* z_key, float* pending, bool early,
-                             bool short_prologue) {
+                             unsigned long long* z_key, float* pending, bool early, int prologue) {
     extern __shared__ float4 fh4[];
     float* fh = reinterpret_cast<float*>(fh4);
     const int lane = threadIdx.x & 31;
@@ -510,7 +510,7 @@ __global__ void __launch_bounds__(kTttThreads)
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
     if (!early) apply_pending();
-    ttt_normalize_key(f, dt, fh, short_prologue);
+    ttt_normalize_key(f, dt, fh, prologue > 0);
 
     // z = W_t f̂ (the state before this token's update, as the plain step computes it), summed in
     // the plain step's order in every mode: lane l takes the float4s l, l + 32, ... in turn.
@@ -670,7 +670,7 @@ void ttt_reconstruct_step(float* w, int64_t dt, float eta, const float* f, float
     detail::launch_pdl("ttt_step_kernel",
                        in_registers ? ttt_step_kernel<true> : ttt_step_kernel<false>, dim3(blocks),
                        dim3(kTttThreads), smem, raw(stream), w, static_cast<int>(dt), eta, f, z,
-                       z_absmax_key, prefetch_state, decode_variant().short_prologue);
+                       z_absmax_key, prefetch_state, decode_variant().prologue);
 }
 
 int64_t ttt_pending_floats(int64_t dt) {
@@ -695,7 +695,7 @@ void ttt_reconstruct_step_deferred(float* w, int64_t dt, float eta, const float*
                                : ttt_step_deferred_kernel<0>;
     detail::launch_pdl("ttt_step_deferred_kernel", kernel, dim3(blocks), dim3(kTttThreads), smem,
                        raw(stream), w, static_cast<int>(dt), eta, f, z, z_absmax_key, pending,
-                       early, decode_variant().short_prologue);
+                       early, decode_variant().prologue);
 }
 
 void ttt_apply_pending(float* w, int64_t dt, float* pending, const Stream& stream) {
