@@ -275,7 +275,7 @@ TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
             };
             const Result want = run({0, 0});
             for (int prefetch = 0; prefetch <= 2; ++prefetch) {
-                for (int prologue = 0; prologue <= 2; ++prologue) {
+                for (int prologue = 0; prologue <= 1; ++prologue) {
                     const Result got = run({prefetch, prologue});
                     const std::string what =
                         std::to_string(rows) + "x" + std::to_string(cols) +
@@ -299,7 +299,7 @@ TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
     bad.gemv_prefetch = 3;
     EXPECT_THROW(set_decode_variant(bad), Error);
     bad = chosen;
-    bad.prologue = -1;
+    bad.prologue = 2;
     EXPECT_THROW(set_decode_variant(bad), Error);
 }
 

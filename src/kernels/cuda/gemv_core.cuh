@@ -34,12 +34,6 @@ __device__ __forceinline__ uint4 load_once(const uint4* p) {
     return v;
 }
 
-// Asks for the 128-byte line at p in L1 (no register, no wait): for data a kernel will load a few
-// dependent steps later.
-__device__ __forceinline__ void prefetch_l1(const void* p) {
-    asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
-}
-
 // The float epilogue of every product: float(acc - xsum) * (beta * act_scale), roundings spelled
 // out (no FMA contraction) so that results are bit-identical to ternary_matmul_scalar.
 __device__ __forceinline__ float rescale(int acc, int xsum, float beta, float act_scale) {

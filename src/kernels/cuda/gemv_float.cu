@@ -106,18 +106,6 @@ struct OnTheFly {
         }
         return pack(v);
     }
-    // The lines of the first unrolled step's float4s (chunks u, u + stride, ...) into L1, of the
-    // row `from` (a, or the norm weights): the lane whose float4 starts a 128-byte line asks for
-    // it (prologue level 2).
-    __device__ __forceinline__ void prefetch_first_step(const float* from, int u,
-                                                        int stride) const {
-#pragma unroll
-        for (int i = 0; i < detail::kGemvUnroll; ++i) {
-            const int c = u + i * stride;
-            if (c < k4 && c % 8 == 0)
-                detail::prefetch_l1(reinterpret_cast<const float4*>(from) + c);
-        }
-    }
     __device__ __forceinline__ uint32_t pack(const float (&v)[4]) {
         const int q0 = detail::quantize_int8(v[0], s127), q1 = detail::quantize_int8(v[1], s127),
                   q2 = detail::quantize_int8(v[2], s127), q3 = detail::quantize_int8(v[3], s127);
@@ -239,7 +227,7 @@ int env_level(const char* name, int fallback, int max) {
 }
 struct VariantState {
     std::atomic<int> gemv_prefetch{env_level("BITTTT_CUDA_GEMV_PREFETCH", 1, 2)};
-    std::atomic<int> prologue{env_level("BITTTT_CUDA_DECODE_PROLOGUE", 0, 2)};
+    std::atomic<int> prologue{env_level("BITTTT_CUDA_DECODE_PROLOGUE", 0, 1)};
 };
 VariantState& variant_state() {
     static VariantState state;
@@ -268,11 +256,8 @@ __global__ void __launch_bounds__(max_block_threads(kMats, kPrefetch))
     detail::RowGroupStream<kMats, kPrefetch> rows;
     rows.start(group_codes, total, team_threads, t);  // weights only: before the wait (PDL)
     OnTheFly<kNorm> act{p.a, p.norm, p.k, p.k >> 2, 1.0f, 1.0f, 0};
-    if (kBatched && kNorm && p.prologue == 2)
-        act.prefetch_first_step(p.norm, t, team_threads);  // constant: before the wait
     detail::wait_for_previous_kernel();
     detail::allow_next_kernel();
-    if (kBatched && p.prologue == 2) act.prefetch_first_step(p.a, t, team_threads);
 
     float act_scale = 0.0f;
     input_scale<kBatched>(p, act, act_scale);
@@ -494,8 +479,8 @@ void set_decode_variant(const DecodeVariant& variant) {
     check(variant.gemv_prefetch >= 0 && variant.gemv_prefetch <= 2, ErrorKind::kInvalidArgument,
           "CUDA: set_decode_variant: GEMV prefetch level {} (expected 0, 1 or 2)",
           variant.gemv_prefetch);
-    check(variant.prologue >= 0 && variant.prologue <= 2, ErrorKind::kInvalidArgument,
-          "CUDA: set_decode_variant: prologue level {} (expected 0, 1 or 2)", variant.prologue);
+    check(variant.prologue >= 0 && variant.prologue <= 1, ErrorKind::kInvalidArgument,
+          "CUDA: set_decode_variant: prologue level {} (expected 0 or 1)", variant.prologue);
     variant_state().gemv_prefetch.store(variant.gemv_prefetch);
     variant_state().prologue.store(variant.prologue);
 }

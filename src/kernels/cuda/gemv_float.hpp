@@ -35,19 +35,19 @@ namespace bitttt::cuda {
 // against each other and tests can check every one (outputs bit for bit; the published
 // sum-of-squares partials too, unless the team size differs: they are then added in another
 // order). The process default comes from the environment (read once):
-// BITTTT_CUDA_GEMV_PREFETCH (0, 1 or 2) and BITTTT_CUDA_DECODE_PROLOGUE (0, 1 or 2). A launch uses
+// BITTTT_CUDA_GEMV_PREFETCH (0, 1 or 2) and BITTTT_CUDA_DECODE_PROLOGUE (0 or 1). A launch uses
 // the variant set when it is enqueued (a captured graph keeps it).
 struct DecodeVariant {
     // Which on-the-fly GEMVs keep two unrolled steps of weights in flight per thread instead of
     // one (gemv_core.cuh RowGroupStream's kPrefetch): 0 none, 1 the SwiGLU GEMV, 2 all.
-    // Measured on an H100: 1 gives 121 tokens/s in the 70B chain, 0 gave 110 (bench/RESULTS.md).
+    // Measured on an H100 (bench/RESULTS.md): 70B chain 121.7 tokens/s with 1, 115.7 with 0.
     int gemv_prefetch = 1;
     // How the kernels that read a producer's statistics load them after the PDL wait. 0: one
     // after the other (partials, then the absmax key, then the value at its index). 1: the key
     // first and the value at its index as soon as it arrives, a lane's partials in batches of 8
-    // loads, the TTT step's f in batches of 8: fewer dependent L2 round trips. 2: as 1, and the
-    // first step's input lines asked into L1 (one lane per 128-byte line; the constant norm
-    // weights before the wait). Levels 1-2 as first written measured slower (bench/RESULTS.md).
+    // loads, the TTT step's f in batches of 8: fewer dependent L2 round trips. Measured on an
+    // H100 (bench/RESULTS.md): 1 gains 0.3% with GEMV prefetch 1 and loses 3% without; asking
+    // the first input lines into L1 as well lost 10%, the code was dropped.
     int prologue = 0;
 };
 DecodeVariant decode_variant();
