@@ -152,8 +152,8 @@ template <bool kBatched, typename Q>
 __device__ __forceinline__ void input_scale(const Params& p, Q& q, float& act_scale) {
     const int lane = static_cast<int>(threadIdx.x & 31);
     // With a norm, gamma needs the row's value at the key's index: one more dependent load.
-    // Prologue levels 1-2 issue the key first and that value right when the key arrives, while the
-    // partials (a lane's in batches) are on their way.
+    // Prologue level 1 (kBatched) issues the key first and that value right when the key arrives,
+    // while the partials (a lane's in batches) are on their way.
     unsigned long long key = 0;
     bool at_key = false;
     float a_j = 0.0f, g_j = 0.0f;
