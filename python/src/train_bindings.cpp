@@ -113,18 +113,26 @@ void bind_train(nb::module_& m) {
                int64_t eval_interval, int64_t eval_batches, uint64_t seed,
                const std::optional<Path>& resume, int64_t stop_at_step, bool progress,
                bool export_model, const std::string& device, const std::string& gpu_precision,
-               const std::string& gpu_optimizer_state) {
+               const std::string& gpu_optimizer_state, const std::string& gpu_grad_precision) {
                 TrainOptions o;
                 o.device = trainer_device(device);
                 check(gpu_precision == "bf16" || gpu_precision == "fp32",
                       ErrorKind::kInvalidArgument,
                       "gpu_precision must be 'bf16' or 'fp32', got '{}'", gpu_precision);
                 o.gpu_precision = gpu_precision;
-                check(gpu_optimizer_state == "fp32" || gpu_optimizer_state == "bf16",
+                check(gpu_optimizer_state == "fp32" || gpu_optimizer_state == "bf16" ||
+                          gpu_optimizer_state == "int8",
                       ErrorKind::kInvalidArgument,
-                      "gpu_optimizer_state must be 'fp32' or 'bf16', got '{}'",
+                      "gpu_optimizer_state must be 'fp32', 'bf16' or 'int8', got '{}'",
                       gpu_optimizer_state);
                 o.gpu_optimizer_state = gpu_optimizer_state;
+                check(gpu_grad_precision == "fp32" ||
+                          (gpu_grad_precision == "bf16" && gpu_precision == "bf16"),
+                      ErrorKind::kInvalidArgument,
+                      "gpu_grad_precision must be 'fp32' or 'bf16' (with gpu_precision 'bf16'), "
+                      "got '{}'",
+                      gpu_grad_precision);
+                o.gpu_grad_precision = gpu_grad_precision;
                 if (config) o.model = *config;
                 o.data = data.string();
                 o.out_dir = out_dir.string();
@@ -165,6 +173,7 @@ void bind_train(nb::module_& m) {
             nb::arg("resume") = nb::none(), nb::arg("stop_at_step") = 0,
             nb::arg("progress") = false, nb::arg("export_model") = true, nb::arg("device") = "cpu",
             nb::arg("gpu_precision") = "bf16", nb::arg("gpu_optimizer_state") = "fp32",
+            nb::arg("gpu_grad_precision") = "fp32",
             "Prepares training on `data` (UTF-8 text, plain or .gz; documents separated by "
             "<|endoftext|> lines): the tokenizer (the tokenizer.json given, else byte-level when "
             "config.vocab_size <= 257, else one trained on the data), the token cache, the model "
@@ -174,8 +183,10 @@ void bind_train(nb::module_& m) {
             "checkpoint to continue from. device='cuda' trains on GPU 0 (the same model, "
             "checkpoints and exports; a checkpoint resumes on either device) with the products "
             "in gpu_precision 'bf16' (tensor cores) or 'fp32', and the AdamW moments in "
-            "gpu_optimizer_state 'fp32' or 'bf16' (half the optimizer memory; checkpoints stay "
-            "fp32); RuntimeError without a CUDA build "
+            "gpu_optimizer_state 'fp32', 'bf16' (half the optimizer memory) or 'int8' (a "
+            "quarter; checkpoints stay fp32), the gradients in gpu_grad_precision 'fp32' or "
+            "'bf16' (half their memory; with gpu_precision 'bf16'); RuntimeError without a CUDA "
+            "build "
             "or a GPU. ValueError names a bad option.")
         .def("run", &run,
              "Trains until `steps` (or stop_at_step) and returns 'finished' or 'stopped'; "

@@ -16,8 +16,9 @@
 // includes cuBLAS's workspace but not the CUDA context), next to the model's own allocations; the
 // VRAM cases also print where the bytes go (GpuTrainModel::memory_plan).
 //
-// `bitttt bench cuda-train-mem`: only the VRAM table, with the default fp32 AdamW moments and with
-// `--gpu-optimizer-state bf16`.
+// `bitttt bench cuda-train-mem`: only the VRAM table, with the default fp32 AdamW moments, with
+// `--gpu-optimizer-state bf16` (and `--gpu-recompute-mlp`), and lean (`--gpu-optimizer-state int8
+// --gpu-grad-precision bf16 --gpu-recompute-mlp`).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -202,6 +203,11 @@ std::vector<Case> vram_cases(bool with_bf16_moments) {
             cases.push_back(k);
             k.label = "vram.bf16_moments.recompute_mlp";
             k.memory.recompute_mlp = true;
+            cases.push_back(k);
+            // The memory-lean state: int8 moments, bf16 gradients, the MLP branch recomputed.
+            k.label = "vram.lean";
+            k.memory.moments = cuda::OptimizerState::kInt8;
+            k.memory.grads = cuda::GradPrecision::kBf16;
             cases.push_back(k);
         }
     return cases;

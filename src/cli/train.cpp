@@ -64,8 +64,13 @@ void register_train(CLI::App& app) {
                     "Products on the GPU: bf16 (tensor cores) or fp32")
         ->capture_default_str();
     cmd->add_option("--gpu-optimizer-state", o->gpu_optimizer_state,
-                    "AdamW moments on the GPU: fp32, or bf16 (half the optimizer memory, "
-                    "stochastic rounding; checkpoints stay fp32)")
+                    "AdamW moments on the GPU: fp32, bf16 (half the optimizer memory) or int8 "
+                    "(a quarter: 8-bit codes scaled per block of 256), rounded stochastically; "
+                    "checkpoints stay fp32")
+        ->capture_default_str();
+    cmd->add_option("--gpu-grad-precision", o->gpu_grad_precision,
+                    "Gradients on the GPU: fp32, or bf16 (half their memory; rounded once from "
+                    "the fp32 sums; needs --gpu-precision bf16)")
         ->capture_default_str();
     cmd->add_flag("--gpu-recompute-mlp", o->gpu_recompute_mlp,
                   "Recompute the MLP's gate/up products in the backward instead of keeping them "

@@ -120,9 +120,17 @@ void check_options(const TrainOptions& o) {
           "--device '{}' is unknown (expected cpu or cuda)", o.device);
     check(o.gpu_precision == "bf16" || o.gpu_precision == "fp32", ErrorKind::kInvalidArgument,
           "--gpu-precision '{}' is unknown (expected bf16 or fp32)", o.gpu_precision);
-    check(o.gpu_optimizer_state == "fp32" || o.gpu_optimizer_state == "bf16",
+    check(o.gpu_optimizer_state == "fp32" || o.gpu_optimizer_state == "bf16" ||
+              o.gpu_optimizer_state == "int8",
           ErrorKind::kInvalidArgument,
-          "--gpu-optimizer-state '{}' is unknown (expected fp32 or bf16)", o.gpu_optimizer_state);
+          "--gpu-optimizer-state '{}' is unknown (expected fp32, bf16 or int8)",
+          o.gpu_optimizer_state);
+    check(o.gpu_grad_precision == "fp32" || o.gpu_grad_precision == "bf16",
+          ErrorKind::kInvalidArgument,
+          "--gpu-grad-precision '{}' is unknown (expected fp32 or bf16)", o.gpu_grad_precision);
+    check(o.gpu_grad_precision == "fp32" || o.gpu_precision == "bf16", ErrorKind::kInvalidArgument,
+          "--gpu-grad-precision bf16 needs --gpu-precision bf16 (the fp32 products write fp32 "
+          "gradients)");
     check(o.gpu_activations == "auto" || o.gpu_activations == "keep" ||
               o.gpu_activations == "recompute",
           ErrorKind::kInvalidArgument,
@@ -235,10 +243,12 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
         using cuda::GpuTrainModel;
         const auto precision = options_.gpu_precision == "fp32" ? cuda::TrainPrecision::kFp32
                                                                 : cuda::TrainPrecision::kBf16;
-        const auto state = options_.gpu_optimizer_state == "bf16" ? cuda::OptimizerState::kBf16
-                                                                  : cuda::OptimizerState::kFp32;
+        const auto state = options_.gpu_optimizer_state == "bf16"   ? cuda::OptimizerState::kBf16
+                           : options_.gpu_optimizer_state == "int8" ? cuda::OptimizerState::kInt8
+                                                                    : cuda::OptimizerState::kFp32;
         cuda::GpuMemoryOptions memory{state, options_.gpu_recompute_mlp,
                                       options_.gpu_activations == "keep"};
+        if (options_.gpu_grad_precision == "bf16") memory.grads = cuda::GradPrecision::kBf16;
         if (options_.gpu_activations == "auto") {
             cuda::GpuMemoryOptions kept = memory;
             kept.keep_activations = true;

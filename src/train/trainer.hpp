@@ -54,9 +54,13 @@ struct TrainOptions {
     std::string device = "cpu";
     // Products on the GPU: "bf16" (tensor cores, fp32 accumulation) or "fp32" (as the CPU).
     std::string gpu_precision = "bf16";
-    // AdamW moments on the GPU: "fp32" or "bf16" (half the optimizer state, stochastic rounding;
-    // checkpoints stay fp32, so a run resumes with either setting or on the CPU).
+    // AdamW moments on the GPU: "fp32", "bf16" (half the optimizer state) or "int8" (a quarter:
+    // blockwise-scaled 8-bit codes), both rounded stochastically; checkpoints stay fp32, so a run
+    // resumes with any setting or on the CPU.
     std::string gpu_optimizer_state = "fp32";
+    // The gradient buffer on the GPU: "fp32" or "bf16" (half its memory; needs gpu_precision
+    // bf16, whose products already round their operands to bf16).
+    std::string gpu_grad_precision = "fp32";
     // Recompute the MLP's gate/up products in the backward instead of keeping them (less GPU
     // memory, ~10-20% more time per step, the same math).
     bool gpu_recompute_mlp = false;

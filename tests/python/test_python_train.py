@@ -98,6 +98,11 @@ def test_device_option(data, tmp_path):
         bitttt.Trainer(data, str(tmp_path), steps=5, gpu_precision="fp16", **SMALL)
     with pytest.raises(ValueError, match="gpu_optimizer_state"):
         bitttt.Trainer(data, str(tmp_path), steps=5, gpu_optimizer_state="fp8", **SMALL)
+    with pytest.raises(ValueError, match="gpu_grad_precision"):
+        bitttt.Trainer(data, str(tmp_path), steps=5, gpu_grad_precision="fp16", **SMALL)
+    with pytest.raises(ValueError, match="gpu_grad_precision"):
+        bitttt.Trainer(data, str(tmp_path), steps=5, gpu_precision="fp32",
+                       gpu_grad_precision="bf16", **SMALL)
     with pytest.raises(TypeError):
         bitttt.Trainer(data, str(tmp_path), steps=5, device=0, **SMALL)
     try:

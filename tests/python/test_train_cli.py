@@ -45,6 +45,8 @@ def test_help_lists_the_flags_with_the_seed_defaults(bitttt_cli):
 @pytest.mark.parametrize("args, message", [
     (["--device", "tpu"], "--device 'tpu'"),
     (["--gpu-optimizer-state", "fp8"], "--gpu-optimizer-state 'fp8'"),
+    (["--gpu-grad-precision", "fp16"], "--gpu-grad-precision 'fp16' is unknown"),
+    (["--gpu-grad-precision", "bf16", "--gpu-precision", "fp32"], "needs --gpu-precision bf16"),
     (["--gpu-activations", "all"], "--gpu-activations 'all' is unknown"),
     (["--steps", "0"], "--steps must be positive"),
     (["--ttt-rule", "attention"], "unknown TTT rule"),

@@ -17,6 +17,8 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/moment_code.hpp"
+#include "kernels/cuda/train_lean_ops.hpp"
 #include "kernels/cuda/train_ops.hpp"
 #include "kernels/cuda/ttt_scan_train.hpp"
 #include "train/ttt_bptt.hpp"
@@ -53,7 +55,7 @@ enum Cat {
 };
 const char* const kCatNames[kCats] = {
     "parameters (fp32)",
-    "gradients (fp32)",
+    "gradients",
     "AdamW moments",
     "quantized weights (one layer) + bf16 lm_head",
     "betas, decay bits, scalars",
@@ -149,7 +151,7 @@ struct LayerActs {
     float *qnorm = nullptr, *knorm = nullptr, *lr_logit = nullptr, *eta = nullptr;
     float *y = nullptr, *o_rstd = nullptr;    // delta: scan output
     float* ckpt = nullptr;                    // TTT state checkpoints
-    float *h = nullptr, *ln2_rstd = nullptr;  // the MLP branch's input
+    float *h = nullptr, *ln2_rstd = nullptr;  // the MLP branch's input (recompute_mlp: scratch)
     // SwiGLU inputs (recompute_mlp: scratch); bf16: the raw products of codes, which the SwiGLU
     // kernels rescale by ln2_q's row scale and the weights' β as they read them.
     float *gate = nullptr, *up = nullptr;
@@ -190,6 +192,10 @@ struct Activations {
     float *dres = nullptr, *dln = nullptr, *dswi = nullptr, *dgate = nullptr, *dup = nullptr;
     float* dttt[7] = {};
     float *deta = nullptr, *dlr = nullptr;
+    // bf16 gradients: the fp32 sum of an atomically accumulated gradient tensor (gstage) and the
+    // batch's positions grouped by token for the embedding gradient (train_lean_ops.hpp).
+    float* gstage = nullptr;
+    int32_t *emb_order = nullptr, *emb_starts = nullptr, *emb_unique = nullptr;
 
     static Act take_act(Carver& a, bool bf16, int64_t N, int64_t C) {
         Act act;
@@ -227,7 +233,8 @@ struct Activations {
                 l.eta = a.take<float>(N * H), l.y = a.take<float>(N * Dt);
                 l.o_rstd = a.take<float>(N);
             }
-            l.h = a.take<float>(N * D), l.ln2_rstd = a.take<float>(N);
+            if (!recompute_mlp) l.h = a.take<float>(N * D);
+            l.ln2_rstd = a.take<float>(N);
             if (!recompute_mlp) l.gate = a.take<float>(N * M), l.up = a.take<float>(N * M);
             a.cat = kCatCkpt;
             l.ckpt = a.take<float>(scan_shape(c, B, T).checkpoint_floats());
@@ -257,9 +264,15 @@ struct Activations {
         if (recompute_mlp) {
             float* gate = a.take<float>(N * M);
             float* up = a.take<float>(N * M);
-            for (auto& l : acts) l.gate = gate, l.up = up;
+            float* h = a.take<float>(N * D);
+            for (auto& l : acts) l.gate = gate, l.up = up, l.h = h;
         }
         a.cat = kCatOther;
+        const bool grad16 = mem.grads == GradPrecision::kBf16;
+        if (grad16) {
+            emb_order = a.take<int32_t>(N), emb_starts = a.take<int32_t>(N + 1);
+            emb_unique = a.take<int32_t>(N);
+        }
         final_res = a.take<float>(N * D);
         lnf = a.take<float>(N * D), lnf_rstd = a.take<float>(N);
         branch = a.take<float>(N * D);
@@ -279,6 +292,7 @@ struct Activations {
         dswi = a.take<float>(N * M), dgate = a.take<float>(N * M), dup = a.take<float>(N * M);
         for (int i = 0; i < (delta ? 7 : 3); ++i) dttt[i] = a.take<float>(N * Dt);
         if (delta) deta = a.take<float>(N * H), dlr = a.take<float>(N * H);
+        if (grad16) gstage = a.take<float>(std::max(D, delta ? H * D : 0));
     }
 };
 
@@ -291,22 +305,33 @@ int64_t scratch_doubles(const train::ParamLayout& L, int64_t count, int64_t bitl
 
 // Bytes of the buffers the constructor allocates, by category.
 struct FixedSizes {
-    size_t params = 0, moment = 0, qweights = 0, decay_bits = 0, lm_bf16 = 0, small = 0;
+    size_t params = 0, grads = 0, moment = 0, moment_scales = 0, qweights = 0, decay_bits = 0,
+           lm_bf16 = 0, small = 0;
 };
+
+// Weight decay bits: one per 16 parameters (ParamLayout starts every tensor at a multiple of 16).
+constexpr int kDecayShift = 4;
 FixedSizes fixed_sizes(const ModelConfig& c, const train::ParamLayout& L, TrainPrecision precision,
                        const GpuMemoryOptions& mem) {
     const OptimizerState state = mem.moments;
     const bool bf16 = precision == TrainPrecision::kBf16;
+    check(bf16 || mem.grads == GradPrecision::kFp32, ErrorKind::kInvalidArgument,
+          "GPU training: bf16 gradients need the bf16 products (--gpu-precision bf16)");
     FixedSizes f;
     const size_t total = static_cast<size_t>(L.total);
     f.params = total * sizeof(float);
-    f.moment = total * (state == OptimizerState::kBf16 ? sizeof(uint16_t) : sizeof(float));
+    f.grads = total * (mem.grads == GradPrecision::kBf16 ? sizeof(uint16_t) : sizeof(float));
+    f.moment = total * (state == OptimizerState::kFp32   ? sizeof(float)
+                        : state == OptimizerState::kBf16 ? sizeof(uint16_t)
+                                                         : sizeof(uint8_t));
+    if (state == OptimizerState::kInt8)
+        f.moment_scales = static_cast<size_t>(train_moment_blocks(L.total)) * sizeof(float);
     int64_t span = 1, count = 0, bitlinear_max = 0;
     for (const LayerWeights& w : layer_weights(L, c.num_layers))
         span = std::max(span, w.span), count += w.count,
         bitlinear_max = std::max(bitlinear_max, w.max_size);
     f.qweights = static_cast<size_t>(span) * (bf16 ? sizeof(uint16_t) : sizeof(float));
-    f.decay_bits = (total + 31) / 32 * sizeof(uint32_t);
+    f.decay_bits = ((total >> kDecayShift) + 32) / 32 * sizeof(uint32_t);
     f.lm_bf16 = bf16 ? static_cast<size_t>(c.vocab_size * c.hidden_dim) * sizeof(uint16_t) : 0;
     const size_t n = static_cast<size_t>(std::max<int64_t>(count, 1));
     f.small = n * (sizeof(float) + 2 * sizeof(int64_t)) + 2 * sizeof(float) + 2 * sizeof(double) +
@@ -327,6 +352,8 @@ struct GpuTrainModel::Impl : Activations {
     cublasHandle_t blas = nullptr;
 
     DeviceBuffer params, grads, adam_m, adam_v, decay_bits;
+    DeviceBuffer adam_ms, adam_vs;  // int8 moments: one scale per block of 256
+    int64_t emb_unique_count = 0;   // bf16 gradients: distinct tokens of the batch
     // The BitLinear weights of ONE layer (`cur_layer`), fp32 fake-quantized (kFp32) or bf16
     // codes (kBf16), laid out as that layer's span of the flat buffer: quantize_layer(l) fills it
     // from the parameters and the betas of the forward, before the layer's forward and again
@@ -406,12 +433,32 @@ struct GpuTrainModel::Impl : Activations {
     }
 
     bool bf16() const { return precision == TrainPrecision::kBf16; }
-    bool bf16_moment(Buffer which) const {
-        return state == OptimizerState::kBf16 &&
-               (which == Buffer::kAdamM || which == Buffer::kAdamV);
-    }
+    bool grad16() const { return mem.grads == GradPrecision::kBf16; }
     float* P(int i) const { return params.as<float>() + layout.offsets[static_cast<size_t>(i)]; }
-    float* G(int i) const { return grads.as<float>() + layout.offsets[static_cast<size_t>(i)]; }
+    // The fp32 gradient of tensor i (fp32 gradients only).
+    float* G(int i) const {
+        check(!grad16(), ErrorKind::kInternal, "GPU training: fp32 gradient of a bf16 buffer");
+        return grads.as<float>() + layout.offsets[static_cast<size_t>(i)];
+    }
+    // The gradient of tensor i as a cuBLAS output (fp32 or bf16).
+    void* Gv(int i) const {
+        const size_t off = static_cast<size_t>(layout.offsets[static_cast<size_t>(i)]);
+        return grad16() ? static_cast<void*>(grads.as<uint16_t>() + off)
+                        : static_cast<void*>(grads.as<float>() + off);
+    }
+    cudaDataType grad_type() const { return grad16() ? CUDA_R_16BF : CUDA_R_32F; }
+    // Where an atomically accumulated gradient (RMSNorm weights, ttt.lr) is summed: its fp32
+    // gradient, or (bf16 gradients) the zeroed fp32 stage, added in by flush(i).
+    float* GS(int i) {
+        if (!grad16()) return G(i);
+        zero(gstage, layout.specs[static_cast<size_t>(i)].numel());
+        return gstage;
+    }
+    void flush(int i) {
+        if (!grad16()) return;
+        train_accumulate_bf16(grads.as<uint16_t>() + layout.offsets[static_cast<size_t>(i)], gstage,
+                              layout.specs[static_cast<size_t>(i)].numel(), stream);
+    }
     const float* one() const { return consts.as<float>() + 1; }
     const float* zero() const { return consts.as<float>(); }
     double* loss_dev() const { return scalars.as<double>(); }
@@ -438,15 +485,21 @@ struct GpuTrainModel::Impl : Activations {
 
     void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
               const void* A, cudaDataType at, int64_t lda, const void* B_, cudaDataType bt,
-              int64_t ldb, float* C, int64_t ldc, const float* alpha, const float* beta) {
+              int64_t ldb, void* C, cudaDataType ct, int64_t ldc, const float* alpha,
+              const float* beta) {
         check(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX, ErrorKind::kInvalidArgument,
               "CUDA: a training product of {}x{}x{} is too large for cuBLAS", m, n, k);
         check_cublas(cublasGemmEx(blas, ta, tb, static_cast<int>(m), static_cast<int>(n),
                                   static_cast<int>(k), alpha, A, at, static_cast<int>(lda), B_, bt,
-                                  static_cast<int>(ldb), beta, C, CUDA_R_32F, static_cast<int>(ldc),
+                                  static_cast<int>(ldb), beta, C, ct, static_cast<int>(ldc),
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "cublasGemmEx");
         op_gemm(ta, tb, m, n, k, at);
+    }
+    void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
+              const void* A, cudaDataType at, int64_t lda, const void* B_, cudaDataType bt,
+              int64_t ldb, float* C, int64_t ldc, const float* alpha, const float* beta) {
+        gemm(ta, tb, m, n, k, A, at, lda, B_, bt, ldb, C, CUDA_R_32F, ldc, alpha, beta);
     }
 
     // Row-major out[N, OC] = x[N, C] · W[OC, C]ᵀ for BitLinear weight `wi` (cuBLAS sees the
@@ -508,7 +561,7 @@ struct GpuTrainModel::Impl : Activations {
         gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
              dout_b, CUDA_R_16BF, OC, dx, C, beta_of(wi), accumulate ? one() : zero());
         gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C, dout_scaled_b,
-             CUDA_R_16BF, OC, G(wi), C, one(), one());
+             CUDA_R_16BF, OC, Gv(wi), grad_type(), C, one(), one());
     }
 
     // dres += the RMSNorm backward of dln (x: the norm's input). bf16 with `next` (the quantized
@@ -569,6 +622,38 @@ struct GpuTrainModel::Impl : Activations {
         if (tg)
             check_cuda(cudaMemcpyAsync(targets, tg, bytes, cudaMemcpyHostToDevice, raw(stream)),
                        "cudaMemcpyAsync (targets)");
+        if (grad16()) group_positions(in);
+    }
+
+    // bf16 gradients: the positions of the batch grouped by token (a counting sort, stable) for
+    // train_embedding_backward_bf16. Synchronous: the host vectors are reused next step.
+    void group_positions(const int32_t* in) {
+        const int64_t N = B * T, V = config.vocab_size;
+        std::vector<int32_t> count(static_cast<size_t>(V) + 1, 0);
+        for (int64_t n = 0; n < N; ++n) ++count[static_cast<size_t>(in[n]) + 1];
+        std::vector<int32_t> order(static_cast<size_t>(N)), starts, unique;
+        for (int64_t v = 0; v < V; ++v) {
+            if (count[static_cast<size_t>(v) + 1] > 0) {
+                starts.push_back(count[static_cast<size_t>(v)]);
+                unique.push_back(static_cast<int32_t>(v));
+            }
+            count[static_cast<size_t>(v) + 1] += count[static_cast<size_t>(v)];
+        }
+        starts.push_back(static_cast<int32_t>(N));
+        for (int64_t n = 0; n < N; ++n)
+            order[static_cast<size_t>(count[static_cast<size_t>(in[n])]++)] =
+                static_cast<int32_t>(n);
+        emb_unique_count = static_cast<int64_t>(unique.size());
+        check_cuda(cudaMemcpyAsync(emb_order, order.data(), order.size() * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, raw(stream)),
+                   "cudaMemcpyAsync (positions)");
+        check_cuda(cudaMemcpyAsync(emb_starts, starts.data(), starts.size() * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, raw(stream)),
+                   "cudaMemcpyAsync (positions)");
+        check_cuda(cudaMemcpyAsync(emb_unique, unique.data(), unique.size() * sizeof(int32_t),
+                                   cudaMemcpyHostToDevice, raw(stream)),
+                   "cudaMemcpyAsync (positions)");
+        stream.synchronize();
     }
 
     // The quantized input of the TTT branch (scratch), from the block input a.res.
@@ -618,14 +703,20 @@ struct GpuTrainModel::Impl : Activations {
     void recompute_layer(int64_t l) {
         const ModelConfig& c = config;
         const int64_t N = B * T, Dt = c.ttt_dim, M = c.mlp_dim, H = c.ttt_heads, Dh = Dt / H;
+        const bool delta = c.ttt_rule == TttRule::kDelta;
         LayerActs& a = acts[static_cast<size_t>(l)];
         const LayerIndex& w = layers[static_cast<size_t>(l)];
         quantize_layer(l);
         if (!kept.empty()) {  // keep_activations: the layer's own set
             sc = kept[static_cast<size_t>(l)];
-            if (mem.recompute_mlp) mlp_products(a, w);
+            if (mem.recompute_mlp) branch_sum(a, w), mlp_products(a, w);
             return;
         }
+        if (delta) {  // the quantized TTT output (the input of ttt.o)
+            train_rmsnorm_forward(sc.o, a.o_rstd, a.y, nullptr, N, Dt, c.norm_eps, stream);
+            act_quant(sc.o_q, sc.o, N, Dt);
+        }
+        if (mem.recompute_mlp) branch_sum(a, w);
         norm2_forward(a, w);
         if (mem.recompute_mlp) {
             mlp_products(a, w);
@@ -637,15 +728,25 @@ struct GpuTrainModel::Impl : Activations {
             op("bwd recompute swiglu_quant");
         }
         norm1_forward(a, w);
-        if (c.ttt_rule != TttRule::kDelta) {
+        if (!delta) {
             train_l2norm_forward(sc.fhat, a.fnorm, a.f, N, Dt, stream);
             op("bwd recompute l2norm");
         } else {
             train_l2norm_forward(sc.qhat, a.qnorm, a.q, N * H, Dh, stream);
             train_l2norm_forward(sc.khat, a.knorm, a.k, N * H, Dh, stream);
-            train_rmsnorm_forward(sc.o, a.o_rstd, a.y, nullptr, N, Dt, c.norm_eps, stream);
-            act_quant(sc.o_q, sc.o, N, Dt);
         }
+    }
+
+    // h = x + the TTT branch's output projection (the MLP branch's input), from the block input
+    // and the quantized TTT output, by the forward's own calls.
+    void branch_sum(LayerActs& a, const LayerIndex& w) {
+        const ModelConfig& c = config;
+        const int64_t N = B * T, D = c.hidden_dim, Dt = c.ttt_dim;
+        const bool delta = c.ttt_rule == TttRule::kDelta;
+        const Act& tq = delta ? sc.o_q : a.z_q;
+        const int tw = delta ? w.o : w.up;
+        bl_forward(branch, tq, tw, N, Dt, D, false);
+        residual_rescaled(a.h, a.res, branch, tq, tw, N, D);
     }
 
     void run_forward(bool with_targets) {
@@ -778,7 +879,7 @@ struct GpuTrainModel::Impl : Activations {
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, lm_bf16.data(), CUDA_R_16BF, D, dlogits_bf,
                  CUDA_R_16BF, V, dln, D, one(), zero());
             gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, lnf_bf, CUDA_R_16BF, D, dlogits_bf, CUDA_R_16BF,
-                 V, G(lm_head), D, one(), one());
+                 V, Gv(lm_head), grad_type(), D, one(), one());
         } else {
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, P(lm_head), CUDA_R_32F, D, logits, CUDA_R_32F,
                  V, dln, D, one(), zero());
@@ -788,9 +889,11 @@ struct GpuTrainModel::Impl : Activations {
         zero(dres, N * D);
         // Each RMSNorm backward also writes the bf16 forms of dres for the product that reads it
         // next where that product's input scales exist already (the TTT branch's output; the
-        // SwiGLU output of the layer below when activations are kept).
-        bool dres_bf = norm_backward(G(norm_f), final_res, P(norm_f), lnf_rstd,
+        // SwiGLU output of the layer below when activations are kept). Its weight gradient goes
+        // to GS (the fp32 stage with bf16 gradients, added in by flush).
+        bool dres_bf = norm_backward(GS(norm_f), final_res, P(norm_f), lnf_rstd,
                                      kept.empty() ? nullptr : &kept.back().swi_q);
+        flush(norm_f);
         mark("lm_head backward");
 
         for (int64_t li = static_cast<int64_t>(acts.size()) - 1; li >= 0; --li) {
@@ -817,7 +920,8 @@ struct GpuTrainModel::Impl : Activations {
                 bl_backward(dln, w.mlp_up, dup, sc.ln2_q, N, D, M);
             }
             dres_bf =
-                norm_backward(G(w.norm2), a.h, P(w.norm2), a.ln2_rstd, delta ? &sc.o_q : &a.z_q);
+                norm_backward(GS(w.norm2), a.h, P(w.norm2), a.ln2_rstd, delta ? &sc.o_q : &a.z_q);
+            flush(w.norm2);
             // TTT branch (its first product into dln overwrites it)
             if (!delta) {
                 float *dz = dttt[0], *dfhat = dttt[1], *df = dttt[2];
@@ -849,17 +953,25 @@ struct GpuTrainModel::Impl : Activations {
                 train_lr_gate_dx(dln, dlr, P(w.lr_w), N, D, H, stream);
                 op("bwd lr_gate_dx");
                 gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, H, N, sc.ln1, CUDA_R_32F, D, dlr, CUDA_R_32F, H,
-                     G(w.lr_w), D, one(), one());
-                train_column_sum_accumulate(G(w.lr_b), dlr, N, H, stream);
+                     GS(w.lr_w), D, one(), one());
+                flush(w.lr_w);
+                train_column_sum_accumulate(GS(w.lr_b), dlr, N, H, stream);
+                flush(w.lr_b);
                 bl_backward(dln, w.q, dq, sc.ln1_q, N, D, Dt);
                 bl_backward(dln, w.k, dk, sc.ln1_q, N, D, Dt);
                 bl_backward(dln, w.v, dv, sc.ln1_q, N, D, Dt);
             }
             dres_bf = norm_backward(
-                G(w.norm1), a.res, P(w.norm1), a.ln1_rstd,
+                GS(w.norm1), a.res, P(w.norm1), a.ln1_rstd,
                 !kept.empty() && li > 0 ? &kept[static_cast<size_t>(li - 1)].swi_q : nullptr);
+            flush(w.norm1);
         }
-        train_embedding_backward(G(embed), dres, inputs, N, D, stream);
+        if (grad16())
+            train_embedding_backward_bf16(grads.as<uint16_t>() + layout.offsets[embed], dres,
+                                          emb_order, emb_starts, emb_unique, emb_unique_count, D,
+                                          stream);
+        else
+            train_embedding_backward(G(embed), dres, inputs, N, D, stream);
         op("bwd embedding");
         mark("backward layers (no scan)");
         have_targets = false;
@@ -887,24 +999,32 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
     impl_ = std::make_unique<Impl>(c, precision, memory);
     Impl& m = *impl_;
     const train::ParamLayout& L = m.layout;
-    const size_t total = static_cast<size_t>(L.total);
     const FixedSizes fs = fixed_sizes(c, L, precision, memory);
     m.params = DeviceBuffer(fs.params);
-    m.grads = DeviceBuffer(fs.params);
+    m.grads = DeviceBuffer(fs.grads);
     m.adam_m = DeviceBuffer(fs.moment);
     m.adam_v = DeviceBuffer(fs.moment);
     for (DeviceBuffer* b : {&m.params, &m.grads, &m.adam_m, &m.adam_v}) b->fill_bytes(0);
+    if (fs.moment_scales > 0) {
+        m.adam_ms = DeviceBuffer(fs.moment_scales);
+        m.adam_vs = DeviceBuffer(fs.moment_scales);
+        m.adam_ms.fill_bytes(0), m.adam_vs.fill_bytes(0);
+    }
     m.layer_w = layer_weights(L, c.num_layers);
     m.qweights = DeviceBuffer(fs.qweights);
     m.qweights.fill_bytes(0);
 
-    std::vector<uint32_t> decay((total + 31) / 32, 0);
+    std::vector<uint32_t> decay(fs.decay_bits / sizeof(uint32_t), 0);
     std::vector<int64_t> offsets, sizes;
     m.beta_index.assign(L.specs.size(), -1);
     for (size_t i = 0; i < L.specs.size(); ++i) {
         const ParamSpec& s = L.specs[i];
+        check(L.offsets[i] % (int64_t{1} << kDecayShift) == 0, ErrorKind::kInternal,
+              "GPU training: tensor {} does not start at a multiple of 16", s.name);
+        // The groups of 16 that hold the tensor (its padding included) decay or not as it does.
         if (s.weight_decay())
-            for (int64_t j = L.offsets[i]; j < L.offsets[i] + s.numel(); ++j)
+            for (int64_t j = L.offsets[i] >> kDecayShift;
+                 j < (L.offsets[i] + s.numel() + 15) >> kDecayShift; ++j)
                 decay[static_cast<size_t>(j / 32)] |= 1u << (j % 32);
         if (s.kind != ParamKind::kBitLinear) continue;
         m.beta_index[i] = static_cast<int>(offsets.size());
@@ -1017,6 +1137,33 @@ uint16_t to_bf16_rne(float x) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return static_cast<uint16_t>(u >> 16);
 }
+float from_bf16(uint16_t b) {
+    const uint32_t u = static_cast<uint32_t>(b) << 16;
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+// The int8 coding of a moment buffer on the host (moment_code.hpp, rounded to nearest).
+void quantize_moments(const float* x, size_t n, bool v, std::vector<uint8_t>& codes,
+                      std::vector<float>& scales) {
+    namespace mc = moment_code;
+    const size_t block = mc::kMomentBlock;
+    codes.assign(n, 0);
+    scales.assign((n + block - 1) / block, 0.0f);
+    for (size_t b = 0; b < scales.size(); ++b) {
+        const size_t end = std::min(n, (b + 1) * block);
+        float absmax = 0.0f;
+        for (size_t i = b * block; i < end; ++i)
+            absmax = std::max(absmax, v ? std::sqrt(std::max(x[i], 0.0f)) : std::fabs(x[i]));
+        check(std::isfinite(absmax), ErrorKind::kInvalidArgument,
+              "AdamW moments: a value is not finite (element {})", b * block);
+        const float s = v ? mc::scale_v(absmax) : mc::scale_m(absmax);
+        scales[b] = s;
+        for (size_t i = b * block; i < end; ++i)
+            codes[i] = v ? mc::encode_v(x[i], s, 0.5f) : mc::encode_m(x[i], s, 0.5f);
+    }
+}
 }  // namespace
 
 void GpuTrainModel::upload(Buffer which, const float* host) {
@@ -1024,7 +1171,17 @@ void GpuTrainModel::upload(Buffer which, const float* host) {
     m.stream.synchronize();
     DeviceBuffer& b = buffer_of(which, m.params, m.grads, m.adam_m, m.adam_v);
     const size_t n = static_cast<size_t>(m.layout.total);
-    if (m.bf16_moment(which)) {
+    const bool moment = which == Buffer::kAdamM || which == Buffer::kAdamV;
+    if (moment && m.state == OptimizerState::kInt8) {
+        std::vector<uint8_t> codes;
+        std::vector<float> scales;
+        quantize_moments(host, n, which == Buffer::kAdamV, codes, scales);
+        b.copy_from_host(codes.data(), n);
+        (which == Buffer::kAdamV ? m.adam_vs : m.adam_ms)
+            .copy_from_host(scales.data(), scales.size() * sizeof(float));
+        return;
+    }
+    if ((moment && m.state == OptimizerState::kBf16) || (which == Buffer::kGrads && m.grad16())) {
         std::vector<uint16_t> bf(n);
         for (size_t i = 0; i < n; ++i) bf[i] = to_bf16_rne(host[i]);
         b.copy_from_host(bf.data(), n * sizeof(uint16_t));
@@ -1038,13 +1195,24 @@ void GpuTrainModel::download(Buffer which, float* host) const {
     m.stream.synchronize();
     const DeviceBuffer& b = buffer_of(which, m.params, m.grads, m.adam_m, m.adam_v);
     const size_t n = static_cast<size_t>(m.layout.total);
-    if (m.bf16_moment(which)) {  // exact in fp32
-        std::vector<uint16_t> bf(n);
-        b.copy_to_host(bf.data(), n * sizeof(uint16_t));
+    const bool moment = which == Buffer::kAdamM || which == Buffer::kAdamV;
+    if (moment && m.state == OptimizerState::kInt8) {
+        std::vector<uint8_t> codes(n);
+        std::vector<float> scales(static_cast<size_t>(train_moment_blocks(m.layout.total)));
+        b.copy_to_host(codes.data(), n);
+        (which == Buffer::kAdamV ? m.adam_vs : m.adam_ms)
+            .copy_to_host(scales.data(), scales.size() * sizeof(float));
         for (size_t i = 0; i < n; ++i) {
-            const uint32_t u = static_cast<uint32_t>(bf[i]) << 16;
-            std::memcpy(host + i, &u, sizeof u);
+            const float s = scales[i / moment_code::kMomentBlock];
+            host[i] = which == Buffer::kAdamV ? moment_code::decode_v(codes[i], s)
+                                              : moment_code::decode_m(codes[i], s);
         }
+        return;
+    }
+    if ((moment && m.state == OptimizerState::kBf16) || (which == Buffer::kGrads && m.grad16())) {
+        std::vector<uint16_t> bf(n);  // exact in fp32
+        b.copy_to_host(bf.data(), n * sizeof(uint16_t));
+        for (size_t i = 0; i < n; ++i) host[i] = from_bf16(bf[i]);
         return;
     }
     b.copy_to_host(host, n * sizeof(float));
@@ -1082,7 +1250,8 @@ void GpuTrainModel::download_logits(float* host) const {
 
 void GpuTrainModel::zero_grad() {
     Impl& m = *impl_;
-    m.zero(m.grads.as<float>(), m.layout.total);
+    check_cuda(cudaMemsetAsync(m.grads.data(), 0, m.grads.bytes(), raw(m.stream)),
+               "cudaMemsetAsync (gradients)");
 }
 
 void GpuTrainModel::backward() {
@@ -1104,22 +1273,39 @@ GpuTrainModel::StepResult GpuTrainModel::train_step(const int32_t* inputs, const
     m.op("zero_grad");
     m.run_backward();
     const int64_t n = m.layout.total;
-    train_global_norm(m.norm_dev(), m.norm_partial.as<double>(), m.grads.as<float>(), n, m.stream);
-    m.op("global norm");
     // The bias corrections exactly as train::adamw_update computes them.
     const float bc1 = 1.0f - std::pow(c.beta1, static_cast<float>(t));
     const float bc2 = 1.0f - std::pow(c.beta2, static_cast<float>(t));
-    if (m.state == OptimizerState::kBf16)
-        train_adamw_bf16_moments(m.params.as<float>(), m.grads.as<float>(), m.adam_m.as<uint16_t>(),
-                                 m.adam_v.as<uint16_t>(), m.decay_bits.as<uint32_t>(), n, lr,
-                                 c.beta1, c.beta2, c.eps, c.weight_decay, bc1, bc2, m.norm_dev(),
-                                 m.loss_dev(), grad_clip,
-                                 static_cast<uint64_t>(t) * 0x632be59bd9b4e019ull, m.stream);
+    const uint64_t seed = static_cast<uint64_t>(t) * 0x632be59bd9b4e019ull;
+    auto step = [&](const auto* g) {
+        train_global_norm(m.norm_dev(), m.norm_partial.as<double>(), g, n, m.stream);
+        m.op("global norm");
+        const uint32_t* decay = m.decay_bits.as<uint32_t>();
+        switch (m.state) {
+            case OptimizerState::kInt8:
+                train_adamw_int8_moments(m.params.as<float>(), g, m.adam_m.as<uint8_t>(),
+                                         m.adam_v.as<uint8_t>(), m.adam_ms.as<float>(),
+                                         m.adam_vs.as<float>(), decay, n, lr, c.beta1, c.beta2,
+                                         c.eps, c.weight_decay, bc1, bc2, m.norm_dev(),
+                                         m.loss_dev(), grad_clip, seed, m.stream, kDecayShift);
+                break;
+            case OptimizerState::kBf16:
+                train_adamw_bf16_moments(m.params.as<float>(), g, m.adam_m.as<uint16_t>(),
+                                         m.adam_v.as<uint16_t>(), decay, n, lr, c.beta1, c.beta2,
+                                         c.eps, c.weight_decay, bc1, bc2, m.norm_dev(),
+                                         m.loss_dev(), grad_clip, seed, m.stream, kDecayShift);
+                break;
+            case OptimizerState::kFp32:
+                train_adamw(m.params.as<float>(), g, m.adam_m.as<float>(), m.adam_v.as<float>(),
+                            decay, n, lr, c.beta1, c.beta2, c.eps, c.weight_decay, bc1, bc2,
+                            m.norm_dev(), m.loss_dev(), grad_clip, m.stream, kDecayShift);
+                break;
+        }
+    };
+    if (m.grad16())
+        step(m.grads.as<uint16_t>());
     else
-        train_adamw(m.params.as<float>(), m.grads.as<float>(), m.adam_m.as<float>(),
-                    m.adam_v.as<float>(), m.decay_bits.as<uint32_t>(), n, lr, c.beta1, c.beta2,
-                    c.eps, c.weight_decay, bc1, bc2, m.norm_dev(), m.loss_dev(), grad_clip,
-                    m.stream);
+        step(m.grads.as<float>());
     m.mark("gradient norm + AdamW");
     double result[2];
     check_cuda(cudaMemcpyAsync(result, m.scalars.data(), sizeof result, cudaMemcpyDeviceToHost,
@@ -1134,9 +1320,9 @@ int64_t GpuTrainModel::allocated_bytes() const {
     const Impl& m = *impl_;
     int64_t total = 0;
     for (const DeviceBuffer* b :
-         {&m.params, &m.grads, &m.adam_m, &m.adam_v, &m.decay_bits, &m.qweights, &m.betas,
-          &m.bl_offsets, &m.bl_sizes, &m.consts, &m.scalars, &m.norm_partial, &m.lm_bf16, &m.arena,
-          &m.workspace, &m.blas_ws})
+         {&m.params, &m.grads, &m.adam_m, &m.adam_v, &m.adam_ms, &m.adam_vs, &m.decay_bits,
+          &m.qweights, &m.betas, &m.bl_offsets, &m.bl_sizes, &m.consts, &m.scalars, &m.norm_partial,
+          &m.lm_bf16, &m.arena, &m.workspace, &m.blas_ws})
         total += static_cast<int64_t>(b->bytes());
     return total;
 }
@@ -1151,8 +1337,8 @@ std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
     const FixedSizes fs = fixed_sizes(c, L, precision, memory);
     int64_t by_cat[kCats] = {};
     by_cat[kCatParams] = static_cast<int64_t>(fs.params);
-    by_cat[kCatGrads] = static_cast<int64_t>(fs.params);
-    by_cat[kCatMoments] = static_cast<int64_t>(2 * fs.moment);
+    by_cat[kCatGrads] = static_cast<int64_t>(fs.grads);
+    by_cat[kCatMoments] = static_cast<int64_t>(2 * (fs.moment + fs.moment_scales));
     by_cat[kCatQWeights] = static_cast<int64_t>(fs.qweights + fs.lm_bf16);
     by_cat[kCatSmall] = static_cast<int64_t>(fs.decay_bits + fs.small);
     Activations acts;
@@ -1166,7 +1352,10 @@ std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
     for (int i = 0; i < kCats; ++i) {
         std::string name = kCatNames[i];
         if (i == kCatMoments)
-            name += memory.moments == OptimizerState::kBf16 ? " (bf16)" : " (fp32)";
+            name += memory.moments == OptimizerState::kInt8   ? " (int8 + block scales)"
+                    : memory.moments == OptimizerState::kBf16 ? " (bf16)"
+                                                              : " (fp32)";
+        if (i == kCatGrads) name += memory.grads == GradPrecision::kBf16 ? " (bf16)" : " (fp32)";
         out.push_back({std::move(name), by_cat[i]});
     }
     return out;

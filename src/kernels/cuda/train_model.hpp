@@ -37,24 +37,38 @@ enum class TrainPrecision { kFp32, kBf16 };
 
 // Storage of the AdamW moments on the GPU. kBf16 (opt-in) halves the optimizer state: each step
 // runs in fp32 and rounds the new moments to bf16 stochastically (train_ops.hpp,
-// train_adamw_bf16_moments). upload/download still take fp32 (converted on the host, bf16 rounded
-// to nearest), so checkpoints keep the fp32 format and move between devices and settings.
-enum class OptimizerState { kFp32, kBf16 };
+// train_adamw_bf16_moments). kInt8 (opt-in) quarters it: one byte per moment in blocks of 256 with
+// an fp32 absmax scale per block, a 4-bit-exponent float code (m signed, √v unsigned), rounded
+// stochastically (moment_code.hpp, train_lean_ops.hpp). upload/download still take fp32 (converted
+// on the host, rounded to nearest), so checkpoints keep the fp32 format and move between devices
+// and settings.
+enum class OptimizerState { kFp32, kBf16, kInt8 };
 
-// Memory settings, none of which changes the training math except bf16 moments. Defaults: fp32
-// moments, the MLP products kept, the cheap activations recomputed (memory_plan).
+// Storage of the gradient buffer. kBf16 (opt-in, bf16 products only): every BitLinear and lm_head
+// weight gradient is written by its one cuBLAS product as bf16 from the fp32 accumulation (one
+// rounding, the precision its bf16 operands already have); the atomically accumulated ones
+// (embedding, norm weights, ttt.lr) are summed in fp32 and rounded once. The gradient norm and
+// AdamW read them widened to fp32.
+enum class GradPrecision { kFp32, kBf16 };
+
+// Memory settings, none of which changes the training math except bf16/int8 moments and bf16
+// gradients. Defaults: fp32 moments and gradients, the MLP products kept, the cheap activations
+// recomputed (memory_plan).
 struct GpuMemoryOptions {
     OptimizerState moments = OptimizerState::kFp32;
-    // The SwiGLU inputs (gate and up products, 2·M floats per token and layer, the largest
-    // activations kept) are not kept per layer but recomputed before each layer's backward: two
-    // more products per layer (about +1/5 of the layers' product FLOPs), the same values (same
-    // cuBLAS calls on the same inputs), so the same training math.
+    // The MLP branch's inputs are not kept per layer but recomputed before each layer's
+    // backward: the SwiGLU inputs (gate and up products, 2·M floats per token and layer, the
+    // largest activations kept; two more products per layer, about +1/5 of the layers' product
+    // FLOPs) and the branch's residual input h = x + TTT branch (D floats per token and layer;
+    // one more product of the TTT output, Dt x D), the same values (same cuBLAS calls and
+    // kernels on the same inputs), so the same training math.
     bool recompute_mlp = false;
     // Keep every layer's normed/quantized product inputs, normalized TTT inputs and SwiGLU
     // codes instead of recomputing them before its backward (the default recomputes them: the
     // same values, 0.8 ms (9%) more per step at the default config on an H100, and 0.05-0.7 GB
     // less at the VRAM table's configs).
     bool keep_activations = false;
+    GradPrecision grads = GradPrecision::kFp32;
 };
 
 // Device memory by purpose, in bytes (GpuTrainModel::memory_plan).
@@ -79,7 +93,9 @@ class GpuTrainModel {
     // Off: BitLinear weights are used as they are (an exact fp model, for gradient checks).
     void set_quantize_weights(bool on);
 
-    // Parameter-shaped buffers (layout().total floats, padding included), synchronous copies.
+    // Parameter-shaped buffers (layout().total floats, padding included), synchronous copies of
+    // fp32 values (bf16 gradients and bf16/int8 moments are converted on the host: upload rounds
+    // to nearest, download returns the stored values exactly).
     enum class Buffer { kParams, kGrads, kAdamM, kAdamV };
     void upload(Buffer which, const float* host);
     void download(Buffer which, float* host) const;

@@ -926,11 +926,22 @@ __global__ void mean_kernel(double* out, const float* x, int64_t n) {
 
 constexpr int64_t kNormChunk = 8192;  // elements per partial sum
 
-__global__ void norm_partial_kernel(double* partial, const float* g, int64_t n) {
+// A gradient element: fp32, or bf16 bits (--gpu-grad-precision bf16).
+__device__ float load_grad(const float* g, int64_t i) {
+    return g[i];
+}
+__device__ float load_grad(const uint16_t* g, int64_t i) {
+    return __uint_as_float(static_cast<uint32_t>(g[i]) << 16);
+}
+
+template <typename Grad>
+__global__ void norm_partial_kernel(double* partial, const Grad* g, int64_t n) {
     const int64_t start = blockIdx.x * kNormChunk, end = min(n, start + kNormChunk);
     double s = 0.0;
-    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x)
-        s += static_cast<double>(g[i]) * g[i];
+    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
+        const double x = load_grad(g, i);
+        s += x * x;
+    }
     s = block_reduce<double, false>(s);
     if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
@@ -980,22 +991,25 @@ __device__ void store_moments(uint16_t* m, uint16_t* v, int64_t i, float mi, flo
 
 // Moment is float or uint16_t (bf16 bits): the arithmetic is fp32 either way, and the parameter
 // update uses the fp32 moments of this step, before they are rounded for storage.
-template <typename Moment>
-__global__ void adamw_kernel(float* params, const float* grads, Moment* m, Moment* v,
+// Grad is float or uint16_t (bf16 bits). Element i decays when bit j = i >> decay_shift of
+// decay_bits is set (decay_shift 4: one bit per 16 elements, the padding of ParamLayout).
+template <typename Moment, typename Grad>
+__global__ void adamw_kernel(float* params, const Grad* grads, Moment* m, Moment* v,
                              const uint32_t* decay_bits, int64_t n, float lr, float beta1,
                              float beta2, float eps, float weight_decay, float bc1, float bc2,
-                             const double* norm, const double* loss, float grad_clip,
-                             uint64_t seed) {
+                             const double* norm, const double* loss, float grad_clip, uint64_t seed,
+                             int decay_shift) {
     const double nrm = *norm;
     if (!isfinite(nrm) || (loss && !isfinite(*loss))) return;
     const float scale = nrm > grad_clip ? static_cast<float>(grad_clip / nrm) : 1.0f;
     BITTTT_GRID_STRIDE(i, n) {
-        const float g = grads[i] * scale;
+        const float g = load_grad(grads, i) * scale;
         const float mi = beta1 * load_moment(m, i) + (1.0f - beta1) * g;
         const float vi = beta2 * load_moment(v, i) + (1.0f - beta2) * g * g;
         store_moments(m, v, i, mi, vi, seed);
         const float mhat = mi / bc1, vhat = vi / bc2;
-        const float wd = (decay_bits[i >> 5] >> (i & 31)) & 1u ? weight_decay : 0.0f;
+        const int64_t j = i >> decay_shift;
+        const float wd = (decay_bits[j >> 5] >> (j & 31)) & 1u ? weight_decay : 0.0f;
         params[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * params[i]);
     }
 }
@@ -1327,8 +1341,9 @@ int64_t train_norm_partials(int64_t n) {
     return std::max<int64_t>(1, (n + kNormChunk - 1) / kNormChunk);
 }
 
-void train_global_norm(double* out, double* partial, const float* g, int64_t n,
-                       const Stream& stream) {
+namespace {
+template <typename Grad>
+void global_norm(double* out, double* partial, const Grad* g, int64_t n, const Stream& stream) {
     const int64_t blocks = train_norm_partials(n);
     norm_partial_kernel<<<static_cast<unsigned>(blocks), kThreads, 0, raw(stream)>>>(partial, g, n);
     check_launch("train_global_norm (partials)");
@@ -1336,25 +1351,57 @@ void train_global_norm(double* out, double* partial, const float* g, int64_t n,
     check_launch("train_global_norm");
 }
 
+template <typename Moment, typename Grad>
+void adamw(float* params, const Grad* grads, Moment* m, Moment* v, const uint32_t* decay_bits,
+           int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, float bc1,
+           float bc2, const double* norm, const double* loss, float grad_clip, uint64_t seed,
+           const Stream& stream, int decay_shift, const char* what) {
+    adamw_kernel<Moment, Grad><<<elem_blocks(n), kThreads, 0, raw(stream)>>>(
+        params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
+        loss, grad_clip, seed, decay_shift);
+    check_launch(what);
+}
+}  // namespace
+
+void train_global_norm(double* out, double* partial, const float* g, int64_t n,
+                       const Stream& stream) {
+    global_norm(out, partial, g, n, stream);
+}
+void train_global_norm(double* out, double* partial, const uint16_t* g, int64_t n,
+                       const Stream& stream) {
+    global_norm(out, partial, g, n, stream);
+}
+
 void train_adamw(float* params, const float* grads, float* m, float* v, const uint32_t* decay_bits,
                  int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                  float bc1, float bc2, const double* norm, const double* loss, float grad_clip,
-                 const Stream& stream) {
-    adamw_kernel<float><<<elem_blocks(n), kThreads, 0, raw(stream)>>>(
-        params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
-        loss, grad_clip, 0);
-    check_launch("train_adamw");
+                 const Stream& stream, int decay_shift) {
+    adamw(params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
+          loss, grad_clip, 0, stream, decay_shift, "train_adamw");
+}
+void train_adamw(float* params, const uint16_t* grads, float* m, float* v,
+                 const uint32_t* decay_bits, int64_t n, float lr, float beta1, float beta2,
+                 float eps, float weight_decay, float bc1, float bc2, const double* norm,
+                 const double* loss, float grad_clip, const Stream& stream, int decay_shift) {
+    adamw(params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
+          loss, grad_clip, 0, stream, decay_shift, "train_adamw");
 }
 
 void train_adamw_bf16_moments(float* params, const float* grads, uint16_t* m, uint16_t* v,
                               const uint32_t* decay_bits, int64_t n, float lr, float beta1,
                               float beta2, float eps, float weight_decay, float bc1, float bc2,
                               const double* norm, const double* loss, float grad_clip,
-                              uint64_t seed, const Stream& stream) {
-    adamw_kernel<uint16_t><<<elem_blocks(n), kThreads, 0, raw(stream)>>>(
-        params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
-        loss, grad_clip, seed);
-    check_launch("train_adamw_bf16_moments");
+                              uint64_t seed, const Stream& stream, int decay_shift) {
+    adamw(params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
+          loss, grad_clip, seed, stream, decay_shift, "train_adamw_bf16_moments");
+}
+void train_adamw_bf16_moments(float* params, const uint16_t* grads, uint16_t* m, uint16_t* v,
+                              const uint32_t* decay_bits, int64_t n, float lr, float beta1,
+                              float beta2, float eps, float weight_decay, float bc1, float bc2,
+                              const double* norm, const double* loss, float grad_clip,
+                              uint64_t seed, const Stream& stream, int decay_shift) {
+    adamw(params, grads, m, v, decay_bits, n, lr, beta1, beta2, eps, weight_decay, bc1, bc2, norm,
+          loss, grad_clip, seed, stream, decay_shift, "train_adamw_bf16_moments");
 }
 
 }  // namespace bitttt::cuda

@@ -178,19 +178,29 @@ void train_crossentropy_fused(float* losses, float* dlogits_f32, uint16_t* dlogi
 void train_mean(double* out, const float* x, int64_t n, const Stream& stream);
 
 // Global gradient norm: out[0] = √(Σ g²) in double. partial: train_norm_partials(n) doubles.
+// Gradients in fp32 or as bf16 bits (--gpu-grad-precision bf16; the same formulas in fp32 after
+// the exact widening, in every launcher below).
 int64_t train_norm_partials(int64_t n);
 void train_global_norm(double* out, double* partial, const float* g, int64_t n,
                        const Stream& stream);
+void train_global_norm(double* out, double* partial, const uint16_t* g, int64_t n,
+                       const Stream& stream);
 
 // One AdamW step over the whole flat buffer, as train::adamw_update with decay per element
-// (decay_bits: bit i % 32 of word i / 32 set = weight decay on element i, 1 bit per parameter
-// instead of a byte). bc1 = 1 − β1^t, bc2 = 1 − β2^t (computed on the host as the CPU does). The
-// clipping scale comes from the device: s = norm > clip ? clip / norm : 1. When the norm (or *loss,
-// if given) is not finite, nothing is updated (the host reports the step).
+// (decay_bits: bit j % 32 of word j / 32 set, j = i >> decay_shift, = weight decay on element i:
+// decay_shift 0 is 1 bit per parameter instead of a byte, 4 one bit per 16 parameters, enough for
+// ParamLayout whose tensors start at multiples of 16). bc1 = 1 − β1^t, bc2 = 1 − β2^t (computed on
+// the host as the CPU does). The clipping scale comes from the device: s = norm > clip ? clip /
+// norm : 1. When the norm (or *loss, if given) is not finite, nothing is updated (the host reports
+// the step).
 void train_adamw(float* params, const float* grads, float* m, float* v, const uint32_t* decay_bits,
                  int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                  float bc1, float bc2, const double* norm, const double* loss, float grad_clip,
-                 const Stream& stream);
+                 const Stream& stream, int decay_shift = 0);
+void train_adamw(float* params, const uint16_t* grads, float* m, float* v,
+                 const uint32_t* decay_bits, int64_t n, float lr, float beta1, float beta2,
+                 float eps, float weight_decay, float bc1, float bc2, const double* norm,
+                 const double* loss, float grad_clip, const Stream& stream, int decay_shift = 0);
 // The same with the moments m, v stored as bf16 (half the optimizer state): each element's step
 // runs in fp32 exactly as train_adamw (the parameter update uses this step's fp32 moments), then
 // the new moments are rounded to bf16 stochastically (unbiased: the expected stored value is the
@@ -199,6 +209,11 @@ void train_adamw_bf16_moments(float* params, const float* grads, uint16_t* m, ui
                               const uint32_t* decay_bits, int64_t n, float lr, float beta1,
                               float beta2, float eps, float weight_decay, float bc1, float bc2,
                               const double* norm, const double* loss, float grad_clip,
-                              uint64_t seed, const Stream& stream);
+                              uint64_t seed, const Stream& stream, int decay_shift = 0);
+void train_adamw_bf16_moments(float* params, const uint16_t* grads, uint16_t* m, uint16_t* v,
+                              const uint32_t* decay_bits, int64_t n, float lr, float beta1,
+                              float beta2, float eps, float weight_decay, float bc1, float bc2,
+                              const double* norm, const double* loss, float grad_clip,
+                              uint64_t seed, const Stream& stream, int decay_shift = 0);
 
 }  // namespace bitttt::cuda
