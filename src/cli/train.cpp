@@ -73,8 +73,9 @@ void register_train(CLI::App& app) {
                     "the fp32 sums; needs --gpu-precision bf16)")
         ->capture_default_str();
     cmd->add_flag("--gpu-recompute-mlp", o->gpu_recompute_mlp,
-                  "Recompute the MLP's gate/up products in the backward instead of keeping them "
-                  "(less GPU memory, more time per step, the same math)");
+                  "Recompute the MLP's inputs (gate/up products, the branch input) in the "
+                  "backward instead of keeping them (less GPU memory, more time per step, the "
+                  "same math)");
     cmd->add_option("--gpu-activations", o->gpu_activations,
                     "Activations the GPU backward can recompute: keep (~9% faster steps), "
                     "recompute (less GPU memory), or auto (keep them if everything fits in 90% "

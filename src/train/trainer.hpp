@@ -61,8 +61,8 @@ struct TrainOptions {
     // The gradient buffer on the GPU: "fp32" or "bf16" (half its memory; needs gpu_precision
     // bf16, whose products already round their operands to bf16).
     std::string gpu_grad_precision = "fp32";
-    // Recompute the MLP's gate/up products in the backward instead of keeping them (less GPU
-    // memory, ~10-20% more time per step, the same math).
+    // Recompute the MLP's inputs (gate/up products and the branch input h) in the backward
+    // instead of keeping them (less GPU memory, ~5-10% more time per step, the same math).
     bool gpu_recompute_mlp = false;
     // The activations the GPU backward can recompute (normed/quantized product inputs, the
     // normalized TTT inputs, SwiGLU codes): "keep" (~9% faster steps), "recompute" (0.05-0.7 GB
