@@ -38,67 +38,17 @@ using Case = ScanCase;
 
 // via_scan: through ttt_scan_forward/backward (which must pick the chunked form).
 void run_case(const Case& c, bool via_scan = false) {
-    SCOPED_TRACE(::testing::Message()
-                 << "B " << c.B << " T " << c.T << " H " << c.H << " Dh " << c.Dh << " chunk "
-                 << c.chunk << " read_before " << c.read_before << " eta_per_token "
-                 << c.eta_per_token << " aliased " << c.aliased << " via_scan " << via_scan);
-    std::printf(
-        "  B %lld T %lld H %lld Dh %lld chunk %lld read_before %d eta_per_token %d "
-        "aliased %d\n",
-        static_cast<long long>(c.B), static_cast<long long>(c.T), static_cast<long long>(c.H),
-        static_cast<long long>(c.Dh), static_cast<long long>(c.chunk), c.read_before,
-        c.eta_per_token, c.aliased);
+    SCOPED_TRACE(describe(c) + (via_scan ? " via_scan" : ""));
+    std::printf("  %s\n", describe(c).c_str());
     const ScanProblem p(c);
-    const TttScanShape& s = p.shape;
-    const auto un = p.y_ref.size();
-    const std::vector<float>&q = p.q, &k = p.k, &v = p.v, &eta = p.eta, &dy = p.dy;
-    const std::vector<float>&dq0 = p.dq0, &dk0 = p.dk0, &dv0 = p.dv0, &deta0 = p.deta0;
-    const float eta_const = p.eta_const;
-
+    const ScanKernels chunked{ttt_chunk_workspace_bytes, ttt_chunk_forward, ttt_chunk_backward};
+    const ScanKernels scan{ttt_scan_workspace_bytes, ttt_scan_forward, ttt_scan_backward};
     for (bool tf32 : {false, true}) {
         if (via_scan && !tf32) continue;
         SCOPED_TRACE(tf32 ? "TF32 products" : "fp32 products");
         std::printf("   %s\n", tf32 ? "TF32" : "fp32");
-        const double tol = tf32 ? 2e-2 : 1e-3;
         ttt_chunk_set_tf32(tf32);
-        Stream stream;
-        DeviceBuffer d_q = upload(q), d_k = upload(k), d_v = upload(v), d_eta = upload(eta);
-        DeviceBuffer d_dy = upload(dy), d_dq = upload(dq0), d_dk = upload(dk0), d_dv = upload(dv0);
-        DeviceBuffer d_deta = upload(deta0);
-        DeviceBuffer d_y(un * sizeof(float));
-        DeviceBuffer d_ck(static_cast<size_t>(s.checkpoint_floats()) * sizeof(float));
-        const size_t ws_bytes =
-            via_scan ? ttt_scan_workspace_bytes(s) : ttt_chunk_workspace_bytes(s);
-        DeviceBuffer d_ws(std::max<size_t>(ws_bytes, 16));
-        const float* gq = c.aliased ? d_k.as<float>() : d_q.as<float>();
-        const float* gv = c.aliased ? d_k.as<float>() : d_v.as<float>();
-        const float* geta = c.eta_per_token ? d_eta.as<float>() : nullptr;
-        float* gdk = c.aliased ? d_dq.as<float>() : d_dk.as<float>();
-        float* gdv = c.aliased ? d_dq.as<float>() : d_dv.as<float>();
-        if (via_scan) {
-            ttt_scan_forward(d_y.as<float>(), d_ck.as<float>(), gq, d_k.as<float>(), gv, geta,
-                             eta_const, s, d_ws.data(), stream);
-            ttt_scan_backward(d_dq.as<float>(), gdk, gdv, d_deta.as<float>(), d_dy.as<float>(),
-                              d_ck.as<float>(), gq, d_k.as<float>(), gv, geta, eta_const, s,
-                              d_ws.data(), stream);
-        } else {
-            ttt_chunk_forward(d_y.as<float>(), d_ck.as<float>(), gq, d_k.as<float>(), gv, geta,
-                              eta_const, s, d_ws.data(), stream);
-            ttt_chunk_backward(d_dq.as<float>(), gdk, gdv, d_deta.as<float>(), d_dy.as<float>(),
-                               d_ck.as<float>(), gq, d_k.as<float>(), gv, geta, eta_const, s,
-                               d_ws.data(), stream);
-        }
-        stream.synchronize();
-
-        expect_close(download<float>(d_y, un), p.y_ref, tol, "y");
-        expect_close(download<float>(d_ck, p.ck_ref.size()), p.ck_ref, tol, "checkpoints");
-        expect_close(download<float>(d_dq, un), p.dq_ref, tol, "dq");
-        if (!c.aliased) {
-            expect_close(download<float>(d_dk, un), p.dk_ref, tol, "dk");
-            expect_close(download<float>(d_dv, un), p.dv_ref, tol, "dv");
-        }
-        // Untouched with a constant η.
-        expect_close(download<float>(d_deta, eta.size()), p.deta_ref, tol, "deta");
+        run_and_compare(p, c, via_scan ? scan : chunked, tf32 ? 2e-2 : 1e-3);
     }
     ttt_chunk_set_tf32(true);
 }

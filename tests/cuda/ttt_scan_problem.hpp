@@ -1,7 +1,8 @@
 // One test problem for the GPU scans of training (kernels/cuda/ttt_scan_train.hpp and the chunked
-// form, ttt_chunk_train.hpp): random inputs shaped as the models feed them and the CPU reference
-// (train/ttt_bptt.hpp run in double precision on the same float inputs), so each test only runs
-// its GPU version and compares. Tolerance, per element: |gpu − ref| ≤ tol·(|ref| + max|ref|).
+// form, ttt_chunk_train.hpp): random inputs shaped as the models feed them, the CPU reference
+// (train/ttt_bptt.hpp run in double precision on the same float inputs) and the GPU run that
+// compares with it (run_and_compare), so each test only picks its GPU version and tolerance.
+// Tolerance, per element: |gpu − ref| ≤ tol·(|ref| + max|ref|).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -10,9 +11,12 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "core/rng.hpp"
+#include "cuda_test_util.hpp"
+#include "kernels/cuda/device.hpp"
 #include "train/ttt_bptt.hpp"
 
 namespace bitttt::cuda::test {
@@ -65,6 +69,18 @@ struct ScanCase {
     bool read_before, eta_per_token, aliased;  // aliased: q = k = v and dq = dk = dv (reconstruct)
 };
 
+// "B 3 T 101 H 1 Dh 128 chunk 32 read_before 1 eta_per_token 0 aliased 0", for traces and logs.
+inline std::string describe(const ScanCase& c) {
+    char text[256];
+    std::snprintf(text, sizeof text,
+                  "B %lld T %lld H %lld Dh %lld chunk %lld read_before %d eta_per_token %d "
+                  "aliased %d",
+                  static_cast<long long>(c.B), static_cast<long long>(c.T),
+                  static_cast<long long>(c.H), static_cast<long long>(c.Dh),
+                  static_cast<long long>(c.chunk), c.read_before, c.eta_per_token, c.aliased);
+    return text;
+}
+
 // The inputs of one case and the CPU's outputs and gradients for them. Gradients accumulate, so
 // they start from non-zero values (dq0, ...); with `aliased` the one gradient buffer is dq.
 struct ScanProblem {
@@ -107,5 +123,54 @@ struct ScanProblem {
         }
     }
 };
+
+// A GPU scan of training under test: ttt_scan_* (kernels/cuda/ttt_scan_train.hpp) and ttt_chunk_*
+// (ttt_chunk_train.hpp) share these signatures.
+struct ScanKernels {
+    size_t (*workspace_bytes)(const train::TttScanShape&);
+    void (*forward)(float*, float*, const float*, const float*, const float*, const float*, float,
+                    const train::TttScanShape&, void*, const Stream&);
+    void (*backward)(float*, float*, float*, float*, const float*, const float*, const float*,
+                     const float*, const float*, const float*, float, const train::TttScanShape&,
+                     void*, const Stream&);
+};
+
+// The GPU half of a case: uploads p's inputs, runs `kernels` forward then backward (with
+// c.aliased, q = k = v is one buffer and so is dq = dk = dv, as `reconstruct` calls them; with a
+// constant η, eta is null and deta must stay untouched), and compares y, the checkpoints and the
+// accumulated gradients with the CPU reference within tol.
+inline void run_and_compare(const ScanProblem& p, const ScanCase& c, const ScanKernels& kernels,
+                            double tol) {
+    const train::TttScanShape& s = p.shape;
+    const auto un = p.y_ref.size();
+    Stream stream;
+    DeviceBuffer d_q = upload(p.q), d_k = upload(p.k), d_v = upload(p.v), d_eta = upload(p.eta);
+    DeviceBuffer d_dy = upload(p.dy), d_dq = upload(p.dq0), d_dk = upload(p.dk0);
+    DeviceBuffer d_dv = upload(p.dv0), d_deta = upload(p.deta0);
+    DeviceBuffer d_y(un * sizeof(float));
+    DeviceBuffer d_ck(static_cast<size_t>(s.checkpoint_floats()) * sizeof(float));
+    DeviceBuffer d_ws(std::max<size_t>(kernels.workspace_bytes(s), 16));
+    const float* k = d_k.as<float>();
+    const float* q = c.aliased ? k : d_q.as<float>();
+    const float* v = c.aliased ? k : d_v.as<float>();
+    const float* eta = c.eta_per_token ? d_eta.as<float>() : nullptr;
+    float* dq = d_dq.as<float>();
+    float* dk = c.aliased ? dq : d_dk.as<float>();
+    float* dv = c.aliased ? dq : d_dv.as<float>();
+    kernels.forward(d_y.as<float>(), d_ck.as<float>(), q, k, v, eta, p.eta_const, s, d_ws.data(),
+                    stream);
+    kernels.backward(dq, dk, dv, d_deta.as<float>(), d_dy.as<float>(), d_ck.as<float>(), q, k, v,
+                     eta, p.eta_const, s, d_ws.data(), stream);
+    stream.synchronize();
+
+    expect_close(download<float>(d_y, un), p.y_ref, tol, "y");
+    expect_close(download<float>(d_ck, p.ck_ref.size()), p.ck_ref, tol, "checkpoints");
+    expect_close(download<float>(d_dq, un), p.dq_ref, tol, "dq");
+    if (!c.aliased) {
+        expect_close(download<float>(d_dk, un), p.dk_ref, tol, "dk");
+        expect_close(download<float>(d_dv, un), p.dv_ref, tol, "dv");
+    }
+    expect_close(download<float>(d_deta, p.eta.size()), p.deta_ref, tol, "deta");
+}
 
 }  // namespace bitttt::cuda::test

@@ -33,49 +33,14 @@ using Case = ScanCase;
 constexpr double kTolerance = 2e-4;
 
 void run_case(const Case& c) {
-    SCOPED_TRACE(::testing::Message()
-                 << "B " << c.B << " T " << c.T << " H " << c.H << " Dh " << c.Dh << " chunk "
-                 << c.chunk << " read_before " << c.read_before << " eta_per_token "
-                 << c.eta_per_token << " aliased " << c.aliased);
+    SCOPED_TRACE(describe(c));
     const ScanProblem p(c);
-    const TttScanShape& s = p.shape;
-    const auto un = p.y_ref.size();
-    const std::vector<float>&q = p.q, &k = p.k, &v = p.v, &eta = p.eta, &dy = p.dy;
-    const std::vector<float>&dq0 = p.dq0, &dk0 = p.dk0, &dv0 = p.dv0, &deta0 = p.deta0;
-    const float eta_const = p.eta_const;
-
-    // GPU, the fast version and the simple one.
+    // The fast version and the simple one.
     for (bool simple : {false, true}) {
         SCOPED_TRACE(simple ? "simple version" : "fast version");
         ttt_scan_force_simple(simple);
-        Stream stream;
-        DeviceBuffer d_q = upload(q), d_k = upload(k), d_v = upload(v), d_eta = upload(eta);
-        DeviceBuffer d_dy = upload(dy), d_dq = upload(dq0), d_dk = upload(dk0), d_dv = upload(dv0);
-        DeviceBuffer d_deta = upload(deta0);
-        DeviceBuffer d_y(un * sizeof(float));
-        DeviceBuffer d_ck(static_cast<size_t>(s.checkpoint_floats()) * sizeof(float));
-        DeviceBuffer d_ws(std::max<size_t>(ttt_scan_workspace_bytes(s), 16));
-        const float* gq = c.aliased ? d_k.as<float>() : d_q.as<float>();
-        const float* gv = c.aliased ? d_k.as<float>() : d_v.as<float>();
-        const float* geta = c.eta_per_token ? d_eta.as<float>() : nullptr;
-        ttt_scan_forward(d_y.as<float>(), d_ck.as<float>(), gq, d_k.as<float>(), gv, geta,
-                         eta_const, s, d_ws.data(), stream);
-        float* gdk = c.aliased ? d_dq.as<float>() : d_dk.as<float>();
-        float* gdv = c.aliased ? d_dq.as<float>() : d_dv.as<float>();
-        ttt_scan_backward(d_dq.as<float>(), gdk, gdv, d_deta.as<float>(), d_dy.as<float>(),
-                          d_ck.as<float>(), gq, d_k.as<float>(), gv, geta, eta_const, s,
-                          d_ws.data(), stream);
-        stream.synchronize();
-
-        expect_close(download<float>(d_y, un), p.y_ref, kTolerance, "y");
-        expect_close(download<float>(d_ck, p.ck_ref.size()), p.ck_ref, kTolerance, "checkpoints");
-        expect_close(download<float>(d_dq, un), p.dq_ref, kTolerance, "dq");
-        if (!c.aliased) {
-            expect_close(download<float>(d_dk, un), p.dk_ref, kTolerance, "dk");
-            expect_close(download<float>(d_dv, un), p.dv_ref, kTolerance, "dv");
-        }
-        // deta is untouched with a constant η.
-        expect_close(download<float>(d_deta, eta.size()), p.deta_ref, kTolerance, "deta");
+        run_and_compare(p, c, {ttt_scan_workspace_bytes, ttt_scan_forward, ttt_scan_backward},
+                        kTolerance);
         ttt_scan_force_simple(false);
     }
 }

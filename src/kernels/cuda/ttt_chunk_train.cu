@@ -121,6 +121,7 @@ struct Dims {
     }  // floats of one C×C matrix per chunk
     __host__ __device__ int64_t tok() const { return P * nc * C; }  // padded tokens
     __host__ __device__ int64_t states() const { return P * nc * Dh * Dh; }
+    __host__ __device__ int64_t elems() const { return B * T * H * Dh; }  // of q (unpadded)
 };
 
 Dims dims_of(const train::TttScanShape& s) {
@@ -327,6 +328,11 @@ __device__ __forceinline__ void to_tf32(F& f) {
     for (int i = 0; i < f.num_elements; ++i) f.x[i] = wmma::__float_to_tf32(f.x[i]);
 }
 
+struct BTile {
+    bool third;
+    int t0, rows;
+};
+
 template <bool kTensor>
 __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     extern __shared__ float4 smem4[];
@@ -353,6 +359,12 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     const int per_chunk = na + nb + nb3;  // >= 3 (Dh >= 64): see the parity buffers below
     const int64_t total = d.nc * per_chunk;
     auto chunk_of = [&](int64_t step) { return a.backward ? d.nc - 1 - step : step; };
+    // Phase-B tile idx (na <= idx < per_chunk): rows t0 .. t0 + rows of A2, or of A3 (`third`).
+    auto b_tile = [&](int idx) {
+        const bool third = idx >= na + nb;
+        const int t0 = (idx - na - (third ? nb : 0)) * tb;
+        return BTile{third, t0, min(tb, C - t0)};
+    };
     // Issues the copies of tile g into ring slot g % kStages (and, with a chunk's first tile, its
     // B1 and B3 slabs into the parity buffers: the chunk two back finished reading them, since a
     // tile is issued kLook <= per_chunk iterations ahead), then commits one group.
@@ -378,11 +390,9 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
                 __pipeline_memcpy_async(buf + jj * kTS + t, src + t * Dh + jj, sizeof(float));
             }
         } else {  // rows t0 .. t0+tb of A2 (or A3), all columns: buf[tt][j]
-            const bool third = idx >= na + nb;
-            const int t0 = (idx - na - (third ? nb : 0)) * tb;
-            const int rows = min(tb, C - t0);
-            const float* src = (third ? a.a3 : a.a2) + (pc * C + t0) * Dh;
-            for (int e = tid * 4; e < rows * Dh; e += kSeqThreads * 4)
+            const BTile b = b_tile(idx);
+            const float* src = (b.third ? a.a3 : a.a2) + (pc * C + b.t0) * Dh;
+            for (int e = tid * 4; e < b.rows * Dh; e += kSeqThreads * 4)
                 __pipeline_memcpy_async(buf + e, src + e, 4 * sizeof(float));
         }
         __pipeline_commit();
@@ -511,10 +521,9 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
                 }
             }
         } else {
-            const bool third = idx >= na + nb;
-            const int t0 = (idx - na - (third ? nb : 0)) * tb;
-            const int rows = min(tb, C - t0);
-            const float* vals = third ? b3s : xs;  // rows past C are 0 in both
+            const BTile b = b_tile(idx);
+            const int t0 = b.t0, rows = b.rows;
+            const float* vals = b.third ? b3s : xs;  // rows past C are 0 in both
             if constexpr (kTensor) {
                 for (int kk = 0; kk * 8 < rows; ++kk) {
                     FragB fb;
@@ -592,12 +601,23 @@ void run_seq(const SeqArgs& a, cudaStream_t stream) {
 
 // ---- unpacking ----
 
-__global__ void unpack_y_kernel(float* y, const float* o, Dims d) {
-    const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-    if (idx >= d.B * d.T * d.H * d.Dh) return;
+// Element idx of a [B·T, H·Dh] tensor: its row rh = (b·T + t)·H + h (that of η), its column j and
+// its padded token p·nc·C + t (p = b·H + h).
+struct Unpadded {
+    int64_t rh, j, tok;
+};
+
+__device__ __forceinline__ Unpadded unpadded(int64_t idx, const Dims& d) {
     const int64_t j = idx % d.Dh, rh = idx / d.Dh, h = rh % d.H, row = rh / d.H;
     const int64_t b = row / d.T, t = row % d.T, p = b * d.H + h;
-    y[idx] = o[(p * d.nc * d.C + t) * d.Dh + j];
+    return {rh, j, p * d.nc * d.C + t};
+}
+
+__global__ void unpack_y_kernel(float* y, const float* o, Dims d) {
+    const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+    if (idx >= d.elems()) return;
+    const Unpadded u = unpadded(idx, d);
+    y[idx] = o[u.tok * d.Dh + u.j];
 }
 
 // One thread per element: dq, dk and dv may be one buffer (reconstruct), so one thread does all
@@ -605,14 +625,13 @@ __global__ void unpack_y_kernel(float* y, const float* o, Dims d) {
 __global__ void unpack_grads_kernel(float* dq, float* dk, float* dv, float* deta, const float* gq,
                                     const float* gk, const float* gv, const float* ge, Dims d) {
     const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
-    if (idx >= d.B * d.T * d.H * d.Dh) return;
-    const int64_t j = idx % d.Dh, rh = idx / d.Dh, h = rh % d.H, row = rh / d.H;
-    const int64_t b = row / d.T, t = row % d.T, p = b * d.H + h;
-    const int64_t tok = p * d.nc * d.C + t, src = tok * d.Dh + j;
+    if (idx >= d.elems()) return;
+    const Unpadded u = unpadded(idx, d);
+    const int64_t src = u.tok * d.Dh + u.j;
     dq[idx] += gq[src];
     dk[idx] += gk[src];
     dv[idx] += gv[src];
-    if (deta && j == 0) deta[rh] += ge[tok];
+    if (deta && u.j == 0) deta[u.rh] += ge[u.tok];
 }
 
 void check_shape(const train::TttScanShape& s, const char* what) {
@@ -632,6 +651,77 @@ void check_shape(const train::TttScanShape& s, const char* what) {
 unsigned blocks_for(int64_t n) {
     return static_cast<unsigned>((n + 255) / 256);
 }
+
+// ---- what the forward and the backward share ----
+//
+// One call of either: its dimensions, workspace, stream and stage timer; the start both passes
+// make (the padded inputs, then per chunk K Kᵀ, Q Kᵀ → the mask M, R⁻¹, T = R⁻¹ diag(η) → Wk = T
+// K); and the three shapes of batched product over all P·nc chunks, each one cuBLAS call and one
+// timed "gemm" stage (per chunk: activations C×Dh, C×C matrices, states Dh×Dh).
+class Pass {
+  public:
+    Pass(const train::TttScanShape& s, void* workspace, const Stream& stream, const char* what)
+        : d(dims_of(s)),
+          w(carve(d, static_cast<float*>(workspace))),
+          st(raw(stream)),
+          timer_(st, what),
+          C_(static_cast<int>(d.C)),
+          Dh_(static_cast<int>(d.Dh)),
+          batch_(static_cast<int>(d.P * d.nc)),
+          sa_(d.C * d.Dh),
+          scc_(d.C * d.C),
+          sdd_(d.Dh * d.Dh) {}
+
+    // Packs q, k, v (and dy where given), then builds M, R⁻¹, T and Wk. With q = k = v
+    // (reconstruct) one padded copy serves as K, Q and V.
+    void start(const float* q, const float* k, const float* v, const float* dy, const float* eta,
+               float eta_const) {
+        const bool same = q == k && v == k;
+        K = w.k, Q = same ? w.k : w.q, V = same ? w.k : w.v;
+        pack(d, w, q, k, v, dy, eta, eta_const, st);
+        mark("pack");
+        cc(K, K, w.kk);
+        if (Q != K) cc(Q, K, w.qk);
+        prep_kernel<<<static_cast<unsigned>(batch_), kMaxChunk, 0, st>>>(
+            w.m, w.rinv, w.tm, w.kk, Q != K ? w.qk : w.kk, w.e, d);
+        check_launch("ttt chunk: prep");
+        mark("prep");
+        mix(false, w.tm, K, 0.0f, w.wk);  // Wk = T K
+    }
+
+    // out = A Bᵀ (C×C; A, B activations).
+    void cc(const float* A, const float* B, float* out) {
+        product(false, true, C_, C_, Dh_, 1.0f, {A, Dh_, sa_}, {B, Dh_, sa_}, 0.0f, out, C_, scc_);
+    }
+    // out = op(M) X + β·out (C×Dh; M C×C with op(M) = Mᵀ where `trans`, X an activation).
+    void mix(bool trans, const float* M, const float* X, float beta, float* out) {
+        product(trans, false, C_, Dh_, C_, 1.0f, {M, C_, scc_}, {X, Dh_, sa_}, beta, out, Dh_, sa_);
+    }
+    // out = α·A op(S) + β·out (C×Dh; A an activation, S one Dh×Dh state per chunk with
+    // op(S) = Sᵀ where `trans`).
+    void state(float alpha, const float* A, bool trans, const float* S, float beta, float* out) {
+        product(false, trans, C_, Dh_, Dh_, alpha, {A, Dh_, sa_}, {S, Dh_, sdd_}, beta, out, Dh_,
+                sa_);
+    }
+
+    void mark(const char* stage) { timer_.mark(stage); }
+
+    const Dims d;
+    const Work w;
+    const cudaStream_t st;
+    const float *K = nullptr, *Q = nullptr, *V = nullptr;  // padded; set by start()
+
+  private:
+    void product(bool ta, bool tb, int m, int n, int k, float alpha, Mat A, Mat B, float beta,
+                 float* out, int ldc, long long stride) {
+        gemm_rm(st, ta, tb, m, n, k, alpha, A, B, beta, out, ldc, stride, batch_);
+        mark("gemm");
+    }
+
+    StageTimer timer_;
+    const int C_, Dh_, batch_;
+    const long long sa_, scc_, sdd_;
+};
 
 }  // namespace
 
@@ -654,48 +744,19 @@ void ttt_chunk_forward(float* y, float* checkpoints, const float* q, const float
     check_shape(s, "ttt_chunk_forward");
     check(y && checkpoints && q && k && v && workspace, ErrorKind::kInvalidArgument,
           "CUDA: ttt_chunk_forward: null buffer");
-    const Dims d = dims_of(s);
-    const Work w = carve(d, static_cast<float*>(workspace));
-    const cudaStream_t st = raw(stream);
-    StageTimer timer(st, "forward");
-    const bool same = q == k && v == k;
-    const float *K = w.k, *Q = same ? w.k : w.q, *V = same ? w.k : w.v;
-    pack(d, w, q, k, v, nullptr, eta, eta_const, st);
-    timer.mark("pack");
-    const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
-    const int batch = static_cast<int>(d.P * d.nc);
-    const long long sa = d.C * d.Dh, scc = d.C * d.C, sdd = d.Dh * d.Dh;
-    // K Kᵀ and Q Kᵀ per chunk.
-    gemm_rm(st, false, true, C, C, Dh, 1.0f, {K, Dh, sa}, {K, Dh, sa}, 0.0f, w.kk, C, scc, batch);
-    timer.mark("gemm");
-    if (Q != K)
-        gemm_rm(st, false, true, C, C, Dh, 1.0f, {Q, Dh, sa}, {K, Dh, sa}, 0.0f, w.qk, C, scc,
-                batch);
-    prep_kernel<<<static_cast<unsigned>(batch), kMaxChunk, 0, st>>>(w.m, w.rinv, w.tm, w.kk,
-                                                                    Q != K ? w.qk : w.kk, w.e, d);
-    timer.mark("prep");
-    check_launch("ttt chunk: prep");
-    // Wk = T K, U = T V.
-    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {K, Dh, sa}, 0.0f, w.wk, Dh, sa,
-            batch);
-    timer.mark("gemm");
-    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {V, Dh, sa}, 0.0f, w.x1, Dh, sa,
-            batch);
-    timer.mark("gemm");
+    Pass c(s, workspace, stream, "forward");
+    const Work& w = c.w;
+    c.start(q, k, v, nullptr, eta, eta_const);
+    c.mix(false, w.tm, c.V, 0.0f, w.x1);  // U = T V
     // The state from chunk to chunk: checkpoints, and U' (over U).
-    run_seq({w.wk, w.x1, K, nullptr, nullptr, checkpoints, d, false}, st);
-    timer.mark("seq");
+    run_seq({w.wk, w.x1, c.K, nullptr, nullptr, checkpoints, c.d, false}, c.st);
+    c.mark("seq");
     // O = Q S0 + M U' (S0 = Wᵀ: Q Wᵀ).
-    gemm_rm(st, false, true, C, Dh, Dh, 1.0f, {Q, Dh, sa}, {checkpoints, Dh, sdd}, 0.0f, w.x2, Dh,
-            sa, batch);
-    timer.mark("gemm");
-    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.m, C, scc}, {w.x1, Dh, sa}, 1.0f, w.x2, Dh, sa,
-            batch);
-    timer.mark("gemm");
-    const int64_t n = d.B * d.T * d.H * d.Dh;
-    unpack_y_kernel<<<blocks_for(n), 256, 0, st>>>(y, w.x2, d);
-    timer.mark("unpack");
+    c.state(1.0f, c.Q, true, checkpoints, 0.0f, w.x2);
+    c.mix(false, w.m, w.x1, 1.0f, w.x2);
+    unpack_y_kernel<<<blocks_for(c.d.elems()), 256, 0, c.st>>>(y, w.x2, c.d);
     check_launch("ttt chunk: unpack y");
+    c.mark("unpack");
 }
 
 void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const float* dy,
@@ -705,86 +766,43 @@ void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const floa
     check_shape(s, "ttt_chunk_backward");
     check(dq && dk && dv && dy && checkpoints && q && k && v && workspace,
           ErrorKind::kInvalidArgument, "CUDA: ttt_chunk_backward: null buffer");
-    const Dims d = dims_of(s);
-    const Work w = carve(d, static_cast<float*>(workspace));
-    const cudaStream_t st = raw(stream);
-    StageTimer timer(st, "backward");
-    const bool same = q == k && v == k;
-    const float *K = w.k, *Q = same ? w.k : w.q, *V = same ? w.k : w.v, *dO = w.dy;
-    pack(d, w, q, k, v, dy, eta, eta_const, st);
-    timer.mark("pack");
-    const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
-    const int batch = static_cast<int>(d.P * d.nc);
-    const long long sa = d.C * d.Dh, scc = d.C * d.C, sdd = d.Dh * d.Dh;
-    const Mat ck{checkpoints, Dh, sdd};
-    gemm_rm(st, false, true, C, C, Dh, 1.0f, {K, Dh, sa}, {K, Dh, sa}, 0.0f, w.kk, C, scc, batch);
-    timer.mark("gemm");
-    if (Q != K)
-        gemm_rm(st, false, true, C, C, Dh, 1.0f, {Q, Dh, sa}, {K, Dh, sa}, 0.0f, w.qk, C, scc,
-                batch);
-    prep_kernel<<<static_cast<unsigned>(batch), kMaxChunk, 0, st>>>(w.m, w.rinv, w.tm, w.kk,
-                                                                    Q != K ? w.qk : w.kk, w.e, d);
-    timer.mark("prep");
-    check_launch("ttt chunk: prep");
-    // Wk = T K; Mᵀ dO.
-    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {K, Dh, sa}, 0.0f, w.wk, Dh, sa,
-            batch);
-    timer.mark("gemm");
-    gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.m, C, scc}, {dO, Dh, sa}, 0.0f, w.x1, Dh, sa,
-            batch);
-    timer.mark("gemm");
+    Pass c(s, workspace, stream, "backward");
+    const Work& w = c.w;
+    c.start(q, k, v, dy, eta, eta_const);
+    const float *K = c.K, *Q = c.Q, *dO = w.dy;
+    c.mix(true, w.m, dO, 0.0f, w.x1);  // Mᵀ dO
     // G from chunk to chunk (last to first): G at every chunk's end, and dU' (over Mᵀ dO).
-    run_seq({K, w.x1, w.wk, Q, dO, w.gend, d, true}, st);
-    timer.mark("seq");
+    run_seq({K, w.x1, w.wk, Q, dO, w.gend, c.d, true}, c.st);
+    c.mark("seq");
     const float* dU = w.x1;
     // X = V − K S0 (= V − K Wᵀ), U' = T X.
-    check_cuda(cudaMemcpyAsync(w.x2, V, static_cast<size_t>(d.act()) * sizeof(float),
-                               cudaMemcpyDeviceToDevice, st),
+    check_cuda(cudaMemcpyAsync(w.x2, c.V, static_cast<size_t>(c.d.act()) * sizeof(float),
+                               cudaMemcpyDeviceToDevice, c.st),
                "ttt chunk: copy V");
-    timer.mark("copyV");
-    gemm_rm(st, false, true, C, Dh, Dh, -1.0f, {K, Dh, sa}, ck, 1.0f, w.x2, Dh, sa, batch);
-    timer.mark("gemm");
-    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.tm, C, scc}, {w.x2, Dh, sa}, 0.0f, w.up, Dh, sa,
-            batch);
-    timer.mark("gemm");
+    c.mark("copyV");
+    c.state(-1.0f, K, true, checkpoints, 1.0f, w.x2);
+    c.mix(false, w.tm, w.x2, 0.0f, w.up);
     // Z = R⁻ᵀ dU'; Z U'ᵀ and dO U'ᵀ.
-    gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.rinv, C, scc}, {dU, Dh, sa}, 0.0f, w.z, Dh, sa,
-            batch);
-    timer.mark("gemm");
-    gemm_rm(st, false, true, C, C, Dh, 1.0f, {w.z, Dh, sa}, {w.up, Dh, sa}, 0.0f, w.zu, C, scc,
-            batch);
-    timer.mark("gemm");
-    gemm_rm(st, false, true, C, C, Dh, 1.0f, {dO, Dh, sa}, {w.up, Dh, sa}, 0.0f, w.dou, C, scc,
-            batch);
-    timer.mark("gemm");
-    prep2_kernel<<<static_cast<unsigned>(batch), 256, 0, st>>>(w.gs, w.dm, w.de, w.z, w.zu, w.dou,
-                                                               w.kk, w.x2, w.e, d);
-    timer.mark("prep2");
+    c.mix(true, w.rinv, dU, 0.0f, w.z);
+    c.cc(w.z, w.up, w.zu);
+    c.cc(dO, w.up, w.dou);
+    prep2_kernel<<<static_cast<unsigned>(c.d.P * c.d.nc), 256, 0, c.st>>>(
+        w.gs, w.dm, w.de, w.z, w.zu, w.dou, w.kk, w.x2, w.e, c.d);
     check_launch("ttt chunk: prep2");
+    c.mark("prep2");
     const float* dX = w.z;
     // dK = Gs K + dMᵀ Q − dX S0ᵀ + U' Gᵀ   (S0ᵀ = W, the checkpoint as stored)
-    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.gs, C, scc}, {K, Dh, sa}, 0.0f, w.dkp, Dh, sa,
-            batch);
-    timer.mark("gemm");
-    gemm_rm(st, true, false, C, Dh, C, 1.0f, {w.dm, C, scc}, {Q, Dh, sa}, 1.0f, w.dkp, Dh, sa,
-            batch);
-    timer.mark("gemm");
-    gemm_rm(st, false, false, C, Dh, Dh, -1.0f, {dX, Dh, sa}, ck, 1.0f, w.dkp, Dh, sa, batch);
-    timer.mark("gemm");
-    gemm_rm(st, false, true, C, Dh, Dh, 1.0f, {w.up, Dh, sa}, {w.gend, Dh, sdd}, 1.0f, w.dkp, Dh,
-            sa, batch);
-    timer.mark("gemm");
+    c.mix(false, w.gs, K, 0.0f, w.dkp);
+    c.mix(true, w.dm, Q, 1.0f, w.dkp);
+    c.state(-1.0f, dX, false, checkpoints, 1.0f, w.dkp);
+    c.state(1.0f, w.up, true, w.gend, 1.0f, w.dkp);
     // dQ = dM K + dO S0ᵀ.
-    gemm_rm(st, false, false, C, Dh, C, 1.0f, {w.dm, C, scc}, {K, Dh, sa}, 0.0f, w.dqp, Dh, sa,
-            batch);
-    timer.mark("gemm");
-    gemm_rm(st, false, false, C, Dh, Dh, 1.0f, {dO, Dh, sa}, ck, 1.0f, w.dqp, Dh, sa, batch);
-    timer.mark("gemm");
-    const int64_t n = d.B * d.T * d.H * d.Dh;
-    unpack_grads_kernel<<<blocks_for(n), 256, 0, st>>>(dq, dk, dv, eta ? deta : nullptr, w.dqp,
-                                                       w.dkp, dX, w.de, d);
-    timer.mark("unpack");
+    c.mix(false, w.dm, K, 0.0f, w.dqp);
+    c.state(1.0f, dO, false, checkpoints, 1.0f, w.dqp);
+    unpack_grads_kernel<<<blocks_for(c.d.elems()), 256, 0, c.st>>>(dq, dk, dv, eta ? deta : nullptr,
+                                                                   w.dqp, w.dkp, dX, w.de, c.d);
     check_launch("ttt chunk: unpack gradients");
+    c.mark("unpack");
 }
 
 }  // namespace bitttt::cuda
