@@ -20,6 +20,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #if defined(__CUDACC__)
 #define BITTTT_HD __host__ __device__ __forceinline__
@@ -34,36 +35,52 @@ constexpr int kMantM = 3;  // m: sign + E4M3
 constexpr int kMantV = 4;  // √v: E4M4
 constexpr int kMaxM = 127, kMaxV = 255;
 
-// The magnitude of code c (M mantissa bits).
+// The float's bit pattern (host and device).
+BITTTT_HD uint32_t float_bits(float x) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(x);
+#else
+    uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    return u;
+#endif
+}
+BITTTT_HD float bits_float(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(u);
+#else
+    float x;
+    std::memcpy(&x, &u, sizeof x);
+    return x;
+#endif
+}
+
+// The magnitude of code c (M mantissa bits). A normal code is an fp32 with the exponent rebased
+// from bias 15 to 127: bits (c + (112 << M)) << (23 − M); a subnormal one f · 2^(−14 − M).
 BITTTT_HD float decode_mag(int c, int M) {
-    const int e = c >> M, f = c & ((1 << M) - 1);
-    return e == 0 ? ldexpf(static_cast<float>(f), -14 - M)
-                  : ldexpf(static_cast<float>((1 << M) + f), e - 15 - M);
+    if (c < (1 << M)) return static_cast<float>(c) / static_cast<float>(1u << (14 + M));
+    return bits_float(static_cast<uint32_t>(c + (112 << M)) << (23 - M));
 }
 
 // The code of x >= 0 (clamped to max_code): lo, the largest code with decode(lo) <= x, or lo + 1
 // when u < (x − decode(lo)) / (decode(lo + 1) − decode(lo)). u uniform in [0, 1): stochastic
-// rounding; u = 0.5: round to nearest.
+// rounding; u = 0.5: round to nearest. Both are exact in fp32: above 2^-14, lo is x's exponent
+// and top M mantissa bits and the fraction is its remaining 23 − M bits; below, x · 2^(14+M) is
+// exact.
 BITTTT_HD int encode_mag(float x, int M, int max_code, float u) {
     if (!(x > 0.0f)) return 0;
-    const float top = decode_mag(max_code, M);
-    if (x >= top) return max_code;
-    int lo;
-    if (x < ldexpf(1.0f, -14)) {
-        lo = static_cast<int>(ldexpf(x, 14 + M));
-    } else {
-        int k;
-        const float fr = frexpf(x, &k);  // x = fr · 2^k, fr in [0.5, 1): exponent k − 1
-        const int e = k - 1 + 15;
-        lo = (e << M) | static_cast<int>(ldexpf(2.0f * fr - 1.0f, M));
+    if (x >= decode_mag(max_code, M)) return max_code;
+    if (x < 6.103515625e-05f) {  // 2^-14: subnormal codes
+        const float t = x * static_cast<float>(1u << (14 + M));
+        const int lo = static_cast<int>(t);
+        return u < t - static_cast<float>(lo) ? lo + 1 : lo;
     }
-    lo = lo < 0 ? 0 : (lo > max_code ? max_code : lo);
-    // Guard the boundaries against rounding of the arithmetic above.
-    while (lo > 0 && decode_mag(lo, M) > x) --lo;
-    while (lo < max_code && decode_mag(lo + 1, M) <= x) ++lo;
-    if (lo == max_code) return lo;
-    const float d0 = decode_mag(lo, M), d1 = decode_mag(lo + 1, M);
-    return u < (x - d0) / (d1 - d0) ? lo + 1 : lo;
+    const uint32_t b = float_bits(x);
+    const int shift = 23 - M;
+    const int lo = static_cast<int>(b >> shift) - (112 << M);
+    const float frac =
+        static_cast<float>(b & ((1u << shift) - 1u)) / static_cast<float>(1u << shift);
+    return u < frac ? lo + 1 : lo;
 }
 
 // Block scales: absmax / decode(max).

@@ -716,8 +716,18 @@ struct GpuTrainModel::Impl : Activations {
             train_rmsnorm_forward(sc.o, a.o_rstd, a.y, nullptr, N, Dt, c.norm_eps, stream);
             act_quant(sc.o_q, sc.o, N, Dt);
         }
-        if (mem.recompute_mlp) branch_sum(a, w);
-        norm2_forward(a, w);
+        if (mem.recompute_mlp && bf16()) {  // h and the MLP's quantized input in one pass
+            const Act& tq = delta ? sc.o_q : a.z_q;
+            const int tw = delta ? w.o : w.up;
+            bl_forward(branch, tq, tw, N, Dt, c.hidden_dim, false);
+            train_residual_norm_quant(a.h, a.res, branch, tq.scale, beta_of(tw), a.ln2_rstd,
+                                      sc.ln2_q.codes, sc.ln2_q.scale, P(w.norm2), N, c.hidden_dim,
+                                      c.norm_eps, c.act_bits, stream);
+            op("bwd recompute residual + rmsnorm_quant");
+        } else {
+            if (mem.recompute_mlp) branch_sum(a, w);
+            norm2_forward(a, w);
+        }
         if (mem.recompute_mlp) {
             mlp_products(a, w);
         } else {  // gate and up are kept: only the SwiGLU and its quantization again
@@ -738,7 +748,8 @@ struct GpuTrainModel::Impl : Activations {
     }
 
     // h = x + the TTT branch's output projection (the MLP branch's input), from the block input
-    // and the quantized TTT output, by the forward's own calls.
+    // and the quantized TTT output, by the forward's own calls (train_residual_norm_quant writes
+    // the same h as residual_rescaled, bit for bit).
     void branch_sum(LayerActs& a, const LayerIndex& w) {
         const ModelConfig& c = config;
         const int64_t N = B * T, D = c.hidden_dim, Dt = c.ttt_dim;
