@@ -652,8 +652,11 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
             std::vector<double> ms;
             size_t differing = 0;
         };
-        // {GEMV weight prefetch, statistics prologue}
-        const cuda::DecodeVariant variants[] = {{0, 0}, {1, 0}, {2, 0}, {0, 1}, {1, 1}, {2, 1}};
+        // {GEMV weight prefetch, statistics prologue, small GEMV split, small GEMV early loads}
+        const cuda::DecodeVariant variants[] = {
+            {0, 0, 0, 1}, {1, 0, 0, 1}, {2, 0, 0, 1}, {0, 1, 0, 1}, {1, 1, 0, 1},
+            {2, 1, 0, 1}, {1, 0, 1, 0}, {1, 0, 1, 1}, {1, 0, 2, 0}, {1, 0, 2, 1},
+            {1, 0, 4, 0}, {1, 0, 4, 1}, {1, 0, 8, 1}};
         std::vector<Run> runs;
         for (const cuda::DecodeVariant& variant : variants) {
             Run run{variant, std::make_unique<cuda::Graph>(), {}, 0};
@@ -680,15 +683,22 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
         for (const Run& run : runs) {
             const double ms = median(run.ms);
             reporter.report(
-                {fmt::format("cuda.decode.{}.variant.prefetch{}.prologue{}", tag,
-                             run.variant.gemv_prefetch, run.variant.prologue),
+                {fmt::format("cuda.decode.{}.variant.prefetch{}.prologue{}{}", tag,
+                             run.variant.gemv_prefetch, run.variant.prologue,
+                             run.variant.small_split > 0
+                                 ? fmt::format(".split{}.early{}", run.variant.small_split,
+                                               run.variant.small_early)
+                                 : std::string()),
                  1e3 / ms, "tokens/s",
                  fmt::format("{:.3f} ms/token (rounds {:.3f}/{:.3f}/{:.3f}); prefetch 0, "
                              "prologue 0: {:.1f} tok/s; bound {:.1f}; {} logits differ{}",
                              ms, run.ms[0], run.ms[1], run.ms[2], 1e3 / base_ms, bound_tokens_per_s,
                              run.differing,
                              run.variant.gemv_prefetch == chosen.gemv_prefetch &&
-                                     run.variant.prologue == chosen.prologue
+                                     run.variant.prologue == chosen.prologue &&
+                                     run.variant.small_split == chosen.small_split &&
+                                     (chosen.small_split == 0 ||
+                                      run.variant.small_early == chosen.small_early)
                                  ? " (the default)"
                                  : ""),
                  base_ms / ms});
@@ -718,6 +728,31 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                                          static_cast<double>(model.kind_bytes(kind)) / 1e9),
                              gbps / bw.read_gbps});
         }
+        // The TTT projections alone under each small-GEMV variant (DecodeVariant::small_split,
+        // small_early), the rest of the variant as chosen.
+        const cuda::DecodeVariant chosen = cuda::decode_variant();
+        const int small[][2] = {{0, 1}, {1, 0}, {1, 1}, {2, 0}, {2, 1}, {4, 0}, {4, 1}, {8, 1}};
+        for (const auto& [split, early] : small) {
+            cuda::DecodeVariant variant = chosen;
+            variant.small_split = split;
+            variant.small_early = early;
+            cuda::set_decode_variant(variant);
+            for (const auto& [kind, name] : kinds) {
+                if (kind != DecodeModel::kTttDown && kind != DecodeModel::kTttUp) continue;
+                auto graph = std::make_unique<cuda::Graph>();
+                graph->begin_capture(stream);
+                model.enqueue_chain_token(stream, 42, true, true, DecodeModel::Step::kPlain, kind);
+                graph->end_capture(stream);
+                const double ms = median_device_ms(
+                    stream, [&] { graph->launch(stream); }, 7, inner);
+                const double gbps = static_cast<double>(model.kind_bytes(kind)) / (ms * 1e-3) / 1e9;
+                reporter.report({fmt::format("cuda.decode.{}.alone.{}.split{}.early{}", tag, name,
+                                             split, early),
+                                 gbps, "GB/s", fmt::format("{} ({:.3f} ms per token)", vs_read, ms),
+                                 gbps / bw.read_gbps});
+            }
+        }
+        cuda::set_decode_variant(chosen);
         model.reset_states(stream);
         reporter.report(
             {fmt::format("cuda.decode.{}.alone.sum", tag), sum_ms, "ms",

@@ -303,6 +303,92 @@ TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
     EXPECT_THROW(set_decode_variant(bad), Error);
 }
 
+// The small-GEMV kernel (DecodeVariant::small_split: column slices in a cluster, their integer
+// sums added in the cluster's first block; small_early: inputs loaded early) writes the same bits
+// as the kernel it replaces, partials included, for every split (also more slices than column
+// blocks) and both early modes, with and without a norm, accumulating or not, under the team
+// layouts of GEMV prefetch 0 and 2; shapes from one row to the TTT projections of a 70B model
+// (2048 x 8192: 16-warp teams; 8192 x 2048: 4-warp teams) and one above the 8 MB bound that
+// keeps the old kernel (20000 x 4100). Without a norm, also the CPU reference.
+TEST_F(GemvFloatCuda, SmallGemvSplitsGiveTheOldBits) {
+    Rng rng(18);
+    Stream stream;
+    const DecodeVariant chosen = decode_variant();
+    const int64_t shapes[][2] = {{1, 1},       {3, 17},      {100, 33},   {17, 8193},
+                                 {40, 16400},  {255, 4097},  {1000, 250}, {2048, 8192},
+                                 {8192, 2048}, {20000, 4100}};
+    for (const auto& shape : shapes) {
+        const int64_t rows = shape[0], cols = shape[1];
+        Weights w(rows, cols, rng);
+        const auto a = random_row(cols, rng);
+        const auto y0 = random_row(rows, rng);
+        std::vector<float> norm(static_cast<size_t>(cols)), out_norm(static_cast<size_t>(rows));
+        for (auto& v : norm) v = 0.5f + rng.uniform();
+        for (auto& v : out_norm) v = 0.5f + rng.uniform();
+        DeviceBuffer da = upload(a), dn = upload(norm), don = upload(out_norm);
+        for (bool with_norm : {false, true}) {
+            const float* nptr = with_norm ? dn.as<float>() : nullptr;
+            Stats in(cols);
+            row_stats(da.as<float>(), cols, nptr, in.view(), in.view().key, 1, stream);
+            for (bool accumulate : {false, true}) {
+                struct Result {
+                    std::vector<float> y;
+                    unsigned long long key;
+                    std::vector<double> partials;
+                };
+                auto run = [&](const DecodeVariant& variant) {
+                    set_decode_variant(variant);
+                    DeviceBuffer dy = upload(y0);
+                    Stats out(rows);
+                    ternary_gemv_float(w.device(), {da.as<float>(), cols, nptr, 1e-5f, in.view()},
+                                       dy.as<float>(), accumulate, out.view(), don.as<float>(),
+                                       stream);
+                    stream.synchronize();
+                    return Result{download<float>(dy, static_cast<size_t>(rows)), out.read_key(),
+                                  out.read_partials()};
+                };
+                for (int prefetch : {0, 2}) {
+                    const std::string base = std::to_string(rows) + "x" + std::to_string(cols) +
+                                             (with_norm ? " norm" : "") +
+                                             (accumulate ? " accumulate" : "") + " prefetch " +
+                                             std::to_string(prefetch);
+                    const Result want = run({prefetch, 0, 0, 1});
+                    if (!with_norm) {
+                        float scale = 0;
+                        auto cpu = cpu_gemv(w, a, &scale);
+                        for (int64_t i = 0; i < rows; ++i) {
+                            if (accumulate) cpu[i] = y0[i] + cpu[i];
+                            ASSERT_EQ(bits(want.y[i]), bits(cpu[i])) << base << " row " << i;
+                        }
+                    }
+                    for (int split : {1, 2, 3, 4, 8}) {
+                        for (int early : {0, 1}) {
+                            const Result got = run({prefetch, 0, split, early});
+                            const std::string what = base + " split " + std::to_string(split) +
+                                                     " early " + std::to_string(early);
+                            for (int64_t i = 0; i < rows; ++i)
+                                ASSERT_EQ(bits(got.y[i]), bits(want.y[i])) << what << " row " << i;
+                            EXPECT_EQ(got.key, want.key) << what;
+                            ASSERT_EQ(got.partials.size(), want.partials.size());
+                            for (size_t g = 0; g < want.partials.size(); ++g)
+                                ASSERT_EQ(std::memcmp(&got.partials[g], &want.partials[g], 8), 0)
+                                    << what << " group " << g << ": " << got.partials[g] << " vs "
+                                    << want.partials[g];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    set_decode_variant(chosen);
+    DecodeVariant bad = chosen;
+    bad.small_split = 9;
+    EXPECT_THROW(set_decode_variant(bad), Error);
+    bad = chosen;
+    bad.small_early = 2;
+    EXPECT_THROW(set_decode_variant(bad), Error);
+}
+
 TEST_F(GemvFloatCuda, RowStatsZeroesKeysAndSummarizesTheRow) {
     Rng rng(14);
     Stream stream;

@@ -8,11 +8,13 @@
 // the team, which also sums the int8 values: Σq (the code offset, see ternary_matmul.cu) comes
 // out of the same pass. The per-row-group work is ~60 integer/float operations per 16 bytes of
 // weights, well under what an SM issues while HBM delivers those bytes.
+#include <cooperative_groups.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/gemv_core.cuh"
@@ -33,6 +35,11 @@ constexpr int kMaxWarpsPerBlock = 32;
 constexpr int64_t kMaxCols = int64_t{1} << 22;  // 2·127·K < 2^31 for the int32 accumulators
 constexpr int64_t kMaxRows = int64_t{1} << 30;
 constexpr int kStatsThreads = 1024;
+// The small GEMVs (DecodeVariant::small_split): packed weights up to kSmallBytes, teams of up to
+// kSmallMaxWarps warps, up to kSmallMaxSplit column slices (the portable cluster size).
+constexpr int64_t kSmallBytes = int64_t{8} << 20;
+constexpr int kSmallMaxWarps = 16;
+constexpr int kSmallMaxSplit = 8;
 
 // Block shape bound of a kernel: one-matrix kernels take teams of up to 32 warps (64 registers a
 // thread), or 16 with the prefetch (up to 128); SwiGLU teams up to 8 warps.
@@ -50,6 +57,8 @@ struct Params {
     int32_t team_warps;
     bool accumulate;
     int32_t prologue;  // DecodeVariant::prologue
+    int32_t split;     // small_gemv_kernel: column slices per row group (= cluster size)
+    bool four_rows;    // small_gemv_kernel: write the rows as a one-warp team of the kernel above
     // the input row and its producer's statistics
     const float* a;
     const float* norm;
@@ -96,9 +105,14 @@ struct OnTheFly {
     // Every chunk of the unrolled step lies in whole float4s of the row: no per-chunk branch.
     __device__ __forceinline__ uint32_t word_inside(int u) {
         const float4 f = __ldg(reinterpret_cast<const float4*>(a) + u);
+        float4 g = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if constexpr (kNorm) g = __ldg(reinterpret_cast<const float4*>(norm) + u);
+        return word_of(f, g);
+    }
+    // The word of four values f of the row and their RMSNorm weights g (kNorm).
+    __device__ __forceinline__ uint32_t word_of(const float4& f, const float4& g) {
         float v[4] = {f.x, f.y, f.z, f.w};
         if constexpr (kNorm) {
-            const float4 g = __ldg(reinterpret_cast<const float4*>(norm) + u);
             v[0] = __fmul_rn(__fmul_rn(v[0], inv), g.x);
             v[1] = __fmul_rn(__fmul_rn(v[1], inv), g.y);
             v[2] = __fmul_rn(__fmul_rn(v[2], inv), g.z);
@@ -143,6 +157,53 @@ struct OnTheFly {
         }
 #pragma unroll
         for (int i = 0; i < detail::kGemvUnroll; ++i) x[i] = gather(w[i]);
+    }
+};
+
+// OnTheFly whose first unrolled step has its inputs in registers before the statistics arrive
+// (DecodeVariant::small_early): the RMSNorm weights are loaded before the PDL wait (constant), the
+// row right after it, in the same round trip as the statistics; the step then only quantizes.
+// Only a warp whose first step lies in whole float4s of the row preloads (warp-uniform).
+template <bool kNorm>
+struct EarlyOnTheFly : OnTheFly<kNorm> {
+    using Base = OnTheFly<kNorm>;
+    float4 pre_a[detail::kGemvUnroll];
+    float4 pre_g[detail::kGemvUnroll];
+    int pre_u = -1;  // the chunk of the preloaded step; -1: none
+
+    // full: the warp has a whole unrolled step from chunk u on (RowGroupStream::full).
+    __device__ __forceinline__ bool preloads(bool full, int u, int stride) const {
+        const int lane = static_cast<int>(threadIdx.x & 31);
+        return full && u - lane + 31 + (detail::kGemvUnroll - 1) * stride < this->k4;
+    }
+    __device__ __forceinline__ void load_norm(bool full, int u, int stride) {
+        if constexpr (kNorm) {
+            if (preloads(full, u, stride)) {
+#pragma unroll
+                for (int i = 0; i < detail::kGemvUnroll; ++i)
+                    pre_g[i] = __ldg(reinterpret_cast<const float4*>(this->norm) + u + i * stride);
+            }
+        }
+    }
+    __device__ __forceinline__ void load_row(bool full, int u, int stride) {
+        if (preloads(full, u, stride)) {
+#pragma unroll
+            for (int i = 0; i < detail::kGemvUnroll; ++i)
+                pre_a[i] = __ldg(reinterpret_cast<const float4*>(this->a) + u + i * stride);
+            pre_u = u;
+        }
+    }
+    __device__ __forceinline__ void step(int u, int stride, uint4 (&x)[detail::kGemvUnroll]) {
+        if (u != pre_u) {
+            Base::step(u, stride, x);
+            return;
+        }
+        pre_u = -1;
+        uint32_t w[detail::kGemvUnroll];
+#pragma unroll
+        for (int i = 0; i < detail::kGemvUnroll; ++i) w[i] = this->word_of(pre_a[i], pre_g[i]);
+#pragma unroll
+        for (int i = 0; i < detail::kGemvUnroll; ++i) x[i] = Base::gather(w[i]);
     }
 };
 
@@ -228,6 +289,10 @@ int env_level(const char* name, int fallback, int max) {
 struct VariantState {
     std::atomic<int> gemv_prefetch{env_level("BITTTT_CUDA_GEMV_PREFETCH", 1, 2)};
     std::atomic<int> prologue{env_level("BITTTT_CUDA_DECODE_PROLOGUE", 0, 1)};
+    std::atomic<int> small_split{
+        env_level("BITTTT_CUDA_SMALL_SPLIT", DecodeVariant{}.small_split, kSmallMaxSplit)};
+    std::atomic<int> small_early{
+        env_level("BITTTT_CUDA_SMALL_EARLY", DecodeVariant{}.small_early, 1)};
 };
 VariantState& variant_state() {
     static VariantState state;
@@ -339,6 +404,130 @@ __global__ void __launch_bounds__(max_block_threads(kMats, kPrefetch))
     if (p.out_key != nullptr && key != 0) atomicMax(p.out_key, key);
 }
 
+// The small single-matrix GEMV (DecodeVariant::small_split = S > 0): block b streams column slice
+// b % S (column blocks [s·kb/S, (s+1)·kb/S)) of row group b / S with a team of all its warps, the
+// S blocks of a row group forming one thread block cluster (kCluster; S = 1 without). Each block
+// reduces its team's integer sums to 16 values Σ codes·q − Σ q over its slice; the cluster's first
+// block adds the S of every row through distributed shared memory (integers: exact, any order)
+// and writes the rows exactly as float_gemv_kernel would: v = rescale(Σ codes·q − Σ q), the same
+// accumulation, and the statistics in the same lanes (four_rows: as a one-warp team, lane l < 4
+// holding rows 4l..4l+3; else thread t < 16 holding row t), so that even the double partials come
+// out bit-identical.
+template <bool kNorm, bool kCluster, bool kEarly>
+__global__ void __launch_bounds__(kSmallMaxWarps * 32) small_gemv_kernel(const Params p) {
+    const int team_threads = static_cast<int>(blockDim.x);
+    const int t = static_cast<int>(threadIdx.x);
+    const int lane = t & 31;
+    const int split = kCluster ? p.split : 1;
+    const int group = static_cast<int>(blockIdx.x) / split;
+    const int slice = static_cast<int>(blockIdx.x) % split;  // the block's rank in its cluster
+    const int cb0 = slice * p.kb / split, cb1 = (slice + 1) * p.kb / split;
+    const uint4* first[1] = {p.codes[0] + static_cast<int64_t>(group) * p.kb * 4 + 4 * cb0};
+    detail::RowGroupStream<1> rows;
+    rows.start(first, 4 * (cb1 - cb0), team_threads, t);  // weights only: before the wait (PDL)
+    // The slice's columns as a row of their own (chunk u of the slice: float4 u of that row).
+    using Act = std::conditional_t<kEarly, EarlyOnTheFly<kNorm>, OnTheFly<kNorm>>;
+    Act act;
+    act.a = p.a + 16 * cb0;
+    act.norm = kNorm ? p.norm + 16 * cb0 : nullptr;
+    act.k = p.k - 16 * cb0;
+    act.k4 = act.k >> 2;
+    act.inv = 1.0f;
+    act.s127 = 1.0f;
+    act.qsum = 0;
+
+    // The rows this thread writes if its block is the cluster's first.
+    const int held =
+        slice != 0 || t >= 32 ? 0 : (p.four_rows ? (lane < 4 ? 4 : 0) : (t < 16 ? 1 : 0));
+    const int first_row = p.four_rows ? lane * 4 : t;
+    const int64_t row0 = static_cast<int64_t>(group) * 16 + first_row;
+    float out_norm[4] = {1.0f, 1.0f, 1.0f, 1.0f}, y_old[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if constexpr (kEarly) {
+        act.load_norm(rows.full, rows.u, rows.step);
+        if (p.out_norm != nullptr)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                if (i < held && row0 + i < p.rows) out_norm[i] = p.out_norm[row0 + i];
+    }
+    detail::wait_for_previous_kernel();
+    detail::allow_next_kernel();
+    if constexpr (kEarly) {
+        act.load_row(rows.full, rows.u, rows.step);
+        if (p.accumulate)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                if (i < held && row0 + i < p.rows) y_old[i] = p.y[row0 + i];
+    }
+
+    float act_scale = 0.0f;
+    input_scale<false>(p, act, act_scale);
+    rows.run(act);
+    rows.reduce_lanes();
+    int qsum = act.qsum;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) qsum += __shfl_xor_sync(0xffffffffu, qsum, o);
+
+    // The slice's 16 row values Σ codes·q − Σ q (integers, summed over the team's warps).
+    __shared__ int partial[kSmallMaxWarps][16];
+    __shared__ int qpart[kSmallMaxWarps];
+    __shared__ int slice_rows[16];
+    const int warp = t >> 5;
+    if (lane < 4) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) partial[warp][lane * 4 + i] = rows.acc[0][i];
+    }
+    if (lane == 0) qpart[warp] = qsum;
+    __syncthreads();
+    if (t < 16) {
+        int s = 0;
+        for (int wi = 0; wi < team_threads / 32; ++wi) s += partial[wi][t] - qpart[wi];
+        slice_rows[t] = s;
+    }
+    const int* totals = slice_rows;
+    if constexpr (kCluster) {
+        __shared__ int cluster_rows[16];
+        cooperative_groups::cluster_group cluster = cooperative_groups::this_cluster();
+        cluster.sync();  // every slice's values are in its block's shared memory
+        if (slice == 0 && t < 16) {
+            int s = 0;
+            for (int r = 0; r < split; ++r) s += cluster.map_shared_rank(slice_rows, r)[t];
+            cluster_rows[t] = s;
+        }
+        cluster.sync();  // the first block has read them: the others may exit
+        totals = cluster_rows;
+    } else {
+        __syncthreads();
+    }
+    if (slice != 0 || t >= 32) return;  // the first warp of the first block holds every row
+
+    // Write the rows and gather their statistics (float_gemv_kernel's order).
+    double ss = 0.0;
+    unsigned long long key = 0;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        const int64_t row = row0 + i;
+        if (i >= held || row >= p.rows) continue;
+        float v = detail::rescale(totals[first_row + i], 0, p.scale[0], act_scale);
+        if (p.accumulate) v = __fadd_rn(kEarly ? y_old[i] : p.y[row], v);
+        p.y[row] = v;
+        ss += static_cast<double>(v) * v;
+        const float n =
+            p.out_norm != nullptr ? __fmul_rn(v, kEarly ? out_norm[i] : p.out_norm[row]) : v;
+        const unsigned long long k = detail::absmax_key(n, static_cast<int>(row));
+        key = k > key ? k : key;
+    }
+    if (t >= 32) return;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+        ss += __shfl_xor_sync(0xffffffffu, ss, o);
+        const unsigned long long other = __shfl_xor_sync(0xffffffffu, key, o);
+        key = other > key ? other : key;
+    }
+    if (lane != 0) return;
+    if (p.out_partials != nullptr) p.out_partials[group] = ss;
+    if (p.out_key != nullptr && key != 0) atomicMax(p.out_key, key);
+}
+
 __global__ void __launch_bounds__(kStatsThreads)
     row_stats_kernel(const float* x, int d, const float* next_norm, double* partials, int groups,
                      unsigned long long* key, unsigned long long* zero, int zero_count) {
@@ -400,6 +589,48 @@ auto pick_kernel(bool prefetch, bool batched) {
                                : float_gemv_kernel<kMats, kNorm, false, false>);
 }
 
+template <bool kNorm>
+auto pick_small_kernel(bool cluster, bool early) {
+    return cluster ? (early ? small_gemv_kernel<kNorm, true, true>
+                            : small_gemv_kernel<kNorm, true, false>)
+                   : (early ? small_gemv_kernel<kNorm, false, true>
+                            : small_gemv_kernel<kNorm, false, false>);
+}
+
+// Launches small_gemv_kernel: p as for float_gemv_kernel (its team size in p.team_warps), split
+// column slices per row group (clusters of split blocks), PDL as detail::launch_pdl.
+void launch_small(const char* what, Params p, int split, bool early, const Stream& stream) {
+    split = std::max(1, std::min(split, p.kb));
+    p.split = split;
+    p.four_rows = p.team_warps == 1;
+    const int warps = std::max(1, std::min(p.team_warps / split, kSmallMaxWarps));
+    p.team_warps = warps;
+    auto kernel = p.norm != nullptr ? pick_small_kernel<true>(split > 1, early)
+                                    : pick_small_kernel<false>(split > 1, early);
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(p.groups) * static_cast<unsigned>(split));
+    config.blockDim = dim3(static_cast<unsigned>(warps * 32));
+    config.dynamicSmemBytes = 0;
+    config.stream = raw(stream);
+    cudaLaunchAttribute attributes[2]{};
+    unsigned count = 0;
+    if (split > 1) {
+        attributes[count].id = cudaLaunchAttributeClusterDimension;
+        attributes[count].val.clusterDim.x = static_cast<unsigned>(split);
+        attributes[count].val.clusterDim.y = 1;
+        attributes[count].val.clusterDim.z = 1;
+        ++count;
+    }
+    if (detail::pdl_enabled()) {
+        attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attributes[count].val.programmaticStreamSerializationAllowed = 1;
+        ++count;
+    }
+    config.attrs = attributes;
+    config.numAttrs = count;
+    detail::check_cuda(cudaLaunchKernelEx(&config, kernel, p), what);
+}
+
 int64_t row_groups(int64_t n) {
     return (n + 15) / 16;
 }
@@ -457,6 +688,12 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
     p.out_partials = out.partials;
     p.out_key = out.key;
     p.out_norm = out_norm;
+    const int small_split = variant_state().small_split.load();
+    if (kMats == 1 && small_split > 0 &&
+        static_cast<int64_t>(p.groups) * p.kb * 64 <= kSmallBytes) {
+        launch_small(what, p, small_split, variant_state().small_early.load() > 0, stream);
+        return;
+    }
     // One team per block: the block scheduler then spreads the row groups evenly over the SMs
     // (blocks of 8 one-warp teams left some SMs a block more than others: the SwiGLU GEMV's 224
     // blocks ran at 0.71 of the read bandwidth, the down projection's 512 balanced ones at 0.89).
@@ -472,7 +709,8 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
 
 DecodeVariant decode_variant() {
     const VariantState& state = variant_state();
-    return {state.gemv_prefetch.load(), state.prologue.load()};
+    return {state.gemv_prefetch.load(), state.prologue.load(), state.small_split.load(),
+            state.small_early.load()};
 }
 
 void set_decode_variant(const DecodeVariant& variant) {
@@ -481,8 +719,17 @@ void set_decode_variant(const DecodeVariant& variant) {
           variant.gemv_prefetch);
     check(variant.prologue >= 0 && variant.prologue <= 1, ErrorKind::kInvalidArgument,
           "CUDA: set_decode_variant: prologue level {} (expected 0 or 1)", variant.prologue);
+    check(variant.small_split >= 0 && variant.small_split <= kSmallMaxSplit,
+          ErrorKind::kInvalidArgument,
+          "CUDA: set_decode_variant: small GEMV split {} (expected 0 to {})", variant.small_split,
+          kSmallMaxSplit);
+    check(variant.small_early >= 0 && variant.small_early <= 1, ErrorKind::kInvalidArgument,
+          "CUDA: set_decode_variant: small GEMV early loads {} (expected 0 or 1)",
+          variant.small_early);
     variant_state().gemv_prefetch.store(variant.gemv_prefetch);
     variant_state().prologue.store(variant.prologue);
+    variant_state().small_split.store(variant.small_split);
+    variant_state().small_early.store(variant.small_early);
 }
 
 void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats& out,
