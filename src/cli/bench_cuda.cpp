@@ -652,11 +652,12 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
             std::vector<double> ms;
             size_t differing = 0;
         };
-        // {GEMV weight prefetch, statistics prologue, small GEMV split, small GEMV early loads}
-        const cuda::DecodeVariant variants[] = {
-            {0, 0, 0, 1}, {1, 0, 0, 1}, {2, 0, 0, 1}, {0, 1, 0, 1}, {1, 1, 0, 1},
-            {2, 1, 0, 1}, {1, 0, 1, 0}, {1, 0, 1, 1}, {1, 0, 2, 0}, {1, 0, 2, 1},
-            {1, 0, 4, 0}, {1, 0, 4, 1}, {1, 0, 8, 1}};
+        // {GEMV weight prefetch, statistics prologue, small GEMV split, small GEMV early loads,
+        // small GEMV bound in MiB}
+        const cuda::DecodeVariant variants[] = {{0, 0, 0, 1, 8},  {1, 0, 0, 1, 8}, {2, 0, 0, 1, 8},
+                                                {0, 1, 0, 1, 8},  {1, 1, 0, 1, 8}, {2, 1, 0, 1, 8},
+                                                {1, 0, 1, 0, 8},  {1, 0, 1, 1, 8}, {1, 0, 1, 1, 64},
+                                                {1, 0, 1, 0, 64}, {1, 1, 1, 1, 8}, {1, 0, 2, 0, 8}};
         std::vector<Run> runs;
         for (const cuda::DecodeVariant& variant : variants) {
             Run run{variant, std::make_unique<cuda::Graph>(), {}, 0};
@@ -686,8 +687,8 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                 {fmt::format("cuda.decode.{}.variant.prefetch{}.prologue{}{}", tag,
                              run.variant.gemv_prefetch, run.variant.prologue,
                              run.variant.small_split > 0
-                                 ? fmt::format(".split{}.early{}", run.variant.small_split,
-                                               run.variant.small_early)
+                                 ? fmt::format(".split{}.early{}.max{}mb", run.variant.small_split,
+                                               run.variant.small_early, run.variant.small_max_mb)
                                  : std::string()),
                  1e3 / ms, "tokens/s",
                  fmt::format("{:.3f} ms/token (rounds {:.3f}/{:.3f}/{:.3f}); prefetch 0, "
@@ -698,7 +699,8 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                                      run.variant.prologue == chosen.prologue &&
                                      run.variant.small_split == chosen.small_split &&
                                      (chosen.small_split == 0 ||
-                                      run.variant.small_early == chosen.small_early)
+                                      (run.variant.small_early == chosen.small_early &&
+                                       run.variant.small_max_mb == chosen.small_max_mb))
                                  ? " (the default)"
                                  : ""),
                  base_ms / ms});
@@ -728,17 +730,20 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                                          static_cast<double>(model.kind_bytes(kind)) / 1e9),
                              gbps / bw.read_gbps});
         }
-        // The TTT projections alone under each small-GEMV variant (DecodeVariant::small_split,
-        // small_early), the rest of the variant as chosen.
+        // The TTT projections and the MLP down projection alone under small-GEMV variants
+        // (DecodeVariant::small_split, small_early, small_max_mb), the rest as chosen.
         const cuda::DecodeVariant chosen = cuda::decode_variant();
-        const int small[][2] = {{0, 1}, {1, 0}, {1, 1}, {2, 0}, {2, 1}, {4, 0}, {4, 1}, {8, 1}};
-        for (const auto& [split, early] : small) {
+        const int small[][3] = {{0, 1, 8}, {1, 0, 8}, {1, 1, 8}, {1, 1, 64}};
+        for (const auto& [split, early, max_mb] : small) {
             cuda::DecodeVariant variant = chosen;
             variant.small_split = split;
             variant.small_early = early;
+            variant.small_max_mb = max_mb;
             cuda::set_decode_variant(variant);
             for (const auto& [kind, name] : kinds) {
-                if (kind != DecodeModel::kTttDown && kind != DecodeModel::kTttUp) continue;
+                if (kind != DecodeModel::kTttDown && kind != DecodeModel::kTttUp &&
+                    kind != DecodeModel::kDown)
+                    continue;
                 auto graph = std::make_unique<cuda::Graph>();
                 graph->begin_capture(stream);
                 model.enqueue_chain_token(stream, 42, true, true, DecodeModel::Step::kPlain, kind);
@@ -746,8 +751,8 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                 const double ms = median_device_ms(
                     stream, [&] { graph->launch(stream); }, 7, inner);
                 const double gbps = static_cast<double>(model.kind_bytes(kind)) / (ms * 1e-3) / 1e9;
-                reporter.report({fmt::format("cuda.decode.{}.alone.{}.split{}.early{}", tag, name,
-                                             split, early),
+                reporter.report({fmt::format("cuda.decode.{}.alone.{}.split{}.early{}.max{}mb", tag,
+                                             name, split, early, max_mb),
                                  gbps, "GB/s", fmt::format("{} ({:.3f} ms per token)", vs_read, ms),
                                  gbps / bw.read_gbps});
             }

@@ -226,11 +226,11 @@ TEST_F(GemvFloatCuda, SwigluMatchesTwoGemvsAndSiluMul) {
     }
 }
 
-// Every DecodeVariant (weights prefetched one or two steps ahead, each statistics prologue)
-// computes the same integer sums and float epilogue: outputs and keys equal the first variant's
-// bit for bit, partials within double rounding, for the single-matrix and the SwiGLU GEMV, with and
-// without a norm, on shapes with one-warp teams of several unrolled steps and a tail (20000 x
-// 2100), 16-warp teams (2048 x 8192) and odd small ones.
+// Every DecodeVariant of the general kernel (small_split 0; weights prefetched one or two steps
+// ahead, each statistics prologue) computes the same integer sums and float epilogue: outputs and
+// keys equal the first variant's bit for bit, partials within double rounding, for the
+// single-matrix and the SwiGLU GEMV, with and without a norm, on shapes with one-warp teams of
+// several unrolled steps and a tail (20000 x 2100), 16-warp teams (2048 x 8192) and odd small ones.
 TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
     Rng rng(17);
     Stream stream;
@@ -273,10 +273,10 @@ TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
                 return Result{download<float>(dy, static_cast<size_t>(rows)), out.read_key(),
                               out.read_partials()};
             };
-            const Result want = run({0, 0});
+            const Result want = run({0, 0, 0, 1, 8});
             for (int prefetch = 0; prefetch <= 2; ++prefetch) {
                 for (int prologue = 0; prologue <= 1; ++prologue) {
-                    const Result got = run({prefetch, prologue});
+                    const Result got = run({prefetch, prologue, 0, 1, 8});
                     const std::string what =
                         std::to_string(rows) + "x" + std::to_string(cols) +
                         (swiglu ? " swiglu" : "") + (with_norm ? " norm" : "") + " prefetch " +
@@ -308,8 +308,9 @@ TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
 // as the kernel it replaces, partials included, for every split (also more slices than column
 // blocks) and both early modes, with and without a norm, accumulating or not, under the team
 // layouts of GEMV prefetch 0 and 2; shapes from one row to the TTT projections of a 70B model
-// (2048 x 8192: 16-warp teams; 8192 x 2048: 4-warp teams) and one above the 8 MB bound that
-// keeps the old kernel (20000 x 4100). Without a norm, also the CPU reference.
+// (2048 x 8192: 16-warp teams; 8192 x 2048: 4-warp teams) and one above the default 8 MiB
+// bound (20000 x 4100: several unrolled steps per thread; the new kernel under a 64 MiB bound).
+// Without a norm, also the CPU reference.
 TEST_F(GemvFloatCuda, SmallGemvSplitsGiveTheOldBits) {
     Rng rng(18);
     Stream stream;
@@ -352,7 +353,7 @@ TEST_F(GemvFloatCuda, SmallGemvSplitsGiveTheOldBits) {
                                              (with_norm ? " norm" : "") +
                                              (accumulate ? " accumulate" : "") + " prefetch " +
                                              std::to_string(prefetch);
-                    const Result want = run({prefetch, 0, 0, 1});
+                    const Result want = run({prefetch, 0, 0, 1, 8});
                     if (!with_norm) {
                         float scale = 0;
                         auto cpu = cpu_gemv(w, a, &scale);
@@ -363,7 +364,7 @@ TEST_F(GemvFloatCuda, SmallGemvSplitsGiveTheOldBits) {
                     }
                     for (int split : {1, 2, 3, 4, 8}) {
                         for (int early : {0, 1}) {
-                            const Result got = run({prefetch, 0, split, early});
+                            const Result got = run({prefetch, 0, split, early, 64});
                             const std::string what = base + " split " + std::to_string(split) +
                                                      " early " + std::to_string(early);
                             for (int64_t i = 0; i < rows; ++i)
@@ -386,6 +387,9 @@ TEST_F(GemvFloatCuda, SmallGemvSplitsGiveTheOldBits) {
     EXPECT_THROW(set_decode_variant(bad), Error);
     bad = chosen;
     bad.small_early = 2;
+    EXPECT_THROW(set_decode_variant(bad), Error);
+    bad = chosen;
+    bad.small_max_mb = 0;
     EXPECT_THROW(set_decode_variant(bad), Error);
 }
 

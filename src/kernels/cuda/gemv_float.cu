@@ -35,9 +35,9 @@ constexpr int kMaxWarpsPerBlock = 32;
 constexpr int64_t kMaxCols = int64_t{1} << 22;  // 2·127·K < 2^31 for the int32 accumulators
 constexpr int64_t kMaxRows = int64_t{1} << 30;
 constexpr int kStatsThreads = 1024;
-// The small GEMVs (DecodeVariant::small_split): packed weights up to kSmallBytes, teams of up to
-// kSmallMaxWarps warps, up to kSmallMaxSplit column slices (the portable cluster size).
-constexpr int64_t kSmallBytes = int64_t{8} << 20;
+// The small GEMVs (DecodeVariant::small_split): teams of up to kSmallMaxWarps warps, up to
+// kSmallMaxSplit column slices (the portable cluster size), up to kSmallMaxMb MiB of weights.
+constexpr int kSmallMaxMb = 1024;
 constexpr int kSmallMaxWarps = 16;
 constexpr int kSmallMaxSplit = 8;
 
@@ -293,6 +293,8 @@ struct VariantState {
         env_level("BITTTT_CUDA_SMALL_SPLIT", DecodeVariant{}.small_split, kSmallMaxSplit)};
     std::atomic<int> small_early{
         env_level("BITTTT_CUDA_SMALL_EARLY", DecodeVariant{}.small_early, 1)};
+    std::atomic<int> small_max_mb{
+        env_level("BITTTT_CUDA_SMALL_MAX_MB", DecodeVariant{}.small_max_mb, kSmallMaxMb)};
 };
 VariantState& variant_state() {
     static VariantState state;
@@ -690,7 +692,8 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
     p.out_norm = out_norm;
     const int small_split = variant_state().small_split.load();
     if (kMats == 1 && small_split > 0 &&
-        static_cast<int64_t>(p.groups) * p.kb * 64 <= kSmallBytes) {
+        static_cast<int64_t>(p.groups) * p.kb * 64 <=
+            (static_cast<int64_t>(variant_state().small_max_mb.load()) << 20)) {
         launch_small(what, p, small_split, variant_state().small_early.load() > 0, stream);
         return;
     }
@@ -710,7 +713,7 @@ void launch(const char* what, const kernels::TernaryWeights* w, const FloatRow& 
 DecodeVariant decode_variant() {
     const VariantState& state = variant_state();
     return {state.gemv_prefetch.load(), state.prologue.load(), state.small_split.load(),
-            state.small_early.load()};
+            state.small_early.load(), state.small_max_mb.load()};
 }
 
 void set_decode_variant(const DecodeVariant& variant) {
@@ -726,10 +729,15 @@ void set_decode_variant(const DecodeVariant& variant) {
     check(variant.small_early >= 0 && variant.small_early <= 1, ErrorKind::kInvalidArgument,
           "CUDA: set_decode_variant: small GEMV early loads {} (expected 0 or 1)",
           variant.small_early);
+    check(variant.small_max_mb >= 1 && variant.small_max_mb <= kSmallMaxMb,
+          ErrorKind::kInvalidArgument,
+          "CUDA: set_decode_variant: small GEMV bound {} MiB (expected 1 to {})",
+          variant.small_max_mb, kSmallMaxMb);
     variant_state().gemv_prefetch.store(variant.gemv_prefetch);
     variant_state().prologue.store(variant.prologue);
     variant_state().small_split.store(variant.small_split);
     variant_state().small_early.store(variant.small_early);
+    variant_state().small_max_mb.store(variant.small_max_mb);
 }
 
 void row_stats(const float* x, int64_t d, const float* next_norm, const RowStats& out,

@@ -36,7 +36,8 @@ namespace bitttt::cuda {
 // sum-of-squares partials too, unless the team size differs: they are then added in another
 // order). The process default comes from the environment (read once):
 // BITTTT_CUDA_GEMV_PREFETCH (0, 1 or 2), BITTTT_CUDA_DECODE_PROLOGUE (0 or 1),
-// BITTTT_CUDA_SMALL_SPLIT (0 to 8) and BITTTT_CUDA_SMALL_EARLY (0 or 1). A launch uses the variant
+// BITTTT_CUDA_SMALL_SPLIT (0 to 8; 0: the old path), BITTTT_CUDA_SMALL_EARLY (0 or 1) and
+// BITTTT_CUDA_SMALL_MAX_MB (1 to 1024). A launch uses the variant
 // set when it is enqueued (a captured graph keeps it).
 struct DecodeVariant {
     // Which on-the-fly GEMVs keep two unrolled steps of weights in flight per thread instead of
@@ -50,19 +51,25 @@ struct DecodeVariant {
     // H100 (bench/RESULTS.md): 1 gains 0.3% with GEMV prefetch 1 and loses 3% without; asking
     // the first input lines into L1 as well lost 10%, the code was dropped.
     int prologue = 0;
-    // The small single-matrix GEMVs (packed weights up to 8 MB: the TTT projections of a 70B
-    // model, 160 latency-bound 4 MB kernels per token). 0: the kernel above. S = 1..8: a kernel
-    // whose row group is split into S column slices, one block each, in a thread block cluster;
-    // each block's integer row sums go through distributed shared memory to the cluster's first
-    // block, which writes the rows (integer sums: the same bits in any order). Blocks shrink by
-    // S (narrower teams), so more of them fit beside the neighbouring kernels and every SM
-    // streams. The rows are written in the layout of the kernel above, so outputs, keys and
-    // partials are bit-identical to it. Measured: bench/RESULTS.md.
-    int small_split = 0;
+    // The small single-matrix GEMVs (packed weights up to small_max_mb: the TTT projections of a
+    // 70B model, 160 latency-bound 4 MB kernels per token). 0: the kernel above (the old path). S
+    // = 1..8: small_gemv_kernel, whose row group is split into S column slices, one block each, in
+    // a thread block cluster (S = 1: no split, no cluster); each block's integer row sums go
+    // through distributed shared memory to the cluster's first block, which writes the rows
+    // (integer sums: the same bits in any order) in the layout of the kernel above, so outputs,
+    // keys and partials are bit-identical to it. Measured on an H100 (bench/RESULTS.md, 70B
+    // chain): S = 1 with early loads 124.9 tokens/s vs 122.2 with the old path; splitting is
+    // slower (S = 2: 119.7 / 113.0 without / with early loads, S = 8: 99.4): the kernels are bound
+    // by the latency after their PDL wait, which the cluster barriers lengthen.
+    int small_split = 1;
     // With small_split > 0: 1 loads the first unrolled step's RMSNorm weights and the output's
     // norm before the PDL wait, and the input row and the accumulated output right after it,
-    // together with the statistics (one dependent round trip less); 0 loads them where used.
+    // together with the statistics (one dependent round trip less: ttt.down alone 0.367 instead
+    // of 0.473 ms per token); 0 loads them where used.
     int small_early = 1;
+    // The bound on the packed weights of a "small" GEMV, in MiB (1 to 1024; 8 takes the TTT
+    // projections of a 70B model, 64 also its MLP down projection).
+    int small_max_mb = 8;
 };
 DecodeVariant decode_variant();
 // Sets the variant of later launches (benchmarks, tests); fails on out-of-range levels.
