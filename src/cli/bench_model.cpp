@@ -26,6 +26,8 @@ struct Shape {
 std::vector<Shape> shapes(const BenchOptions& options) {
     ModelConfig def;  // D=256, L=8, vocab 16384 (DESIGN.md §2 defaults)
     def.resolve_and_validate();
+    // With --model the file's own config is used: one run, not one per built-in shape.
+    if (!options.model.empty()) return {{"model", def, 0}};
     if (options.quick) {
         ModelConfig small = def;
         small.num_layers = 2;
