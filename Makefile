@@ -12,8 +12,8 @@ PIP_PACKAGES := numpy pytest safetensors tokenizers nanobind scikit-build-core m
 
 BITTTT := $(BUILD_DIR)/bitttt
 
-.PHONY: all deps build python run test bench clean format lint lint-fast lint-changed lint-deps fuzz fuzz-build fuzz-pack \
-        test-sanitize test-sanitize-ci
+.PHONY: all deps build python run test bench bench-llamacpp clean format lint lint-fast lint-changed lint-deps fuzz \
+        fuzz-build fuzz-pack test-sanitize test-sanitize-ci
 
 all: build
 
@@ -126,6 +126,12 @@ test-sanitize-ci: deps
 
 bench: build
 	@$(BITTTT) bench all
+
+# `make bench-llamacpp`: llama.cpp's llama-bench (TQ2_0, TQ1_0, Q4_0) next to `bitttt bench decode
+# prompt` at the same shapes on this CPU (bench/README.md). Opt-in, not in `make test`: it downloads
+# llama.cpp's source from PyPI into .llamacpp/ (ignored) and builds it (-j2, minutes).
+bench-llamacpp: build python
+	@BITTTT=$(abspath $(BITTTT)) PYTHON=$(PYTHON) bench/llamacpp/compare.sh all
 
 format:
 	@clang-format -i $$(git ls-files '*.cpp' '*.hpp' '*.h' '*.c' '*.cu' '*.cuh')

@@ -58,7 +58,8 @@ def row_ours(rows: list, threads: int) -> list:
         return []
     mb = stream[0] / dec[0] * 1e3  # GB/s / (tokens/s) -> MB/token
     n = prompt[0]["name"].split(".")[-1].replace("tok", "") if prompt else "-"
-    return [f"| bitttt (ternary 2 bit, bf16 lm_head) | {threads} | {mb:.1f} | {best_median(dec)} | "
+    waits = "/".join(sorted({r.get("omp_wait", "?") for r in rows}))
+    return [f"| bitttt (ternary 2 bit, bf16 lm_head; OpenMP wait {waits}) | {threads} | {mb:.1f} | {best_median(dec)} | "
             f"{max(dec) * mb / 1e3:.2f} | {n} | {best_median([r['value'] for r in prompt])} |"]
 
 

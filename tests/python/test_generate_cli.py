@@ -239,6 +239,20 @@ def test_model_benchmarks_quick(bitttt_cli):
     assert rows["decode.quick.stream"]["value"] * 1e9 / rows["decode.quick"]["value"] > 1e6
 
 
+def test_model_benchmarks_run_a_model_file_once(bitttt_cli, tmp_path):
+    # --model replaces the built-in shapes: one decode and one prompt row (not one per shape).
+    import bitttt
+
+    path = tmp_path / "m.bitt"
+    config = bitttt.ModelConfig(vocab_size=300, hidden_dim=64, num_layers=2)
+    bitttt.Model.random(config, seed=1).save_bitt(path)
+    r = run(bitttt_cli, "bench", "decode", "prompt", "--quick", "--json", "--threads", "1",
+            "--model", path)
+    assert r.returncode == 0, r.stderr
+    names = [json.loads(line)["name"] for line in r.stdout.decode().splitlines()]
+    assert names == ["decode.model", "decode.model.stream", "prompt.model.64tok"]
+
+
 @pytest.mark.parametrize("args", [["generate", "random", "--ids", "1,2", "-n", "2"],
                                   ["bench", "decode", "--quick"]])
 def test_device_cuda_without_a_gpu_is_a_one_line_error(bitttt_cli, args):
