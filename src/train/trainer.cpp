@@ -249,17 +249,35 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
         cuda::GpuMemoryOptions memory{state, options_.gpu_recompute_mlp,
                                       options_.gpu_activations == "keep"};
         if (options_.gpu_grad_precision == "bf16") memory.grads = cuda::GradPrecision::kBf16;
+        auto plan_bytes = [&](const cuda::GpuMemoryOptions& m) {
+            int64_t bytes = 0;
+            for (const auto& item : GpuTrainModel::memory_plan(
+                     options_.model, precision, m, options_.batch_size, options_.context_len))
+                bytes += item.bytes;
+            return bytes;
+        };
+        cuda::require_device("GPU training");
+        const cuda::DeviceInfo device = cuda::device_info();
         if (options_.gpu_activations == "auto") {
             cuda::GpuMemoryOptions kept = memory;
             kept.keep_activations = true;
-            int64_t need = 0;
-            for (const auto& item : GpuTrainModel::memory_plan(
-                     options_.model, precision, kept, options_.batch_size, options_.context_len))
-                need += item.bytes;
-            cuda::require_device("GPU training");
-            const cuda::DeviceInfo device = cuda::device_info();
-            memory.keep_activations = static_cast<double>(need) <= 0.9 * double(device.free_bytes);
+            memory.keep_activations =
+                static_cast<double>(plan_bytes(kept)) <= 0.9 * double(device.free_bytes);
         }
+        // Say up front what the run needs and stop with advice when it cannot fit, instead of
+        // failing in an allocation halfway through building the model.
+        const int64_t need = plan_bytes(memory);
+        constexpr double kGB = 1e9;
+        check(need <= device.free_bytes, ErrorKind::kUnsupported,
+              "GPU training needs {:.2f} GB on {} but {:.2f} GB are free: try "
+              "--gpu-activations recompute, --gpu-optimizer-state int8 --gpu-grad-precision bf16 "
+              "--gpu-recompute-mlp, or a smaller --batch-size",
+              double(need) / kGB, device.name, double(device.free_bytes) / kGB);
+        if (options_.progress)
+            fmt::print(stderr,
+                       "GPU: {}, training state {:.2f} GB of {:.2f} GB free (activations {})\n",
+                       device.name, double(need) / kGB, double(device.free_bytes) / kGB,
+                       memory.keep_activations ? "kept" : "recomputed");
         gpu_.reset(new Gpu{GpuTrainModel(options_.model, precision, memory)});
         gpu_->model.upload(GpuTrainModel::Buffer::kParams, model_->params.data());
         gpu_->model.upload(GpuTrainModel::Buffer::kAdamM, adam_m_.data());

@@ -106,13 +106,16 @@ def test_trainer_on_cuda_follows_cpu(tmp_path):
                    save_interval=0, export_model=False)
     cpu = bitttt.Trainer(str(data), str(tmp_path / "cpu"), **options)
     assert cpu.run() == "finished"
-    for precision, tol in (("fp32", 0.01), ("bf16", 0.03)):
-        out = tmp_path / precision
-        gpu = bitttt.train(str(data), str(out), device="cuda", gpu_precision=precision,
-                           **options)
+    # The memory-lean state (int8 AdamW moments, bf16 gradients) under the bf16 bound as well.
+    lean = dict(gpu_precision="bf16", gpu_optimizer_state="int8", gpu_grad_precision="bf16")
+    for name, gpu_options, tol in (("fp32", dict(gpu_precision="fp32"), 0.01),
+                                   ("bf16", dict(gpu_precision="bf16"), 0.03),
+                                   ("lean", lean, 0.03)):
+        out = tmp_path / name
+        gpu = bitttt.train(str(data), str(out), device="cuda", **gpu_options, **options)
         assert gpu.steps_done == 30
         worst = max(abs(g - c) / c for g, c in zip(gpu.losses, cpu.losses))
-        print(f"trainer {precision}: loss cpu {cpu.losses[0]:.4f} -> {cpu.losses[-1]:.4f}, "
+        print(f"trainer {name}: loss cpu {cpu.losses[0]:.4f} -> {cpu.losses[-1]:.4f}, "
               f"gpu {gpu.losses[0]:.4f} -> {gpu.losses[-1]:.4f}, max rel diff {worst:.2e}")
         assert worst <= tol
         assert gpu.losses[-1] < gpu.losses[0] - 1.0
@@ -125,3 +128,17 @@ def test_trainer_on_cuda_follows_cpu(tmp_path):
                              export_model=False)
     assert resumed.steps_done == 10 and resumed.run() == "finished"
     assert abs(resumed.losses[-1] - cpu.losses[-1]) <= 0.03 * cpu.losses[-1]
+
+
+def test_trainer_on_cuda_that_cannot_fit_fails_up_front(tmp_path):
+    """A run whose memory plan exceeds the GPU's free memory stops before it allocates, with the
+    figures and the options that shrink it (16.8 M tokens per step, the trainer's limit, at D=512
+    and 8 layers: the layer inputs alone are 275 GB)."""
+    data = tmp_path / "text.txt"
+    data.write_text("\n<|endoftext|>\n".join(f"story {i}: a fox and a stone." * 20
+                                             for i in range(40)))
+    with pytest.raises(RuntimeError, match=r"GPU training needs [0-9.]+ GB .* free: try"):
+        bitttt.Trainer(str(data), str(tmp_path / "big"),
+                       config=bitttt.ModelConfig(257, 512, 8, 0.1), steps=1, batch_size=16384, context_len=1024, eval_interval=0,
+                       save_interval=0, export_model=False, device="cuda")
+    assert not (tmp_path / "big" / "checkpoint.safetensors").exists()
