@@ -139,6 +139,7 @@ def test_trainer_on_cuda_that_cannot_fit_fails_up_front(tmp_path):
                                              for i in range(40)))
     with pytest.raises(RuntimeError, match=r"GPU training needs [0-9.]+ GB .* free: try"):
         bitttt.Trainer(str(data), str(tmp_path / "big"),
-                       config=bitttt.ModelConfig(257, 512, 8, 0.1), steps=1, batch_size=16384, context_len=1024, eval_interval=0,
+                       config=bitttt.ModelConfig(257, 512, 8, 0.1), steps=1, batch_size=16384,
+                       context_len=1024, eval_interval=0,
                        save_interval=0, export_model=False, device="cuda")
     assert not (tmp_path / "big" / "checkpoint.safetensors").exists()
