@@ -12,7 +12,9 @@
 # Environment: BITTTT (the CLI, default build/bitttt), PYTHON, JOBS (build jobs, default 2),
 #   THREADS (default 2), ROUNDS (alternating rounds per shape, default 3), SHAPES (default
 #   "default big"), LLAMACPP_DIR, TYPES (llama.cpp types, default "TQ2_0 TQ2_0-f16out TQ1_0 Q4_0"),
-#   EXTRA_THREADS (thread counts the 'default' shape also runs at, default 1; empty: none).
+#   EXTRA_THREADS (thread counts the 'default' shape also runs at, default 1; empty: none),
+#   OUR_WAIT (OpenMP wait policies bitttt runs with: auto = its own pick by load, active, passive;
+#   default "auto active": llama.cpp's threads always spin).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -25,6 +27,7 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 SHAPES=${SHAPES:-default big}
 TYPES=${TYPES:-TQ2_0 TQ2_0-f16out TQ1_0 Q4_0}
+OUR_WAIT=${OUR_WAIT:-auto active}
 
 # Pinned downloads (PyPI). llama-cpp-python 0.3.36 vendors ggml-org/llama.cpp@0c1e57098.
 LCP_VERSION=0.3.36
@@ -85,6 +88,7 @@ shape_of() {
 
 models() {
     [ -x "$BUILD/bin/llama-quantize" ] || build
+    [ -d "$DIR/pysite/gguf" ] || fetch
     mkdir -p "$DIR/models"
     for s in $SHAPES; do
         read -r d l mlp vocab heads <<<"$(shape_of "$s")"
@@ -140,8 +144,14 @@ run() {
             local tlist=$THREADS
             [ "$s" = default ] && tlist="$THREADS ${EXTRA_THREADS-1}"
             for n in $tlist; do
-                "$BITTTT" bench decode prompt --model "$DIR/models/$s.bitt" -t "$n" --json \
-                    | sed "s/^{/{\"round\": $r, \"shape\": \"$s\", /" >>"$out/bitttt.jsonl"
+                for w in $OUR_WAIT; do
+                    # auto: bitttt picks OpenMP's wait policy by load (spin below half the CPUs).
+                    if [ "$w" = auto ]; then env -u OMP_WAIT_POLICY "$BITTTT" bench decode prompt \
+                        --model "$DIR/models/$s.bitt" -t "$n" --json
+                    else OMP_WAIT_POLICY=$w "$BITTTT" bench decode prompt \
+                        --model "$DIR/models/$s.bitt" -t "$n" --json
+                    fi | sed "s/^{/{\"round\": $r, \"shape\": \"$s\", /" >>"$out/bitttt.jsonl"
+                done
                 for t in $TYPES; do
                     "$BUILD/bin/llama-bench" -m "$DIR/models/$s-$t.gguf" -t "$n" -p "$pp" -n 128 \
                         -r "$reps" -o jsonl 2>>"$out/llama-bench.err" \

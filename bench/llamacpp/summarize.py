@@ -102,7 +102,9 @@ def main() -> int:
         threads = sorted({r["threads"] for r in ours if r["shape"] == shape} |
                          {r["n_threads"] for r in theirs if r["shape"] == shape}, reverse=True)
         for nt in threads:
-            lines += row_ours([r for r in ours if r["shape"] == shape and r["threads"] == nt], nt)
+            mine_ours = [r for r in ours if r["shape"] == shape and r["threads"] == nt]
+            for wait in dict.fromkeys(r.get("omp_wait", "?") for r in mine_ours):
+                lines += row_ours([r for r in mine_ours if r.get("omp_wait", "?") == wait], nt)
             mine = [r for r in theirs if r["shape"] == shape and r["n_threads"] == nt]
             for t in dict.fromkeys(r["type"] for r in mine):
                 lines += row_llama([r for r in mine if r["type"] == t], t, nt,
