@@ -13,9 +13,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -42,6 +42,12 @@ namespace {
 using kernels::packed_bytes;
 using kernels::packed_cols;
 using kernels::TernaryWeights;
+
+// Equal bits, not equal values (NaN matches NaN, -0 differs from +0): the decode variants are
+// meant to give the same bits.
+bool same_bits(float a, float b) {
+    return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+}
 
 struct Bandwidth {
     double read_gbps = 0;  // streaming read kernel
@@ -664,7 +670,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
             cuda::set_decode_variant(run.variant);
             const std::vector<float> got = logits_after_3();
             for (size_t i = 0; i < got.size(); ++i)
-                run.differing += std::memcmp(&got[i], &reference[i], 4) != 0 ? 1 : 0;
+                run.differing += same_bits(got[i], reference[i]) ? 0 : 1;
             run.graph->begin_capture(stream);
             model.enqueue_chain_token(stream, 42);
             run.graph->end_capture(stream);
@@ -815,9 +821,9 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
             const auto got = run_tokens(step);
             size_t logit_diffs = 0, state_diffs = 0;
             for (size_t i = 0; i < got.first.size(); ++i)
-                logit_diffs += std::memcmp(&got.first[i], &plain.first[i], 4) != 0 ? 1 : 0;
+                logit_diffs += same_bits(got.first[i], plain.first[i]) ? 0 : 1;
             for (size_t i = 0; i < got.second.size(); ++i)
-                state_diffs += std::memcmp(&got.second[i], &plain.second[i], 4) != 0 ? 1 : 0;
+                state_diffs += same_bits(got.second[i], plain.second[i]) ? 0 : 1;
             reporter.report({fmt::format("cuda.decode.{}.{}.bit_differences", tag, name),
                              static_cast<double>(logit_diffs + state_diffs), "",
                              fmt::format("logits ({}) and TTT states ({}) differing from the plain "

@@ -78,7 +78,8 @@ class PairRankMap {
     };
     size_t index(uint64_t key) const { return (key * 0x9E3779B97F4A7C15ull) >> shift_; }
     void grow() {
-        std::vector<Slot> old = std::move(slots_);
+        std::vector<Slot> old;
+        old.swap(slots_);  // slots_ is left empty (defined state) for reserve()
         reserve(old.empty() ? 8 : old.size());
         for (const Slot& s : old) {
             if (s.key != kEmpty)

@@ -39,6 +39,7 @@ std::vector<WordCount> count_words(std::span<const std::string_view> texts,
                                    const std::vector<std::string>& special_tokens, int threads,
                                    const TokenizerTrainOptions& options) {
     std::vector<tok::AddedToken> specials;
+    specials.reserve(special_tokens.size());  // matcher keeps pointers into it
     for (const auto& s : special_tokens) specials.push_back({s, 0, true, false});
     tok::AddedTokenMatcher matcher;
     for (const auto& s : specials) matcher.add(&s);
