@@ -17,14 +17,18 @@ BITTTT := $(BUILD_DIR)/bitttt
 
 all: build
 
-# Idempotent: installs only what is missing, quietly.
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+# $(call apt_install,PACKAGES): idempotent, installs only what is missing, quietly.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing apt packages:" $$missing; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+deps:
+	$(call apt_install,$(APT_PACKAGES))
 	@$(PYTHON) tools/check_pip.py $(PIP_PACKAGES) || $(PYTHON) -m pip install -q $(PIP_PACKAGES)
 
 build: deps
@@ -141,11 +145,7 @@ format:
 # runs clang-tidy only on the .cpp files changed since BASE.
 BASE ?= main
 lint-deps:
-	@missing=$$(for p in $(LINT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(LINT_PACKAGES))
 lint-fast: build lint-deps
 	@BUILD_DIR=$(BUILD_DIR) tools/lint.sh --fast
 lint: build lint-deps
