@@ -721,16 +721,20 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
             {DecodeModel::kTttDown, "ttt_down"}, {DecodeModel::kTttStep, "ttt_step"},
             {DecodeModel::kTttUp, "ttt_up"},     {DecodeModel::kSwiglu, "gate_up_swiglu"},
             {DecodeModel::kDown, "down"},        {DecodeModel::kEnds, "embedding_norm_lm_head"}};
-        double sum_ms = 0;
-        for (const auto& [kind, name] : kinds) {
+        // One kind's kernels captured alone in a graph: median ms per token and GB/s.
+        auto time_alone = [&](Kind kind) {
             auto graph = std::make_unique<cuda::Graph>();
             graph->begin_capture(stream);
             model.enqueue_chain_token(stream, 42, true, true, DecodeModel::Step::kPlain, kind);
             graph->end_capture(stream);
             const double ms = median_device_ms(
                 stream, [&] { graph->launch(stream); }, 7, inner);
+            return std::pair{ms, static_cast<double>(model.kind_bytes(kind)) / (ms * 1e-3) / 1e9};
+        };
+        double sum_ms = 0;
+        for (const auto& [kind, name] : kinds) {
+            const auto [ms, gbps] = time_alone(kind);
             sum_ms += ms;
-            const double gbps = static_cast<double>(model.kind_bytes(kind)) / (ms * 1e-3) / 1e9;
             reporter.report({fmt::format("cuda.decode.{}.alone.{}", tag, name), gbps, "GB/s",
                              fmt::format("{} ({:.3f} ms per token, {:.2f} GB)", vs_read, ms,
                                          static_cast<double>(model.kind_bytes(kind)) / 1e9),
@@ -750,13 +754,7 @@ void bench_cuda_decode(const BenchOptions& options, BenchReporter& reporter) {
                 if (kind != DecodeModel::kTttDown && kind != DecodeModel::kTttUp &&
                     kind != DecodeModel::kDown)
                     continue;
-                auto graph = std::make_unique<cuda::Graph>();
-                graph->begin_capture(stream);
-                model.enqueue_chain_token(stream, 42, true, true, DecodeModel::Step::kPlain, kind);
-                graph->end_capture(stream);
-                const double ms = median_device_ms(
-                    stream, [&] { graph->launch(stream); }, 7, inner);
-                const double gbps = static_cast<double>(model.kind_bytes(kind)) / (ms * 1e-3) / 1e9;
+                const auto [ms, gbps] = time_alone(kind);
                 reporter.report({fmt::format("cuda.decode.{}.alone.{}.split{}.early{}.max{}mb", tag,
                                              name, split, early, max_mb),
                                  gbps, "GB/s", fmt::format("{} ({:.3f} ms per token)", vs_read, ms),
