@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -231,6 +232,73 @@ TEST_F(GemvFloatCuda, SwigluMatchesTwoGemvsAndSiluMul) {
 // keys equal the first variant's bit for bit, partials within double rounding, for the
 // single-matrix and the SwiGLU GEMV, with and without a norm, on shapes with one-warp teams of
 // several unrolled steps and a tail (20000 x 2100), 16-warp teams (2048 x 8192) and odd small ones.
+// One random problem of a decode-variant sweep on the device: weights (a second matrix for the
+// SwiGLU), an input row with norm weights and its statistics, the output's initial values and the
+// norm weights its statistics use.
+struct SweepCase {
+    int64_t rows, cols;
+    Weights w0;
+    std::optional<Weights> w1;
+    std::vector<float> a, y0, norm, out_norm;
+    DeviceBuffer da, dn, don;
+    SweepCase(int64_t rows_, int64_t cols_, bool swiglu, Rng& rng)
+        : rows(rows_), cols(cols_), w0(rows_, cols_, rng) {
+        if (swiglu) w1.emplace(rows, cols, rng);
+        a = random_row(cols, rng);
+        y0 = random_row(rows, rng);
+        norm.resize(static_cast<size_t>(cols));
+        out_norm.resize(static_cast<size_t>(rows));
+        for (auto& v : norm) v = 0.5f + rng.uniform();
+        for (auto& v : out_norm) v = 0.5f + rng.uniform();
+        da = upload(a);
+        dn = upload(norm);
+        don = upload(out_norm);
+    }
+};
+
+// What one launch writes: the output row, its key and its sum-of-squares partials.
+struct GemvResult {
+    std::vector<float> y;
+    unsigned long long key;
+    std::vector<double> partials;
+};
+
+// One launch of the case's GEMV (SwiGLU when it has two matrices) under `variant`, the input
+// normalized by `norm` (nullptr: none) with its statistics `in`.
+GemvResult run_variant(const DecodeVariant& variant, SweepCase& c, const float* norm, Stats& in,
+                       bool accumulate, Stream& stream) {
+    set_decode_variant(variant);
+    DeviceBuffer dy = upload(c.y0);
+    Stats out(c.rows);
+    const FloatRow row{c.da.as<float>(), c.cols, norm, 1e-5f, in.view()};
+    if (c.w1)
+        ternary_gemv_swiglu(c.w0.device(), c.w1->device(), row, dy.as<float>(), out.view(), stream);
+    else
+        ternary_gemv_float(c.w0.device(), row, dy.as<float>(), accumulate, out.view(),
+                           c.don.as<float>(), stream);
+    stream.synchronize();
+    return {download<float>(dy, static_cast<size_t>(c.rows)), out.read_key(), out.read_partials()};
+}
+
+// got == want bit for bit in the output and the key; the partials within partial_rtol relative
+// (0: bit for bit).
+void expect_same_result(const GemvResult& got, const GemvResult& want, double partial_rtol,
+                        const std::string& what) {
+    ASSERT_EQ(got.y.size(), want.y.size());
+    for (size_t i = 0; i < want.y.size(); ++i)
+        ASSERT_EQ(bits(got.y[i]), bits(want.y[i])) << what << " row " << i;
+    EXPECT_EQ(got.key, want.key) << what;
+    ASSERT_EQ(got.partials.size(), want.partials.size());
+    for (size_t g = 0; g < want.partials.size(); ++g) {
+        if (partial_rtol == 0)
+            ASSERT_EQ(std::memcmp(&got.partials[g], &want.partials[g], 8), 0)
+                << what << " group " << g << ": " << got.partials[g] << " vs " << want.partials[g];
+        else
+            ASSERT_NEAR(got.partials[g], want.partials[g], partial_rtol * want.partials[g])
+                << what << " group " << g;
+    }
+}
+
 TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
     Rng rng(17);
     Stream stream;
@@ -239,57 +307,23 @@ TEST_F(GemvFloatCuda, EveryDecodeVariantGivesTheSameBits) {
                                  {3, 17, 1},       {255, 4097, 1}, {2048, 8192, 1},
                                  {20000, 2100, 1}, {255, 4097, 2}, {20000, 2100, 2}};
     for (const auto& shape : shapes) {
-        const int64_t rows = shape[0], cols = shape[1];
-        const bool swiglu = shape[2] == 2;
-        Weights w0(rows, cols, rng), w1(rows, cols, rng);
-        const auto a = random_row(cols, rng);
-        const auto y0 = random_row(rows, rng);
-        std::vector<float> norm(static_cast<size_t>(cols)), out_norm(static_cast<size_t>(rows));
-        for (auto& v : norm) v = 0.5f + rng.uniform();
-        for (auto& v : out_norm) v = 0.5f + rng.uniform();
-        DeviceBuffer da = upload(a), dn = upload(norm), don = upload(out_norm);
+        SweepCase c(shape[0], shape[1], shape[2] == 2, rng);
         for (bool with_norm : {false, true}) {
-            const float* nptr = with_norm ? dn.as<float>() : nullptr;
-            Stats in(cols);
-            row_stats(da.as<float>(), cols, nptr, in.view(), in.view().key, 1, stream);
-            // One launch under a variant: the output row, its key and its partials.
-            struct Result {
-                std::vector<float> y;
-                unsigned long long key;
-                std::vector<double> partials;
-            };
-            auto run = [&](const DecodeVariant& variant) {
-                set_decode_variant(variant);
-                DeviceBuffer dy = upload(y0);
-                Stats out(rows);
-                const FloatRow row{da.as<float>(), cols, nptr, 1e-5f, in.view()};
-                if (swiglu)
-                    ternary_gemv_swiglu(w0.device(), w1.device(), row, dy.as<float>(), out.view(),
-                                        stream);
-                else
-                    ternary_gemv_float(w0.device(), row, dy.as<float>(), true, out.view(),
-                                       don.as<float>(), stream);
-                stream.synchronize();
-                return Result{download<float>(dy, static_cast<size_t>(rows)), out.read_key(),
-                              out.read_partials()};
-            };
-            const Result want = run({0, 0, 0, 1, 8});
+            const float* nptr = with_norm ? c.dn.as<float>() : nullptr;
+            Stats in(c.cols);
+            row_stats(c.da.as<float>(), c.cols, nptr, in.view(), in.view().key, 1, stream);
+            const GemvResult want = run_variant({0, 0, 0, 1, 8}, c, nptr, in, true, stream);
             for (int prefetch = 0; prefetch <= 2; ++prefetch) {
                 for (int prologue = 0; prologue <= 1; ++prologue) {
-                    const Result got = run({prefetch, prologue, 0, 1, 8});
-                    const std::string what =
-                        std::to_string(rows) + "x" + std::to_string(cols) +
-                        (swiglu ? " swiglu" : "") + (with_norm ? " norm" : "") + " prefetch " +
-                        std::to_string(prefetch) + " prologue " + std::to_string(prologue);
-                    for (int64_t i = 0; i < rows; ++i)
-                        ASSERT_EQ(bits(got.y[i]), bits(want.y[i])) << what << " row " << i;
-                    EXPECT_EQ(got.key, want.key) << what;
+                    const std::string what = std::to_string(c.rows) + "x" + std::to_string(c.cols) +
+                                             (c.w1 ? " swiglu" : "") + (with_norm ? " norm" : "") +
+                                             " prefetch " + std::to_string(prefetch) +
+                                             " prologue " + std::to_string(prologue);
                     // A prefetching kernel may run another team size (more registers, fewer
                     // resident warps): its partials are then summed in another order.
-                    ASSERT_EQ(got.partials.size(), want.partials.size());
-                    for (size_t g = 0; g < want.partials.size(); ++g)
-                        ASSERT_NEAR(got.partials[g], want.partials[g], 1e-13 * want.partials[g])
-                            << what << " group " << g;
+                    ASSERT_NO_FATAL_FAILURE(expect_same_result(
+                        run_variant({prefetch, prologue, 0, 1, 8}, c, nptr, in, true, stream), want,
+                        1e-13, what));
                 }
             }
         }
@@ -319,62 +353,35 @@ TEST_F(GemvFloatCuda, SmallGemvSplitsGiveTheOldBits) {
                                  {40, 16400},  {255, 4097},  {1000, 250}, {2048, 8192},
                                  {8192, 2048}, {20000, 4100}};
     for (const auto& shape : shapes) {
-        const int64_t rows = shape[0], cols = shape[1];
-        Weights w(rows, cols, rng);
-        const auto a = random_row(cols, rng);
-        const auto y0 = random_row(rows, rng);
-        std::vector<float> norm(static_cast<size_t>(cols)), out_norm(static_cast<size_t>(rows));
-        for (auto& v : norm) v = 0.5f + rng.uniform();
-        for (auto& v : out_norm) v = 0.5f + rng.uniform();
-        DeviceBuffer da = upload(a), dn = upload(norm), don = upload(out_norm);
+        SweepCase c(shape[0], shape[1], false, rng);
         for (bool with_norm : {false, true}) {
-            const float* nptr = with_norm ? dn.as<float>() : nullptr;
-            Stats in(cols);
-            row_stats(da.as<float>(), cols, nptr, in.view(), in.view().key, 1, stream);
+            const float* nptr = with_norm ? c.dn.as<float>() : nullptr;
+            Stats in(c.cols);
+            row_stats(c.da.as<float>(), c.cols, nptr, in.view(), in.view().key, 1, stream);
             for (bool accumulate : {false, true}) {
-                struct Result {
-                    std::vector<float> y;
-                    unsigned long long key;
-                    std::vector<double> partials;
-                };
-                auto run = [&](const DecodeVariant& variant) {
-                    set_decode_variant(variant);
-                    DeviceBuffer dy = upload(y0);
-                    Stats out(rows);
-                    ternary_gemv_float(w.device(), {da.as<float>(), cols, nptr, 1e-5f, in.view()},
-                                       dy.as<float>(), accumulate, out.view(), don.as<float>(),
-                                       stream);
-                    stream.synchronize();
-                    return Result{download<float>(dy, static_cast<size_t>(rows)), out.read_key(),
-                                  out.read_partials()};
-                };
                 for (int prefetch : {0, 2}) {
-                    const std::string base = std::to_string(rows) + "x" + std::to_string(cols) +
+                    const std::string base = std::to_string(c.rows) + "x" + std::to_string(c.cols) +
                                              (with_norm ? " norm" : "") +
                                              (accumulate ? " accumulate" : "") + " prefetch " +
                                              std::to_string(prefetch);
-                    const Result want = run({prefetch, 0, 0, 1, 8});
+                    const GemvResult want =
+                        run_variant({prefetch, 0, 0, 1, 8}, c, nptr, in, accumulate, stream);
                     if (!with_norm) {
                         float scale = 0;
-                        auto cpu = cpu_gemv(w, a, &scale);
-                        for (int64_t i = 0; i < rows; ++i) {
-                            if (accumulate) cpu[i] = y0[i] + cpu[i];
+                        auto cpu = cpu_gemv(c.w0, c.a, &scale);
+                        for (int64_t i = 0; i < c.rows; ++i) {
+                            if (accumulate) cpu[i] = c.y0[i] + cpu[i];
                             ASSERT_EQ(bits(want.y[i]), bits(cpu[i])) << base << " row " << i;
                         }
                     }
                     for (int split : {1, 2, 3, 4, 8}) {
                         for (int early : {0, 1}) {
-                            const Result got = run({prefetch, 0, split, early, 64});
-                            const std::string what = base + " split " + std::to_string(split) +
-                                                     " early " + std::to_string(early);
-                            for (int64_t i = 0; i < rows; ++i)
-                                ASSERT_EQ(bits(got.y[i]), bits(want.y[i])) << what << " row " << i;
-                            EXPECT_EQ(got.key, want.key) << what;
-                            ASSERT_EQ(got.partials.size(), want.partials.size());
-                            for (size_t g = 0; g < want.partials.size(); ++g)
-                                ASSERT_EQ(std::memcmp(&got.partials[g], &want.partials[g], 8), 0)
-                                    << what << " group " << g << ": " << got.partials[g] << " vs "
-                                    << want.partials[g];
+                            ASSERT_NO_FATAL_FAILURE(
+                                expect_same_result(run_variant({prefetch, 0, split, early, 64}, c,
+                                                               nptr, in, accumulate, stream),
+                                                   want, 0.0,
+                                                   base + " split " + std::to_string(split) +
+                                                       " early " + std::to_string(early)));
                         }
                     }
                 }

@@ -265,6 +265,21 @@ __device__ __forceinline__ void input_scale(const Params& p, Q& q, float& act_sc
     act_scale = __fdiv_rn(gamma, 127.0f);
 }
 
+// The body both GEMV kernels share once their inputs are in flight: the input's scale, the
+// thread's integer row products over the streamed weights (lane-reduced), and Σq of the warp's
+// quantized inputs (the codes are stored shifted by one: a row's product is Σ codes·q − Σq).
+template <bool kBatched, typename Q, typename Rows>
+__device__ __forceinline__ int quantize_and_stream(const Params& p, Q& act, Rows& rows,
+                                                   float& act_scale) {
+    input_scale<kBatched>(p, act, act_scale);
+    rows.run(act);
+    rows.reduce_lanes();
+    int qsum = act.qsum;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) qsum += __shfl_xor_sync(0xffffffffu, qsum, o);
+    return qsum;
+}
+
 // BITTTT_CUDA_GEMV_MAX_TEAM caps W for the single-matrix kernel (8, 16 or 32; default 32), for
 // measuring the larger teams.
 int max_team_warps(int mats, bool prefetch) {
@@ -327,12 +342,7 @@ __global__ void __launch_bounds__(max_block_threads(kMats, kPrefetch))
     detail::allow_next_kernel();
 
     float act_scale = 0.0f;
-    input_scale<kBatched>(p, act, act_scale);
-    rows.run(act);
-    rows.reduce_lanes();
-    int qsum = act.qsum;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) qsum += __shfl_xor_sync(0xffffffffu, qsum, o);
+    int qsum = quantize_and_stream<kBatched>(p, act, rows, act_scale);
 
     // Row totals: W = 1: lane l < 4 holds rows 4l..4l+3; W > 1: thread t < 16 of the team holds
     // row t once the team's warps are summed (fixed order) through shared memory.
@@ -462,12 +472,7 @@ __global__ void __launch_bounds__(kSmallMaxWarps * 32) small_gemv_kernel(const P
     }
 
     float act_scale = 0.0f;
-    input_scale<false>(p, act, act_scale);
-    rows.run(act);
-    rows.reduce_lanes();
-    int qsum = act.qsum;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) qsum += __shfl_xor_sync(0xffffffffu, qsum, o);
+    const int qsum = quantize_and_stream<false>(p, act, rows, act_scale);
 
     // The slice's 16 row values Σ codes·q − Σ q (integers, summed over the team's warps).
     __shared__ int partial[kSmallMaxWarps][16];
