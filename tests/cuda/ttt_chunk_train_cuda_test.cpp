@@ -1,8 +1,9 @@
 // The chunked CUDA TTT scan of training (kernels/cuda/ttt_chunk_train.hpp): forward outputs, the
 // checkpoints (the states at every chunk start) and every backward gradient against the CPU
 // functions of train/ttt_bptt.hpp run in double precision on the same float inputs; both rules, a
-// per-token η and a constant one, 1-3 heads, Dh in {64, 128, 160, 256, 512}, chunks of 7 to 64
-// tokens, T not a multiple of the chunk (and T < chunk), B up to 3; q = k = v with dq = dk = dv
+// per-token η and a constant one, 1-4 heads, Dh in {64, 128, 160, 256, 512}, chunks of 7 to 64
+// tokens, T not a multiple of the chunk (and T < chunk), B up to 3, one head with T a multiple of
+// the chunk (the in-place layout: no padded copies); q = k = v with dq = dk = dv
 // aliased (as `reconstruct` calls it); gradients accumulated into non-zero buffers; and the same
 // through ttt_scan_forward/backward, which dispatch to the chunked form at chunk 64. Skipped
 // without a GPU.
@@ -80,6 +81,25 @@ TEST_F(TttChunkTrainCuda, OddLengthsAndWideHeads) {
     run_case({2, 64, 1, 256, 64, false, true, false});   // exactly one chunk
     run_case({2, 300, 1, 256, 64, false, true, false});  // several chunks, the last partial
     run_case({1, 65, 1, 512, 64, true, true, false});    // the widest heads
+}
+
+// One head with T a multiple of the chunk: the products read the inputs and write y / accumulate
+// dq, dk in place (no padded copies); the whole-chunk sequential kernel at Dh 64, 128, 256 with
+// chunks of 8 to 64 tokens (partial 16-row tiles: 8, 24, 40), both rules, aliased or not.
+TEST_F(TttChunkTrainCuda, InPlaceLayoutOneHead) {
+    run_case({2, 128, 1, 256, 64, true, false, true});
+    run_case({2, 192, 1, 256, 64, false, true, false});
+    run_case({3, 96, 1, 128, 32, false, true, false});
+    run_case({2, 120, 1, 128, 40, true, true, false});
+    run_case({2, 72, 1, 64, 24, false, true, false});
+    run_case({1, 64, 1, 64, 8, true, false, true});
+}
+
+// Several heads and T not a multiple of the chunk through the whole-chunk kernel (padded copies).
+TEST_F(TttChunkTrainCuda, WholeChunkKernelWithHeadsAndPartialChunks) {
+    run_case({2, 77, 4, 64, 16, false, true, false});
+    run_case({1, 130, 2, 256, 64, true, true, false});
+    run_case({2, 45, 3, 128, 24, false, false, false});
 }
 
 // ttt_scan_forward/backward pick the chunked form at Dh >= 128 with chunk 64, and the model's

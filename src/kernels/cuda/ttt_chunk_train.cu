@@ -12,8 +12,10 @@
 #include <mma.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <vector>
 
 #include "core/error.hpp"
@@ -185,81 +187,124 @@ void pack(const Dims& d, const Work& w, const float* q, const float* k, const fl
     check_launch("ttt chunk: pack");
 }
 
+// One head (H = 1) with T a multiple of C: the padded layout [p][chunk][C][Dh] is the input's own
+// [B·T, Dh], so the products read q, k, v, dy and write y (and accumulate dq, dk) in place of
+// padded copies, saving the pack and unpack passes (~0.1 ms per layer call at B=16, T=1024,
+// Dh=256). Only where every pointer is 16-byte aligned (the sequential kernel's cp.async) and y,
+// dq, dk, dv alias no input. BITTTT_CUDA_TTT_CHUNK_PACK=1 (diagnostics) always packs.
+bool in_place_layout(const Dims& d, std::initializer_list<const float*> inputs,
+                     std::initializer_list<const float*> outputs) {
+    static const bool force_pack = [] {
+        const char* v = std::getenv("BITTTT_CUDA_TTT_CHUNK_PACK");
+        return v && v[0] == '1';
+    }();
+    if (force_pack || d.H != 1 || d.nc * d.C != d.T) return false;
+    for (const float* p : inputs)
+        if (p && !detail::aligned(p, 16)) return false;
+    for (const float* o : outputs) {
+        if (o && !detail::aligned(o, 16)) return false;
+        for (const float* p : inputs)
+            if (o && o == p) return false;
+    }
+    return true;
+}
+
+// η per padded token where the inputs are not packed (in_place_layout: no padding).
+__global__ void eta_kernel(float* e_out, const float* eta, float eta_const, int64_t n) {
+    const int64_t idx = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+    if (idx < n) e_out[idx] = eta ? eta[idx] : eta_const;
+}
+
 // ---- per chunk: the mask, R⁻¹ and T = R⁻¹ diag(η) ----
 
 constexpr int kMaxChunk = 64;
 
 // One block per chunk. R = I + L, L[t][s] = η_t (k_t·k_s) for s < t: R⁻¹ is unit lower triangular,
-// and its row t = e_t − Σ_{s<t} L[t][s] · (row s of R⁻¹) (forward substitution, row by row).
-__global__ void __launch_bounds__(kMaxChunk)
+// its row t = e_t − Σ_{s<t} L[t][s] · (row s of R⁻¹). Right-looking: every row starts as e_t; step
+// s (row s is final by then: every earlier row was already taken from it) takes L[t][s]·(row s)
+// from every later row t, a rank-1 update over all (t, j) at once (row s is zero past column s).
+// Thread (j = tid % 64, rows tid / 64 + 4i): 63 short steps, one barrier each (the row-by-row
+// form had a dependent chain of up to 64 terms per row and 64 threads per block).
+constexpr int kPrepThreads = 256;
+
+__global__ void __launch_bounds__(kPrepThreads)
     prep_kernel(float* m, float* rinv, float* tm, const float* kk, const float* qk, const float* e,
                 Dims d) {
     __shared__ float inv[kMaxChunk][kMaxChunk + 1];
     __shared__ float l[kMaxChunk][kMaxChunk + 1];
     const int64_t pc = blockIdx.x;
-    const int C = static_cast<int>(d.C), j = threadIdx.x;
+    const int C = static_cast<int>(d.C), tid = threadIdx.x;
     const float* kkc = kk + pc * C * C;
     const float* qkc = qk + pc * C * C;
     const float* ec = e + pc * C;
-    for (int t = 0; t < C; ++t) {
-        if (j < C) {
-            l[t][j] = j < t ? ec[t] * kkc[t * C + j] : 0.0f;
-            const bool keep = d.read_before ? j < t : j <= t;
-            m[pc * C * C + t * C + j] = keep ? qkc[t * C + j] : 0.0f;
-        }
+    for (int idx = tid; idx < C * C; idx += kPrepThreads) {
+        const int t = idx / C, j = idx % C;
+        l[t][j] = j < t ? ec[t] * kkc[idx] : 0.0f;
+        inv[t][j] = t == j ? 1.0f : 0.0f;
+        const bool keep = d.read_before ? j < t : j <= t;
+        m[pc * C * C + idx] = keep ? qkc[idx] : 0.0f;
     }
     __syncthreads();
-    for (int t = 0; t < C; ++t) {
-        if (j < C) {
-            float sum = j == t ? 1.0f : 0.0f;
-            for (int s = j; s < t; ++s) sum -= l[t][s] * inv[s][j];  // inv[s][j] = 0 for s < j
-            inv[t][j] = j <= t ? sum : 0.0f;
+    const int j = tid % kMaxChunk, t0 = tid / kMaxChunk;
+    constexpr int kRowStep = kPrepThreads / kMaxChunk;
+    for (int s = 0; s + 1 < C; ++s) {
+        if (j <= s) {
+            const float row_s = inv[s][j];
+            // This thread's rows t0, t0 + 4, ... after s.
+            for (int t = s + 1 + ((t0 - s - 1) & (kRowStep - 1)); t < C; t += kRowStep)
+                inv[t][j] -= l[t][s] * row_s;
         }
         __syncthreads();
     }
-    if (j < C) {
-        for (int t = 0; t < C; ++t) {
-            rinv[pc * C * C + t * C + j] = inv[t][j];
-            tm[pc * C * C + t * C + j] = inv[t][j] * ec[j];
-        }
+    for (int idx = tid; idx < C * C; idx += kPrepThreads) {
+        const int t = idx / C, jj = idx % C;
+        rinv[pc * C * C + idx] = inv[t][jj];
+        tm[pc * C * C + idx] = inv[t][jj] * ec[jj];
     }
 }
 
 // Backward, per chunk: dL = −tril(Z U'ᵀ, −1); dη_t = Σ_j Z_tj X_tj + Σ_{s<t} dL_ts (K Kᵀ)_ts;
-// Gs = Ĝ + Ĝᵀ with Ĝ = diag(η) dL; dM = mask ⊙ (dO U'ᵀ); then Z ← dX = diag(η) Z.
+// Gs = Ĝ + Ĝᵀ with Ĝ = diag(η) dL; dM = mask ⊙ (dO U'ᵀ); then Z ← dX = diag(η) Z. Z U'ᵀ is staged
+// in shared memory (Gs reads it transposed); a warp per row for dη (16-byte loads along the row,
+// Z scaled in the same pass).
 __global__ void __launch_bounds__(256)
     prep2_kernel(float* gs, float* dm, float* de, float* z, const float* zu, const float* dou,
                  const float* kk, const float* x, const float* e, Dims d) {
-    __shared__ float part[256];
+    __shared__ float zus[kMaxChunk][kMaxChunk + 1];
     const int64_t pc = blockIdx.x;
     const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
     const int64_t cc = pc * C * C, act = pc * C * Dh;
     const float* ec = e + pc * C;
-    for (int idx = threadIdx.x; idx < C * C; idx += blockDim.x) {
+    const int tid = threadIdx.x;
+    for (int idx = tid; idx < C * C; idx += blockDim.x) zus[idx / C][idx % C] = zu[cc + idx];
+    __syncthreads();
+    for (int idx = tid; idx < C * C; idx += blockDim.x) {
         const int t = idx / C, s = idx % C;
         // Ĝ[t][s] = −η_t (Z U'ᵀ)[t][s] for s < t; Gs = Ĝ + Ĝᵀ.
-        const float gts = s < t ? -ec[t] * zu[cc + t * C + s] : 0.0f;
-        const float gst = t < s ? -ec[s] * zu[cc + s * C + t] : 0.0f;
+        const float gts = s < t ? -ec[t] * zus[t][s] : 0.0f;
+        const float gst = t < s ? -ec[s] * zus[s][t] : 0.0f;
         gs[cc + idx] = gts + gst;
         const bool keep = d.read_before ? s < t : s <= t;
         dm[cc + idx] = keep ? dou[cc + idx] : 0.0f;
     }
-    // dη: 256 threads = C rows × (256 / C) partial sums per row.
-    const int per_row = static_cast<int>(blockDim.x) / C;
-    const int t = static_cast<int>(threadIdx.x) / per_row, lane = threadIdx.x % per_row;
-    float sum = 0.0f;
-    if (t < C) {
-        for (int j = lane; j < Dh; j += per_row) sum += z[act + t * Dh + j] * x[act + t * Dh + j];
-        for (int s = lane; s < t; s += per_row) sum -= zu[cc + t * C + s] * kk[cc + t * C + s];
+    const int warp = tid >> 5, lane = tid & 31, warps = static_cast<int>(blockDim.x) >> 5;
+    for (int t = warp; t < C; t += warps) {
+        float* zr = z + act + int64_t{t} * Dh;
+        const float* xr = x + act + int64_t{t} * Dh;
+        const float et = ec[t];
+        float sum = 0.0f;
+        for (int j = lane * 4; j < Dh; j += 128) {
+            float4 zv = *reinterpret_cast<const float4*>(zr + j);
+            const float4 xv = *reinterpret_cast<const float4*>(xr + j);
+            sum += zv.x * xv.x + zv.y * xv.y + zv.z * xv.z + zv.w * xv.w;
+            zv.x *= et, zv.y *= et, zv.z *= et, zv.w *= et;
+            *reinterpret_cast<float4*>(zr + j) = zv;
+        }
+        for (int s = lane; s < t; s += 32) sum -= zus[t][s] * kk[cc + t * C + s];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        if (lane == 0) de[pc * C + t] = sum;
     }
-    part[threadIdx.x] = sum;
-    __syncthreads();
-    if (t < C && lane == 0) {
-        float total = 0.0f;
-        for (int i = 0; i < per_row; ++i) total += part[threadIdx.x + i];
-        de[pc * C + t] = total;
-    }
-    for (int idx = threadIdx.x; idx < C * Dh; idx += blockDim.x) z[act + idx] *= ec[idx / Dh];
 }
 
 // ---- the sequential passage of the state, one block per (pair, slab of kSlab state columns) ----
@@ -581,20 +626,255 @@ __global__ void __launch_bounds__(kSeqThreads) seq_kernel(SeqArgs a) {
     }
 }
 
-// The tensor form where TF32 is on, Dh is a multiple of 64 and the fragment stores to `states`
-// are 32-byte aligned; the fp32 CUDA-core form otherwise.
+// ---- the sequential passage with whole-chunk operands (tensor cores; Dh % 64 == 0, Dh <= 256)
+// ----
+//
+// The same recurrence as seq_kernel, one block per (pair, slab of 32 state columns), but each
+// operand of a chunk (A1, A2, A3: C×Dh) arrives whole, with 16-byte cp.async in its natural
+// row-major layout, in one of two shared-memory slots: the next operand loads while the current
+// one is multiplied. A chunk is 2 stages (forward: A1 then A2) or 3 (backward: A1, A2, A3), one
+// barrier each, against 12-16 tiles of the ring form, and the products are raw m16n8k8 TF32
+// mma.sync on fragments read from shared memory (no wmma staging, no generic loads): per-tile
+// overhead, not the tensor cores nor L2, bounded seq_kernel (~0.4 instructions per cycle per
+// scheduler, 8 warps per SM).
+//   phase A (A1 in the slot): warp w computes the 16×16 tile (rows (w >> 1)·16, columns
+//     (w & 1)·16) of A1·state over Dh/8 steps; X = B1 ± that from the registers, to global and
+//     (times sb, rounded to TF32) to xs for phase B.
+//   phase B (A2 or A3 in the slot): the state in registers (rows ((w >> 1) + 4m)·16, columns
+//     (w & 1)·16) += slotᵀ·xs (A2) or slotᵀ·b3s (A3); after the chunk's last stage the state goes
+//     to st, rounded to TF32 (phase A's operand).
+// Fragments (PTX m16n8k8 .tf32; g = lane / 4, q = lane % 4): A a0 (g, q), a1 (g+8, q), a2 (g, q+4),
+// a3 (g+8, q+4); B b0 (k q, n g), b1 (k q+4, n g); C c0 (g, 2q), c1 (g, 2q+1), c2 (g+8, 2q),
+// c3 (g+8, 2q+1). Rows past C of the slots, xs and b3s stay zero (never written), so whole 16-row
+// tiles and 8-row steps read zeros there. Slot rows are Dh + 4 floats apart and the slab-wide
+// buffers kWS = 40 (phase A's fragment reads hit 32 distinct banks).
+constexpr int kWideMaxDh = 256;
+constexpr int kWS = kSlab + 8;
+
+__host__ __device__ constexpr int wide_op_ld(int Dh) {
+    return Dh + 4;
+}
+
+__host__ __device__ constexpr int wide_smem_floats(int Dh) {
+    return 2 * kMaxChunk * wide_op_ld(Dh) + Dh * kWS + 3 * kMaxChunk * kWS;
+}
+
+__device__ __forceinline__ uint32_t tf32_bits(float x) {
+    uint32_t r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+// d += a·b (m16n8k8, TF32 operands, fp32 accumulators).
+__device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                         uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <int kNtc>  // Dh = 64·kNtc
+__global__ void __launch_bounds__(kSeqThreads, 1) seq_wide_kernel(SeqArgs a) {
+    constexpr int Dh = 64 * kNtc, ld = wide_op_ld(Dh);
+    extern __shared__ float4 smem4[];
+    float* smem = reinterpret_cast<float*>(smem4);
+    const Dims& d = a.d;
+    const int C = static_cast<int>(d.C);
+    float* slots = smem;                     // [2][kMaxChunk][ld]: A1, A2 or A3 of a chunk
+    float* st = slots + 2 * kMaxChunk * ld;  // [Dh][kWS]: st[j][r] = state[j][i0 + r] (TF32)
+    float* xs = st + Dh * kWS;               // [kMaxChunk][kWS]: sb·X of the slab (TF32)
+    float* b1s = xs + kMaxChunk * kWS;       // [kMaxChunk][kWS]: B1 of the slab
+    float* b3s = b1s + kMaxChunk * kWS;      // [kMaxChunk][kWS]: B3 of the slab (backward)
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, q = lane & 3, rt = warp >> 1, ct = warp & 1;
+    const int64_t p = blockIdx.x, i0 = int64_t{blockIdx.y} * kSlab;
+    const int64_t DD = int64_t{Dh} * Dh;
+    const float sa = a.backward ? 1.0f : -1.0f, sb = a.backward ? -1.0f : 1.0f;
+    for (int i = tid * 4; i < wide_smem_floats(Dh); i += kSeqThreads * 4)
+        *reinterpret_cast<float4*>(smem + i) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    __syncthreads();  // the zeros land before any cp.async writes over them
+
+    const int per_chunk = a.backward ? 3 : 2;
+    const int64_t total = d.nc * per_chunk;
+    const int kb = (C + 7) / 8 * 8;  // phase B's rows, whole 8-row steps
+    auto chunk_of = [&](int64_t step) { return a.backward ? d.nc - 1 - step : step; };
+    // Stage s: kind 0 = A1 (+ the B1 slab), 1 = A2, 2 = A3 (+ the B3 slab), into slot s & 1.
+    auto issue = [&](int64_t s) {
+        const int64_t pc = p * d.nc + chunk_of(s / per_chunk);
+        const int kind = static_cast<int>(s % per_chunk);
+        const float* src = (kind == 0 ? a.a1 : kind == 1 ? a.a2 : a.a3) + pc * C * Dh;
+        float* slot = slots + (s & 1) * kMaxChunk * ld;
+        constexpr int q4 = Dh / 4;
+        for (int e = tid; e < C * q4; e += kSeqThreads) {
+            const int t = e / q4, c4 = (e % q4) * 4;
+            __pipeline_memcpy_async(slot + t * ld + c4, src + t * Dh + c4, 4 * sizeof(float));
+        }
+        if (kind != 1) {
+            float* dst = kind == 0 ? b1s : b3s;
+            const float* bsrc = (kind == 0 ? a.x : a.b3) + pc * C * Dh + i0;
+            for (int e = tid; e < C * (kSlab / 4); e += kSeqThreads) {
+                const int t = e / (kSlab / 4), r = (e % (kSlab / 4)) * 4;
+                __pipeline_memcpy_async(dst + t * kWS + r, bsrc + t * Dh + r, 4 * sizeof(float));
+            }
+        }
+        __pipeline_commit();
+    };
+
+    float acc[kNtc][2][4];  // the state: rows (rt + 4m)·16 + g (+8), columns ct·16 + nt·8 + 2q (+1)
+#pragma unroll
+    for (int m = 0; m < kNtc; ++m)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[m][nt][e] = 0.0f;
+
+    issue(0);
+    for (int64_t s = 0; s < total; ++s) {
+        __pipeline_wait_prior(0);
+        __syncthreads();  // stage s landed; every warp left stage s − 1 (its slot is free)
+        if (s + 1 < total) issue(s + 1);
+        const int64_t pc = p * d.nc + chunk_of(s / per_chunk);
+        const int kind = static_cast<int>(s % per_chunk);
+        const float* slot = slots + (s & 1) * kMaxChunk * ld;
+        if (kind == 0) {
+            // The state at the chunk's start: the checkpoint (forward, W layout: W[i][j] =
+            // S[j][i]) or G at the chunk's end (backward, S layout), exact fp32.
+            float* out = a.states + pc * DD;
+#pragma unroll
+            for (int m = 0; m < kNtc; ++m)
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int64_t j = (rt + 4 * m) * 16 + g + 8 * h;
+                        const int64_t col = i0 + ct * 16 + nt * 8 + 2 * q;
+                        const float v0 = acc[m][nt][2 * h], v1 = acc[m][nt][2 * h + 1];
+                        if (!a.backward) {
+                            out[col * Dh + j] = v0;
+                            out[(col + 1) * Dh + j] = v1;
+                        } else {
+                            *reinterpret_cast<float2*>(out + j * Dh + col) = make_float2(v0, v1);
+                        }
+                    }
+            if (rt * 16 < C) {
+                float xa[2][4] = {};
+                const float* a0 = slot + (rt * 16 + g) * ld + q;
+                const float* b0 = st + q * kWS + ct * 16 + g;
+#pragma unroll 8
+                for (int k = 0; k < Dh; k += 8) {
+                    const uint32_t af[4] = {tf32_bits(a0[k]), tf32_bits(a0[8 * ld + k]),
+                                            tf32_bits(a0[k + 4]), tf32_bits(a0[8 * ld + k + 4])};
+#pragma unroll
+                    for (int nt = 0; nt < 2; ++nt) {
+                        const float* bp = b0 + k * kWS + nt * 8;
+                        mma_tf32(xa[nt], af, __float_as_uint(bp[0]), __float_as_uint(bp[4 * kWS]));
+                    }
+                }
+                // X = B1 ± A1·state for this thread's entries.
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const int t = rt * 16 + g + 8 * h, col = ct * 16 + nt * 8 + 2 * q;
+                        if (t >= C) continue;  // xs keeps its zeros there
+                        const float2 b = *reinterpret_cast<const float2*>(b1s + t * kWS + col);
+                        const float x0 = b.x + sa * xa[nt][2 * h],
+                                    x1 = b.y + sa * xa[nt][2 * h + 1];
+                        *reinterpret_cast<float2*>(a.x + (pc * C + t) * Dh + i0 + col) =
+                            make_float2(x0, x1);
+                        *reinterpret_cast<float2*>(xs + t * kWS + col) =
+                            make_float2(__uint_as_float(tf32_bits(sb * x0)),
+                                        __uint_as_float(tf32_bits(sb * x1)));
+                    }
+            }
+        } else {
+            const float* vals = kind == 1 ? xs : b3s;
+            for (int k = 0; k < kb; k += 8) {
+                uint32_t bf[2][2];
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt) {
+                    const float* bp = vals + (k + q) * kWS + ct * 16 + nt * 8 + g;
+                    bf[nt][0] = tf32_bits(bp[0]), bf[nt][1] = tf32_bits(bp[4 * kWS]);
+                }
+#pragma unroll
+                for (int m = 0; m < kNtc; ++m) {
+                    // slotᵀ: A[j][t] = slot[t][j], j = (rt + 4m)·16 + g (+8), t = k + q (+4).
+                    const float* sp = slot + (k + q) * ld + (rt + 4 * m) * 16 + g;
+                    const uint32_t af[4] = {tf32_bits(sp[0]), tf32_bits(sp[8]),
+                                            tf32_bits(sp[4 * ld]), tf32_bits(sp[4 * ld + 8])};
+#pragma unroll
+                    for (int nt = 0; nt < 2; ++nt) mma_tf32(acc[m][nt], af, bf[nt][0], bf[nt][1]);
+                }
+            }
+            if (kind == per_chunk - 1) {  // the state to st for the next chunk's phase A
+#pragma unroll
+                for (int m = 0; m < kNtc; ++m)
+#pragma unroll
+                    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                        for (int h = 0; h < 2; ++h) {
+                            const int j = (rt + 4 * m) * 16 + g + 8 * h;
+                            const int col = ct * 16 + nt * 8 + 2 * q;
+                            *reinterpret_cast<float2*>(st + j * kWS + col) =
+                                make_float2(__uint_as_float(tf32_bits(acc[m][nt][2 * h])),
+                                            __uint_as_float(tf32_bits(acc[m][nt][2 * h + 1])));
+                        }
+            }
+        }
+    }
+}
+
+size_t wide_smem_bytes(int64_t Dh) {
+    return sizeof(float) * static_cast<size_t>(wide_smem_floats(static_cast<int>(Dh)));
+}
+
+template <int kNtc>
+void launch_wide(const SeqArgs& a, dim3 grid, cudaStream_t stream) {
+    const size_t smem = wide_smem_bytes(a.d.Dh);
+    check_cuda(
+        cudaFuncSetAttribute(seq_wide_kernel<kNtc>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem)),
+        "ttt chunk: cudaFuncSetAttribute");
+    seq_wide_kernel<kNtc><<<grid, kSeqThreads, smem, stream>>>(a);
+    check_launch("ttt chunk: seq_wide_kernel");
+}
+
+// Which form: the whole-operand tensor form (seq_wide_kernel) where TF32 is on, Dh is a multiple
+// of 64 up to 256, the fragment stores to `states` are 32-byte aligned and the operands 16-byte
+// aligned; the ring tensor form (seq_kernel<true>) for wider heads; the fp32 CUDA-core form
+// otherwise. Diagnostics: BITTTT_CUDA_TTT_SEQ_SIMT=1 forces the CUDA cores,
+// BITTTT_CUDA_TTT_SEQ_RING=1 the ring form (timing comparisons in one binary).
 void run_seq(const SeqArgs& a, cudaStream_t stream) {
-    const size_t smem = seq_smem_bytes(a.d.Dh);
-    static const bool no_tensor = [] {  // diagnostics: BITTTT_CUDA_TTT_SEQ_SIMT=1
-        const char* v = std::getenv("BITTTT_CUDA_TTT_SEQ_SIMT");
+    auto env_on = [](const char* name) {
+        const char* v = std::getenv(name);
         return v && v[0] == '1';
-    }();
+    };
+    static const bool no_tensor = env_on("BITTTT_CUDA_TTT_SEQ_SIMT");
+    static const bool ring = env_on("BITTTT_CUDA_TTT_SEQ_RING");
     const bool tensor = !no_tensor && g_tf32 && a.d.Dh % 64 == 0 && detail::aligned(a.states, 32);
+    const bool operands_aligned =
+        detail::aligned(a.a1, 16) && detail::aligned(a.a2, 16) && detail::aligned(a.x, 16) &&
+        (!a.backward || (detail::aligned(a.a3, 16) && detail::aligned(a.b3, 16)));
+    const bool wide = tensor && !ring && a.d.Dh <= kWideMaxDh && operands_aligned;
+    const dim3 grid(static_cast<unsigned>(a.d.P), static_cast<unsigned>(a.d.Dh / kSlab));
+    if (wide) {
+        switch (a.d.Dh / 64) {
+            case 1:
+                return launch_wide<1>(a, grid, stream);
+            case 2:
+                return launch_wide<2>(a, grid, stream);
+            case 3:
+                return launch_wide<3>(a, grid, stream);
+            default:
+                return launch_wide<4>(a, grid, stream);
+        }
+    }
+    const size_t smem = seq_smem_bytes(a.d.Dh);
     auto kernel = tensor ? seq_kernel<true> : seq_kernel<false>;
     check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     static_cast<int>(smem)),
                "ttt chunk: cudaFuncSetAttribute");
-    const dim3 grid(static_cast<unsigned>(a.d.P), static_cast<unsigned>(a.d.Dh / kSlab));
     kernel<<<grid, kSeqThreads, smem, stream>>>(a);
     check_launch("ttt chunk: seq_kernel");
 }
@@ -632,6 +912,18 @@ __global__ void unpack_grads_kernel(float* dq, float* dk, float* dv, float* deta
     dk[idx] += gk[src];
     dv[idx] += gv[src];
     if (deta && u.j == 0) deta[u.rh] += ge[u.tok];
+}
+
+// In place (in_place_layout): dv += dX over the same [B·T, Dh] layout (16-byte steps; dv may be dq
+// and dk, whose products are done by now) and dη += its per-token part.
+__global__ void add_dv_kernel(float* dv, float* deta, const float* dx, const float* de, Dims d) {
+    const int64_t i4 = int64_t{blockIdx.x} * blockDim.x + threadIdx.x;
+    if (i4 * 4 >= d.elems()) return;
+    float4 a = reinterpret_cast<float4*>(dv)[i4];
+    const float4 b = reinterpret_cast<const float4*>(dx)[i4];
+    a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+    reinterpret_cast<float4*>(dv)[i4] = a;
+    if (deta && (i4 * 4) % d.Dh == 0) deta[i4 * 4 / d.Dh] += de[i4 * 4 / d.Dh];
 }
 
 void check_shape(const train::TttScanShape& s, const char* what) {
@@ -672,17 +964,25 @@ class Pass {
           scc_(d.C * d.C),
           sdd_(d.Dh * d.Dh) {}
 
-    // Packs q, k, v (and dy where given), then builds M, R⁻¹, T and Wk. With q = k = v
-    // (reconstruct) one padded copy serves as K, Q and V.
+    // Packs q, k, v (and dy where given) unless `in_place` (in_place_layout), then builds M,
+    // R⁻¹, T and Wk. With q = k = v (reconstruct) one padded copy serves as K, Q and V.
     void start(const float* q, const float* k, const float* v, const float* dy, const float* eta,
-               float eta_const) {
-        const bool same = q == k && v == k;
-        K = w.k, Q = same ? w.k : w.q, V = same ? w.k : w.v;
-        pack(d, w, q, k, v, dy, eta, eta_const, st);
+               float eta_const, bool in_place) {
+        direct = in_place;
+        if (direct) {
+            K = k, Q = q, V = v, dO = dy;
+            eta_kernel<<<static_cast<unsigned>((d.tok() + 255) / 256), 256, 0, st>>>(
+                w.e, eta, eta_const, d.tok());
+            check_launch("ttt chunk: eta");
+        } else {
+            const bool same = q == k && v == k;
+            K = w.k, Q = same ? w.k : w.q, V = same ? w.k : w.v, dO = w.dy;
+            pack(d, w, q, k, v, dy, eta, eta_const, st);
+        }
         mark("pack");
         cc(K, K, w.kk);
         if (Q != K) cc(Q, K, w.qk);
-        prep_kernel<<<static_cast<unsigned>(batch_), kMaxChunk, 0, st>>>(
+        prep_kernel<<<static_cast<unsigned>(batch_), kPrepThreads, 0, st>>>(
             w.m, w.rinv, w.tm, w.kk, Q != K ? w.qk : w.kk, w.e, d);
         check_launch("ttt chunk: prep");
         mark("prep");
@@ -709,7 +1009,9 @@ class Pass {
     const Dims d;
     const Work w;
     const cudaStream_t st;
-    const float *K = nullptr, *Q = nullptr, *V = nullptr;  // padded; set by start()
+    // Padded copies, or the inputs themselves (`direct`); set by start().
+    const float *K = nullptr, *Q = nullptr, *V = nullptr, *dO = nullptr;
+    bool direct = false;
 
   private:
     void product(bool ta, bool tb, int m, int n, int k, float alpha, Mat A, Mat B, float beta,
@@ -746,17 +1048,20 @@ void ttt_chunk_forward(float* y, float* checkpoints, const float* q, const float
           "CUDA: ttt_chunk_forward: null buffer");
     Pass c(s, workspace, stream, "forward");
     const Work& w = c.w;
-    c.start(q, k, v, nullptr, eta, eta_const);
+    c.start(q, k, v, nullptr, eta, eta_const, in_place_layout(c.d, {q, k, v}, {y}));
     c.mix(false, w.tm, c.V, 0.0f, w.x1);  // U = T V
     // The state from chunk to chunk: checkpoints, and U' (over U).
     run_seq({w.wk, w.x1, c.K, nullptr, nullptr, checkpoints, c.d, false}, c.st);
     c.mark("seq");
-    // O = Q S0 + M U' (S0 = Wᵀ: Q Wᵀ).
-    c.state(1.0f, c.Q, true, checkpoints, 0.0f, w.x2);
-    c.mix(false, w.m, w.x1, 1.0f, w.x2);
-    unpack_y_kernel<<<blocks_for(c.d.elems()), 256, 0, c.st>>>(y, w.x2, c.d);
-    check_launch("ttt chunk: unpack y");
-    c.mark("unpack");
+    // O = Q S0 + M U' (S0 = Wᵀ: Q Wᵀ), straight into y where the layout allows.
+    float* o = c.direct ? y : w.x2;
+    c.state(1.0f, c.Q, true, checkpoints, 0.0f, o);
+    c.mix(false, w.m, w.x1, 1.0f, o);
+    if (!c.direct) {
+        unpack_y_kernel<<<blocks_for(c.d.elems()), 256, 0, c.st>>>(y, w.x2, c.d);
+        check_launch("ttt chunk: unpack y");
+        c.mark("unpack");
+    }
 }
 
 void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const float* dy,
@@ -768,8 +1073,9 @@ void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const floa
           ErrorKind::kInvalidArgument, "CUDA: ttt_chunk_backward: null buffer");
     Pass c(s, workspace, stream, "backward");
     const Work& w = c.w;
-    c.start(q, k, v, dy, eta, eta_const);
-    const float *K = c.K, *Q = c.Q, *dO = w.dy;
+    c.start(q, k, v, dy, eta, eta_const,
+            in_place_layout(c.d, {q, k, v, dy, checkpoints}, {dq, dk, dv, eta ? deta : nullptr}));
+    const float *K = c.K, *Q = c.Q, *dO = c.dO;
     c.mix(true, w.m, dO, 0.0f, w.x1);  // Mᵀ dO
     // G from chunk to chunk (last to first): G at every chunk's end, and dU' (over Mᵀ dO).
     run_seq({K, w.x1, w.wk, Q, dO, w.gend, c.d, true}, c.st);
@@ -791,17 +1097,28 @@ void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const floa
     check_launch("ttt chunk: prep2");
     c.mark("prep2");
     const float* dX = w.z;
+    // In place, dK and dQ accumulate straight into dk and dq (β = 1: the contract's +=; dq, dk
+    // and dv may be one buffer, every product is ordered on the stream).
+    float* gk = c.direct ? dk : w.dkp;
+    float* gq = c.direct ? dq : w.dqp;
+    const float beta0 = c.direct ? 1.0f : 0.0f;
     // dK = Gs K + dMᵀ Q − dX S0ᵀ + U' Gᵀ   (S0ᵀ = W, the checkpoint as stored)
-    c.mix(false, w.gs, K, 0.0f, w.dkp);
-    c.mix(true, w.dm, Q, 1.0f, w.dkp);
-    c.state(-1.0f, dX, false, checkpoints, 1.0f, w.dkp);
-    c.state(1.0f, w.up, true, w.gend, 1.0f, w.dkp);
+    c.mix(false, w.gs, K, beta0, gk);
+    c.mix(true, w.dm, Q, 1.0f, gk);
+    c.state(-1.0f, dX, false, checkpoints, 1.0f, gk);
+    c.state(1.0f, w.up, true, w.gend, 1.0f, gk);
     // dQ = dM K + dO S0ᵀ.
-    c.mix(false, w.dm, K, 0.0f, w.dqp);
-    c.state(1.0f, dO, false, checkpoints, 1.0f, w.dqp);
-    unpack_grads_kernel<<<blocks_for(c.d.elems()), 256, 0, c.st>>>(dq, dk, dv, eta ? deta : nullptr,
-                                                                   w.dqp, w.dkp, dX, w.de, c.d);
-    check_launch("ttt chunk: unpack gradients");
+    c.mix(false, w.dm, K, beta0, gq);
+    c.state(1.0f, dO, false, checkpoints, 1.0f, gq);
+    if (c.direct) {
+        add_dv_kernel<<<blocks_for(c.d.elems() / 4), 256, 0, c.st>>>(dv, eta ? deta : nullptr, dX,
+                                                                     w.de, c.d);
+        check_launch("ttt chunk: dv");
+    } else {
+        unpack_grads_kernel<<<blocks_for(c.d.elems()), 256, 0, c.st>>>(
+            dq, dk, dv, eta ? deta : nullptr, w.dqp, w.dkp, dX, w.de, c.d);
+        check_launch("ttt chunk: unpack gradients");
+    }
     c.mark("unpack");
 }
 
