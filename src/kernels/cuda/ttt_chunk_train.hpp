@@ -27,7 +27,9 @@
 // default, or in full fp32 (ttt_chunk_set_tf32(false), for tests); the sequential passage of the
 // state is fp32 on the CUDA cores in both. Deterministic (no atomics).
 // Workspace: ttt_chunk_workspace_bytes(s) device bytes (about 11 padded copies of q plus one
-// checkpoint-sized buffer). Bad shapes or null pointers throw bitttt::Error before anything runs.
+// checkpoint-sized buffer). With one head and T a multiple of the chunk the inputs are already in
+// the padded layout and are used in place (no copies; y written and dq, dk accumulated directly).
+// Bad shapes or null pointers throw bitttt::Error before anything runs.
 #pragma once
 
 #include <cstddef>
