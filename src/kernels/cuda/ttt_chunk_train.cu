@@ -245,60 +245,90 @@ __global__ void __launch_bounds__(kPrepThreads)
         m[pc * C * C + idx] = keep ? qkc[idx] : 0.0f;
     }
     __syncthreads();
+    // Thread (j, t0) keeps its column's rows t0 + 4i in registers; a row is published to `inv`
+    // the step it becomes final (rows nobody updates keep their identity values there).
     const int j = tid % kMaxChunk, t0 = tid / kMaxChunk;
-    constexpr int kRowStep = kPrepThreads / kMaxChunk;
+    constexpr int kRowStep = kPrepThreads / kMaxChunk, kRows = kMaxChunk / kRowStep;
+    float v[kRows];
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) v[i] = t0 + kRowStep * i == j ? 1.0f : 0.0f;
     for (int s = 0; s + 1 < C; ++s) {
         if (j <= s) {
             const float row_s = inv[s][j];
-            // This thread's rows t0, t0 + 4, ... after s.
-            for (int t = s + 1 + ((t0 - s - 1) & (kRowStep - 1)); t < C; t += kRowStep)
-                inv[t][j] -= l[t][s] * row_s;
+#pragma unroll
+            for (int i = 0; i < kRows; ++i) {
+                const int t = t0 + kRowStep * i;
+                if (t > s && t < C) {
+                    v[i] -= l[t][s] * row_s;
+                    if (t == s + 1) inv[t][j] = v[i];  // row s + 1 is final after step s
+                }
+            }
         }
         __syncthreads();
     }
-    for (int idx = tid; idx < C * C; idx += kPrepThreads) {
-        const int t = idx / C, jj = idx % C;
-        rinv[pc * C * C + idx] = inv[t][jj];
-        tm[pc * C * C + idx] = inv[t][jj] * ec[jj];
+    if (j < C) {
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) {
+            const int t = t0 + kRowStep * i;
+            if (t >= C) break;
+            rinv[pc * C * C + t * C + j] = v[i];
+            tm[pc * C * C + t * C + j] = v[i] * ec[j];
+        }
     }
 }
 
 // Backward, per chunk: dL = −tril(Z U'ᵀ, −1); dη_t = Σ_j Z_tj X_tj + Σ_{s<t} dL_ts (K Kᵀ)_ts;
-// Gs = Ĝ + Ĝᵀ with Ĝ = diag(η) dL; dM = mask ⊙ (dO U'ᵀ); then Z ← dX = diag(η) Z. Z U'ᵀ is staged
-// in shared memory (Gs reads it transposed); a warp per row for dη (16-byte loads along the row,
-// Z scaled in the same pass).
-__global__ void __launch_bounds__(256)
-    prep2_kernel(float* gs, float* dm, float* de, float* z, const float* zu, const float* dou,
-                 const float* kk, const float* x, const float* e, Dims d) {
+// Gs = Ĝ + Ĝᵀ with Ĝ = diag(η) dL; dM = mask ⊙ (dO U'ᵀ); then Z ← dX = diag(η) Z. Z U'ᵀ and dO U'ᵀ
+// are staged in shared memory (read transposed); a warp per row for dη (16-byte loads along the
+// row, Z scaled in the same pass).
+// Folded (`diff` non-null; q = k and dq = dk, see ttt_chunk_backward): gs = Gs + dM + dMᵀ (dm
+// unused) and diff = dO − dX, so dK + dQ = gs K + diff S0ᵀ + U' Gᵀ takes three products, not six.
+__global__ void __launch_bounds__(256, 1)
+    prep2_kernel(float* gs, float* dm, float* de, float* z, float* diff, const float* zu,
+                 const float* dou, const float* kk, const float* x, const float* dO, const float* e,
+                 Dims d) {
     __shared__ float zus[kMaxChunk][kMaxChunk + 1];
+    __shared__ float dous[kMaxChunk][kMaxChunk + 1];
     const int64_t pc = blockIdx.x;
     const int C = static_cast<int>(d.C), Dh = static_cast<int>(d.Dh);
     const int64_t cc = pc * C * C, act = pc * C * Dh;
     const float* ec = e + pc * C;
     const int tid = threadIdx.x;
-    for (int idx = tid; idx < C * C; idx += blockDim.x) zus[idx / C][idx % C] = zu[cc + idx];
+    for (int idx = tid; idx < C * C; idx += blockDim.x) {
+        zus[idx / C][idx % C] = zu[cc + idx];
+        dous[idx / C][idx % C] = dou[cc + idx];
+    }
     __syncthreads();
+    auto keep = [&](int t, int s) { return d.read_before ? s < t : s <= t; };
     for (int idx = tid; idx < C * C; idx += blockDim.x) {
         const int t = idx / C, s = idx % C;
         // Ĝ[t][s] = −η_t (Z U'ᵀ)[t][s] for s < t; Gs = Ĝ + Ĝᵀ.
         const float gts = s < t ? -ec[t] * zus[t][s] : 0.0f;
         const float gst = t < s ? -ec[s] * zus[s][t] : 0.0f;
-        gs[cc + idx] = gts + gst;
-        const bool keep = d.read_before ? s < t : s <= t;
-        dm[cc + idx] = keep ? dou[cc + idx] : 0.0f;
+        const float dmts = keep(t, s) ? dous[t][s] : 0.0f;
+        if (diff) {
+            gs[cc + idx] = gts + gst + dmts + (keep(s, t) ? dous[s][t] : 0.0f);
+        } else {
+            gs[cc + idx] = gts + gst;
+            dm[cc + idx] = dmts;
+        }
     }
     const int warp = tid >> 5, lane = tid & 31, warps = static_cast<int>(blockDim.x) >> 5;
     for (int t = warp; t < C; t += warps) {
-        float* zr = z + act + int64_t{t} * Dh;
-        const float* xr = x + act + int64_t{t} * Dh;
+        const int64_t row = act + int64_t{t} * Dh;
         const float et = ec[t];
         float sum = 0.0f;
         for (int j = lane * 4; j < Dh; j += 128) {
-            float4 zv = *reinterpret_cast<const float4*>(zr + j);
-            const float4 xv = *reinterpret_cast<const float4*>(xr + j);
+            float4 zv = *reinterpret_cast<const float4*>(z + row + j);
+            const float4 xv = *reinterpret_cast<const float4*>(x + row + j);
             sum += zv.x * xv.x + zv.y * xv.y + zv.z * xv.z + zv.w * xv.w;
             zv.x *= et, zv.y *= et, zv.z *= et, zv.w *= et;
-            *reinterpret_cast<float4*>(zr + j) = zv;
+            *reinterpret_cast<float4*>(z + row + j) = zv;
+            if (diff) {
+                const float4 ov = *reinterpret_cast<const float4*>(dO + row + j);
+                *reinterpret_cast<float4*>(diff + row + j) =
+                    make_float4(ov.x - zv.x, ov.y - zv.y, ov.z - zv.z, ov.w - zv.w);
+            }
         }
         for (int s = lane; s < t; s += 32) sum -= zus[t][s] * kk[cc + t * C + s];
 #pragma unroll
@@ -340,6 +370,10 @@ struct SeqArgs {
     float* states;
     Dims d;
     bool backward;
+    // The folded form (seq_fold_kernel), where given: K, T and (forward) the V of B1.
+    const float* k = nullptr;
+    const float* tmat = nullptr;
+    const float* b1 = nullptr;
 };
 
 // Rows of a phase-B tile: a ring slot of at most 4096 floats (and at least 8 rows, one MMA step).
@@ -840,6 +874,251 @@ void launch_wide(const SeqArgs& a, dim3 grid, cudaStream_t stream) {
     check_launch("ttt chunk: seq_wide_kernel");
 }
 
+// ---- the folded passage: K is the only Dh-wide operand (forward; backward with q = k) ----
+//
+// Wk = T K, so the forward's X = U − Wk S = T (V − K S) and the backward's (q = k)
+// G += Qᵀ dO − Wkᵀ X = Kᵀ (dO − Tᵀ X): each chunk needs K (C×Dh), T (C×C) and slabs, about 60%
+// (forward) or 40% (backward) of seq_wide_kernel's bytes from L2, and the products Wk = T K and
+// U = T V are not needed. Per chunk (same warp tiles and fragments as seq_wide_kernel):
+//   A-1  Y = K·state, in registers.
+//   E1   forward: xs = B1 − Y (B1 = the V slab); backward: X = B1 + Y (B1 = Mᵀ dO) to global,
+//        xs = X.
+//   A-2  Z = T·xs (forward) or Tᵀ·xs (backward), in registers.
+//   E2   forward: X = Z to global, xs = X; backward: xs = dO − Z (the dO slab).
+//   B    state += Kᵀ·xs; the state to st (TF32) for the next chunk's A-1.
+// K is double-buffered (the next chunk's loads during this one); T and the slabs have one buffer,
+// refilled after E2 (their last reader) for the next chunk, landing during B and the next A-1.
+// cp.async groups, in commit order: K(c + 1) at chunk c's start, TB(c + 1) after its E2; waiting
+// for all but the newest group therefore gives K(c) at the chunk's start and TB(c) after A-1.
+constexpr int kTL = kMaxChunk + 4;  // row stride of T in shared memory
+
+__host__ __device__ constexpr int fold_smem_floats(int Dh) {
+    return 2 * kMaxChunk * wide_op_ld(Dh) + kMaxChunk * kTL + Dh * kWS + 3 * kMaxChunk * kWS;
+}
+
+template <int kNtc>  // Dh = 64·kNtc
+__global__ void __launch_bounds__(kSeqThreads, 1) seq_fold_kernel(SeqArgs a) {
+    constexpr int Dh = 64 * kNtc, ld = wide_op_ld(Dh);
+    extern __shared__ float4 smem4[];
+    float* smem = reinterpret_cast<float*>(smem4);
+    const Dims& d = a.d;
+    const int C = static_cast<int>(d.C);
+    float* kslots = smem;                     // [2][kMaxChunk][ld]: K of a chunk
+    float* ts = kslots + 2 * kMaxChunk * ld;  // [kMaxChunk][kTL]: T of the chunk
+    float* st = ts + kMaxChunk * kTL;         // [Dh][kWS]: the state's slab (TF32)
+    float* xs = st + Dh * kWS;                // [kMaxChunk][kWS]: the B operands (TF32)
+    float* b1s = xs + kMaxChunk * kWS;        // [kMaxChunk][kWS]: B1 of the slab
+    float* b3s = b1s + kMaxChunk * kWS;       // [kMaxChunk][kWS]: dO of the slab (backward)
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int g = lane >> 2, q = lane & 3, rt = warp >> 1, ct = warp & 1;
+    const int64_t p = blockIdx.x, i0 = int64_t{blockIdx.y} * kSlab;
+    const int64_t DD = int64_t{Dh} * Dh;
+    const bool bwd = a.backward;
+    for (int i = tid * 4; i < fold_smem_floats(Dh); i += kSeqThreads * 4)
+        *reinterpret_cast<float4*>(smem + i) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    __syncthreads();  // the zeros land before any cp.async writes over them
+
+    const int kb = (C + 7) / 8 * 8;  // rows of the C-deep products, whole 8-row steps
+    const bool tile_on = rt * 16 < C;
+    auto pc_of = [&](int64_t step) { return p * d.nc + (bwd ? d.nc - 1 - step : step); };
+    auto issue_k = [&](int64_t step) {
+        if (step < d.nc) {
+            const float* src = a.k + pc_of(step) * C * Dh;
+            float* slot = kslots + (step & 1) * kMaxChunk * ld;
+            constexpr int q4 = Dh / 4;
+            for (int e = tid; e < C * q4; e += kSeqThreads) {
+                const int t = e / q4, c4 = (e % q4) * 4;
+                __pipeline_memcpy_async(slot + t * ld + c4, src + t * Dh + c4, 4 * sizeof(float));
+            }
+        }
+        __pipeline_commit();
+    };
+    auto issue_tb = [&](int64_t step) {
+        if (step < d.nc) {
+            const int64_t pc = pc_of(step);
+            const float* tsrc = a.tmat + pc * C * C;
+            for (int e = tid; e < C * C; e += kSeqThreads)
+                __pipeline_memcpy_async(ts + (e / C) * kTL + e % C, tsrc + e, sizeof(float));
+            const float* b1src = (bwd ? a.x : a.b1) + pc * C * Dh + i0;
+            const float* b3src = a.b3 + pc * C * Dh + i0;
+            for (int e = tid; e < C * (kSlab / 4); e += kSeqThreads) {
+                const int t = e / (kSlab / 4), r = (e % (kSlab / 4)) * 4;
+                __pipeline_memcpy_async(b1s + t * kWS + r, b1src + t * Dh + r, 4 * sizeof(float));
+                if (bwd)
+                    __pipeline_memcpy_async(b3s + t * kWS + r, b3src + t * Dh + r,
+                                            4 * sizeof(float));
+            }
+        }
+        __pipeline_commit();
+    };
+    // This thread's entries of a 16×16 warp tile (rows rt·16 + g (+8), columns ct·16 + nt·8 + 2q
+    // (+1)) in registers r[nt][2h + c]: f(t, col, v0, v1) for the rows below C.
+    auto each_entry = [&](float(&r)[2][4], auto&& f) {
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int t = rt * 16 + g + 8 * h, col = ct * 16 + nt * 8 + 2 * q;
+                if (t < C) f(t, col, r[nt][2 * h], r[nt][2 * h + 1]);
+            }
+    };
+    auto store_tf32 = [](float* dst, float v0, float v1) {
+        *reinterpret_cast<float2*>(dst) =
+            make_float2(__uint_as_float(tf32_bits(v0)), __uint_as_float(tf32_bits(v1)));
+    };
+
+    float acc[kNtc][2][4];  // the state: rows (rt + 4m)·16 + g (+8), columns ct·16 + nt·8 + 2q (+1)
+#pragma unroll
+    for (int m = 0; m < kNtc; ++m)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[m][nt][e] = 0.0f;
+
+    issue_k(0);
+    issue_tb(0);
+    for (int64_t step = 0; step < d.nc; ++step) {
+        const int64_t pc = pc_of(step);
+        const float* kslot = kslots + (step & 1) * kMaxChunk * ld;
+        __pipeline_wait_prior(1);  // K(step)
+        __syncthreads();           // ... for every thread; the other K slot and st are free
+        issue_k(step + 1);
+        // The state at the chunk's start: the checkpoint (forward, W layout) or G at the chunk's
+        // end (backward, S layout), exact fp32.
+        float* out = a.states + pc * DD;
+#pragma unroll
+        for (int m = 0; m < kNtc; ++m)
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int64_t j = (rt + 4 * m) * 16 + g + 8 * h;
+                    const int64_t col = i0 + ct * 16 + nt * 8 + 2 * q;
+                    const float v0 = acc[m][nt][2 * h], v1 = acc[m][nt][2 * h + 1];
+                    if (!bwd) {
+                        out[col * Dh + j] = v0;
+                        out[(col + 1) * Dh + j] = v1;
+                    } else {
+                        *reinterpret_cast<float2*>(out + j * Dh + col) = make_float2(v0, v1);
+                    }
+                }
+        // A-1: Y = K·state.
+        float y[2][4] = {};
+        if (tile_on) {
+            const float* a0 = kslot + (rt * 16 + g) * ld + q;
+            const float* b0 = st + q * kWS + ct * 16 + g;
+#pragma unroll 8
+            for (int k = 0; k < Dh; k += 8) {
+                const uint32_t af[4] = {tf32_bits(a0[k]), tf32_bits(a0[8 * ld + k]),
+                                        tf32_bits(a0[k + 4]), tf32_bits(a0[8 * ld + k + 4])};
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt) {
+                    const float* bp = b0 + k * kWS + nt * 8;
+                    mma_tf32(y[nt], af, __float_as_uint(bp[0]), __float_as_uint(bp[4 * kWS]));
+                }
+            }
+        }
+        __pipeline_wait_prior(1);  // T and the slabs of this chunk
+        __syncthreads();
+        if (tile_on)  // E1
+            each_entry(y, [&](int t, int col, float v0, float v1) {
+                const float2 b = *reinterpret_cast<const float2*>(b1s + t * kWS + col);
+                const float x0 = bwd ? b.x + v0 : b.x - v0, x1 = bwd ? b.y + v1 : b.y - v1;
+                if (bwd)
+                    *reinterpret_cast<float2*>(a.x + (pc * C + t) * Dh + i0 + col) =
+                        make_float2(x0, x1);
+                store_tf32(xs + t * kWS + col, x0, x1);
+            });
+        __syncthreads();
+        // A-2: Z = T·xs (forward) or Tᵀ·xs (backward).
+        float z[2][4] = {};
+        if (tile_on) {
+            for (int k = 0; k < kb; k += 8) {
+                uint32_t af[4];
+                if (!bwd) {  // A[t][s] = T[t][s]
+                    const float* tp = ts + (rt * 16 + g) * kTL + k + q;
+                    af[0] = tf32_bits(tp[0]), af[1] = tf32_bits(tp[8 * kTL]);
+                    af[2] = tf32_bits(tp[4]), af[3] = tf32_bits(tp[8 * kTL + 4]);
+                } else {  // A[t][s] = T[s][t]
+                    const float* tp = ts + (k + q) * kTL + rt * 16 + g;
+                    af[0] = tf32_bits(tp[0]), af[1] = tf32_bits(tp[8]);
+                    af[2] = tf32_bits(tp[4 * kTL]), af[3] = tf32_bits(tp[4 * kTL + 8]);
+                }
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt) {
+                    const float* bp = xs + (k + q) * kWS + ct * 16 + nt * 8 + g;
+                    mma_tf32(z[nt], af, __float_as_uint(bp[0]), __float_as_uint(bp[4 * kWS]));
+                }
+            }
+        }
+        __syncthreads();  // every read of xs is done
+        if (tile_on)      // E2
+            each_entry(z, [&](int t, int col, float v0, float v1) {
+                if (!bwd) {
+                    *reinterpret_cast<float2*>(a.x + (pc * C + t) * Dh + i0 + col) =
+                        make_float2(v0, v1);
+                    store_tf32(xs + t * kWS + col, v0, v1);
+                } else {
+                    const float2 o = *reinterpret_cast<const float2*>(b3s + t * kWS + col);
+                    store_tf32(xs + t * kWS + col, o.x - v0, o.y - v1);
+                }
+            });
+        __syncthreads();  // xs complete; T and the slabs are free
+        issue_tb(step + 1);
+        // B: state += Kᵀ·xs.
+        for (int k = 0; k < kb; k += 8) {
+            uint32_t bf[2][2];
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt) {
+                const float* bp = xs + (k + q) * kWS + ct * 16 + nt * 8 + g;
+                bf[nt][0] = __float_as_uint(bp[0]), bf[nt][1] = __float_as_uint(bp[4 * kWS]);
+            }
+#pragma unroll
+            for (int m = 0; m < kNtc; ++m) {
+                const float* sp = kslot + (k + q) * ld + (rt + 4 * m) * 16 + g;
+                const uint32_t af[4] = {tf32_bits(sp[0]), tf32_bits(sp[8]), tf32_bits(sp[4 * ld]),
+                                        tf32_bits(sp[4 * ld + 8])};
+#pragma unroll
+                for (int nt = 0; nt < 2; ++nt) mma_tf32(acc[m][nt], af, bf[nt][0], bf[nt][1]);
+            }
+        }
+        // The state to st for the next chunk's A-1 (its last reader, A-1, is behind barriers).
+#pragma unroll
+        for (int m = 0; m < kNtc; ++m)
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int j = (rt + 4 * m) * 16 + g + 8 * h, col = ct * 16 + nt * 8 + 2 * q;
+                    store_tf32(st + j * kWS + col, acc[m][nt][2 * h], acc[m][nt][2 * h + 1]);
+                }
+    }
+}
+
+template <int kNtc>
+void launch_fold(const SeqArgs& a, dim3 grid, cudaStream_t stream) {
+    const size_t smem = sizeof(float) * static_cast<size_t>(fold_smem_floats(64 * kNtc));
+    check_cuda(
+        cudaFuncSetAttribute(seq_fold_kernel<kNtc>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smem)),
+        "ttt chunk: cudaFuncSetAttribute");
+    seq_fold_kernel<kNtc><<<grid, kSeqThreads, smem, stream>>>(a);
+    check_launch("ttt chunk: seq_fold_kernel");
+}
+
+// The folded form where TF32 is on, the caller gave K and T (SeqArgs::k, tmat), Dh is a multiple
+// of 64 up to 256 and the operands are 16-byte aligned. BITTTT_CUDA_TTT_SEQ_NOFOLD=1
+// (diagnostics, or to fall back) keeps the unfolded forms.
+bool seq_folds(const SeqArgs& a) {
+    static const bool no_fold = [] {
+        const char* v = std::getenv("BITTTT_CUDA_TTT_SEQ_NOFOLD");
+        return v && v[0] == '1';
+    }();
+    auto al = [](const void* p) { return detail::aligned(p, 16); };
+    return !no_fold && g_tf32 && a.k && a.tmat && a.d.Dh % 64 == 0 && a.d.Dh <= kWideMaxDh &&
+           al(a.k) && al(a.x) && al(a.states) && (a.backward ? al(a.b3) : al(a.b1));
+}
+
 // Which form: the whole-operand tensor form (seq_wide_kernel) where TF32 is on, Dh is a multiple
 // of 64 up to 256, the fragment stores to `states` are 32-byte aligned and the operands 16-byte
 // aligned; the ring tensor form (seq_kernel<true>) for wider heads; the fp32 CUDA-core form
@@ -858,6 +1137,18 @@ void run_seq(const SeqArgs& a, cudaStream_t stream) {
         (!a.backward || (detail::aligned(a.a3, 16) && detail::aligned(a.b3, 16)));
     const bool wide = tensor && !ring && a.d.Dh <= kWideMaxDh && operands_aligned;
     const dim3 grid(static_cast<unsigned>(a.d.P), static_cast<unsigned>(a.d.Dh / kSlab));
+    if (seq_folds(a)) {
+        switch (a.d.Dh / 64) {
+            case 1:
+                return launch_fold<1>(a, grid, stream);
+            case 2:
+                return launch_fold<2>(a, grid, stream);
+            case 3:
+                return launch_fold<3>(a, grid, stream);
+            default:
+                return launch_fold<4>(a, grid, stream);
+        }
+    }
     if (wide) {
         switch (a.d.Dh / 64) {
             case 1:
@@ -965,7 +1256,7 @@ class Pass {
           sdd_(d.Dh * d.Dh) {}
 
     // Packs q, k, v (and dy where given) unless `in_place` (in_place_layout), then builds M,
-    // R⁻¹, T and Wk. With q = k = v (reconstruct) one padded copy serves as K, Q and V.
+    // R⁻¹ and T. With q = k = v (reconstruct) one padded copy serves as K, Q and V.
     void start(const float* q, const float* k, const float* v, const float* dy, const float* eta,
                float eta_const, bool in_place) {
         direct = in_place;
@@ -986,7 +1277,6 @@ class Pass {
             w.m, w.rinv, w.tm, w.kk, Q != K ? w.qk : w.kk, w.e, d);
         check_launch("ttt chunk: prep");
         mark("prep");
-        mix(false, w.tm, K, 0.0f, w.wk);  // Wk = T K
     }
 
     // out = A Bᵀ (C×C; A, B activations).
@@ -1049,9 +1339,15 @@ void ttt_chunk_forward(float* y, float* checkpoints, const float* q, const float
     Pass c(s, workspace, stream, "forward");
     const Work& w = c.w;
     c.start(q, k, v, nullptr, eta, eta_const, in_place_layout(c.d, {q, k, v}, {y}));
-    c.mix(false, w.tm, c.V, 0.0f, w.x1);  // U = T V
-    // The state from chunk to chunk: checkpoints, and U' (over U).
-    run_seq({w.wk, w.x1, c.K, nullptr, nullptr, checkpoints, c.d, false}, c.st);
+    // The state from chunk to chunk: checkpoints, and U' (folded: from K, T and V; otherwise
+    // over U = T V, with Wk = T K).
+    SeqArgs seq{w.wk, w.x1, c.K, nullptr, nullptr, checkpoints, c.d, false};
+    seq.k = c.K, seq.tmat = w.tm, seq.b1 = c.V;
+    if (!seq_folds(seq)) {
+        c.mix(false, w.tm, c.K, 0.0f, w.wk);
+        c.mix(false, w.tm, c.V, 0.0f, w.x1);
+    }
+    run_seq(seq, c.st);
     c.mark("seq");
     // O = Q S0 + M U' (S0 = Wᵀ: Q Wᵀ), straight into y where the layout allows.
     float* o = c.direct ? y : w.x2;
@@ -1078,7 +1374,10 @@ void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const floa
     const float *K = c.K, *Q = c.Q, *dO = c.dO;
     c.mix(true, w.m, dO, 0.0f, w.x1);  // Mᵀ dO
     // G from chunk to chunk (last to first): G at every chunk's end, and dU' (over Mᵀ dO).
-    run_seq({K, w.x1, w.wk, Q, dO, w.gend, c.d, true}, c.st);
+    SeqArgs seq{K, w.x1, w.wk, Q, dO, w.gend, c.d, true};
+    if (Q == K) seq.k = K, seq.tmat = w.tm;                  // G += Kᵀ (dO − Tᵀ dU'): folded
+    if (!seq_folds(seq)) c.mix(false, w.tm, K, 0.0f, w.wk);  // Wk = T K
+    run_seq(seq, c.st);
     c.mark("seq");
     const float* dU = w.x1;
     // X = V − K S0 (= V − K Wᵀ), U' = T X.
@@ -1092,24 +1391,33 @@ void ttt_chunk_backward(float* dq, float* dk, float* dv, float* deta, const floa
     c.mix(true, w.rinv, dU, 0.0f, w.z);
     c.cc(w.z, w.up, w.zu);
     c.cc(dO, w.up, w.dou);
+    // q = k with dq = dk (reconstruct, in place): dK + dQ = (Gs + dM + dMᵀ) K + (dO − dX) S0ᵀ +
+    // U' Gᵀ, folded by prep2 into three products.
+    const bool fold = c.direct && dq == dk && Q == K;
     prep2_kernel<<<static_cast<unsigned>(c.d.P * c.d.nc), 256, 0, c.st>>>(
-        w.gs, w.dm, w.de, w.z, w.zu, w.dou, w.kk, w.x2, w.e, c.d);
+        w.gs, w.dm, w.de, w.z, fold ? w.dqp : nullptr, w.zu, w.dou, w.kk, w.x2, dO, w.e, c.d);
     check_launch("ttt chunk: prep2");
     c.mark("prep2");
     const float* dX = w.z;
-    // In place, dK and dQ accumulate straight into dk and dq (β = 1: the contract's +=; dq, dk
-    // and dv may be one buffer, every product is ordered on the stream).
-    float* gk = c.direct ? dk : w.dkp;
-    float* gq = c.direct ? dq : w.dqp;
-    const float beta0 = c.direct ? 1.0f : 0.0f;
-    // dK = Gs K + dMᵀ Q − dX S0ᵀ + U' Gᵀ   (S0ᵀ = W, the checkpoint as stored)
-    c.mix(false, w.gs, K, beta0, gk);
-    c.mix(true, w.dm, Q, 1.0f, gk);
-    c.state(-1.0f, dX, false, checkpoints, 1.0f, gk);
-    c.state(1.0f, w.up, true, w.gend, 1.0f, gk);
-    // dQ = dM K + dO S0ᵀ.
-    c.mix(false, w.dm, K, beta0, gq);
-    c.state(1.0f, dO, false, checkpoints, 1.0f, gq);
+    if (fold) {
+        c.mix(false, w.gs, K, 1.0f, dk);
+        c.state(1.0f, w.dqp, false, checkpoints, 1.0f, dk);
+        c.state(1.0f, w.up, true, w.gend, 1.0f, dk);
+    } else {
+        // In place, dK and dQ accumulate straight into dk and dq (β = 1: the contract's +=; dq,
+        // dk and dv may be one buffer, every product is ordered on the stream).
+        float* gk = c.direct ? dk : w.dkp;
+        float* gq = c.direct ? dq : w.dqp;
+        const float beta0 = c.direct ? 1.0f : 0.0f;
+        // dK = Gs K + dMᵀ Q − dX S0ᵀ + U' Gᵀ   (S0ᵀ = W, the checkpoint as stored)
+        c.mix(false, w.gs, K, beta0, gk);
+        c.mix(true, w.dm, Q, 1.0f, gk);
+        c.state(-1.0f, dX, false, checkpoints, 1.0f, gk);
+        c.state(1.0f, w.up, true, w.gend, 1.0f, gk);
+        // dQ = dM K + dO S0ᵀ.
+        c.mix(false, w.dm, K, beta0, gq);
+        c.state(1.0f, dO, false, checkpoints, 1.0f, gq);
+    }
     if (c.direct) {
         add_dv_kernel<<<blocks_for(c.d.elems() / 4), 256, 0, c.st>>>(dv, eta ? deta : nullptr, dX,
                                                                      w.de, c.d);
