@@ -245,35 +245,21 @@ __global__ void __launch_bounds__(kPrepThreads)
         m[pc * C * C + idx] = keep ? qkc[idx] : 0.0f;
     }
     __syncthreads();
-    // Thread (j, t0) keeps its column's rows t0 + 4i in registers; a row is published to `inv`
-    // the step it becomes final (rows nobody updates keep their identity values there).
     const int j = tid % kMaxChunk, t0 = tid / kMaxChunk;
-    constexpr int kRowStep = kPrepThreads / kMaxChunk, kRows = kMaxChunk / kRowStep;
-    float v[kRows];
-#pragma unroll
-    for (int i = 0; i < kRows; ++i) v[i] = t0 + kRowStep * i == j ? 1.0f : 0.0f;
+    constexpr int kRowStep = kPrepThreads / kMaxChunk;
     for (int s = 0; s + 1 < C; ++s) {
         if (j <= s) {
             const float row_s = inv[s][j];
-#pragma unroll
-            for (int i = 0; i < kRows; ++i) {
-                const int t = t0 + kRowStep * i;
-                if (t > s && t < C) {
-                    v[i] -= l[t][s] * row_s;
-                    if (t == s + 1) inv[t][j] = v[i];  // row s + 1 is final after step s
-                }
-            }
+            // This thread's rows t0, t0 + 4, ... after s.
+            for (int t = s + 1 + ((t0 - s - 1) & (kRowStep - 1)); t < C; t += kRowStep)
+                inv[t][j] -= l[t][s] * row_s;
         }
         __syncthreads();
     }
-    if (j < C) {
-#pragma unroll
-        for (int i = 0; i < kRows; ++i) {
-            const int t = t0 + kRowStep * i;
-            if (t >= C) break;
-            rinv[pc * C * C + t * C + j] = v[i];
-            tm[pc * C * C + t * C + j] = v[i] * ec[j];
-        }
+    for (int idx = tid; idx < C * C; idx += kPrepThreads) {
+        const int t = idx / C, jj = idx % C;
+        rinv[pc * C * C + idx] = inv[t][jj];
+        tm[pc * C * C + idx] = inv[t][jj] * ec[jj];
     }
 }
 
