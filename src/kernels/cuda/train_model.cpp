@@ -17,6 +17,7 @@
 
 #include "core/error.hpp"
 #include "kernels/cuda/cuda_check.hpp"
+#include "kernels/cuda/int8_gemm.hpp"
 #include "kernels/cuda/moment_code.hpp"
 #include "kernels/cuda/train_lean_ops.hpp"
 #include "kernels/cuda/train_ops.hpp"
@@ -78,6 +79,22 @@ size_t blas_workspace_bytes() {
         return static_cast<size_t>(mb > 0 ? mb : 8) << 20;
     }();
     return value;
+}
+
+// The forward products that run in int8 (GpuMemoryOptions::int8_forward), as a mask of kinds.
+enum : int { kI8Ttt = 1, kI8GateUp = 2, kI8Down = 4, kI8All = 7 };
+int int8_kinds(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem) {
+    if (!bf16 || !mem.int8_forward || c.act_bits == 0) return 0;
+    const int64_t D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
+    // Every BitLinear shape (K, OC) of a layer: D -> Dt, Dt -> D, D -> M, M -> D.
+    if (!Int8Gemm::supported(1, D, Dt) || !Int8Gemm::supported(1, Dt, D) ||
+        !Int8Gemm::supported(1, D, M) || !Int8Gemm::supported(1, M, D))
+        return 0;
+    static const int env = [] {
+        const char* v = std::getenv("BITTTT_CUDA_INT8_FORWARD");
+        return v ? std::clamp(std::atoi(v), 0, static_cast<int>(kI8All)) : kI8All;
+    }();
+    return env;
 }
 
 // Hands out 256-byte-aligned pieces of one device allocation; a first pass with base = nullptr
@@ -153,8 +170,10 @@ struct LayerActs {
     float* ckpt = nullptr;                    // TTT state checkpoints
     float *h = nullptr, *ln2_rstd = nullptr;  // the MLP branch's input (recompute_mlp: scratch)
     // SwiGLU inputs (recompute_mlp: scratch); bf16: the raw products of codes, which the SwiGLU
-    // kernels rescale by ln2_q's row scale and the weights' β as they read them.
+    // kernels rescale by ln2_q's row scale and the weights' β as they read them; gate_i32: they
+    // hold the int32 of int8 products (as their last writer, mlp_products, made them).
     float *gate = nullptr, *up = nullptr;
+    bool gate_i32 = false;
 };
 
 // Values a layer's forward makes and its backward needs, recomputed there from LayerActs by the
@@ -188,6 +207,11 @@ struct Activations {
     int64_t logit_rows = 0;  // rows of `logits`
     uint16_t *lnf_bf = nullptr, *dlogits_bf = nullptr, *dout_bf = nullptr,
              *dout_scaled_bf = nullptr;
+    // int8 forward products: the int8 copy of the codes of one product input at a time. Each
+    // copy is written by the quantizing kernel right before the products that read it and is
+    // dead before the next is written (per layer: ln1 -> TTT projections, TTT output -> up/o,
+    // ln2 -> gate/up, SwiGLU -> down, the next ln1), so one buffer holds them all.
+    int8_t* codes8 = nullptr;
     float* branch = nullptr;
     float *dres = nullptr, *dln = nullptr, *dswi = nullptr, *dgate = nullptr, *dup = nullptr;
     float* dttt[7] = {};
@@ -210,6 +234,7 @@ struct Activations {
 
     // Hands out every pointer for batches [B, T] (set B and T first); the rest is reset.
     void carve(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem, Carver& a) {
+        const bool int8 = int8_kinds(c, bf16, mem) != 0;
         const bool recompute_mlp = mem.recompute_mlp;
         const int64_t b = B, t = T;
         *this = Activations{};
@@ -261,6 +286,7 @@ struct Activations {
             carve_scratch(sc);
         }
         a.cat = kCatScratch;
+        if (int8) codes8 = a.take<int8_t>(N * std::max(M, std::max(D, Dt)));
         if (recompute_mlp) {
             float* gate = a.take<float>(N * M);
             float* up = a.take<float>(N * M);
@@ -305,8 +331,8 @@ int64_t scratch_doubles(const train::ParamLayout& L, int64_t count, int64_t bitl
 
 // Bytes of the buffers the constructor allocates, by category.
 struct FixedSizes {
-    size_t params = 0, grads = 0, moment = 0, moment_scales = 0, qweights = 0, decay_bits = 0,
-           lm_bf16 = 0, small = 0;
+    size_t params = 0, grads = 0, moment = 0, moment_scales = 0, qweights = 0, qweights8 = 0,
+           decay_bits = 0, lm_bf16 = 0, small = 0;
 };
 
 // Weight decay bits: one per 16 parameters (ParamLayout starts every tensor at a multiple of 16).
@@ -331,6 +357,7 @@ FixedSizes fixed_sizes(const ModelConfig& c, const train::ParamLayout& L, TrainP
         span = std::max(span, w.span), count += w.count,
         bitlinear_max = std::max(bitlinear_max, w.max_size);
     f.qweights = static_cast<size_t>(span) * (bf16 ? sizeof(uint16_t) : sizeof(float));
+    if (int8_kinds(c, bf16, mem) != 0) f.qweights8 = static_cast<size_t>(span);  // int8 codes
     f.decay_bits = ((total >> kDecayShift) + 32) / 32 * sizeof(uint32_t);
     f.lm_bf16 = bf16 ? static_cast<size_t>(c.vocab_size * c.hidden_dim) * sizeof(uint16_t) : 0;
     const size_t n = static_cast<size_t>(std::max<int64_t>(count, 1));
@@ -359,6 +386,10 @@ struct GpuTrainModel::Impl : Activations {
     // from the parameters and the betas of the forward, before the layer's forward and again
     // before its backward (the same codes both times).
     DeviceBuffer qweights;
+    // int8 forward products: the same layer's ternary codes as int8 (int8_kinds: which products).
+    DeviceBuffer qweights8;
+    int i8_kinds = 0;
+    std::unique_ptr<Int8Gemm> int8;
     DeviceBuffer betas, bl_offsets, bl_sizes, consts, scalars, norm_partial, lm_bf16, blas_ws;
     std::vector<int> beta_index;  // per spec: index into betas, -1 if not BitLinear
     std::vector<LayerWeights> layer_w;
@@ -409,9 +440,12 @@ struct GpuTrainModel::Impl : Activations {
     void op_gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
                  cudaDataType at) {
         if (!per_op || !timing) return;
-        const std::string label = fmt::format(
-            "{} GEMM {}{} {}x{}x{} {}", in_backward ? "bwd" : "fwd", ta == CUBLAS_OP_T ? 'T' : 'N',
-            tb == CUBLAS_OP_T ? 'T' : 'N', m, n, k, at == CUDA_R_16BF ? "bf16" : "fp32");
+        const std::string label =
+            fmt::format("{} GEMM {}{} {}x{}x{} {}", in_backward ? "bwd" : "fwd",
+                        ta == CUBLAS_OP_T ? 'T' : 'N', tb == CUBLAS_OP_T ? 'T' : 'N', m, n, k,
+                        at == CUDA_R_16BF ? "bf16"
+                        : at == CUDA_R_8I ? "int8"
+                                          : "fp32");
         auto it = std::find(gemm_labels.begin(), gemm_labels.end(), label);
         if (it == gemm_labels.end()) it = gemm_labels.insert(gemm_labels.end(), label);
         mark(it->c_str());
@@ -433,6 +467,10 @@ struct GpuTrainModel::Impl : Activations {
     }
 
     bool bf16() const { return precision == TrainPrecision::kBf16; }
+    // The int8 copy of a product input for products of `kind` (nullptr: that kind runs in bf16,
+    // or the weights are not quantized now). The quantizing kernel before those products writes
+    // it; the products read it.
+    int8_t* i8_input(int kind) const { return quantize && (i8_kinds & kind) ? codes8 : nullptr; }
     bool grad16() const { return mem.grads == GradPrecision::kBf16; }
     float* P(int i) const { return params.as<float>() + layout.offsets[static_cast<size_t>(i)]; }
     // The fp32 gradient of tensor i (fp32 gradients only).
@@ -465,12 +503,18 @@ struct GpuTrainModel::Impl : Activations {
     double* norm_dev() const { return scalars.as<double>() + 1; }
 
     // Fills qweights with layer l's BitLinear weights (see qweights).
+    // With int8 products, the int8 codes too where a product of this pass reads them (the
+    // forward; the backward's recomputed gate/up).
     void quantize_layer(int64_t l) {
         const LayerWeights& w = layer_w[static_cast<size_t>(l)];
+        const bool want8 = in_backward
+                               ? mem.recompute_mlp && kept.empty() && i8_input(kI8GateUp) != nullptr
+                               : i8_input(kI8All) != nullptr;
         train_weight_quant_apply(
             bf16() ? nullptr : qweights.as<float>(), bf16() ? qweights.as<uint16_t>() : nullptr,
             betas.as<float>() + w.first, params.as<float>(), bl_offsets.as<int64_t>() + w.first,
-            bl_sizes.as<int64_t>() + w.first, w.count, w.max_size, w.base, quantize, stream);
+            bl_sizes.as<int64_t>() + w.first, w.count, w.max_size, w.base, quantize, stream,
+            want8 ? qweights8.as<int8_t>() : nullptr);
         cur_layer = static_cast<int>(l);
         op(in_backward ? "bwd quantize_layer" : "fwd quantize_layer");
     }
@@ -506,27 +550,38 @@ struct GpuTrainModel::Impl : Activations {
     // column-major transposes: outᵀ = W · xᵀ).
     // rescale false (bf16 only): leaves the raw product of codes, for a consumer that applies
     // γ/127 · β itself (train_swiglu_quant_forward).
-    void bl_forward(float* out, const Act& x, int wi, int64_t N, int64_t C, int64_t OC,
-                    bool rescale = true) {
+    // x8 (bf16 only): x's codes as int8, for the int8 product (int8_gemm.hpp, the same values)
+    // with the layer's int8 weight codes. Returns whether `out` holds int32 (a raw int8 product;
+    // its consumer converts it), false for fp32.
+    bool bl_forward(float* out, const Act& x, int wi, int64_t N, int64_t C, int64_t OC,
+                    bool rescale = true, const int8_t* x8 = nullptr) {
         const int64_t off = qoff(wi);
         if (!bf16()) {
             gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<float>() + off, CUDA_R_32F, C, x.f,
                  CUDA_R_32F, C, out, OC, one(), zero());
-            return;
+            return false;
         }
-        gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
-             x.codes, CUDA_R_16BF, C, out, OC, one(), zero());
-        if (rescale) {
-            train_scale_rows(out, x.scale, beta_of(wi), N, OC, stream);
-            op("fwd scale_rows");
+        const bool i32 = x8 != nullptr;
+        if (i32) {
+            int8->run(reinterpret_cast<int32_t*>(out), x8, qweights8.as<int8_t>() + off, N, C, OC,
+                      stream);
+            op_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_8I);
+        } else {
+            gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
+                 x.codes, CUDA_R_16BF, C, out, OC, one(), zero());
         }
+        if (!rescale) return i32;
+        train_scale_rows(out, x.scale, beta_of(wi), N, OC, stream, i32);
+        op("fwd scale_rows");
+        return false;
     }
 
-    // out = a + the product `raw` of bl_forward(..., rescale = false) by weight wi on input x.
+    // out = a + the product `raw` of bl_forward(..., rescale = false) by weight wi on input x
+    // (raw_i32: as bl_forward returned).
     void residual_rescaled(float* out, const float* a, const float* raw, const Act& x, int wi,
-                           int64_t N, int64_t C) {
+                           int64_t N, int64_t C, bool raw_i32) {
         if (bf16())
-            train_residual_scaled_forward(out, a, raw, x.scale, beta_of(wi), N, C, stream);
+            train_residual_scaled_forward(out, a, raw, x.scale, beta_of(wi), N, C, stream, raw_i32);
         else
             train_residual_forward(out, a, raw, N * C, stream);
         op("fwd residual");
@@ -589,8 +644,10 @@ struct GpuTrainModel::Impl : Activations {
             bl_backward(dx, wi, dres, x, N, C, D, accumulate);
     }
 
-    void act_quant(const Act& out, const float* in, int64_t N, int64_t C) {
-        train_act_quant_forward(out.f, out.codes, out.scale, in, N, C, config.act_bits, stream);
+    void act_quant(const Act& out, const float* in, int64_t N, int64_t C,
+                   int8_t* codes8 = nullptr) {
+        train_act_quant_forward(out.f, out.codes, out.scale, in, N, C, config.act_bits, stream,
+                                codes8);
         op(in_backward ? "bwd act_quant" : "fwd act_quant");
     }
 
@@ -662,10 +719,12 @@ struct GpuTrainModel::Impl : Activations {
         const int64_t N = B * T, D = c.hidden_dim;
         if (sc.ln1) {
             train_rmsnorm_forward(sc.ln1, a.ln1_rstd, a.res, P(w.norm1), N, D, c.norm_eps, stream);
-            act_quant(sc.ln1_q, sc.ln1, N, D);
+            act_quant(sc.ln1_q, sc.ln1, N, D, in_backward || !bf16() ? nullptr : i8_input(kI8Ttt));
         } else {  // bf16 reconstruct: the normed input itself is never needed
+            // (the int8 copy for the forward's TTT projections)
             train_rmsnorm_quant_forward(a.ln1_rstd, sc.ln1_q.codes, sc.ln1_q.scale, a.res,
-                                        P(w.norm1), N, D, c.norm_eps, c.act_bits, stream);
+                                        P(w.norm1), N, D, c.norm_eps, c.act_bits, stream,
+                                        in_backward ? nullptr : i8_input(kI8Ttt));
         }
         op(in_backward ? "bwd recompute rmsnorm_quant" : "fwd rmsnorm_quant");
     }
@@ -683,18 +742,19 @@ struct GpuTrainModel::Impl : Activations {
         op(in_backward ? "bwd recompute rmsnorm_quant" : "fwd rmsnorm_quant");
     }
 
-    // gate and up products of the MLP from its quantized input, and the quantized SwiGLU output
-    // (scratch). bf16: gate and up stay raw products of codes; the SwiGLU kernels apply their
-    // rescale (γ/127 · β) whenever they read them.
-    void mlp_products(LayerActs& a, const LayerIndex& w) {
+    // gate and up products of the MLP from its quantized input (ln2_8: its int8 copy, for int8
+    // products), and the quantized SwiGLU output (scratch; in the forward also the int8 copy for
+    // the down product). bf16: gate and up stay raw products of codes; the SwiGLU kernels apply
+    // their rescale (γ/127 · β) whenever they read them.
+    void mlp_products(LayerActs& a, const LayerIndex& w, const int8_t* ln2_8) {
         const ModelConfig& c = config;
         const int64_t N = B * T, D = c.hidden_dim, M = c.mlp_dim;
-        bl_forward(a.gate, sc.ln2_q, w.gate, N, D, M, false);
-        bl_forward(a.up, sc.ln2_q, w.mlp_up, N, D, M, false);
-        train_swiglu_quant_forward(a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr,
-                                   bf16() ? beta_of(w.gate) : nullptr,
-                                   bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f, sc.swi_q.codes,
-                                   sc.swi_q.scale, N, M, c.act_bits, stream);
+        a.gate_i32 = bl_forward(a.gate, sc.ln2_q, w.gate, N, D, M, false, ln2_8);
+        bl_forward(a.up, sc.ln2_q, w.mlp_up, N, D, M, false, ln2_8);
+        train_swiglu_quant_forward(
+            a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr, bf16() ? beta_of(w.gate) : nullptr,
+            bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f, sc.swi_q.codes, sc.swi_q.scale, N, M,
+            c.act_bits, stream, in_backward ? nullptr : i8_input(kI8Down), a.gate_i32);
         op(in_backward ? "bwd recompute swiglu_quant" : "fwd swiglu_quant");
     }
 
@@ -707,34 +767,39 @@ struct GpuTrainModel::Impl : Activations {
         LayerActs& a = acts[static_cast<size_t>(l)];
         const LayerIndex& w = layers[static_cast<size_t>(l)];
         quantize_layer(l);
-        if (!kept.empty()) {  // keep_activations: the layer's own set
+        if (!kept.empty()) {  // keep_activations: the layer's own set (no int8 copy of ln2)
             sc = kept[static_cast<size_t>(l)];
-            if (mem.recompute_mlp) branch_sum(a, w), mlp_products(a, w);
+            if (mem.recompute_mlp) branch_sum(a, w), mlp_products(a, w, nullptr);
             return;
         }
         if (delta) {  // the quantized TTT output (the input of ttt.o)
             train_rmsnorm_forward(sc.o, a.o_rstd, a.y, nullptr, N, Dt, c.norm_eps, stream);
             act_quant(sc.o_q, sc.o, N, Dt);
         }
+        // The recomputed gate/up run in int8 where the forward's did (ln2's int8 copy is made
+        // again for them); the TTT output's product in bf16 (its int8 copy is gone): the same
+        // values either way.
+        int8_t* ln2_8 = nullptr;
         if (mem.recompute_mlp && bf16()) {  // h and the MLP's quantized input in one pass
             const Act& tq = delta ? sc.o_q : a.z_q;
             const int tw = delta ? w.o : w.up;
             bl_forward(branch, tq, tw, N, Dt, c.hidden_dim, false);
+            ln2_8 = i8_input(kI8GateUp);
             train_residual_norm_quant(a.h, a.res, branch, tq.scale, beta_of(tw), a.ln2_rstd,
                                       sc.ln2_q.codes, sc.ln2_q.scale, P(w.norm2), N, c.hidden_dim,
-                                      c.norm_eps, c.act_bits, stream);
+                                      c.norm_eps, c.act_bits, stream, ln2_8);
             op("bwd recompute residual + rmsnorm_quant");
         } else {
             if (mem.recompute_mlp) branch_sum(a, w);
             norm2_forward(a, w);
         }
         if (mem.recompute_mlp) {
-            mlp_products(a, w);
+            mlp_products(a, w, ln2_8);
         } else {  // gate and up are kept: only the SwiGLU and its quantization again
-            train_swiglu_quant_forward(a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr,
-                                       bf16() ? beta_of(w.gate) : nullptr,
-                                       bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f,
-                                       sc.swi_q.codes, sc.swi_q.scale, N, M, c.act_bits, stream);
+            train_swiglu_quant_forward(
+                a.gate, a.up, bf16() ? sc.ln2_q.scale : nullptr, bf16() ? beta_of(w.gate) : nullptr,
+                bf16() ? beta_of(w.mlp_up) : nullptr, sc.swi_q.f, sc.swi_q.codes, sc.swi_q.scale, N,
+                M, c.act_bits, stream, nullptr, a.gate_i32);
             op("bwd recompute swiglu_quant");
         }
         norm1_forward(a, w);
@@ -757,7 +822,7 @@ struct GpuTrainModel::Impl : Activations {
         const Act& tq = delta ? sc.o_q : a.z_q;
         const int tw = delta ? w.o : w.up;
         bl_forward(branch, tq, tw, N, Dt, D, false);
-        residual_rescaled(a.h, a.res, branch, tq, tw, N, D);
+        residual_rescaled(a.h, a.res, branch, tq, tw, N, D, false);
     }
 
     void run_forward(bool with_targets) {
@@ -790,20 +855,24 @@ struct GpuTrainModel::Impl : Activations {
             if (!kept.empty()) sc = kept[li];
             quantize_layer(static_cast<int64_t>(li));
             if (!norm1_done) norm1_forward(a, w);
+            // The int8 copies of the TTT branch's inputs (ln1_q: norm1_forward or the residual
+            // kernel of the layer below; the scan output: act_quant) for its products.
+            int8_t* ttt8 = i8_input(kI8Ttt);
+            bool branch_i32 = false;
             if (!delta) {
-                bl_forward(a.f, sc.ln1_q, w.down, N, D, Dt);
+                bl_forward(a.f, sc.ln1_q, w.down, N, D, Dt, true, ttt8);
                 train_l2norm_forward(sc.fhat, a.fnorm, a.f, N, Dt, stream);
                 op("fwd l2norm");
                 mark("forward layers (no scan)");
                 ttt_scan_forward(sc.z, a.ckpt, sc.fhat, sc.fhat, sc.fhat, nullptr, inner_lr, s,
                                  workspace.data(), stream);
                 mark("TTT scan forward");
-                act_quant(a.z_q, sc.z, N, Dt);
-                bl_forward(branch, a.z_q, w.up, N, Dt, D, false);
+                act_quant(a.z_q, sc.z, N, Dt, ttt8);
+                branch_i32 = bl_forward(branch, a.z_q, w.up, N, Dt, D, false, ttt8);
             } else {
-                bl_forward(a.q, sc.ln1_q, w.q, N, D, Dt);
-                bl_forward(a.k, sc.ln1_q, w.k, N, D, Dt);
-                bl_forward(a.v, sc.ln1_q, w.v, N, D, Dt);
+                bl_forward(a.q, sc.ln1_q, w.q, N, D, Dt, true, ttt8);
+                bl_forward(a.k, sc.ln1_q, w.k, N, D, Dt, true, ttt8);
+                bl_forward(a.v, sc.ln1_q, w.v, N, D, Dt, true, ttt8);
                 train_l2norm_forward(sc.qhat, a.qnorm, a.q, N * H, Dh, stream);
                 train_l2norm_forward(sc.khat, a.knorm, a.k, N * H, Dh, stream);
                 // η_t = inner_lr · σ(ttt.lr · x + b), from the unquantized normed input (fp32).
@@ -815,32 +884,35 @@ struct GpuTrainModel::Impl : Activations {
                                  workspace.data(), stream);
                 mark("TTT scan forward");
                 train_rmsnorm_forward(sc.o, a.o_rstd, a.y, nullptr, N, Dt, eps, stream);
-                act_quant(sc.o_q, sc.o, N, Dt);
-                bl_forward(branch, sc.o_q, w.o, N, Dt, D, false);
+                act_quant(sc.o_q, sc.o, N, Dt, ttt8);
+                branch_i32 = bl_forward(branch, sc.o_q, w.o, N, Dt, D, false, ttt8);
             }
             const Act& tq = delta ? sc.o_q : a.z_q;
             const int tw = delta ? w.o : w.up;
+            int8_t* ln2_8 = i8_input(kI8GateUp);
             if (bf16()) {
                 train_residual_norm_quant(a.h, a.res, branch, tq.scale, beta_of(tw), a.ln2_rstd,
                                           sc.ln2_q.codes, sc.ln2_q.scale, P(w.norm2), N, D, eps,
-                                          c.act_bits, stream);
+                                          c.act_bits, stream, ln2_8, branch_i32);
                 op("fwd residual + rmsnorm_quant");
             } else {
-                residual_rescaled(a.h, a.res, branch, tq, tw, N, D);
+                residual_rescaled(a.h, a.res, branch, tq, tw, N, D, false);
                 norm2_forward(a, w);
             }
-            mlp_products(a, w);
-            bl_forward(branch, sc.swi_q, w.mlp_down, N, M, D, false);
+            mlp_products(a, w, ln2_8);
+            branch_i32 =
+                bl_forward(branch, sc.swi_q, w.mlp_down, N, M, D, false, i8_input(kI8Down));
             norm1_done = bf16() && !delta && !last;
             if (norm1_done) {
                 // The next layer's scratch set (the same set unless keep_activations).
                 const Scratch& next = kept.empty() ? sc : kept[li + 1];
                 train_residual_norm_quant(out, a.h, branch, sc.swi_q.scale, beta_of(w.mlp_down),
                                           acts[li + 1].ln1_rstd, next.ln1_q.codes, next.ln1_q.scale,
-                                          P(layers[li + 1].norm1), N, D, eps, c.act_bits, stream);
+                                          P(layers[li + 1].norm1), N, D, eps, c.act_bits, stream,
+                                          i8_input(kI8Ttt), branch_i32);
                 op("fwd residual + rmsnorm_quant");
             } else {
-                residual_rescaled(out, a.h, branch, sc.swi_q, w.mlp_down, N, D);
+                residual_rescaled(out, a.h, branch, sc.swi_q, w.mlp_down, N, D, branch_i32);
             }
             mark("forward layers (no scan)");
         }
@@ -920,7 +992,7 @@ struct GpuTrainModel::Impl : Activations {
                 auto* du = reinterpret_cast<uint16_t*>(dup);
                 train_swiglu_backward_bf16(dg, dg + N * M, du, du + N * M, sc.ln2_q.scale,
                                            beta_of(w.gate), beta_of(w.mlp_up), dswi, a.gate, a.up,
-                                           N, M, stream);
+                                           N, M, stream, a.gate_i32);
                 op("bwd swiglu_backward_bf16");
                 bl_backward_bf16(dln, w.gate, dg, dg + N * M, sc.ln2_q, N, D, M, false);
                 bl_backward_bf16(dln, w.mlp_up, du, du + N * M, sc.ln2_q, N, D, M, true);
@@ -1024,6 +1096,11 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
     m.layer_w = layer_weights(L, c.num_layers);
     m.qweights = DeviceBuffer(fs.qweights);
     m.qweights.fill_bytes(0);
+    m.i8_kinds = int8_kinds(c, precision == TrainPrecision::kBf16, memory);
+    if (fs.qweights8 > 0) {
+        m.qweights8 = DeviceBuffer(fs.qweights8);
+        m.qweights8.fill_bytes(0);
+    }
 
     std::vector<uint32_t> decay(fs.decay_bits / sizeof(uint32_t), 0);
     std::vector<int64_t> offsets, sizes;
@@ -1091,6 +1168,8 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
     m.blas_ws = DeviceBuffer(blas_workspace_bytes());
     check_cublas(cublasSetWorkspace(m.blas, m.blas_ws.data(), m.blas_ws.bytes()),
                  "cublasSetWorkspace");
+    // The int8 products share cuBLAS's workspace: both run in order on the model's stream.
+    if (m.i8_kinds != 0) m.int8 = std::make_unique<Int8Gemm>(m.blas_ws.data(), m.blas_ws.bytes());
 }
 
 GpuTrainModel::~GpuTrainModel() = default;
@@ -1233,6 +1312,10 @@ GpuMemoryOptions GpuTrainModel::memory_options() const {
     return impl_->mem;
 }
 
+bool GpuTrainModel::int8_forward_active() const {
+    return impl_->i8_input(kI8All) != nullptr;
+}
+
 double GpuTrainModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {
     Impl& m = *impl_;
     m.check_batch(inputs, targets, B, T);
@@ -1332,8 +1415,8 @@ int64_t GpuTrainModel::allocated_bytes() const {
     int64_t total = 0;
     for (const DeviceBuffer* b :
          {&m.params, &m.grads, &m.adam_m, &m.adam_v, &m.adam_ms, &m.adam_vs, &m.decay_bits,
-          &m.qweights, &m.betas, &m.bl_offsets, &m.bl_sizes, &m.consts, &m.scalars, &m.norm_partial,
-          &m.lm_bf16, &m.arena, &m.workspace, &m.blas_ws})
+          &m.qweights, &m.qweights8, &m.betas, &m.bl_offsets, &m.bl_sizes, &m.consts, &m.scalars,
+          &m.norm_partial, &m.lm_bf16, &m.arena, &m.workspace, &m.blas_ws})
         total += static_cast<int64_t>(b->bytes());
     return total;
 }
@@ -1350,7 +1433,7 @@ std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
     by_cat[kCatParams] = static_cast<int64_t>(fs.params);
     by_cat[kCatGrads] = static_cast<int64_t>(fs.grads);
     by_cat[kCatMoments] = static_cast<int64_t>(2 * (fs.moment + fs.moment_scales));
-    by_cat[kCatQWeights] = static_cast<int64_t>(fs.qweights + fs.lm_bf16);
+    by_cat[kCatQWeights] = static_cast<int64_t>(fs.qweights + fs.qweights8 + fs.lm_bf16);
     by_cat[kCatSmall] = static_cast<int64_t>(fs.decay_bits + fs.small);
     Activations acts;
     acts.B = B, acts.T = T;

@@ -65,6 +65,31 @@ __device__ uint16_t bf16_bits(float x) {
     return __bfloat16_as_ushort(__float2bfloat16_rn(x));
 }
 
+// A product of codes as float: fp32 (the bf16 products) or, i32, the int32 of an int8 product
+// (int8_gemm.hpp), whose conversion is exact (|value| < 2^24) and equals the fp32 one.
+__device__ __forceinline__ float raw_at(const float* p, int64_t i, bool i32) {
+    return i32 ? __int2float_rn(reinterpret_cast<const int32_t*>(p)[i]) : p[i];
+}
+// The same for four values at a 16-byte aligned p.
+__device__ __forceinline__ float4 raw4(const float* p, bool i32) {
+    if (!i32) return *reinterpret_cast<const float4*>(p);
+    const int4 v = *reinterpret_cast<const int4*>(p);
+    return make_float4(__int2float_rn(v.x), __int2float_rn(v.y), __int2float_rn(v.z),
+                       __int2float_rn(v.w));
+}
+
+// An activation code (act_bits 8): clamp(rint(y · s), −127, 127) with s = 127/γ.
+__device__ __forceinline__ float code_of(float y, float s) {
+    return fminf(fmaxf(rintf(__fmul_rn(y, s)), -127.0f), 127.0f);
+}
+__device__ __forceinline__ uint32_t i8_byte(float code) {
+    return static_cast<uint32_t>(static_cast<uint8_t>(static_cast<int8_t>(code)));
+}
+// Four int8 codes in one word, a at the lowest address.
+__device__ __forceinline__ uint32_t pack_i8x4(float a, float b, float c, float d) {
+    return i8_byte(a) | (i8_byte(b) << 8) | (i8_byte(c) << 16) | (i8_byte(d) << 24);
+}
+
 int64_t row_blocks(int64_t rows) {
     return (rows + kRowsPerBlock - 1) / kRowsPerBlock;
 }
@@ -114,9 +139,9 @@ __global__ void rmsnorm_forward_kernel(float* out, float* rstd, const float* inp
     if (lane == 0) rstd[n] = r;
 }
 
-__global__ void rmsnorm_quant_kernel(float* rstd, uint16_t* codes, float* scale, const float* inp,
-                                     const float* weight, int64_t N, int64_t C, float eps,
-                                     int act_bits) {
+__global__ void rmsnorm_quant_kernel(float* rstd, uint16_t* codes, int8_t* codes8, float* scale,
+                                     const float* inp, const float* weight, int64_t N, int64_t C,
+                                     float eps, int act_bits) {
     BITTTT_WARP_ROW(n, N)
     const float* x = inp + n * C;
     double ss = 0.0;
@@ -138,7 +163,9 @@ __global__ void rmsnorm_quant_kernel(float* rstd, uint16_t* codes, float* scale,
     const float s = __fdiv_rn(127.0f, gamma);
     for (int64_t c = lane; c < C; c += 32) {
         const float y = weight ? x[c] * r * weight[c] : x[c] * r;
-        codes[n * C + c] = bf16_bits(fminf(fmaxf(rintf(__fmul_rn(y, s)), -127.0f), 127.0f));
+        const float code = code_of(y, s);
+        if (codes) codes[n * C + c] = bf16_bits(code);
+        if (codes8) codes8[n * C + c] = static_cast<int8_t>(code);
     }
     if (lane == 0) scale[n] = __fdiv_rn(gamma, 127.0f);
 }
@@ -211,15 +238,17 @@ __global__ void rmsnorm_forward_vec_kernel(float* out, float* rstd, const float*
     if (lane == 0) rstd[n] = r;
 }
 
-__device__ uint16_t code_bits(float y, float s) {
-    return bf16_bits(fminf(fmaxf(rintf(__fmul_rn(y, s)), -127.0f), 127.0f));
+__device__ void store_bf16x4(uint16_t* p, float4 v) {
+    const uint32_t lo = bf16_bits(v.x) | (static_cast<uint32_t>(bf16_bits(v.y)) << 16);
+    const uint32_t hi = bf16_bits(v.z) | (static_cast<uint32_t>(bf16_bits(v.w)) << 16);
+    *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);
 }
 
 // RMSNorm + quantization of a row x held in registers (the tail of both kernels below).
 template <int kVec>
 __device__ void norm_quant_row(float4 (&x)[kVec], int64_t n, int lane, int64_t C,
                                const float* weight, float eps, int act_bits, float* rstd,
-                               uint16_t* codes, float* scale) {
+                               uint16_t* codes, int8_t* codes8, float* scale) {
     const float r = row_rstd<kVec>(x, C, eps);
     if (lane == 0) rstd[n] = r;
     float absmax = 0.0f;
@@ -238,27 +267,27 @@ __device__ void norm_quant_row(float4 (&x)[kVec], int64_t n, int lane, int64_t C
     for (int j = 0; j < kVec; ++j) {
         const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
         if (c >= C) continue;
-        uint32_t lo, hi;
-        if (act_bits == 0) {
-            lo = bf16_bits(x[j].x) | (static_cast<uint32_t>(bf16_bits(x[j].y)) << 16);
-            hi = bf16_bits(x[j].z) | (static_cast<uint32_t>(bf16_bits(x[j].w)) << 16);
-        } else {
-            lo = code_bits(x[j].x, s) | (static_cast<uint32_t>(code_bits(x[j].y, s)) << 16);
-            hi = code_bits(x[j].z, s) | (static_cast<uint32_t>(code_bits(x[j].w, s)) << 16);
+        if (act_bits == 0) {  // (no int8 codes: the launchers refuse them)
+            if (codes) store_bf16x4(codes + n * C + c, x[j]);
+            continue;
         }
-        *reinterpret_cast<uint2*>(codes + n * C + c) = make_uint2(lo, hi);
+        const float4 q = make_float4(code_of(x[j].x, s), code_of(x[j].y, s), code_of(x[j].z, s),
+                                     code_of(x[j].w, s));
+        if (codes) store_bf16x4(codes + n * C + c, q);
+        if (codes8)
+            *reinterpret_cast<uint32_t*>(codes8 + n * C + c) = pack_i8x4(q.x, q.y, q.z, q.w);
     }
     if (lane == 0) scale[n] = act_bits == 0 ? 1.0f : __fdiv_rn(gamma, 127.0f);
 }
 
 template <int kVec>
-__global__ void rmsnorm_quant_vec_kernel(float* rstd, uint16_t* codes, float* scale,
+__global__ void rmsnorm_quant_vec_kernel(float* rstd, uint16_t* codes, int8_t* codes8, float* scale,
                                          const float* inp, const float* weight, int64_t N,
                                          int64_t C, float eps, int act_bits) {
     BITTTT_WARP_ROW(n, N)
     float4 x[kVec];
     load_row<kVec>(x, inp + n * C, lane, C);
-    norm_quant_row<kVec>(x, n, lane, C, weight, eps, act_bits, rstd, codes, scale);
+    norm_quant_row<kVec>(x, n, lane, C, weight, eps, act_bits, rstd, codes, codes8, scale);
 }
 
 // h = a + b · row_scale[n] · scalar[0] (stored, as residual_scaled does), then the RMSNorm +
@@ -267,14 +296,18 @@ __global__ void rmsnorm_quant_vec_kernel(float* rstd, uint16_t* codes, float* sc
 template <int kVec>
 __global__ void residual_norm_quant_vec_kernel(float* h, const float* a, const float* b,
                                                const float* row_scale, const float* scalar,
-                                               float* rstd, uint16_t* codes, float* scale,
-                                               const float* weight, int64_t N, int64_t C, float eps,
-                                               int act_bits) {
+                                               float* rstd, uint16_t* codes, int8_t* codes8,
+                                               float* scale, const float* weight, int64_t N,
+                                               int64_t C, float eps, int act_bits, bool b_i32) {
     BITTTT_WARP_ROW(n, N)
     const float s = scalar ? scalar[0] : 1.0f, r = row_scale ? row_scale[n] : 1.0f;
     float4 x[kVec], y[kVec];
     load_row<kVec>(x, a + n * C, lane, C);
-    load_row<kVec>(y, b + n * C, lane, C);
+#pragma unroll
+    for (int j = 0; j < kVec; ++j) {
+        const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
+        y[j] = c < C ? raw4(b + n * C + c, b_i32) : make_float4(0, 0, 0, 0);
+    }
 #pragma unroll
     for (int j = 0; j < kVec; ++j) {
         const int64_t c = (static_cast<int64_t>(j) * 32 + lane) * 4;
@@ -283,7 +316,7 @@ __global__ void residual_norm_quant_vec_kernel(float* h, const float* a, const f
         x[j].z = x[j].z + y[j].z * r * s, x[j].w = x[j].w + y[j].w * r * s;
         *reinterpret_cast<float4*>(h + n * C + c) = x[j];
     }
-    norm_quant_row<kVec>(x, n, lane, C, weight, eps, act_bits, rstd, codes, scale);
+    norm_quant_row<kVec>(x, n, lane, C, weight, eps, act_bits, rstd, codes, codes8, scale);
 }
 
 // The backward of a slice of kNormSliceRows rows per block: dinp as rmsnorm_backward_kernel, and
@@ -298,12 +331,6 @@ struct Bf16Pair {
     uint16_t *plain = nullptr, *scaled = nullptr;
     const float* row_scale = nullptr;
 };
-
-__device__ void store_bf16x4(uint16_t* p, float4 v) {
-    const uint32_t lo = bf16_bits(v.x) | (static_cast<uint32_t>(bf16_bits(v.y)) << 16);
-    const uint32_t hi = bf16_bits(v.z) | (static_cast<uint32_t>(bf16_bits(v.w)) << 16);
-    *reinterpret_cast<uint2*>(p) = make_uint2(lo, hi);
-}
 
 template <int kVec>
 __global__ void __launch_bounds__(kThreads)
@@ -453,8 +480,8 @@ __global__ void l2norm_backward_kernel(float* dinp, const float* dout, const flo
 
 // ---- quantization ----
 
-__global__ void act_quant_kernel(float* out, uint16_t* codes, float* scale, const float* inp,
-                                 int64_t N, int64_t C, int act_bits) {
+__global__ void act_quant_kernel(float* out, uint16_t* codes, int8_t* codes8, float* scale,
+                                 const float* inp, int64_t N, int64_t C, int act_bits) {
     BITTTT_WARP_ROW(n, N)
     const float* x = inp + n * C;
     if (act_bits == 0) {
@@ -471,9 +498,10 @@ __global__ void act_quant_kernel(float* out, uint16_t* codes, float* scale, cons
     const float gamma = fmaxf(absmax, 1e-5f);
     const float s = __fdiv_rn(127.0f, gamma), back = __fdiv_rn(gamma, 127.0f);
     for (int64_t c = lane; c < C; c += 32) {
-        const float code = fminf(fmaxf(rintf(__fmul_rn(x[c], s)), -127.0f), 127.0f);
+        const float code = code_of(x[c], s);
         if (out) out[n * C + c] = __fmul_rn(code, back);
         if (codes) codes[n * C + c] = bf16_bits(code);
+        if (codes8) codes8[n * C + c] = static_cast<int8_t>(code);
     }
     if (scale && lane == 0) scale[n] = back;
 }
@@ -510,9 +538,9 @@ __global__ void weight_beta_kernel(float* beta, const double* partial, int64_t c
                             : 0.0f;
 }
 
-__global__ void weight_quant_kernel(float* out, uint16_t* codes, const float* beta, const float* w,
-                                    const int64_t* offsets, const int64_t* sizes, int64_t out_base,
-                                    bool quantize) {
+__global__ void weight_quant_kernel(float* out, uint16_t* codes, int8_t* codes8, const float* beta,
+                                    const float* w, const int64_t* offsets, const int64_t* sizes,
+                                    int64_t out_base, bool quantize) {
     const int i = blockIdx.y;
     const int64_t off = offsets[i], n = sizes[i], dst = off - out_base;
     const float b = beta[i], denom = b + 1e-8f;
@@ -522,6 +550,7 @@ __global__ void weight_quant_kernel(float* out, uint16_t* codes, const float* be
         const float code = quantize ? fminf(fmaxf(rintf(__fdiv_rn(x, denom)), -1.0f), 1.0f) : x;
         if (out) out[dst + j] = quantize ? __fmul_rn(code, b) : x;
         if (codes) codes[dst + j] = bf16_bits(code);
+        if (codes8) codes8[dst + j] = static_cast<int8_t>(code);  // (quantize only: ternary)
     }
 }
 
@@ -542,8 +571,8 @@ __global__ void swiglu_backward_kernel(float* dgate, float* dup, const float* do
 
 // The MLP's SwiGLU input of column c of row n: the product of codes times its row scale and β
 // (row_scale nullptr: the value is already final). Forward and backward both rebuild it so.
-__device__ float mlp_input(const float* p, int64_t i, float r, float beta) {
-    return p[i] * r * beta;
+__device__ float mlp_input(const float* p, int64_t i, float r, float beta, bool i32) {
+    return raw_at(p, i, i32) * r * beta;
 }
 
 // One block per row: x = silu(g)·u is computed once into shared memory (the row's absmax needs
@@ -552,7 +581,8 @@ __device__ float mlp_input(const float* p, int64_t i, float r, float beta) {
 template <bool kCached>
 __global__ void swiglu_quant_kernel(const float* gate, const float* up, const float* row_scale,
                                     const float* beta_gate, const float* beta_up, float* out,
-                                    uint16_t* codes, float* scale, int64_t M, int act_bits) {
+                                    uint16_t* codes, int8_t* codes8, float* scale, int64_t M,
+                                    int act_bits, bool raw_i32) {
     extern __shared__ float swi[];
     const int64_t n = blockIdx.x;
     const float* g = gate + n * M;
@@ -560,7 +590,7 @@ __global__ void swiglu_quant_kernel(const float* gate, const float* up, const fl
     const float r = row_scale ? row_scale[n] : 1.0f;
     const float sg = row_scale ? beta_gate[0] : 1.0f, su = row_scale ? beta_up[0] : 1.0f;
     auto value = [&](int64_t c) {
-        const float gv = mlp_input(g, c, r, sg), uv = mlp_input(u, c, r, su);
+        const float gv = mlp_input(g, c, r, sg, raw_i32), uv = mlp_input(u, c, r, su, raw_i32);
         return gv * sigmoidf(gv) * uv;
     };
     float absmax = 0.0f;
@@ -583,9 +613,10 @@ __global__ void swiglu_quant_kernel(const float* gate, const float* up, const fl
     const float s = __fdiv_rn(127.0f, gamma), back = __fdiv_rn(gamma, 127.0f);
     for (int64_t c = threadIdx.x; c < M; c += blockDim.x) {
         const float x = kCached ? swi[c] : value(c);
-        const float code = fminf(fmaxf(rintf(__fmul_rn(x, s)), -127.0f), 127.0f);
+        const float code = code_of(x, s);
         if (out) out[n * M + c] = __fmul_rn(code, back);
         if (codes) codes[n * M + c] = bf16_bits(code);
+        if (codes8) codes8[n * M + c] = static_cast<int8_t>(code);
     }
     if (scale && threadIdx.x == 0) scale[n] = back;
 }
@@ -594,11 +625,12 @@ __global__ void swiglu_quant_kernel(const float* gate, const float* up, const fl
 // 16-byte loads and 8-byte code stores (M % 4 == 0, aligned rows): the same values.
 __global__ void swiglu_quant_vec_kernel(const float* gate, const float* up, const float* row_scale,
                                         const float* beta_gate, const float* beta_up,
-                                        uint16_t* codes, float* scale, int64_t M) {
+                                        uint16_t* codes, int8_t* codes8, float* scale, int64_t M,
+                                        bool raw_i32) {
     extern __shared__ float4 swi4[];
     const int64_t n = blockIdx.x, M4 = M / 4;
-    const float4* g = reinterpret_cast<const float4*>(gate + n * M);
-    const float4* u = reinterpret_cast<const float4*>(up + n * M);
+    const float* g = gate + n * M;
+    const float* u = up + n * M;
     const float r = row_scale ? row_scale[n] : 1.0f;
     const float sg = row_scale ? beta_gate[0] : 1.0f, su = row_scale ? beta_up[0] : 1.0f;
     auto value = [&](float gr, float ur) {
@@ -607,7 +639,7 @@ __global__ void swiglu_quant_vec_kernel(const float* gate, const float* up, cons
     };
     float absmax = 0.0f;
     for (int64_t c = threadIdx.x; c < M4; c += blockDim.x) {
-        const float4 a = g[c], b = u[c];
+        const float4 a = raw4(g + 4 * c, raw_i32), b = raw4(u + 4 * c, raw_i32);
         const float4 x =
             make_float4(value(a.x, b.x), value(a.y, b.y), value(a.z, b.z), value(a.w, b.w));
         swi4[c] = x;
@@ -618,9 +650,10 @@ __global__ void swiglu_quant_vec_kernel(const float* gate, const float* up, cons
     const float s = __fdiv_rn(127.0f, gamma);
     for (int64_t c = threadIdx.x; c < M4; c += blockDim.x) {
         const float4 x = swi4[c];
-        const uint32_t lo = code_bits(x.x, s) | (static_cast<uint32_t>(code_bits(x.y, s)) << 16);
-        const uint32_t hi = code_bits(x.z, s) | (static_cast<uint32_t>(code_bits(x.w, s)) << 16);
-        reinterpret_cast<uint2*>(codes + n * M)[c] = make_uint2(lo, hi);
+        const float4 q =
+            make_float4(code_of(x.x, s), code_of(x.y, s), code_of(x.z, s), code_of(x.w, s));
+        if (codes) store_bf16x4(codes + n * M + 4 * c, q);
+        if (codes8) reinterpret_cast<uint32_t*>(codes8 + n * M)[c] = pack_i8x4(q.x, q.y, q.z, q.w);
     }
     if (scale && threadIdx.x == 0) scale[n] = __fdiv_rn(gamma, 127.0f);
 }
@@ -638,6 +671,17 @@ __device__ void load_v(const float* p, float (&x)[V]) {
     } else {
 #pragma unroll
         for (int j = 0; j < V; ++j) x[j] = p[j];
+    }
+}
+// load_v of a product of codes (raw_at: fp32, or int32 converted).
+template <int V>
+__device__ void load_raw_v(const float* p, float (&x)[V], bool i32) {
+    if constexpr (V == 4) {
+        const float4 t = raw4(p, i32);
+        x[0] = t.x, x[1] = t.y, x[2] = t.z, x[3] = t.w;
+    } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) x[j] = raw_at(p, j, i32);
     }
 }
 template <int V>
@@ -668,30 +712,32 @@ __global__ void rows_kernel(Op op, int64_t N, int64_t C) {
     for (int64_t n = blockIdx.y; n < N; n += gridDim.y) op.template apply<V>(n, n * C + c);
 }
 
-// out = a + b · row_scale[n] · scalar[0]
+// out = a + b · row_scale[n] · scalar[0] (b_i32: b holds int32, an int8 product)
 struct ResidualScaledOp {
     float* out;
     const float *a, *b, *row_scale, *scalar;
+    bool b_i32;
     template <int V>
     __device__ void apply(int64_t n, int64_t i) const {
         const float s = scalar ? scalar[0] : 1.0f, r = row_scale ? row_scale[n] : 1.0f;
         float x[V], y[V];
-        load_v<V>(a + i, x), load_v<V>(b + i, y);
+        load_v<V>(a + i, x), load_raw_v<V>(b + i, y, b_i32);
 #pragma unroll
         for (int j = 0; j < V; ++j) x[j] = x[j] + y[j] * r * s;
         store_v<V>(out + i, x);
     }
 };
 
-// x *= row_scale[n] · scalar[0]
+// x *= row_scale[n] · scalar[0] (i32: x holds int32 on entry, an int8 product, and floats after)
 struct ScaleRowsOp {
     float* x;
     const float *row_scale, *scalar;
+    bool i32;
     template <int V>
     __device__ void apply(int64_t n, int64_t i) const {
         const float s = scalar ? scalar[0] : 1.0f, r = row_scale ? row_scale[n] : 1.0f;
         float v[V];
-        load_v<V>(x + i, v);
+        load_raw_v<V>(x + i, v, i32);
 #pragma unroll
         for (int j = 0; j < V; ++j) v[j] = v[j] * r * s;
         store_v<V>(x + i, v);
@@ -737,13 +783,15 @@ struct ToBf16Op {
 struct SwigluBackwardBf16Op {
     uint16_t *dgate, *dgate_scaled, *dup, *dup_scaled;
     const float *row_scale, *beta_gate, *beta_up, *dout, *gate, *up;
+    bool raw_i32;  // gate and up hold int32 (int8 products)
     template <int V>
     __device__ void apply(int64_t n, int64_t i) const {
         const float r = row_scale[n];
         const float pr = beta_gate ? r : 1.0f, sg = beta_gate ? beta_gate[0] : 1.0f,
                     su = beta_gate ? beta_up[0] : 1.0f;
         float d[V], g[V], u[V], dg[V], du[V];
-        load_v<V>(dout + i, d), load_v<V>(gate + i, g), load_v<V>(up + i, u);
+        load_v<V>(dout + i, d), load_raw_v<V>(gate + i, g, raw_i32);
+        load_raw_v<V>(up + i, u, raw_i32);
 #pragma unroll
         for (int j = 0; j < V; ++j) {
             const float gv = g[j] * pr * sg, uv = u[j] * pr * su, s = sigmoidf(gv);
@@ -1054,26 +1102,34 @@ void train_rmsnorm_forward(float* out, float* rstd, const float* inp, const floa
     check_launch("train_rmsnorm_forward");
 }
 
+namespace {
+void check_codes8(const int8_t* codes8, int act_bits, const char* what) {
+    check(!codes8 || act_bits != 0, ErrorKind::kInvalidArgument,
+          "CUDA: {}: int8 codes need quantized activations (act_bits 8)", what);
+}
+}  // namespace
+
 void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, const float* inp,
                                  const float* weight, int64_t N, int64_t C, float eps, int act_bits,
-                                 const Stream& stream) {
+                                 const Stream& stream, int8_t* codes8) {
+    check_codes8(codes8, act_bits, "train_rmsnorm_quant_forward");
     const dim3 g(static_cast<unsigned>(row_blocks(N))), t(kThreads);
-    switch (row_vec(C, {codes, inp, weight})) {
+    switch (row_vec(C, {codes, codes8, inp, weight})) {
         case 2:
-            rmsnorm_quant_vec_kernel<2>
-                <<<g, t, 0, raw(stream)>>>(rstd, codes, scale, inp, weight, N, C, eps, act_bits);
+            rmsnorm_quant_vec_kernel<2><<<g, t, 0, raw(stream)>>>(rstd, codes, codes8, scale, inp,
+                                                                  weight, N, C, eps, act_bits);
             break;
         case 4:
-            rmsnorm_quant_vec_kernel<4>
-                <<<g, t, 0, raw(stream)>>>(rstd, codes, scale, inp, weight, N, C, eps, act_bits);
+            rmsnorm_quant_vec_kernel<4><<<g, t, 0, raw(stream)>>>(rstd, codes, codes8, scale, inp,
+                                                                  weight, N, C, eps, act_bits);
             break;
         case 8:
-            rmsnorm_quant_vec_kernel<8>
-                <<<g, t, 0, raw(stream)>>>(rstd, codes, scale, inp, weight, N, C, eps, act_bits);
+            rmsnorm_quant_vec_kernel<8><<<g, t, 0, raw(stream)>>>(rstd, codes, codes8, scale, inp,
+                                                                  weight, N, C, eps, act_bits);
             break;
         default:
-            rmsnorm_quant_kernel<<<g, t, 0, raw(stream)>>>(rstd, codes, scale, inp, weight, N, C,
-                                                           eps, act_bits);
+            rmsnorm_quant_kernel<<<g, t, 0, raw(stream)>>>(rstd, codes, codes8, scale, inp, weight,
+                                                           N, C, eps, act_bits);
     }
     check_launch("train_rmsnorm_quant_forward");
 }
@@ -1081,24 +1137,29 @@ void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, con
 void train_residual_norm_quant(float* h, const float* a, const float* b, const float* row_scale,
                                const float* scalar, float* rstd, uint16_t* codes, float* scale,
                                const float* weight, int64_t N, int64_t C, float eps, int act_bits,
-                               const Stream& stream) {
+                               const Stream& stream, int8_t* codes8, bool b_i32) {
+    check_codes8(codes8, act_bits, "train_residual_norm_quant");
     const dim3 g(static_cast<unsigned>(row_blocks(N))), t(kThreads);
-    switch (row_vec(C, {h, a, b, codes, weight})) {
+    switch (row_vec(C, {h, a, b, codes, codes8, weight})) {
         case 2:
-            residual_norm_quant_vec_kernel<2><<<g, t, 0, raw(stream)>>>(
-                h, a, b, row_scale, scalar, rstd, codes, scale, weight, N, C, eps, act_bits);
+            residual_norm_quant_vec_kernel<2>
+                <<<g, t, 0, raw(stream)>>>(h, a, b, row_scale, scalar, rstd, codes, codes8, scale,
+                                           weight, N, C, eps, act_bits, b_i32);
             break;
         case 4:
-            residual_norm_quant_vec_kernel<4><<<g, t, 0, raw(stream)>>>(
-                h, a, b, row_scale, scalar, rstd, codes, scale, weight, N, C, eps, act_bits);
+            residual_norm_quant_vec_kernel<4>
+                <<<g, t, 0, raw(stream)>>>(h, a, b, row_scale, scalar, rstd, codes, codes8, scale,
+                                           weight, N, C, eps, act_bits, b_i32);
             break;
         case 8:
-            residual_norm_quant_vec_kernel<8><<<g, t, 0, raw(stream)>>>(
-                h, a, b, row_scale, scalar, rstd, codes, scale, weight, N, C, eps, act_bits);
+            residual_norm_quant_vec_kernel<8>
+                <<<g, t, 0, raw(stream)>>>(h, a, b, row_scale, scalar, rstd, codes, codes8, scale,
+                                           weight, N, C, eps, act_bits, b_i32);
             break;
         default:  // rows that do not fit the registers: the two ops
-            train_residual_scaled_forward(h, a, b, row_scale, scalar, N, C, stream);
-            train_rmsnorm_quant_forward(rstd, codes, scale, h, weight, N, C, eps, act_bits, stream);
+            train_residual_scaled_forward(h, a, b, row_scale, scalar, N, C, stream, b_i32);
+            train_rmsnorm_quant_forward(rstd, codes, scale, h, weight, N, C, eps, act_bits, stream,
+                                        codes8);
             return;
     }
     check_launch("train_residual_norm_quant");
@@ -1162,9 +1223,10 @@ void train_l2norm_backward(float* dinp, const float* dout, const float* inp, con
 }
 
 void train_act_quant_forward(float* out, uint16_t* codes, float* scale, const float* inp, int64_t N,
-                             int64_t C, int act_bits, const Stream& stream) {
-    act_quant_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(out, codes, scale, inp, N, C,
-                                                                  act_bits);
+                             int64_t C, int act_bits, const Stream& stream, int8_t* codes8) {
+    check_codes8(codes8, act_bits, "train_act_quant_forward");
+    act_quant_kernel<<<row_blocks(N), kThreads, 0, raw(stream)>>>(out, codes, codes8, scale, inp, N,
+                                                                  C, act_bits);
     check_launch("train_act_quant_forward");
 }
 
@@ -1187,11 +1249,13 @@ void train_weight_beta(float* beta, double* partial, const float* w, const int64
 void train_weight_quant_apply(float* out, uint16_t* codes, const float* beta, const float* w,
                               const int64_t* offsets, const int64_t* sizes, int count,
                               int64_t max_size, int64_t out_base, bool quantize,
-                              const Stream& stream) {
+                              const Stream& stream, int8_t* codes8) {
+    check(!codes8 || quantize, ErrorKind::kInvalidArgument,
+          "CUDA: train_weight_quant_apply: int8 codes need quantized (ternary) weights");
     if (count == 0) return;
     const dim3 grid(static_cast<unsigned>(std::min<int64_t>((max_size + 1023) / 1024, 1024)),
                     static_cast<unsigned>(count));
-    weight_quant_kernel<<<grid, 1024, 0, raw(stream)>>>(out, codes, beta, w, offsets, sizes,
+    weight_quant_kernel<<<grid, 1024, 0, raw(stream)>>>(out, codes, codes8, beta, w, offsets, sizes,
                                                         out_base, quantize);
     check_launch("train_weight_quant_apply");
 }
@@ -1220,21 +1284,27 @@ void train_swiglu_backward(float* dgate, float* dup, const float* dout, const fl
 void train_swiglu_quant_forward(const float* gate, const float* up, const float* row_scale,
                                 const float* beta_gate, const float* beta_up, float* out,
                                 uint16_t* codes, float* scale, int64_t N, int64_t M, int act_bits,
-                                const Stream& stream) {
+                                const Stream& stream, int8_t* codes8, bool raw_i32) {
+    check_codes8(codes8, act_bits, "train_swiglu_quant_forward");
     if (N == 0) return;
     // Rows of up to 12288 values keep x in shared memory (48 KiB, no opt-in needed).
     const size_t smem = static_cast<size_t>(M) * sizeof(float);
-    const bool vec = M % 4 == 0 && codes && !out && act_bits != 0 && aligned16(gate) &&
-                     aligned16(up) && (reinterpret_cast<uintptr_t>(codes) & 7u) == 0;
+    const auto aligned_to = [](const void* p, uintptr_t bytes) {
+        return (reinterpret_cast<uintptr_t>(p) & (bytes - 1)) == 0;
+    };
+    const bool vec = M % 4 == 0 && (codes || codes8) && !out && act_bits != 0 && aligned16(gate) &&
+                     aligned16(up) && aligned_to(codes, 8) && aligned_to(codes8, 4);
     if (vec && smem <= 48 * 1024)
         swiglu_quant_vec_kernel<<<static_cast<unsigned>(N), kThreads, smem, raw(stream)>>>(
-            gate, up, row_scale, beta_gate, beta_up, codes, scale, M);
+            gate, up, row_scale, beta_gate, beta_up, codes, codes8, scale, M, raw_i32);
     else if (smem <= 48 * 1024)
         swiglu_quant_kernel<true><<<static_cast<unsigned>(N), kThreads, smem, raw(stream)>>>(
-            gate, up, row_scale, beta_gate, beta_up, out, codes, scale, M, act_bits);
+            gate, up, row_scale, beta_gate, beta_up, out, codes, codes8, scale, M, act_bits,
+            raw_i32);
     else
         swiglu_quant_kernel<false><<<static_cast<unsigned>(N), kThreads, 0, raw(stream)>>>(
-            gate, up, row_scale, beta_gate, beta_up, out, codes, scale, M, act_bits);
+            gate, up, row_scale, beta_gate, beta_up, out, codes, codes8, scale, M, act_bits,
+            raw_i32);
     check_launch("train_swiglu_quant_forward");
 }
 
@@ -1242,9 +1312,9 @@ void train_swiglu_backward_bf16(uint16_t* dgate, uint16_t* dgate_scaled, uint16_
                                 uint16_t* dup_scaled, const float* row_scale,
                                 const float* beta_gate, const float* beta_up, const float* dout,
                                 const float* gate, const float* up, int64_t N, int64_t M,
-                                const Stream& stream) {
+                                const Stream& stream, bool raw_i32) {
     launch_rows(SwigluBackwardBf16Op{dgate, dgate_scaled, dup, dup_scaled, row_scale, beta_gate,
-                                     beta_up, dout, gate, up},
+                                     beta_up, dout, gate, up, raw_i32},
                 N, M, {dgate, dgate_scaled, dup, dup_scaled, dout, gate, up}, stream,
                 "train_swiglu_backward_bf16");
 }
@@ -1270,14 +1340,14 @@ void train_residual_forward(float* out, const float* a, const float* b, int64_t 
 
 void train_residual_scaled_forward(float* out, const float* a, const float* b,
                                    const float* row_scale, const float* scalar, int64_t N,
-                                   int64_t C, const Stream& stream) {
-    launch_rows(ResidualScaledOp{out, a, b, row_scale, scalar}, N, C, {out, a, b}, stream,
+                                   int64_t C, const Stream& stream, bool b_i32) {
+    launch_rows(ResidualScaledOp{out, a, b, row_scale, scalar, b_i32}, N, C, {out, a, b}, stream,
                 "train_residual_scaled_forward");
 }
 
 void train_scale_rows(float* x, const float* row_scale, const float* scalar, int64_t N, int64_t C,
-                      const Stream& stream) {
-    launch_rows(ScaleRowsOp{x, row_scale, scalar}, N, C, {x}, stream, "train_scale_rows");
+                      const Stream& stream, bool i32) {
+    launch_rows(ScaleRowsOp{x, row_scale, scalar, i32}, N, C, {x}, stream, "train_scale_rows");
 }
 
 void train_add_bias(float* out, const float* bias, int64_t N, int64_t C, const Stream& stream) {

@@ -12,6 +12,12 @@
 // integer codes in bf16 (exact: |code| <= 127 needs 7 bits of mantissa) with one fp32 scale per row
 // (γ/127), and ternary weights as codes {-1, 0, 1} in bf16 with β per tensor, so the product of
 // codes accumulated in fp32 is exact and the scales are applied once afterwards (DESIGN.md §2.1).
+//
+// The int8 forward products (int8_gemm.hpp) read the same codes as int8: the quantizing ops take
+// an optional `codes8` output (act_bits 8 / quantized weights only) beside the bf16 one, and the
+// ops that read a raw product of codes take a flag saying it holds int32 (the int8 product's
+// output, converted exactly) instead of fp32; the results are the same bit for bit. Both come
+// last in the argument lists (defaults: no int8 codes, fp32 products).
 #pragma once
 
 #include <cstdint>
@@ -48,16 +54,17 @@ void train_rmsnorm_backward_pair(float* dinp, float* dweight, uint16_t* dinp_bf1
 // recomputed, never stored): rstd, codes and scale as the two ops in a row would write them.
 void train_rmsnorm_quant_forward(float* rstd, uint16_t* codes, float* scale, const float* inp,
                                  const float* weight, int64_t N, int64_t C, float eps, int act_bits,
-                                 const Stream& stream);
+                                 const Stream& stream, int8_t* codes8 = nullptr);
 
 // The residual add of a rescaled product followed by the next branch's fused RMSNorm +
 // quantization: h = a + b · row_scale[n] · scalar[0] (as train_residual_scaled_forward; stored),
 // then rstd, codes and scale of h as train_rmsnorm_quant_forward would write them (bit for bit),
 // in one pass where a row fits the registers (C % 4 == 0, C <= 1024), else the two ops.
+// b_i32: b holds int32 (an int8 product).
 void train_residual_norm_quant(float* h, const float* a, const float* b, const float* row_scale,
                                const float* scalar, float* rstd, uint16_t* codes, float* scale,
                                const float* weight, int64_t N, int64_t C, float eps, int act_bits,
-                               const Stream& stream);
+                               const Stream& stream, int8_t* codes8 = nullptr, bool b_i32 = false);
 
 // L2 normalization of rows of C: out = inp / (‖inp‖ + 1e-6), ‖inp‖ stored in norm.
 void train_l2norm_forward(float* out, float* norm, const float* inp, int64_t N, int64_t C,
@@ -71,7 +78,8 @@ void train_l2norm_backward(float* dinp, const float* dout, const float* inp, con
 // row); nullptr outputs are skipped. act_bits 0: out = x, codes = bf16(x), scale = 1.
 // Its backward is the straight-through estimator (the identity), so it has no kernel.
 void train_act_quant_forward(float* out, uint16_t* codes, float* scale, const float* inp, int64_t N,
-                             int64_t C, int act_bits, const Stream& stream);
+                             int64_t C, int act_bits, const Stream& stream,
+                             int8_t* codes8 = nullptr);
 
 // Weight fake quantization of `count` tensors of one flat buffer at once: tensor i is
 // w[offsets[i] .. offsets[i] + sizes[i]) (offsets, sizes: device arrays). Per tensor
@@ -91,10 +99,11 @@ int64_t train_weight_beta_partials(int count, int64_t max_size);
 void train_weight_beta(float* beta, double* partial, const float* w, const int64_t* offsets,
                        const int64_t* sizes, int count, int64_t max_size, bool quantize,
                        const Stream& stream);
+// codes8 (quantize only): the ternary codes as int8 too, at the same offsets.
 void train_weight_quant_apply(float* out, uint16_t* codes, const float* beta, const float* w,
                               const int64_t* offsets, const int64_t* sizes, int count,
                               int64_t max_size, int64_t out_base, bool quantize,
-                              const Stream& stream);
+                              const Stream& stream, int8_t* codes8 = nullptr);
 
 // out = silu(gate) · up; backward: dgate += dout · up · σ(g)(1 + g(1 − σ(g))), dup += dout ·
 // silu(g).
@@ -108,10 +117,12 @@ void train_swiglu_backward(float* dgate, float* dup, const float* dout, const fl
 // products of codes rescaled on the fly, g = gate[n, :] · row_scale[n] · beta_gate[0] and
 // u = up[n, :] · row_scale[n] · beta_up[0] (row_scale nullptr: gate and up are final). gate and up
 // are left as they are: the backward rescales them the same way (bit-identical values).
+// raw_i32: gate and up hold int32 (int8 products).
 void train_swiglu_quant_forward(const float* gate, const float* up, const float* row_scale,
                                 const float* beta_gate, const float* beta_up, float* out,
                                 uint16_t* codes, float* scale, int64_t N, int64_t M, int act_bits,
-                                const Stream& stream);
+                                const Stream& stream, int8_t* codes8 = nullptr,
+                                bool raw_i32 = false);
 // The MLP's fused backward for the bf16 products: the gradients of train_swiglu_backward, written
 // (not accumulated) as bf16, each plain and multiplied by row_scale[n] (the γ/127 of the products'
 // input): the two forms the BitLinear backward reads. With beta_gate (and beta_up), gate and up
@@ -121,7 +132,7 @@ void train_swiglu_backward_bf16(uint16_t* dgate, uint16_t* dgate_scaled, uint16_
                                 uint16_t* dup_scaled, const float* row_scale,
                                 const float* beta_gate, const float* beta_up, const float* dout,
                                 const float* gate, const float* up, int64_t N, int64_t M,
-                                const Stream& stream);
+                                const Stream& stream, bool raw_i32 = false);
 
 // out = scale · σ(inp); backward dinp += dout · scale · σ (1 − σ).
 void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float scale,
@@ -145,12 +156,13 @@ void train_residual_forward(float* out, const float* a, const float* b, int64_t 
 // (train_scale_rows) fused into the residual add that consumes it.
 void train_residual_scaled_forward(float* out, const float* a, const float* b,
                                    const float* row_scale, const float* scalar, int64_t N,
-                                   int64_t C, const Stream& stream);
+                                   int64_t C, const Stream& stream, bool b_i32 = false);
 
 // x[n, c] *= row_scale[n] · scalar[0] for N rows of C (either may be nullptr = 1): the rescale
 // of a product of codes, (Σ code_x code_w) · γ_n/127 · β.
+// i32: x holds the int32 of an int8 product on entry (floats after).
 void train_scale_rows(float* x, const float* row_scale, const float* scalar, int64_t N, int64_t C,
-                      const Stream& stream);
+                      const Stream& stream, bool i32 = false);
 // out[n, c] += bias[c].
 void train_add_bias(float* out, const float* bias, int64_t N, int64_t C, const Stream& stream);
 // dst[c] += Σ_n src[n, c] (a bias gradient).
