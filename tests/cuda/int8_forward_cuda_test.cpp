@@ -336,8 +336,9 @@ struct Result {
 };
 
 // Two forward/backward passes (the second reuses every buffer), then a forward without targets.
+// int8: GpuMemoryOptions::int8_forward (a mask of products; 0: the bf16 products).
 Result run_model(const ModelConfig& c, const AlignedBuffer<float>& params, GpuMemoryOptions st,
-                 bool int8, bool quantize = true) {
+                 int int8, bool quantize = true) {
     const int64_t B = 2, T = 37;
     std::vector<int32_t> in(B * T), tg(B * T);
     Rng rng(8);
@@ -349,7 +350,7 @@ Result run_model(const ModelConfig& c, const AlignedBuffer<float>& params, GpuMe
     const bool env = std::getenv("BITTTT_CUDA_INT8_FORWARD") != nullptr;
     const bool shapes = c.hidden_dim % 16 == 0 && c.ttt_dim % 16 == 0 && c.mlp_dim % 16 == 0;
     if (!env) {
-        EXPECT_EQ(gpu.int8_forward_active(), int8 && quantize && shapes);
+        EXPECT_EQ(gpu.int8_forward_active(), int8 != 0 && quantize && shapes);
     }
     gpu.upload(GpuTrainModel::Buffer::kParams, params.data());
     Result r;
@@ -413,13 +414,17 @@ TEST_F(Int8ForwardCuda, ModelGivesTheBf16ProductsResults) {
         host.init_random(9);
         int k = 0;
         for (const GpuMemoryOptions& st : settings) {
+            const int setting = k++;
             const std::string what =
-                std::string(ttt_rule_name(rule)) + ", setting " + std::to_string(k++);
-            const Result i8 = run_model(c, host.params, st, true);
-            const Result bf = run_model(c, host.params, st, false);
-            expect_same(c, i8, bf, what.c_str());
-            std::cout << "[int8 forward] " << what << ": loss " << i8.loss << " (bf16 " << bf.loss
-                      << ")\n";
+                std::string(ttt_rule_name(rule)) + ", setting " + std::to_string(setting);
+            const Result bf = run_model(c, host.params, st, 0);
+            // Every product in int8; with the default and the recomputed MLP also each part
+            // (1 TTT projections, 2 gate/up, 4 down) and each pair.
+            for (int mask = setting <= 1 ? 1 : 7; mask <= 7; ++mask) {
+                const Result i8 = run_model(c, host.params, st, mask);
+                expect_same(c, i8, bf, (what + ", products " + std::to_string(mask)).c_str());
+            }
+            std::cout << "[int8 forward] " << what << ": loss " << bf.loss << "\n";
         }
     }
 }
@@ -430,14 +435,14 @@ TEST_F(Int8ForwardCuda, ModelKeepsBf16ProductsWhereInt8DoesNotApply) {
         const ModelConfig odd = model_config(rule, true);
         train::TrainModel<float> host(odd);
         host.init_random(3);
-        expect_same(odd, run_model(odd, host.params, {}, true),
-                    run_model(odd, host.params, {}, false), "odd shapes");
+        expect_same(odd, run_model(odd, host.params, {}, 7), run_model(odd, host.params, {}, 0),
+                    "odd shapes");
         // Unquantized weights (the exact model of the gradient checks).
         const ModelConfig c = model_config(rule);
         train::TrainModel<float> h2(c);
         h2.init_random(4);
-        expect_same(c, run_model(c, h2.params, {}, true, false),
-                    run_model(c, h2.params, {}, false, false), "unquantized weights");
+        expect_same(c, run_model(c, h2.params, {}, 7, false), run_model(c, h2.params, {}, 0, false),
+                    "unquantized weights");
     }
 }
 
@@ -462,7 +467,7 @@ TEST(Int8ForwardPlan, MemoryPlanAddsTheInt8Copies) {
                 hi = std::max(hi, L.offsets[i] + L.specs[i].numel());
         const int64_t B = 4, T = 32;
         GpuMemoryOptions on, off;
-        off.int8_forward = false;
+        off.int8_forward = 0;
         const int64_t widest = std::max({c.hidden_dim, c.ttt_dim, c.mlp_dim});
         const int64_t added =
             total(GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, on, B, T)) -

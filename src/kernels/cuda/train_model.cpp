@@ -82,9 +82,11 @@ size_t blas_workspace_bytes() {
 }
 
 // The forward products that run in int8 (GpuMemoryOptions::int8_forward), as a mask of kinds.
+// Each kind pairs the kernels that write an int8 copy of the codes with the products that read
+// it (i8_input(kind) on both sides), so any mask is consistent.
 enum : int { kI8Ttt = 1, kI8GateUp = 2, kI8Down = 4, kI8All = 7 };
 int int8_kinds(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem) {
-    if (!bf16 || !mem.int8_forward || c.act_bits == 0) return 0;
+    if (!bf16 || (mem.int8_forward & kI8All) == 0 || c.act_bits == 0) return 0;
     const int64_t D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
     // Every BitLinear shape (K, OC) of a layer: D -> Dt, Dt -> D, D -> M, M -> D.
     if (!Int8Gemm::supported(1, D, Dt) || !Int8Gemm::supported(1, Dt, D) ||
@@ -94,7 +96,7 @@ int int8_kinds(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem) {
         const char* v = std::getenv("BITTTT_CUDA_INT8_FORWARD");
         return v ? std::clamp(std::atoi(v), 0, static_cast<int>(kI8All)) : kI8All;
     }();
-    return env;
+    return mem.int8_forward & env;
 }
 
 // Hands out 256-byte-aligned pieces of one device allocation; a first pass with base = nullptr
@@ -1313,7 +1315,7 @@ GpuMemoryOptions GpuTrainModel::memory_options() const {
 }
 
 bool GpuTrainModel::int8_forward_active() const {
-    return impl_->i8_input(kI8All) != nullptr;
+    return impl_->quantize && impl_->i8_kinds != 0;
 }
 
 double GpuTrainModel::forward(const int32_t* inputs, const int32_t* targets, int64_t B, int64_t T) {

@@ -69,14 +69,15 @@ struct GpuMemoryOptions {
     // less at the VRAM table's configs).
     bool keep_activations = false;
     GradPrecision grads = GradPrecision::kFp32;
-    // The forward BitLinear products (TTT projections, gate/up, down) as int8 tensor-core products
-    // of the codes (int8_gemm.hpp): the same values bit for bit as the bf16 products (the codes
-    // and their sums are exact in both), at up to twice the rate. Adds int8 copies of one layer's
-    // weight codes and one product input (N x max(D, ttt_dim, mlp_dim) bytes). Taken with the bf16
-    // products, act_bits 8, quantized weights and D, ttt_dim, mlp_dim multiples of 16, else the
-    // bf16 products. BITTTT_CUDA_INT8_FORWARD in the environment narrows it for comparisons: a
-    // mask of 1 (TTT projections), 2 (gate/up), 4 (down); 0 = the bf16 products; default 7.
-    bool int8_forward = true;
+    // The forward BitLinear products as int8 tensor-core products of the codes (int8_gemm.hpp):
+    // the same values bit for bit as the bf16 products (the codes and their sums are exact in
+    // both), at up to twice the rate. A mask of the products that may: 1 the TTT projections
+    // (down/up; q, k, v, o), 2 gate/up, 4 down; 0 none (the bf16 products). Adds int8 copies of
+    // one layer's weight codes and of one product input (N x max(D, ttt_dim, mlp_dim) bytes).
+    // Taken with the bf16 products, act_bits 8, quantized weights and D, ttt_dim, mlp_dim
+    // multiples of 16. BITTTT_CUDA_INT8_FORWARD in the environment (a mask, 0 = none) narrows
+    // it for comparisons.
+    int int8_forward = 7;
 };
 
 // Device memory by purpose, in bytes (GpuTrainModel::memory_plan).
@@ -151,7 +152,7 @@ class GpuTrainModel {
     static std::vector<MemoryItem> memory_plan(const ModelConfig& config, TrainPrecision precision,
                                                GpuMemoryOptions memory, int64_t B, int64_t T);
     GpuMemoryOptions memory_options() const;
-    // Whether the next forward runs its BitLinear products in int8 (GpuMemoryOptions::
+    // Whether the forward runs some of its BitLinear products in int8 (GpuMemoryOptions::
     // int8_forward, the shapes, the environment and set_quantize_weights allowing).
     bool int8_forward_active() const;
     const Stream& stream() const;
