@@ -466,8 +466,8 @@ TEST(Int8ForwardPlan, MemoryPlanAddsTheInt8Copies) {
                 lo = std::min(lo, L.offsets[i]),
                 hi = std::max(hi, L.offsets[i] + L.specs[i].numel());
         const int64_t B = 4, T = 32;
-        GpuMemoryOptions on, off;
-        off.int8_forward = 0;
+        GpuMemoryOptions on, off, automatic;
+        on.int8_forward = 7, off.int8_forward = 0;
         const int64_t widest = std::max({c.hidden_dim, c.ttt_dim, c.mlp_dim});
         const int64_t added =
             total(GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, on, B, T)) -
@@ -475,6 +475,19 @@ TEST(Int8ForwardPlan, MemoryPlanAddsTheInt8Copies) {
         if (std::getenv("BITTTT_CUDA_INT8_FORWARD") == nullptr) {
             EXPECT_EQ(added, (hi - lo) + round(B * T * widest));
         }
+        // The default picks them from D = 1024 up.
+        EXPECT_EQ(total(GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, automatic, B, T)),
+                  total(GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, off, B, T)));
+        ModelConfig big = c;
+        big.hidden_dim = 1024, big.ttt_dim = 0, big.mlp_dim = 0;
+        big.resolve_and_validate();
+        if (std::getenv("BITTTT_CUDA_INT8_FORWARD") == nullptr) {
+            EXPECT_EQ(
+                total(GpuTrainModel::memory_plan(big, TrainPrecision::kBf16, automatic, B, T)),
+                total(GpuTrainModel::memory_plan(big, TrainPrecision::kBf16, on, B, T)));
+        }
+        EXPECT_GT(total(GpuTrainModel::memory_plan(big, TrainPrecision::kBf16, on, B, T)),
+                  total(GpuTrainModel::memory_plan(big, TrainPrecision::kBf16, off, B, T)));
         // fp32 products and unquantized activations: no int8 copies.
         EXPECT_EQ(total(GpuTrainModel::memory_plan(c, TrainPrecision::kFp32, on, B, T)),
                   total(GpuTrainModel::memory_plan(c, TrainPrecision::kFp32, off, B, T)));

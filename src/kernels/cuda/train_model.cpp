@@ -86,7 +86,10 @@ size_t blas_workspace_bytes() {
 // it (i8_input(kind) on both sides), so any mask is consistent.
 enum : int { kI8Ttt = 1, kI8GateUp = 2, kI8Down = 4, kI8All = 7 };
 int int8_kinds(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem) {
-    if (!bf16 || (mem.int8_forward & kI8All) == 0 || c.act_bits == 0) return 0;
+    const int wanted = mem.int8_forward != kInt8ForwardAuto ? mem.int8_forward
+                       : c.hidden_dim >= 1024               ? kI8All
+                                                            : 0;
+    if (!bf16 || (wanted & kI8All) == 0 || c.act_bits == 0) return 0;
     const int64_t D = c.hidden_dim, Dt = c.ttt_dim, M = c.mlp_dim;
     // Every BitLinear shape (K, OC) of a layer: D -> Dt, Dt -> D, D -> M, M -> D.
     if (!Int8Gemm::supported(1, D, Dt) || !Int8Gemm::supported(1, Dt, D) ||
@@ -96,7 +99,7 @@ int int8_kinds(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem) {
         const char* v = std::getenv("BITTTT_CUDA_INT8_FORWARD");
         return v ? std::clamp(std::atoi(v), 0, static_cast<int>(kI8All)) : kI8All;
     }();
-    return mem.int8_forward & env;
+    return wanted & kI8All & env;
 }
 
 // Hands out 256-byte-aligned pieces of one device allocation; a first pass with base = nullptr

@@ -51,6 +51,9 @@ enum class OptimizerState { kFp32, kBf16, kInt8 };
 // AdamW read them widened to fp32.
 enum class GradPrecision { kFp32, kBf16 };
 
+// GpuMemoryOptions::int8_forward: int8 forward products where they are faster.
+inline constexpr int kInt8ForwardAuto = -1;
+
 // Memory settings, none of which changes the training math except bf16/int8 moments and bf16
 // gradients. Defaults: fp32 moments and gradients, the MLP products kept, the cheap activations
 // recomputed (memory_plan).
@@ -72,12 +75,14 @@ struct GpuMemoryOptions {
     // The forward BitLinear products as int8 tensor-core products of the codes (int8_gemm.hpp):
     // the same values bit for bit as the bf16 products (the codes and their sums are exact in
     // both), at up to twice the rate. A mask of the products that may: 1 the TTT projections
-    // (down/up; q, k, v, o), 2 gate/up, 4 down; 0 none (the bf16 products). Adds int8 copies of
-    // one layer's weight codes and of one product input (N x max(D, ttt_dim, mlp_dim) bytes).
-    // Taken with the bf16 products, act_bits 8, quantized weights and D, ttt_dim, mlp_dim
-    // multiples of 16. BITTTT_CUDA_INT8_FORWARD in the environment (a mask, 0 = none) narrows
-    // it for comparisons.
-    int int8_forward = 7;
+    // (down/up; q, k, v, o), 2 gate/up, 4 down; 0 none (the bf16 products); kInt8ForwardAuto
+    // (the default): all of them where hidden_dim >= 1024, none below (on an H100: 3.7% (delta
+    // 2.5%) faster steps at D=1024; no gain at D=256, whose K=256 products are bound by writing
+    // their outputs, bench/RESULTS.md). Adds int8 copies of one layer's weight codes and of one
+    // product input (N x max(D, ttt_dim, mlp_dim) bytes). Taken with the bf16 products, act_bits
+    // 8, quantized weights and D, ttt_dim, mlp_dim multiples of 16. BITTTT_CUDA_INT8_FORWARD in
+    // the environment (a mask, 0 = none) narrows it for comparisons.
+    int int8_forward = kInt8ForwardAuto;
 };
 
 // Device memory by purpose, in bytes (GpuTrainModel::memory_plan).
