@@ -3,13 +3,25 @@
 // with the share of the step spent in the TTT scan (forward + backward). The reference is the
 // rate the step's matrix work would allow at the fp32 GEMM throughput measured in the same run
 // (ratio = achieved / that bound), so the ratio says how much goes to everything else.
+//
+// For side-by-side runs (bench/cpu_train_compare.py): BITTTT_BENCH_TRAIN_CASES picks the shapes
+// ("256x8,128x4" = D x L, the default), BITTTT_BENCH_TRAIN_RULE the TTT rule (reconstruct,
+// delta), BITTTT_BENCH_TRAIN_STEPS the timed steps (3; the best is reported), and
+// BITTTT_TRAIN_BITLINEAR the forward BitLinear products (int8, the default; fp32; fake: the
+// fake-quantized floats through the fp32 GEMM, as before the integer path).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "cli/bench.hpp"
 #include "core/aligned_buffer.hpp"
+#include "core/error.hpp"
 #include "core/rng.hpp"
 #include "train/gemm.hpp"
 #include "train/model.hpp"
@@ -36,6 +48,38 @@ double measure_gemm_gflops(bool quick) {
     return 2.0 * m * n * k / s / 1e9;
 }
 
+std::string env_or(const char* name, const char* fallback) {
+    const char* v = std::getenv(name);
+    return v && *v ? v : fallback;
+}
+
+// "256x8,128x4" -> {(256, 8), (128, 4)}; a clear error for anything else.
+std::vector<std::pair<int64_t, int64_t>> parse_cases(const std::string& text) {
+    std::vector<std::pair<int64_t, int64_t>> cases;
+    size_t pos = 0;
+    while (pos <= text.size()) {
+        const size_t end = std::min(text.find(',', pos), text.size());
+        const std::string item = text.substr(pos, end - pos);
+        long long d = 0, l = 0;
+        int used = 0;
+        check(std::sscanf(item.c_str(), "%lldx%lld%n", &d, &l, &used) == 2 &&
+                  used == static_cast<int>(item.size()) && d > 0 && d <= 8192 && l > 0 && l <= 256,
+              ErrorKind::kInvalidArgument,
+              "BITTTT_BENCH_TRAIN_CASES: '{}' is not DxL (e.g. 256x8,128x4)", item);
+        cases.emplace_back(d, l);
+        pos = end + 1;
+    }
+    return cases;
+}
+
+train::BitLinearPath parse_bitlinear_path(const std::string& text) {
+    if (text == "int8") return train::BitLinearPath::kInt8;
+    if (text == "fp32") return train::BitLinearPath::kFp32;
+    if (text == "fake") return train::BitLinearPath::kFakeQuant;
+    fail(ErrorKind::kInvalidArgument, "BITTTT_TRAIN_BITLINEAR: '{}' is not int8, fp32 or fake",
+         text);
+}
+
 }  // namespace
 
 void bench_train(const BenchOptions& options, BenchReporter& reporter) {
@@ -43,12 +87,20 @@ void bench_train(const BenchOptions& options, BenchReporter& reporter) {
     reporter.report(
         {"train.gemm_f32", gemm_gflops, "GFLOP/s", "training GEMM, 1024x1024x256", 0.0});
     const int64_t B = options.quick ? 2 : 16, T = options.quick ? 64 : 128;
-    for (auto [D, L] : {std::pair<int64_t, int64_t>{256, 8}, {128, 4}}) {
+    const auto cases = parse_cases(env_or("BITTTT_BENCH_TRAIN_CASES", "256x8,128x4"));
+    const TttRule rule = parse_ttt_rule(env_or("BITTTT_BENCH_TRAIN_RULE", "reconstruct"));
+    const auto path = parse_bitlinear_path(env_or("BITTTT_TRAIN_BITLINEAR", "int8"));
+    const int steps =
+        options.quick ? 1 : std::atoi(env_or("BITTTT_BENCH_TRAIN_STEPS", "3").c_str());
+    check(steps >= 1 && steps <= 1000, ErrorKind::kInvalidArgument,
+          "BITTTT_BENCH_TRAIN_STEPS must be in [1, 1000]");
+    for (auto [D, L] : cases) {
         ModelConfig c;
-        c.hidden_dim = D, c.num_layers = L;
+        c.hidden_dim = D, c.num_layers = L, c.ttt_rule = rule;
         c.resolve_and_validate();
         train::TrainModel<float> model(c);
         model.init_random(1);
+        model.bitlinear_path = path;
         AlignedBuffer<float> m(model.params.size()), v(model.params.size());
         std::vector<int32_t> in(B * T), tgt(B * T);
         Rng rng(2);
@@ -70,7 +122,6 @@ void bench_train(const BenchOptions& options, BenchReporter& reporter) {
             }
         };
         train_step();  // warm-up (allocates the activations)
-        const int steps = options.quick ? 1 : 3;
         model.ttt_scan_seconds = 0;
         double best = 1e30, total = 0;
         for (int i = 0; i < steps; ++i) {
@@ -89,7 +140,13 @@ void bench_train(const BenchOptions& options, BenchReporter& reporter) {
                 matrix_weights += s.numel();
         const double bound_tokens_per_s = gemm_gflops * 1e9 / (6.0 * matrix_weights);
         const double tokens_per_s = static_cast<double>(B * T) / best;
-        reporter.report({fmt::format("train.D{}.L{}.B{}xT{}", D, L, B, T), tokens_per_s, "tokens/s",
+        const std::string suffix =
+            fmt::format("{}{}", rule == TttRule::kDelta ? ".delta" : "",
+                        path == train::BitLinearPath::kInt8
+                            ? ""
+                            : (path == train::BitLinearPath::kFp32 ? ".fp32" : ".fake"));
+        reporter.report({fmt::format("train.D{}.L{}.B{}xT{}{}", D, L, B, T, suffix), tokens_per_s,
+                         "tokens/s",
                          fmt::format("GEMM bound {:.0f} tok/s; TTT scan {:.1f}% of the step",
                                      bound_tokens_per_s, 100.0 * scan_share),
                          tokens_per_s / bound_tokens_per_s});

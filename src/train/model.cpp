@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <type_traits>
 #include <utility>
 
 #include "core/error.hpp"
@@ -113,6 +114,63 @@ TrainModel<T>::TrainModel(const ModelConfig& config) : config_(config), layout_(
         f.ttt_v = ql.ttt_v, f.ttt_o = ql.ttt_o, f.gate_proj = ql.gate_proj;
         f.up_proj = ql.up_proj, f.down_proj = ql.down_proj;
     }
+    // Packed ternary codes of every BitLinear weight (offsets stay multiples of 64 bytes).
+    ternary_.resize(layout_.specs.size());
+    int64_t packed_total = 0;
+    for (size_t i = 0; i < layout_.specs.size(); ++i)
+        if (layout_.specs[i].kind == ParamKind::kBitLinear) {
+            const auto& shape = layout_.specs[i].shape;
+            ternary_[i] = {nullptr, shape[0], shape[1], 0.0f};
+            packed_total += kernels::packed_bytes(shape[0], shape[1]);
+        }
+    packed_.resize(static_cast<size_t>(packed_total));
+    packed_total = 0;
+    for (auto& t : ternary_)
+        if (t.rows > 0) {
+            t.codes = packed_.data() + packed_total;
+            packed_total += kernels::packed_bytes(t.rows, t.cols);
+        }
+}
+
+template <typename T>
+bool TrainModel<T>::integer_products() const {
+    return std::is_same_v<T, float> && quantize_weights && config_.act_bits == 8 &&
+           bitlinear_path != BitLinearPath::kFakeQuant;
+}
+
+template <typename T>
+void TrainModel<T>::quantize_input(T* out, const T* inp, int64_t N, int64_t C) {
+    codes_of_ = nullptr;
+    if constexpr (std::is_same_v<T, float>) {
+        if (integer_products()) {
+            act_quant_codes(out, codes_, inp, N, C);
+            codes_of_ = out;
+            return;
+        }
+    }
+    act_quant_forward(out, inp, N, C, config_.act_bits);
+}
+
+template <typename T>
+void TrainModel<T>::bitlinear_product(T* out, const T* inp_q, const T* weight_q, int64_t N,
+                                      int64_t C, int64_t OC) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (integer_products()) {
+            check(codes_of_ == inp_q && codes_.rows == N && codes_.cols == C, ErrorKind::kInternal,
+                  "bitlinear_product: the input's codes are not the last quantized ones");
+            // The weight's parameter index: the last offset at or below its place in the mirror.
+            const int64_t at = weight_q - qparams_.data();
+            const auto it =
+                std::upper_bound(layout_.offsets.begin(), layout_.offsets.end(), at) - 1;
+            const kernels::TernaryWeights& w =
+                ternary_[static_cast<size_t>(it - layout_.offsets.begin())];
+            check(*it == at && w.rows == OC && w.cols == C, ErrorKind::kInternal,
+                  "bitlinear_product: not a BitLinear weight of shape [{}, {}]", OC, C);
+            train::bitlinear_forward(out, codes_, w, bitlinear_path);
+            return;
+        }
+    }
+    matmul_forward(out, inp_q, weight_q, static_cast<T*>(nullptr), N, C, OC, transpose_);
 }
 
 template <typename T>
@@ -210,10 +268,19 @@ double TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets, int
         if (layout_.specs[i].kind != ParamKind::kBitLinear) continue;
         T* dst = qparams_.data() + layout_.offsets[i];
         const int64_t n = layout_.specs[i].numel();
-        if (quantize_weights)
-            weight_quant_forward(dst, param(i), n);
-        else
+        if (quantize_weights) {
+            const T beta = weight_quant_forward(dst, param(i), n);
+            if constexpr (std::is_same_v<T, float>) {
+                if (integer_products()) {
+                    kernels::TernaryWeights& t = ternary_[i];
+                    t.scale = beta;
+                    uint8_t* codes = packed_.data() + (t.codes - packed_.data());
+                    pack_weight_codes(codes, param(i), t.rows, t.cols, beta);
+                }
+            }
+        } else {
             std::copy(param(i), param(i) + n, dst);
+        }
     }
 
     const T eps = static_cast<T>(c.norm_eps), inner_lr = static_cast<T>(c.inner_lr);
@@ -226,22 +293,20 @@ double TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets, int
         T* out = li + 1 < acts_.size() ? acts_[li + 1].res : final_res_;
         // h = x + TTT(RMSNorm(x; norm1))
         rmsnorm_forward(a.ln1, a.ln1_rstd, a.res, w.norm1, N, D, eps);
-        act_quant_forward(a.ln1_q, a.ln1, N, D, c.act_bits);
+        quantize_input(a.ln1_q, a.ln1, N, D);
         if (!delta) {
-            matmul_forward(a.f, a.ln1_q, w.ttt_down, static_cast<T*>(nullptr), N, D, Dt,
-                           transpose_);
+            bitlinear_product(a.f, a.ln1_q, w.ttt_down, N, D, Dt);
             l2norm_forward(a.fhat, a.fnorm, a.f, N, Dt);
             const double s0 = now_seconds();
             ttt_scan_forward(a.z, a.ckpt, a.fhat, a.fhat, a.fhat, static_cast<T*>(nullptr),
                              inner_lr, shape);
             ttt_scan_seconds += now_seconds() - s0;
-            act_quant_forward(a.z_q, a.z, N, Dt, c.act_bits);
-            matmul_forward(branch_, a.z_q, w.ttt_up, static_cast<T*>(nullptr), N, Dt, D,
-                           transpose_);
+            quantize_input(a.z_q, a.z, N, Dt);
+            bitlinear_product(branch_, a.z_q, w.ttt_up, N, Dt, D);
         } else {
-            matmul_forward(a.q, a.ln1_q, w.ttt_q, static_cast<T*>(nullptr), N, D, Dt, transpose_);
-            matmul_forward(a.k, a.ln1_q, w.ttt_k, static_cast<T*>(nullptr), N, D, Dt, transpose_);
-            matmul_forward(a.v, a.ln1_q, w.ttt_v, static_cast<T*>(nullptr), N, D, Dt, transpose_);
+            bitlinear_product(a.q, a.ln1_q, w.ttt_q, N, D, Dt);
+            bitlinear_product(a.k, a.ln1_q, w.ttt_k, N, D, Dt);
+            bitlinear_product(a.v, a.ln1_q, w.ttt_v, N, D, Dt);
             l2norm_forward(a.qhat, a.qnorm, a.q, N * H, Dt / H);
             l2norm_forward(a.khat, a.knorm, a.k, N * H, Dt / H);
             // η_t = inner_lr · σ(ttt.lr · x + b), from the unquantized normed input (fp linear).
@@ -251,19 +316,18 @@ double TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets, int
             ttt_scan_forward(a.y, a.ckpt, a.qhat, a.khat, a.v, a.eta, T(0), shape);
             ttt_scan_seconds += now_seconds() - s0;
             rmsnorm_forward(a.o, a.o_rstd, a.y, static_cast<T*>(nullptr), N, Dt, eps);
-            act_quant_forward(a.o_q, a.o, N, Dt, c.act_bits);
-            matmul_forward(branch_, a.o_q, w.ttt_o, static_cast<T*>(nullptr), N, Dt, D, transpose_);
+            quantize_input(a.o_q, a.o, N, Dt);
+            bitlinear_product(branch_, a.o_q, w.ttt_o, N, Dt, D);
         }
         residual_forward(a.h, a.res, branch_, N * D);
         // x' = h + down(silu(gate(u)) · up(u)), u = RMSNorm(h; norm2)
         rmsnorm_forward(a.ln2, a.ln2_rstd, a.h, w.norm2, N, D, eps);
-        act_quant_forward(a.ln2_q, a.ln2, N, D, c.act_bits);
-        matmul_forward(a.gate, a.ln2_q, w.gate_proj, static_cast<T*>(nullptr), N, D, M, transpose_);
-        matmul_forward(a.up, a.ln2_q, w.up_proj, static_cast<T*>(nullptr), N, D, M, transpose_);
+        quantize_input(a.ln2_q, a.ln2, N, D);
+        bitlinear_product(a.gate, a.ln2_q, w.gate_proj, N, D, M);
+        bitlinear_product(a.up, a.ln2_q, w.up_proj, N, D, M);
         swiglu_forward(a.swi, a.gate, a.up, N * M);
-        act_quant_forward(a.swi_q, a.swi, N, M, c.act_bits);
-        matmul_forward(branch_, a.swi_q, w.down_proj, static_cast<T*>(nullptr), N, M, D,
-                       transpose_);
+        quantize_input(a.swi_q, a.swi, N, M);
+        bitlinear_product(branch_, a.swi_q, w.down_proj, N, M, D);
         residual_forward(out, a.h, branch_, N * D);
     }
     // logits = lm_head(RMSNorm(x; norm_f)), then the cross-entropy

@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "core/aligned_buffer.hpp"
+#include "kernels/cpu/ternary.hpp"
 #include "model/config.hpp"
+#include "train/bitlinear.hpp"
 
 namespace bitttt::train {
 
@@ -72,6 +74,13 @@ class TrainModel {
     AlignedBuffer<T> params, grads;
     // Off: BitLinear weights are used as they are (an exact fp model, for gradient checks).
     bool quantize_weights = true;
+    // With quantized weights and act_bits = 8, the fp32 model runs its forward BitLinear products
+    // on the integer codes (bitlinear.hpp): kInt8 with the inference kernel, kFp32 with the
+    // training GEMM; both give the same bits. kFakeQuant (and fp64 models) use the fake-quantized
+    // floats.
+    BitLinearPath bitlinear_path = BitLinearPath::kInt8;
+    // True when the forward's BitLinear products run on integer codes (see bitlinear_path).
+    bool integer_products() const;
     // Seconds spent in the TTT scan (forward + backward) since the last reset, for benchmarks.
     double ttt_scan_seconds = 0;
 
@@ -91,10 +100,23 @@ class TrainModel {
         T *gate = nullptr, *up = nullptr, *swi = nullptr, *swi_q = nullptr;
     };
     void allocate(int64_t B, int64_t T_len);
+    // A BitLinear input: out = the act_bits fake quantization of inp [N, C] (what the backward
+    // reads), and its codes in codes_ when integer_products().
+    void quantize_input(T* out, const T* inp, int64_t N, int64_t C);
+    // out [N, OC] = inp_q · weight_qᵀ for a BitLinear weight of the quantized mirror; inp_q is
+    // the last quantize_input's output (its codes are used on the integer path).
+    void bitlinear_product(T* out, const T* inp_q, const T* weight_q, int64_t N, int64_t C,
+                           int64_t OC);
 
     ModelConfig config_;
     ParamLayout layout_;
-    AlignedBuffer<T> qparams_;     // BitLinear weights fake-quantized (the rest unused)
+    AlignedBuffer<T> qparams_;  // BitLinear weights fake-quantized (the rest unused)
+    // The integer path: every BitLinear weight's packed ternary codes (per parameter index, with
+    // its β; empty for the others), refreshed each forward, and the last input's codes.
+    AlignedBuffer<uint8_t> packed_;
+    std::vector<kernels::TernaryWeights> ternary_;
+    ActCodes codes_;
+    const T* codes_of_ = nullptr;  // the quantize_input output codes_ belongs to
     ModelTensors<T> p_, g_, fwd_;  // params, grads, what the forward reads (quantized BitLinear)
     int64_t B_ = 0, T_ = 0;
     AlignedBuffer<T> arena_;    // activations
