@@ -26,14 +26,22 @@ void gemm_reference(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, in
 
 // gemm_avx512.cpp (compiled with AVX-512 flags, called only when the CPU has them).
 void gemm_f32_avx512(float* c, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                     int64_t m, int64_t nc, int64_t k, float alpha, bool accumulate);
+                     int64_t m, int64_t nc, int64_t k, float alpha, bool accumulate, bool packing);
+
+namespace {
+bool g_packing = true;
+}  // namespace
+
+void set_gemm_packing(bool on) {
+    g_packing = on;
+}
 
 template <typename T>
 void gemm(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t m, int64_t nc,
           int64_t k, T alpha, bool accumulate) {
     if constexpr (std::is_same_v<T, float>) {
         if (active_isa() >= Isa::kAvx512)
-            return gemm_f32_avx512(c, a, a_rs, a_cs, b, m, nc, k, alpha, accumulate);
+            return gemm_f32_avx512(c, a, a_rs, a_cs, b, m, nc, k, alpha, accumulate, g_packing);
     }
     const int64_t row_tiles = (m + kRows - 1) / kRows;
     const int64_t col_tiles = (nc + kCols - 1) / kCols;

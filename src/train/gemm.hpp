@@ -20,6 +20,10 @@ void gemm(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t m, i
 // Dispatches on active_isa(): fp32 uses an AVX-512 register-tiled kernel where available
 // (FMA: its roundings differ from the portable loop's, so results agree to float tolerance).
 
+// The AVX-512 kernel copies a long-rowed B strip and a transposed A block into small contiguous
+// buffers (on by default); off reads them in place. Both give the same bits (tests, benchmarks).
+void set_gemm_packing(bool on);
+
 // The obvious triple loop (the reference gemm is tested against).
 template <typename T>
 void gemm_reference(T* c, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t m, int64_t nc,
