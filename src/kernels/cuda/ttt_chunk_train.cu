@@ -694,6 +694,143 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const uint32_t (&a)[4], 
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// What both whole-operand kernels (seq_wide_kernel, seq_fold_kernel) share: the warp tiles, the
+// state in registers and its two stores, the two kinds of products, the operand copy.
+//
+// Warp w (8 warps; g = lane / 4, q = lane % 4) owns the 16×16 tile of a C×kSlab product at rows
+// rt·16 + g (+8), columns ct·16 + nt·8 + 2q (+1) (rt = w >> 1, ct = w & 1), and of the Dh×kSlab
+// state the rows (rt + 4m)·16 + g (+8) with the same columns: acc[m][nt][2h + c].
+struct WarpTile {
+    int g, q, rt, ct;
+};
+__device__ __forceinline__ WarpTile warp_tile() {
+    const int lane = static_cast<int>(threadIdx.x & 31), warp = static_cast<int>(threadIdx.x >> 5);
+    return {lane >> 2, lane & 3, warp >> 1, warp & 1};
+}
+
+__device__ __forceinline__ void store_tf32(float* dst, float v0, float v1) {
+    *reinterpret_cast<float2*>(dst) =
+        make_float2(__uint_as_float(tf32_bits(v0)), __uint_as_float(tf32_bits(v1)));
+}
+
+template <int kNtc>
+__device__ __forceinline__ void zero_state(float (&acc)[kNtc][2][4]) {
+#pragma unroll
+    for (int m = 0; m < kNtc; ++m)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) acc[m][nt][e] = 0.0f;
+}
+
+// f(j, col, v0, v1) for this thread's state entries: row j, slab columns col and col + 1.
+template <int kNtc, typename F>
+__device__ __forceinline__ void each_state_entry(const WarpTile& w, const float (&acc)[kNtc][2][4],
+                                                 F&& f) {
+#pragma unroll
+    for (int m = 0; m < kNtc; ++m)
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+            for (int h = 0; h < 2; ++h)
+                f((w.rt + 4 * m) * 16 + w.g + 8 * h, w.ct * 16 + nt * 8 + 2 * w.q,
+                  acc[m][nt][2 * h], acc[m][nt][2 * h + 1]);
+}
+
+// f(t, col, v0, v1) for this thread's entries of its C×kSlab tile r, rows below C.
+template <typename F>
+__device__ __forceinline__ void each_tile_entry(const WarpTile& w, int C, const float (&r)[2][4],
+                                                F&& f) {
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int t = w.rt * 16 + w.g + 8 * h, col = w.ct * 16 + nt * 8 + 2 * w.q;
+            if (t < C) f(t, col, r[nt][2 * h], r[nt][2 * h + 1]);
+        }
+}
+
+// The state at a chunk's start, exact fp32, to `out` (its Dh×Dh block): the checkpoint (forward,
+// W layout: W[i][j] = S[j][i]) or G at the chunk's end (backward, S layout).
+template <int kNtc>
+__device__ __forceinline__ void store_state(const WarpTile& w, const float (&acc)[kNtc][2][4],
+                                            float* out, int64_t Dh, int64_t i0, bool backward) {
+    each_state_entry<kNtc>(w, acc, [&](int j, int c, float v0, float v1) {
+        const int64_t col = i0 + c;
+        if (!backward) {
+            out[col * Dh + j] = v0;
+            out[(col + 1) * Dh + j] = v1;
+        } else {
+            *reinterpret_cast<float2*>(out + j * Dh + col) = make_float2(v0, v1);
+        }
+    });
+}
+
+// The state to st (TF32, [Dh][kWS]): the B operand of the next chunk's first product.
+template <int kNtc>
+__device__ __forceinline__ void state_to_st(const WarpTile& w, const float (&acc)[kNtc][2][4],
+                                            float* st) {
+    each_state_entry<kNtc>(w, acc, [&](int j, int col, float v0, float v1) {
+        store_tf32(st + j * kWS + col, v0, v1);
+    });
+}
+
+// r = op·state for the warp's tile: op a C×Dh operand in shared memory (row stride ld, rows past
+// C zero), the state from st.
+template <int kDh>
+__device__ __forceinline__ void times_state(const WarpTile& w, const float* op, int ld,
+                                            const float* st, float (&r)[2][4]) {
+    const float* a0 = op + (w.rt * 16 + w.g) * ld + w.q;
+    const float* b0 = st + w.q * kWS + w.ct * 16 + w.g;
+#pragma unroll 8
+    for (int k = 0; k < kDh; k += 8) {
+        const uint32_t af[4] = {tf32_bits(a0[k]), tf32_bits(a0[8 * ld + k]), tf32_bits(a0[k + 4]),
+                                tf32_bits(a0[8 * ld + k + 4])};
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+            const float* bp = b0 + k * kWS + nt * 8;
+            mma_tf32(r[nt], af, __float_as_uint(bp[0]), __float_as_uint(bp[4 * kWS]));
+        }
+    }
+}
+
+// state += opᵀ·vals over kb rows (whole 8-row steps; rows past C zero): op C×Dh (stride ld),
+// vals C×kSlab (stride kWS), rounded to TF32 here unless kValsTf32 (already rounded).
+template <int kNtc, bool kValsTf32>
+__device__ __forceinline__ void add_transposed_product(const WarpTile& w, const float* op, int ld,
+                                                       const float* vals, int kb,
+                                                       float (&acc)[kNtc][2][4]) {
+    for (int k = 0; k < kb; k += 8) {
+        uint32_t bf[2][2];
+#pragma unroll
+        for (int nt = 0; nt < 2; ++nt) {
+            const float* bp = vals + (k + w.q) * kWS + w.ct * 16 + nt * 8 + w.g;
+            bf[nt][0] = kValsTf32 ? __float_as_uint(bp[0]) : tf32_bits(bp[0]);
+            bf[nt][1] = kValsTf32 ? __float_as_uint(bp[4 * kWS]) : tf32_bits(bp[4 * kWS]);
+        }
+#pragma unroll
+        for (int m = 0; m < kNtc; ++m) {
+            // opᵀ: A[j][t] = op[t][j], j = (rt + 4m)·16 + g (+8), t = k + q (+4).
+            const float* sp = op + (k + w.q) * ld + (w.rt + 4 * m) * 16 + w.g;
+            const uint32_t af[4] = {tf32_bits(sp[0]), tf32_bits(sp[8]), tf32_bits(sp[4 * ld]),
+                                    tf32_bits(sp[4 * ld + 8])};
+#pragma unroll
+            for (int nt = 0; nt < 2; ++nt) mma_tf32(acc[m][nt], af, bf[nt][0], bf[nt][1]);
+        }
+    }
+}
+
+// A chunk's C×Dh operand from global memory (row-major) into a slot of row stride ld, 16-byte
+// cp.async by the whole block (the caller commits).
+template <int kDh>
+__device__ __forceinline__ void copy_operand_async(float* slot, int ld, const float* src, int C) {
+    constexpr int q4 = kDh / 4;
+    for (int e = static_cast<int>(threadIdx.x); e < C * q4; e += kSeqThreads) {
+        const int t = e / q4, c4 = (e % q4) * 4;
+        __pipeline_memcpy_async(slot + t * ld + c4, src + t * kDh + c4, 4 * sizeof(float));
+    }
+}
+
 template <int kNtc>  // Dh = 64·kNtc
 __global__ void __launch_bounds__(kSeqThreads, 1) seq_wide_kernel(SeqArgs a) {
     constexpr int Dh = 64 * kNtc, ld = wide_op_ld(Dh);
@@ -706,8 +843,8 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_wide_kernel(SeqArgs a) {
     float* xs = st + Dh * kWS;               // [kMaxChunk][kWS]: sb·X of the slab (TF32)
     float* b1s = xs + kMaxChunk * kWS;       // [kMaxChunk][kWS]: B1 of the slab
     float* b3s = b1s + kMaxChunk * kWS;      // [kMaxChunk][kWS]: B3 of the slab (backward)
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int g = lane >> 2, q = lane & 3, rt = warp >> 1, ct = warp & 1;
+    const int tid = threadIdx.x;
+    const WarpTile w = warp_tile();
     const int64_t p = blockIdx.x, i0 = int64_t{blockIdx.y} * kSlab;
     const int64_t DD = int64_t{Dh} * Dh;
     const float sa = a.backward ? 1.0f : -1.0f, sb = a.backward ? -1.0f : 1.0f;
@@ -724,12 +861,7 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_wide_kernel(SeqArgs a) {
         const int64_t pc = p * d.nc + chunk_of(s / per_chunk);
         const int kind = static_cast<int>(s % per_chunk);
         const float* src = (kind == 0 ? a.a1 : kind == 1 ? a.a2 : a.a3) + pc * C * Dh;
-        float* slot = slots + (s & 1) * kMaxChunk * ld;
-        constexpr int q4 = Dh / 4;
-        for (int e = tid; e < C * q4; e += kSeqThreads) {
-            const int t = e / q4, c4 = (e % q4) * 4;
-            __pipeline_memcpy_async(slot + t * ld + c4, src + t * Dh + c4, 4 * sizeof(float));
-        }
+        copy_operand_async<Dh>(slots + (s & 1) * kMaxChunk * ld, ld, src, C);
         if (kind != 1) {
             float* dst = kind == 0 ? b1s : b3s;
             const float* bsrc = (kind == 0 ? a.x : a.b3) + pc * C * Dh + i0;
@@ -741,13 +873,8 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_wide_kernel(SeqArgs a) {
         __pipeline_commit();
     };
 
-    float acc[kNtc][2][4];  // the state: rows (rt + 4m)·16 + g (+8), columns ct·16 + nt·8 + 2q (+1)
-#pragma unroll
-    for (int m = 0; m < kNtc; ++m)
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[m][nt][e] = 0.0f;
+    float acc[kNtc][2][4];  // the state (WarpTile)
+    zero_state<kNtc>(acc);
 
     issue(0);
     for (int64_t s = 0; s < total; ++s) {
@@ -758,89 +885,23 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_wide_kernel(SeqArgs a) {
         const int kind = static_cast<int>(s % per_chunk);
         const float* slot = slots + (s & 1) * kMaxChunk * ld;
         if (kind == 0) {
-            // The state at the chunk's start: the checkpoint (forward, W layout: W[i][j] =
-            // S[j][i]) or G at the chunk's end (backward, S layout), exact fp32.
-            float* out = a.states + pc * DD;
-#pragma unroll
-            for (int m = 0; m < kNtc; ++m)
-#pragma unroll
-                for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        const int64_t j = (rt + 4 * m) * 16 + g + 8 * h;
-                        const int64_t col = i0 + ct * 16 + nt * 8 + 2 * q;
-                        const float v0 = acc[m][nt][2 * h], v1 = acc[m][nt][2 * h + 1];
-                        if (!a.backward) {
-                            out[col * Dh + j] = v0;
-                            out[(col + 1) * Dh + j] = v1;
-                        } else {
-                            *reinterpret_cast<float2*>(out + j * Dh + col) = make_float2(v0, v1);
-                        }
-                    }
-            if (rt * 16 < C) {
+            store_state<kNtc>(w, acc, a.states + pc * DD, Dh, i0, a.backward);
+            if (w.rt * 16 < C) {
                 float xa[2][4] = {};
-                const float* a0 = slot + (rt * 16 + g) * ld + q;
-                const float* b0 = st + q * kWS + ct * 16 + g;
-#pragma unroll 8
-                for (int k = 0; k < Dh; k += 8) {
-                    const uint32_t af[4] = {tf32_bits(a0[k]), tf32_bits(a0[8 * ld + k]),
-                                            tf32_bits(a0[k + 4]), tf32_bits(a0[8 * ld + k + 4])};
-#pragma unroll
-                    for (int nt = 0; nt < 2; ++nt) {
-                        const float* bp = b0 + k * kWS + nt * 8;
-                        mma_tf32(xa[nt], af, __float_as_uint(bp[0]), __float_as_uint(bp[4 * kWS]));
-                    }
-                }
-                // X = B1 ± A1·state for this thread's entries.
-#pragma unroll
-                for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-                    for (int h = 0; h < 2; ++h) {
-                        const int t = rt * 16 + g + 8 * h, col = ct * 16 + nt * 8 + 2 * q;
-                        if (t >= C) continue;  // xs keeps its zeros there
-                        const float2 b = *reinterpret_cast<const float2*>(b1s + t * kWS + col);
-                        const float x0 = b.x + sa * xa[nt][2 * h],
-                                    x1 = b.y + sa * xa[nt][2 * h + 1];
-                        *reinterpret_cast<float2*>(a.x + (pc * C + t) * Dh + i0 + col) =
-                            make_float2(x0, x1);
-                        *reinterpret_cast<float2*>(xs + t * kWS + col) =
-                            make_float2(__uint_as_float(tf32_bits(sb * x0)),
-                                        __uint_as_float(tf32_bits(sb * x1)));
-                    }
+                times_state<Dh>(w, slot, ld, st, xa);
+                // X = B1 ± A1·state for this thread's entries (xs keeps its zeros past C).
+                each_tile_entry(w, C, xa, [&](int t, int col, float v0, float v1) {
+                    const float2 b = *reinterpret_cast<const float2*>(b1s + t * kWS + col);
+                    const float x0 = b.x + sa * v0, x1 = b.y + sa * v1;
+                    *reinterpret_cast<float2*>(a.x + (pc * C + t) * Dh + i0 + col) =
+                        make_float2(x0, x1);
+                    store_tf32(xs + t * kWS + col, sb * x0, sb * x1);
+                });
             }
         } else {
-            const float* vals = kind == 1 ? xs : b3s;
-            for (int k = 0; k < kb; k += 8) {
-                uint32_t bf[2][2];
-#pragma unroll
-                for (int nt = 0; nt < 2; ++nt) {
-                    const float* bp = vals + (k + q) * kWS + ct * 16 + nt * 8 + g;
-                    bf[nt][0] = tf32_bits(bp[0]), bf[nt][1] = tf32_bits(bp[4 * kWS]);
-                }
-#pragma unroll
-                for (int m = 0; m < kNtc; ++m) {
-                    // slotᵀ: A[j][t] = slot[t][j], j = (rt + 4m)·16 + g (+8), t = k + q (+4).
-                    const float* sp = slot + (k + q) * ld + (rt + 4 * m) * 16 + g;
-                    const uint32_t af[4] = {tf32_bits(sp[0]), tf32_bits(sp[8]),
-                                            tf32_bits(sp[4 * ld]), tf32_bits(sp[4 * ld + 8])};
-#pragma unroll
-                    for (int nt = 0; nt < 2; ++nt) mma_tf32(acc[m][nt], af, bf[nt][0], bf[nt][1]);
-                }
-            }
-            if (kind == per_chunk - 1) {  // the state to st for the next chunk's phase A
-#pragma unroll
-                for (int m = 0; m < kNtc; ++m)
-#pragma unroll
-                    for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-                        for (int h = 0; h < 2; ++h) {
-                            const int j = (rt + 4 * m) * 16 + g + 8 * h;
-                            const int col = ct * 16 + nt * 8 + 2 * q;
-                            *reinterpret_cast<float2*>(st + j * kWS + col) =
-                                make_float2(__uint_as_float(tf32_bits(acc[m][nt][2 * h])),
-                                            __uint_as_float(tf32_bits(acc[m][nt][2 * h + 1])));
-                        }
-            }
+            // b3s holds raw fp32 (rounded here); xs is already TF32 (rounding it again is exact).
+            add_transposed_product<kNtc, false>(w, slot, ld, kind == 1 ? xs : b3s, kb, acc);
+            if (kind == per_chunk - 1) state_to_st<kNtc>(w, acc, st);  // for the next phase A
         }
     }
 }
@@ -895,8 +956,9 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_fold_kernel(SeqArgs a) {
     float* xs = st + Dh * kWS;                // [kMaxChunk][kWS]: the B operands (TF32)
     float* b1s = xs + kMaxChunk * kWS;        // [kMaxChunk][kWS]: B1 of the slab
     float* b3s = b1s + kMaxChunk * kWS;       // [kMaxChunk][kWS]: dO of the slab (backward)
-    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    const int g = lane >> 2, q = lane & 3, rt = warp >> 1, ct = warp & 1;
+    const int tid = threadIdx.x;
+    const WarpTile w = warp_tile();
+    const int g = w.g, q = w.q, rt = w.rt;  // A-2's fragments read T directly
     const int64_t p = blockIdx.x, i0 = int64_t{blockIdx.y} * kSlab;
     const int64_t DD = int64_t{Dh} * Dh;
     const bool bwd = a.backward;
@@ -908,15 +970,9 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_fold_kernel(SeqArgs a) {
     const bool tile_on = rt * 16 < C;
     auto pc_of = [&](int64_t step) { return p * d.nc + (bwd ? d.nc - 1 - step : step); };
     auto issue_k = [&](int64_t step) {
-        if (step < d.nc) {
-            const float* src = a.k + pc_of(step) * C * Dh;
-            float* slot = kslots + (step & 1) * kMaxChunk * ld;
-            constexpr int q4 = Dh / 4;
-            for (int e = tid; e < C * q4; e += kSeqThreads) {
-                const int t = e / q4, c4 = (e % q4) * 4;
-                __pipeline_memcpy_async(slot + t * ld + c4, src + t * Dh + c4, 4 * sizeof(float));
-            }
-        }
+        if (step < d.nc)
+            copy_operand_async<Dh>(kslots + (step & 1) * kMaxChunk * ld, ld,
+                                   a.k + pc_of(step) * C * Dh, C);
         __pipeline_commit();
     };
     auto issue_tb = [&](int64_t step) {
@@ -937,29 +993,8 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_fold_kernel(SeqArgs a) {
         }
         __pipeline_commit();
     };
-    // This thread's entries of a 16×16 warp tile (rows rt·16 + g (+8), columns ct·16 + nt·8 + 2q
-    // (+1)) in registers r[nt][2h + c]: f(t, col, v0, v1) for the rows below C.
-    auto each_entry = [&](float(&r)[2][4], auto&& f) {
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int t = rt * 16 + g + 8 * h, col = ct * 16 + nt * 8 + 2 * q;
-                if (t < C) f(t, col, r[nt][2 * h], r[nt][2 * h + 1]);
-            }
-    };
-    auto store_tf32 = [](float* dst, float v0, float v1) {
-        *reinterpret_cast<float2*>(dst) =
-            make_float2(__uint_as_float(tf32_bits(v0)), __uint_as_float(tf32_bits(v1)));
-    };
-
-    float acc[kNtc][2][4];  // the state: rows (rt + 4m)·16 + g (+8), columns ct·16 + nt·8 + 2q (+1)
-#pragma unroll
-    for (int m = 0; m < kNtc; ++m)
-#pragma unroll
-        for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) acc[m][nt][e] = 0.0f;
+    float acc[kNtc][2][4];  // the state (WarpTile)
+    zero_state<kNtc>(acc);
 
     issue_k(0);
     issue_tb(0);
@@ -969,45 +1004,14 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_fold_kernel(SeqArgs a) {
         __pipeline_wait_prior(1);  // K(step)
         __syncthreads();           // ... for every thread; the other K slot and st are free
         issue_k(step + 1);
-        // The state at the chunk's start: the checkpoint (forward, W layout) or G at the chunk's
-        // end (backward, S layout), exact fp32.
-        float* out = a.states + pc * DD;
-#pragma unroll
-        for (int m = 0; m < kNtc; ++m)
-#pragma unroll
-            for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int64_t j = (rt + 4 * m) * 16 + g + 8 * h;
-                    const int64_t col = i0 + ct * 16 + nt * 8 + 2 * q;
-                    const float v0 = acc[m][nt][2 * h], v1 = acc[m][nt][2 * h + 1];
-                    if (!bwd) {
-                        out[col * Dh + j] = v0;
-                        out[(col + 1) * Dh + j] = v1;
-                    } else {
-                        *reinterpret_cast<float2*>(out + j * Dh + col) = make_float2(v0, v1);
-                    }
-                }
+        store_state<kNtc>(w, acc, a.states + pc * DD, Dh, i0, bwd);
         // A-1: Y = K·state.
         float y[2][4] = {};
-        if (tile_on) {
-            const float* a0 = kslot + (rt * 16 + g) * ld + q;
-            const float* b0 = st + q * kWS + ct * 16 + g;
-#pragma unroll 8
-            for (int k = 0; k < Dh; k += 8) {
-                const uint32_t af[4] = {tf32_bits(a0[k]), tf32_bits(a0[8 * ld + k]),
-                                        tf32_bits(a0[k + 4]), tf32_bits(a0[8 * ld + k + 4])};
-#pragma unroll
-                for (int nt = 0; nt < 2; ++nt) {
-                    const float* bp = b0 + k * kWS + nt * 8;
-                    mma_tf32(y[nt], af, __float_as_uint(bp[0]), __float_as_uint(bp[4 * kWS]));
-                }
-            }
-        }
+        if (tile_on) times_state<Dh>(w, kslot, ld, st, y);
         __pipeline_wait_prior(1);  // T and the slabs of this chunk
         __syncthreads();
         if (tile_on)  // E1
-            each_entry(y, [&](int t, int col, float v0, float v1) {
+            each_tile_entry(w, C, y, [&](int t, int col, float v0, float v1) {
                 const float2 b = *reinterpret_cast<const float2*>(b1s + t * kWS + col);
                 const float x0 = bwd ? b.x + v0 : b.x - v0, x1 = bwd ? b.y + v1 : b.y - v1;
                 if (bwd)
@@ -1032,14 +1036,14 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_fold_kernel(SeqArgs a) {
                 }
 #pragma unroll
                 for (int nt = 0; nt < 2; ++nt) {
-                    const float* bp = xs + (k + q) * kWS + ct * 16 + nt * 8 + g;
+                    const float* bp = xs + (k + q) * kWS + w.ct * 16 + nt * 8 + g;
                     mma_tf32(z[nt], af, __float_as_uint(bp[0]), __float_as_uint(bp[4 * kWS]));
                 }
             }
         }
         __syncthreads();  // every read of xs is done
         if (tile_on)      // E2
-            each_entry(z, [&](int t, int col, float v0, float v1) {
+            each_tile_entry(w, C, z, [&](int t, int col, float v0, float v1) {
                 if (!bwd) {
                     *reinterpret_cast<float2*>(a.x + (pc * C + t) * Dh + i0 + col) =
                         make_float2(v0, v1);
@@ -1051,33 +1055,10 @@ __global__ void __launch_bounds__(kSeqThreads, 1) seq_fold_kernel(SeqArgs a) {
             });
         __syncthreads();  // xs complete; T and the slabs are free
         issue_tb(step + 1);
-        // B: state += Kᵀ·xs.
-        for (int k = 0; k < kb; k += 8) {
-            uint32_t bf[2][2];
-#pragma unroll
-            for (int nt = 0; nt < 2; ++nt) {
-                const float* bp = xs + (k + q) * kWS + ct * 16 + nt * 8 + g;
-                bf[nt][0] = __float_as_uint(bp[0]), bf[nt][1] = __float_as_uint(bp[4 * kWS]);
-            }
-#pragma unroll
-            for (int m = 0; m < kNtc; ++m) {
-                const float* sp = kslot + (k + q) * ld + (rt + 4 * m) * 16 + g;
-                const uint32_t af[4] = {tf32_bits(sp[0]), tf32_bits(sp[8]), tf32_bits(sp[4 * ld]),
-                                        tf32_bits(sp[4 * ld + 8])};
-#pragma unroll
-                for (int nt = 0; nt < 2; ++nt) mma_tf32(acc[m][nt], af, bf[nt][0], bf[nt][1]);
-            }
-        }
+        // B: state += Kᵀ·xs (xs holds TF32 values).
+        add_transposed_product<kNtc, true>(w, kslot, ld, xs, kb, acc);
         // The state to st for the next chunk's A-1 (its last reader, A-1, is behind barriers).
-#pragma unroll
-        for (int m = 0; m < kNtc; ++m)
-#pragma unroll
-            for (int nt = 0; nt < 2; ++nt)
-#pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int j = (rt + 4 * m) * 16 + g + 8 * h, col = ct * 16 + nt * 8 + 2 * q;
-                    store_tf32(st + j * kWS + col, acc[m][nt][2 * h], acc[m][nt][2 * h + 1]);
-                }
+        state_to_st<kNtc>(w, acc, st);
     }
 }
 
