@@ -30,6 +30,10 @@ void check_scan(const DeltaRuleScan& a) {
     if (a.tokens == 0) return;
     check(a.w && a.k && a.v && a.eta && a.out, ErrorKind::kInvalidArgument,
           "delta_rule_scan: null state, input or output");
+    check(a.row_begin >= 0 && a.row_begin <= a.heads * a.head_dim &&
+              (a.row_end < 0 || (a.row_end >= a.row_begin && a.row_end <= a.heads * a.head_dim)),
+          ErrorKind::kInvalidArgument, "delta_rule_scan: rows [{}, {}) out of range", a.row_begin,
+          a.row_end);
     check(a.heads == 1 || a.eta_stride >= a.heads, ErrorKind::kDimensionMismatch,
           "delta_rule_scan: eta stride {} for {} heads", a.eta_stride, a.heads);
 }

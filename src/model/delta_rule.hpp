@@ -37,6 +37,10 @@ struct DeltaRuleScan {
     bool read_after_update = true;
     float* out = nullptr;  // o_t; must not alias k, v or q (other rows still read them)
     int64_t out_stride = 0;
+    // Only rows [row_begin, row_end) of the heads x Dh rows (all when row_end < 0): a thread of a
+    // team runs its share of the independent row recurrences (core/team.hpp).
+    int64_t row_begin = 0;
+    int64_t row_end = -1;
 };
 
 // Runs the scan; dispatches on active_isa(). Allocates nothing.

@@ -5,6 +5,7 @@
 //     Ops::axpy(w, c, k, n)         : w += c·k
 #pragma once
 
+#include "core/team.hpp"
 #include "model/delta_rule.hpp"
 
 namespace bitttt::detail {
@@ -12,12 +13,12 @@ namespace bitttt::detail {
 template <class Ops>
 void delta_rule_scan_rows(const DeltaRuleScan& a) {
     const int64_t dh = a.head_dim;
-    const int64_t rows = a.heads * dh;
+    const int64_t first = a.row_begin, rows = (a.row_end < 0 ? a.heads * dh : a.row_end) - first;
     // Threads only pay off past a few tens of thousands of flops per call (OpenMP's fork/join
     // costs about a microsecond).
     const bool parallel = rows * dh * a.tokens >= (int64_t{1} << 16);
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t r = 0; r < rows; ++r) {
+    parallel_for(rows, parallel, [&](int64_t row) {
+        const int64_t r = first + row;
         const int64_t h = r / dh, i = r % dh, off = h * dh;
         float* wr = a.w + r * dh;  // head h's row i: (h * dh + i) * dh
         for (int64_t t = 0; t < a.tokens; ++t) {
@@ -33,7 +34,7 @@ void delta_rule_scan_rows(const DeltaRuleScan& a) {
                 Ops::axpy(wr, c, k, dh);
             }
         }
-    }
+    });
 }
 
 }  // namespace bitttt::detail

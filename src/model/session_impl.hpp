@@ -7,8 +7,10 @@
 
 #include "bitttt/model.hpp"
 #include "core/aligned_buffer.hpp"
+#include "core/team.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "model/config.hpp"
+#include "model/delta_rule.hpp"
 #include "model/gpu_model.hpp"
 #include "model/sampling.hpp"
 #include "model/weights.hpp"
@@ -43,9 +45,7 @@ struct Session::Impl {
     AlignedBuffer<float> act_scale;  // [C]
     AlignedBuffer<float> logits;     // [V] of the last token
 
-    // The BitLinear input prepared by prepare_input (quantized when act_bits = 8).
-    const float* in_x = nullptr;
-    int64_t in_stride = 0;
+    SpinBarrier barrier;  // of the forward's thread team (core/team.hpp)
 
     Sampler sampler;
 
@@ -65,19 +65,39 @@ struct Session::Impl {
     // Runs tokens [0, n) of ids (n <= max_chunk) through every layer, then writes the logits
     // of the last token to `logits`, and of every token to all_logits when it is not null.
     void forward_chunk(const int32_t* ids, int64_t n, float* all_logits);
-    // The CPU part of forward_chunk: blocks [first, L) over the residual stream in x, then the
-    // logits.
-    void forward_layers(int64_t first, int64_t n);
-    void forward_head(int64_t n, float* all_logits);
+    // The CPU part of forward_chunk, in one thread team: the embeddings of ids (none: x already
+    // holds the residual stream), blocks [first, L), then the logits.
+    void forward_cpu(const int32_t* ids, int64_t first, int64_t n, float* all_logits);
+    // Each step below does the calling thread's share of its rows (Team::share); the caller
+    // syncs the team before a step reads what others wrote.
+    void forward_layers(const Team& t, int64_t first, int64_t n);
+    void forward_head(const Team& t, int64_t n, float* all_logits);
 
     // BitLinear (DESIGN.md §2.1) in two steps so several projections share one quantization:
-    // prepare_input quantizes m rows of k features (act_bits = 8) or just remembers them (0),
-    // project computes y = BitLinear_w(input) for those rows.
-    void prepare_input(const float* in, int64_t m, int64_t k, int64_t stride);
-    void project(const kernels::TernaryWeights& w, int64_t m, float* y, int64_t y_stride);
+    // prepare_input quantizes m rows of k features into xq (act_bits = 8; with act_bits = 0 the
+    // floats are used as they are), project computes y = BitLinear_w(input) for those rows.
+    struct BitInput {
+        const float* x;  // the unquantized rows (act_bits = 0)
+        int64_t stride;
+    };
+    BitInput prepare_input(const Team& t, const float* in, int64_t m, int64_t k, int64_t stride);
+    void project(const Team& t, const kernels::TernaryWeights& w, BitInput in, int64_t m, float* y,
+                 int64_t y_stride);
+    void add_residual(const Team& t, int64_t n);  // x += proj, project's rows of D outputs
+    void scan(const Team& t, DeltaRuleScan& s);   // the delta-rule scan over the team's rows
 
-    void ttt_reconstruct(const LayerWeights& lw, float* state, int64_t n);
-    void ttt_delta(const LayerWeights& lw, float* state, int64_t n);
+    void ttt_reconstruct(const Team& t, const LayerWeights& lw, float* state, int64_t n,
+                         BitInput in);
+    void ttt_delta(const Team& t, const LayerWeights& lw, float* state, int64_t n, BitInput in);
 };
+
+// Whether CPU forwards run in one thread team (default; BITTTT_CPU_TEAM=0 starts with it off) or
+// with one OpenMP region per kernel. Process-wide; tests compare the two.
+void set_cpu_team(bool on);
+bool cpu_team();
+// Layers whose packed weights times the chunk's tokens stay below this many bytes run on one
+// thread (default 1 MiB, forward.cpp; negative: the default); returns the previous value. Tests
+// set 0 to split even tiny layers over the team.
+int64_t set_serial_layer_bytes(int64_t bytes);
 
 }  // namespace bitttt

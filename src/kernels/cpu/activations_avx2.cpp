@@ -7,6 +7,7 @@
 
 #include <cmath>
 
+#include "core/team.hpp"
 #include "kernels/cpu/activations.hpp"
 
 namespace bitttt::kernels {
@@ -45,14 +46,13 @@ inline __m256 exp_ps(__m256 v) {
 void silu_mul_avx2(const float* gate, const float* up, int64_t n, float* out) {
     check_silu_mul_args(gate, up, n, out);
     const int64_t vectors = n / 8;
-#pragma omp parallel for schedule(static) if (n >= (int64_t{1} << 16))
-    for (int64_t b = 0; b < vectors; ++b) {
+    parallel_for(vectors, n >= (int64_t{1} << 16), [&](int64_t b) {
         const int64_t i = b * 8;
         const __m256 g = _mm256_loadu_ps(gate + i);
         const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), g));
         const __m256 s = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
         _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
-    }
+    });
     for (int64_t i = vectors * 8; i < n; ++i)
         out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }

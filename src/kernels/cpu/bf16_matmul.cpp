@@ -5,6 +5,7 @@
 
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
+#include "core/team.hpp"
 
 namespace bitttt::kernels {
 namespace {
@@ -29,8 +30,7 @@ void check_args(const uint16_t* w, int64_t rows, int64_t cols, const float* x, i
 void bf16_matmul_scalar(const uint16_t* w, int64_t rows, int64_t cols, const float* x,
                         int64_t x_stride, int64_t m, float* y, int64_t y_stride) {
     check_args(w, rows, cols, x, x_stride, m, y, y_stride);
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < rows; ++n) {
+    parallel_for(rows, true, [&](int64_t n) {
         const uint16_t* wn = w + n * cols;
         for (int64_t i = 0; i < m; ++i) {
             const float* xi = x + i * x_stride;
@@ -39,7 +39,7 @@ void bf16_matmul_scalar(const uint16_t* w, int64_t rows, int64_t cols, const flo
                 acc += std::bit_cast<float>(static_cast<uint32_t>(wn[k]) << 16) * xi[k];
             y[i * y_stride + n] = acc;
         }
-    }
+    });
 }
 
 void bf16_matmul(const uint16_t* w, int64_t rows, int64_t cols, const float* x, int64_t x_stride,

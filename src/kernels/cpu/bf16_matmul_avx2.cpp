@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "core/team.hpp"
 #include "kernels/cpu/bf16_matmul.hpp"
 #include "kernels/cpu/f32_matmul.hpp"
 #include "kernels/cpu/simd_avx2.hpp"
@@ -73,9 +74,9 @@ void bf16_matmul_avx2(const uint16_t* w, int64_t rows, int64_t cols, const float
     // Dynamic chunks of 32 blocks (128 rows): the calling thread starts at once and takes more
     // chunks while the others wake up (or wait for a core on a busy machine) instead of waiting
     // for their static share. A row's result does not depend on which thread computes it.
-#pragma omp parallel for schedule(dynamic, 32) if (parallel)
-    for (int64_t b = 0; b < blocks; ++b)
+    parallel_for_dynamic(blocks, 32, parallel, [&](int64_t b) {
         row_block<kRows>(w, b * kRows, cols, x, x_stride, m, y, y_stride);
+    });
     for (int64_t n = blocks * kRows; n < rows; ++n)
         row_block<1>(w, n, cols, x, x_stride, m, y, y_stride);
 }

@@ -16,6 +16,7 @@
 #include <immintrin.h>
 
 #include "core/aligned_buffer.hpp"
+#include "core/team.hpp"
 #include "kernels/cpu/bf16_matmul.hpp"
 #include "kernels/cpu/f32_matmul.hpp"
 #include "kernels/cpu/simd_avx512.hpp"
@@ -107,9 +108,9 @@ void bf16_matmul_avx512bf16(const uint16_t* w, int64_t rows, int64_t cols, const
     const int64_t blocks = rows / kRows;
     const bool parallel = rows * cols * m >= kParallelMinWork;
     // Dynamic chunks of 32 blocks, as in bf16_matmul_avx512.cpp.
-#pragma omp parallel for schedule(dynamic, 32) if (parallel)
-    for (int64_t b = 0; b < blocks; ++b)
+    parallel_for_dynamic(blocks, 32, parallel, [&](int64_t b) {
         row_block<kRows>(w, b * kRows, cols, xs, xs_stride, m, y, y_stride);
+    });
     for (int64_t n = blocks * kRows; n < rows; ++n)
         row_block<1>(w, n, cols, xs, xs_stride, m, y, y_stride);
 }

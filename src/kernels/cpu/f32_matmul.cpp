@@ -3,6 +3,7 @@
 
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
+#include "core/team.hpp"
 
 namespace bitttt::kernels {
 namespace {
@@ -27,8 +28,7 @@ void check_args(const float* w, int64_t rows, int64_t cols, const float* x, int6
 void f32_matmul_scalar(const float* w, int64_t rows, int64_t cols, const float* x, int64_t x_stride,
                        int64_t m, float* y, int64_t y_stride) {
     check_args(w, rows, cols, x, x_stride, m, y, y_stride);
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < rows; ++n) {
+    parallel_for(rows, true, [&](int64_t n) {
         const float* wn = w + n * cols;
         for (int64_t i = 0; i < m; ++i) {
             const float* xi = x + i * x_stride;
@@ -36,7 +36,7 @@ void f32_matmul_scalar(const float* w, int64_t rows, int64_t cols, const float* 
             for (int64_t k = 0; k < cols; ++k) acc += wn[k] * xi[k];
             y[i * y_stride + n] = acc;
         }
-    }
+    });
 }
 
 void f32_matmul(const float* w, int64_t rows, int64_t cols, const float* x, int64_t x_stride,

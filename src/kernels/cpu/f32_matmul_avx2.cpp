@@ -2,6 +2,7 @@
 // 8-lane vectors and a masked load for the column tail).
 #include <immintrin.h>
 
+#include "core/team.hpp"
 #include "kernels/cpu/f32_matmul.hpp"
 #include "kernels/cpu/simd_avx2.hpp"
 
@@ -59,9 +60,9 @@ void f32_matmul_avx2(const float* w, int64_t rows, int64_t cols, const float* x,
     // Small products (the delta rule's step-size projection, tiny vocabularies) stay on the
     // calling thread: below ~100k multiply-adds a fork/join costs more than it saves.
     const bool parallel = rows * cols * m >= kParallelMinWork;
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t b = 0; b < blocks; ++b)
+    parallel_for(blocks, parallel, [&](int64_t b) {
         row_block<kRows>(w, b * kRows, cols, x, x_stride, m, y, y_stride);
+    });
     for (int64_t n = blocks * kRows; n < rows; ++n)
         row_block<1>(w, n, cols, x, x_stride, m, y, y_stride);
 }

@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "core/team.hpp"
 #include "kernels/cpu/norms.hpp"
 
 namespace bitttt::kernels {
@@ -16,8 +17,7 @@ void rmsnorm_avx512(const float* x, int64_t m, int64_t d, int64_t x_stride, cons
                     float eps, float* y, int64_t y_stride, float* inv_rms_out) {
     check_rmsnorm_args(x, m, d, x_stride, weight, y, y_stride);
     if (d == 0) return;
-#pragma omp parallel for schedule(static) if (m * d >= (int64_t{1} << 16))
-    for (int64_t i = 0; i < m; ++i) {
+    parallel_for(m, m * d >= (int64_t{1} << 16), [&](int64_t i) {
         const float* xi = x + i * x_stride;
         float* yi = y + i * y_stride;
         __m512d ss0 = _mm512_setzero_pd(), ss1 = _mm512_setzero_pd();
@@ -41,7 +41,7 @@ void rmsnorm_avx512(const float* x, int64_t m, int64_t d, int64_t x_stride, cons
                                   _mm512_mul_ps(v, _mm512_maskz_loadu_ps(valid, weight + j)));
         }
         if (inv_rms_out) inv_rms_out[i] = inv_rms;
-    }
+    });
 }
 
 }  // namespace bitttt::kernels

@@ -3,6 +3,7 @@
 
 #include "core/cpu_features.hpp"
 #include "core/error.hpp"
+#include "core/team.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "kernels/cpu/ternary_isa.hpp"
 
@@ -38,8 +39,7 @@ void check_matmul_args(const TernaryWeights& w, const void* x, int64_t x_stride,
 void ternary_matmul_scalar(const TernaryWeights& w, const int8_t* xq, int64_t xq_stride,
                            const float* act_scale, int64_t m, float* y, int64_t y_stride) {
     check_matmul_args(w, xq, xq_stride, act_scale, m, y, y_stride);
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < w.rows; ++n) {
+    parallel_for(w.rows, true, [&](int64_t n) {
         for (int64_t i = 0; i < m; ++i) {
             const int8_t* xi = xq + i * xq_stride;
             int32_t acc = 0;
@@ -49,7 +49,7 @@ void ternary_matmul_scalar(const TernaryWeights& w, const int8_t* xq, int64_t xq
             }
             y[i * y_stride + n] = static_cast<float>(acc) * (w.scale * act_scale[i]);
         }
-    }
+    });
 }
 
 void ternary_matmul(const TernaryWeights& w, const int8_t* xq, int64_t xq_stride,
@@ -68,8 +68,7 @@ void ternary_matmul(const TernaryWeights& w, const int8_t* xq, int64_t xq_stride
 void ternary_matmul_f32(const TernaryWeights& w, const float* x, int64_t x_stride, int64_t m,
                         float* y, int64_t y_stride) {
     check_product_args("ternary_matmul_f32", w, x, x_stride, w.cols, m, y, y_stride);
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < w.rows; ++n) {
+    parallel_for(w.rows, true, [&](int64_t n) {
         for (int64_t i = 0; i < m; ++i) {
             const float* xi = x + i * x_stride;
             float acc = 0.0f;
@@ -79,7 +78,7 @@ void ternary_matmul_f32(const TernaryWeights& w, const float* x, int64_t x_strid
             }
             y[i * y_stride + n] = acc * w.scale;
         }
-    }
+    });
 }
 
 }  // namespace bitttt::kernels

@@ -17,6 +17,7 @@
 #include <array>
 #include <utility>
 
+#include "core/team.hpp"
 #include "kernels/cpu/ternary_isa.hpp"
 
 namespace bitttt::kernels {
@@ -140,15 +141,20 @@ void ternary_matmul_avx2(const TernaryWeights& w, const int8_t* xq, int64_t xq_s
     const int64_t chunk =
         std::max<int64_t>(1, std::min<int64_t>(8, groups / (4 * omp_get_max_threads())));
     const int64_t chunks = (groups + chunk - 1) / chunk;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t c = 0; c < chunks; ++c) {
-        for (int64_t tb = 0; tb < token_blocks; ++tb) {
-            const int64_t t0 = tb * kMaxTileTokens;
-            const int64_t tokens = std::min<int64_t>(kMaxTileTokens, m - t0);
-            const int64_t g_end = std::min(groups, (c + 1) * chunk);
-            for (int64_t g = c * chunk; g < g_end; ++g) kTiles[tokens - 1](a, g, t0);
-        }
+    auto item = [&](int64_t c, int64_t tb) {
+        const int64_t t0 = tb * kMaxTileTokens;
+        const int64_t tokens = std::min<int64_t>(kMaxTileTokens, m - t0);
+        const int64_t g_end = std::min(groups, (c + 1) * chunk);
+        for (int64_t g = c * chunk; g < g_end; ++g) kTiles[tokens - 1](a, g, t0);
+    };
+    if (!kernels_fork_threads()) {
+        for (int64_t c = 0; c < chunks; ++c)
+            for (int64_t tb = 0; tb < token_blocks; ++tb) item(c, tb);
+        return;
     }
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t c = 0; c < chunks; ++c)
+        for (int64_t tb = 0; tb < token_blocks; ++tb) item(c, tb);
 }
 
 }  // namespace bitttt::kernels

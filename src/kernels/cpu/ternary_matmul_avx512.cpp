@@ -29,6 +29,7 @@
 #include <array>
 #include <utility>
 
+#include "core/team.hpp"
 #include "kernels/cpu/ternary_isa.hpp"
 
 namespace bitttt::kernels {
@@ -230,6 +231,7 @@ void ternary_matmul_avx512(const TernaryWeights& w, const int8_t* xq, int64_t xq
     const int64_t groups = packed_rows(w.rows) / kRowGroup;
     if (m == 1) {
         const int32_t minus_sum_x = -sum_activations(xq, a.blocks * kColBlock);
+        if (!kernels_fork_threads()) return gemv_rows(a, 0, groups, minus_sum_x);
 #pragma omp parallel
         {
             // Contiguous, equal shares of the row groups: one sequential stream per thread.
@@ -242,18 +244,24 @@ void ternary_matmul_avx512(const TernaryWeights& w, const int8_t* xq, int64_t xq
     // share is one contiguous range of the packed weights.
     const int64_t token_blocks = (m + kTileTokens - 1) / kTileTokens;
     const int64_t chunks = (groups + kChunkGroups - 1) / kChunkGroups;
+    auto item = [&](int64_t c, int64_t tb, TileScratch& scratch) {
+        const int64_t t0 = tb * kTileTokens;
+        const int tokens = static_cast<int>(std::min<int64_t>(kTileTokens, m - t0));
+        gemm_item(a, c * kChunkGroups, std::min(groups, (c + 1) * kChunkGroups), t0, tokens,
+                  scratch);
+    };
+    if (!kernels_fork_threads()) {
+        TileScratch scratch;
+        for (int64_t c = 0; c < chunks; ++c)
+            for (int64_t tb = 0; tb < token_blocks; ++tb) item(c, tb, scratch);
+        return;
+    }
 #pragma omp parallel
     {
         TileScratch scratch;
 #pragma omp for collapse(2) schedule(static)
-        for (int64_t c = 0; c < chunks; ++c) {
-            for (int64_t tb = 0; tb < token_blocks; ++tb) {
-                const int64_t t0 = tb * kTileTokens;
-                const int tokens = static_cast<int>(std::min<int64_t>(kTileTokens, m - t0));
-                gemm_item(a, c * kChunkGroups, std::min(groups, (c + 1) * kChunkGroups), t0, tokens,
-                          scratch);
-            }
-        }
+        for (int64_t c = 0; c < chunks; ++c)
+            for (int64_t tb = 0; tb < token_blocks; ++tb) item(c, tb, scratch);
     }
 }
 
