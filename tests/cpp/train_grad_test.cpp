@@ -105,7 +105,8 @@ TEST(TrainGrad, GemmMatchesReferenceOnOddShapes) {
 TEST(TrainGrad, GemmPackingIsBitIdentical) {
     if (detected_isa() < Isa::kAvx512) GTEST_SKIP() << "no AVX-512";
     Rng rng(2);
-    for (auto [m, n, k] : {std::tuple{37, 200, 300}, {64, 130, 257}, {21, 64, 40}, {40, 520, 300}}) {
+    for (auto [m, n, k] :
+         {std::tuple{37, 200, 300}, {64, 130, 257}, {21, 64, 40}, {40, 520, 300}}) {
         std::vector<float> a(m * k), b(k * n), c0(m * n), c[2];
         for (auto& v : a) v = rng.normal();
         for (auto& v : b) v = rng.normal();
