@@ -18,8 +18,6 @@ void act_quant_codes(float* out, ActCodes& codes, const float* inp, int64_t N, i
         codes.q.resize(static_cast<size_t>(N * stride));
     if (static_cast<int64_t>(codes.scale.size()) < N) codes.scale.resize(static_cast<size_t>(N));
     codes.rows = N, codes.cols = C, codes.stride = stride;
-    // The fake-quantized values the backward reads: act_quant_forward itself.
-    act_quant_forward(out, inp, N, C, 8);
     int8_t* q = codes.q.data();
     float* s = codes.scale.data();
     // quantize_activations is one thread per call and its rows are independent: blocks of rows.
@@ -28,14 +26,27 @@ void act_quant_codes(float* out, ActCodes& codes, const float* inp, int64_t N, i
     for (int64_t n0 = 0; n0 < N; n0 += kRowsPerItem) {
         const int64_t rows = std::min(kRowsPerItem, N - n0);
         kernels::quantize_activations(inp + n0 * C, rows, C, C, q + n0 * stride, stride, s + n0);
-        // A non-finite input makes act_quant_forward's row (partly) NaN and so the fake-quantized
-        // product's row NaN, while the kernel codes NaN as 0: a NaN scale keeps the row NaN.
-        for (int64_t n = n0; n < n0 + rows; ++n)
+        for (int64_t n = n0; n < n0 + rows; ++n) {
+            const float* x = inp + n * C;
+            float* y = out + n * C;
+            const int8_t* qn = q + n * stride;
+            bool nan = false;
+            for (int64_t c = 0; c < C; ++c) nan |= x[c] != x[c];
+            if (nan || !std::isfinite(s[n])) {
+                // A non-finite input (an infinite one makes γ infinite): act_quant_forward's row
+                // is (partly) NaN, so the fake-quantized product's row is NaN, while the kernel
+                // codes NaN as 0; a NaN scale keeps the row NaN on the integer paths too.
+                act_quant_forward(y, x, int64_t{1}, C, 8);
+                s[n] = std::numeric_limits<float>::quiet_NaN();
+                continue;
+            }
+            // The values act_quant_forward computes, clamp(round(x·127/γ)) · (γ/127), from the
+            // codes (the same rounding of the same product) and the same scale: bit-identical,
+            // the sign of a zero included (round keeps x's sign; the code 0 has none).
+            const float sn = s[n];
             for (int64_t c = 0; c < C; ++c)
-                if (std::isnan(out[n * C + c])) {
-                    s[n] = std::numeric_limits<float>::quiet_NaN();
-                    break;
-                }
+                y[c] = std::copysign(static_cast<float>(qn[c]) * sn, x[c]);
+        }
     }
 }
 

@@ -34,8 +34,9 @@ struct ActCodes {
 };
 
 // Quantizes inp [N, C] (act_bits = 8) into `codes` (grown as needed) and writes the
-// fake-quantized values out = q·s_n with act_quant_forward<float>(out, inp, N, C, 8). A row with
-// a non-finite input gets a NaN scale, so its products are NaN as the fake-quantized ones are.
+// fake-quantized values out = q·s_n, bit-identical to act_quant_forward<float>(out, inp, N, C, 8)
+// (computed from the codes; tested). A row with a non-finite input gets act_quant_forward's values
+// and a NaN scale, so its products are NaN as the fake-quantized ones are.
 void act_quant_codes(float* out, ActCodes& codes, const float* inp, int64_t N, int64_t C);
 
 // The packed ternary codes (kernels::pack_ternary's layout, packed_bytes(rows, cols) bytes) of

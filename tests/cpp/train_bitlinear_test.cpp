@@ -88,13 +88,19 @@ TEST(TrainBitLinear, RejectsMismatchedShapes) {
 // A NaN input gives a NaN fake-quantized value (as act_quant_forward) and a NaN product row on
 // both paths, as the fake-quantized product would: a non-finite loss stays detectable.
 TEST(TrainBitLinear, NonFiniteInputRowsGiveNaNRows) {
-    const int64_t n = 3, k = 20, oc = 5;
+    const int64_t n = 4, k = 20, oc = 5;
     auto x = random_vector(n * k, 4, 1.0f);
-    x[1 * k + 7] = NAN;
+    x[1 * k + 7] = NAN;                                                   // row 1: one NaN
+    x[2 * k + 3] = INFINITY;                                              // row 2: γ infinite
+    for (int64_t c = 0; c < k; ++c) x[3 * k + c] = c % 2 ? 0.0f : -0.0f;  // row 3: zeros
     const auto w = random_vector(oc * k, 5, 0.02f);
-    std::vector<float> xq(x.size()), wq(w.size());
+    std::vector<float> xq(x.size()), xq_ref(x.size()), wq(w.size());
     ActCodes codes;
     act_quant_codes(xq.data(), codes, x.data(), n, k);
+    act_quant_forward(xq_ref.data(), x.data(), n, k, 8);
+    for (int64_t i = 0; i < n * k; ++i)  // NaN where act_quant_forward has NaN, else its bits
+        EXPECT_TRUE(std::isnan(xq_ref[i]) ? std::isnan(xq[i]) : same_bits(&xq[i], &xq_ref[i], 1))
+            << i;
     EXPECT_TRUE(std::isnan(xq[1 * k + 7]));
     const float beta = weight_quant_forward(wq.data(), w.data(), oc * k);
     AlignedBuffer<uint8_t> packed(static_cast<size_t>(kernels::packed_bytes(oc, k)));
@@ -105,7 +111,7 @@ TEST(TrainBitLinear, NonFiniteInputRowsGiveNaNRows) {
         bitlinear_forward(y.data(), codes, tw, path);
         for (int64_t i = 0; i < n; ++i)
             for (int64_t o = 0; o < oc; ++o)
-                EXPECT_EQ(std::isnan(y[i * oc + o]), i == 1) << i << "," << o;
+                EXPECT_EQ(std::isnan(y[i * oc + o]), i == 1 || i == 2) << i << "," << o;
     }
 }
 
