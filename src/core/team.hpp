@@ -50,11 +50,8 @@ void parallel_for_dynamic(int64_t n, int64_t chunk, bool wanted, Body&& body) {
     }
 }
 
-// A reusable barrier for a team of `count` threads. A waiting thread spins first, then sleeps
-// (C++20 atomic wait: a futex on Linux). The spin budget adapts (5-500 us): a thread that slept
-// and was released soon after spins longer next time (a wake-up costs tens of us), one released
-// much later (the thread it waited for was descheduled: the machine is busy) spins less and leaves
-// the core to others.
+// A reusable barrier for a team of `count` threads. A waiting thread spins (and yields) for up to
+// 200 us, then sleeps (C++20 atomic wait: a futex on Linux; team.cpp says why).
 class SpinBarrier {
   public:
     void set_count(int count) { count_.store(count, std::memory_order_relaxed); }
@@ -65,7 +62,6 @@ class SpinBarrier {
     alignas(64) std::atomic<uint32_t> generation_{0};
     std::atomic<int> sleepers_{0};
     std::atomic<int> count_{1};
-    alignas(64) std::atomic<int64_t> spin_ns_{50'000};
 };
 
 // A thread's view of its team: its index, the team size, and the barrier they share.
