@@ -2,10 +2,10 @@
 // dequantized), and require_gpu.
 #include "model/gpu_model.hpp"
 
-#include <cstring>
 #include <vector>
 
 #include "core/error.hpp"
+#include "io/safetensors.hpp"
 
 #if BITTTT_HAS_CUDA
 #include "kernels/cuda/device.hpp"
@@ -21,14 +21,6 @@ void require_gpu(const char* what) {
 }
 
 namespace {
-
-// fp32 -> bf16 bit pattern, round to nearest even (weights are finite).
-uint16_t to_bf16(float f) {
-    uint32_t bits;
-    std::memcpy(&bits, &f, sizeof bits);
-    bits += 0x7fffu + ((bits >> 16) & 1u);
-    return static_cast<uint16_t>(bits >> 16);
-}
 
 // Collects fp32 tensors into one host vector (each at a 16-byte aligned offset), uploaded at once;
 // the offsets become device pointers after the upload.
@@ -138,9 +130,9 @@ GpuModel::GpuModel(const ModelWeights& w, int64_t layers, bool dense_bf16)
         std::vector<uint16_t> host(static_cast<size_t>(dense_rows * D));
         size_t i = 0;
         if (g.embed_bf16)
-            for (int64_t j = 0; j < V * D; ++j) host[i++] = to_bf16(w.embed[j]);
+            for (int64_t j = 0; j < V * D; ++j) host[i++] = io::f32_to_bf16(w.embed[j]);
         if (g.head_bf16)
-            for (int64_t j = 0; j < V * D; ++j) host[i++] = to_bf16(w.lm_head[j]);
+            for (int64_t j = 0; j < V * D; ++j) host[i++] = io::f32_to_bf16(w.lm_head[j]);
         g.dense = cuda::DeviceBuffer(host.size() * sizeof(uint16_t));
         g.dense.copy_from_host(host.data(), host.size() * sizeof(uint16_t));
     }

@@ -17,7 +17,6 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <string>
 #include <tuple>
@@ -26,6 +25,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "cuda_test_util.hpp"
+#include "io/safetensors.hpp"
 #include "kernels/cuda/int8_gemm.hpp"
 #include "kernels/cuda/train_model.hpp"
 #include "kernels/cuda/train_ops.hpp"
@@ -38,17 +38,7 @@ class Int8ForwardCuda : public CudaTest {};
 
 // bf16 bits of a small integer (exact: |v| <= 256).
 uint16_t bf16_of_int(int v) {
-    const float f = static_cast<float>(v);
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    return static_cast<uint16_t>(u >> 16);
-}
-
-float bf16_value(uint16_t b) {
-    const uint32_t u = static_cast<uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &u, sizeof f);
-    return f;
+    return io::f32_to_bf16(static_cast<float>(v));
 }
 
 // The bf16 product of the model (train_model.cpp, bl_forward): outᵀ = W · xᵀ in fp32 from bf16.
@@ -167,7 +157,7 @@ void expect_codes_equal(const DeviceBuffer& codes, const DeviceBuffer& codes8, i
     const auto b = download<uint16_t>(codes, n);
     const auto q = download<int8_t>(codes8, n);
     int64_t equal = 0;
-    for (int64_t i = 0; i < n; ++i) equal += bf16_value(b[i]) == static_cast<float>(q[i]);
+    for (int64_t i = 0; i < n; ++i) equal += io::bf16_to_f32(b[i]) == static_cast<float>(q[i]);
     EXPECT_EQ(equal, n) << what;
 }
 

@@ -9,12 +9,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <iostream>
 #include <vector>
 
 #include "core/rng.hpp"
 #include "cuda_test_util.hpp"
+#include "io/safetensors.hpp"
 #include "kernels/cuda/moment_code.hpp"
 #include "kernels/cuda/train_lean_ops.hpp"
 #include "kernels/cuda/train_ops.hpp"
@@ -262,19 +262,6 @@ TEST_F(TrainLeanCuda, AdamWInt8MomentsMatchesHostAdamW) {
     EXPECT_EQ(download<uint8_t>(d_mq, n), gmq);
 }
 
-float bf16_value(uint16_t b) {
-    const uint32_t u = static_cast<uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &u, sizeof f);
-    return f;
-}
-uint16_t bf16_rne(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-
 TEST_F(TrainLeanCuda, Bf16GradientHelpers) {
     Rng rng(8);
     // fp32 stage added into bf16: one rounding of the exact sum of two floats.
@@ -282,14 +269,15 @@ TEST_F(TrainLeanCuda, Bf16GradientHelpers) {
     std::vector<uint16_t> dst(n);
     std::vector<float> src(n);
     for (int64_t i = 0; i < n; ++i)
-        dst[i] = bf16_rne(static_cast<float>(rng.normal())),
+        dst[i] = io::f32_to_bf16(static_cast<float>(rng.normal())),
         src[i] = static_cast<float>(rng.normal());
     auto d_dst = upload(dst), d_src = upload(src);
     Stream s;
     train_accumulate_bf16(d_dst.as<uint16_t>(), d_src.as<float>(), n, s);
     s.synchronize();
     const auto got = download<uint16_t>(d_dst, n);
-    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(got[i], bf16_rne(bf16_value(dst[i]) + src[i])) << i;
+    for (int64_t i = 0; i < n; ++i)
+        ASSERT_EQ(got[i], io::f32_to_bf16(io::bf16_to_f32(dst[i]) + src[i])) << i;
 
     // The embedding gradient grouped by token: every row = bf16(old + Σ its positions' rows).
     const int64_t V = 37, C = 300, N = 500;
@@ -307,7 +295,7 @@ TEST_F(TrainLeanCuda, Bf16GradientHelpers) {
     std::vector<float> dout(N * C);
     for (auto& x : dout) x = static_cast<float>(rng.normal());
     std::vector<uint16_t> dwte(V * C);
-    for (auto& x : dwte) x = bf16_rne(static_cast<float>(rng.normal()));
+    for (auto& x : dwte) x = io::f32_to_bf16(static_cast<float>(rng.normal()));
     auto d_dwte = upload(dwte), d_dout = upload(dout), d_order = upload(order);
     auto d_starts = upload(starts), d_unique = upload(unique);
     train_embedding_backward_bf16(d_dwte.as<uint16_t>(), d_dout.as<float>(), d_order.as<int32_t>(),
@@ -317,11 +305,11 @@ TEST_F(TrainLeanCuda, Bf16GradientHelpers) {
     const auto gw = download<uint16_t>(d_dwte, V * C);
     for (int64_t v = 0; v < V; ++v)
         for (int64_t c = 0; c < C; ++c) {
-            double sum = bf16_value(dwte[v * C + c]);
+            double sum = io::bf16_to_f32(dwte[v * C + c]);
             for (int64_t k = 0; k < N; ++k)
                 if (tokens[k] == v) sum += dout[k * C + c];
             // fp32 sums of up to ~30 terms, then one bf16 rounding.
-            ASSERT_NEAR(bf16_value(gw[v * C + c]), sum, std::fabs(sum) / 256 + 1e-4)
+            ASSERT_NEAR(io::bf16_to_f32(gw[v * C + c]), sum, std::fabs(sum) / 256 + 1e-4)
                 << v << ", " << c;
             if (v % 2) {
                 ASSERT_EQ(gw[v * C + c], dwte[v * C + c]);  // untouched

@@ -6,13 +6,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 #include <iostream>
 #include <utility>
 #include <vector>
 
 #include "core/rng.hpp"
 #include "cuda_test_util.hpp"
+#include "io/safetensors.hpp"
 #include "kernels/cuda/train_ops.hpp"
 #include "train/ops.hpp"
 #include "train/optimizer.hpp"
@@ -47,13 +47,6 @@ std::vector<uint32_t> decay_bits(const std::vector<uint8_t>& mask) {
     for (size_t i = 0; i < mask.size(); ++i)
         if (mask[i]) words[i / 32] |= 1u << (i % 32);
     return words;
-}
-
-float from_bf16(uint16_t b) {
-    const uint32_t u = static_cast<uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &u, sizeof f);
-    return f;
 }
 
 TEST_F(TrainOpsCuda, Embedding) {
@@ -253,7 +246,7 @@ TEST_F(TrainOpsCuda, ActQuantIsBitExact) {
             for (int64_t i = 0; i < N * C; ++i) {
                 ASSERT_EQ(bits(y[i]), bits(gy[i])) << "act quant at " << i;
                 // codes · scale is the fake-quantized value; codes are integers for 8 bits.
-                const float code = from_bf16(gc[i]);
+                const float code = io::bf16_to_f32(gc[i]);
                 if (act_bits == 8) {
                     ASSERT_EQ(code, std::nearbyint(code));
                     ASSERT_LE(std::fabs(code), 127.0f);
@@ -295,7 +288,7 @@ TEST_F(TrainOpsCuda, WeightQuantSeveralTensors) {
         for (int64_t j = 0; j < sizes[i]; ++j) {
             const int64_t k = offsets[i] + j;
             ASSERT_NEAR(out[k], want[k], 1e-6 * want_beta[i]) << "tensor " << i << " at " << j;
-            ASSERT_EQ(from_bf16(codes[k]) * beta[i], out[k]);
+            ASSERT_EQ(io::bf16_to_f32(codes[k]) * beta[i], out[k]);
         }
     }
 }
@@ -397,8 +390,9 @@ TEST_F(TrainOpsCuda, BiasScaleColumnSumBf16) {
         for (int64_t n = 0; n < N; ++n)
             for (int64_t c = 0; c < C; ++c) {
                 const float v = x[n * C + c];
-                ASSERT_NEAR(from_bf16(h[n * C + c]), v, std::fabs(v) / 256.0f);
-                ASSERT_NEAR(from_bf16(h2[n * C + c]), v * rs[n], std::fabs(v * rs[n]) / 256.0f);
+                ASSERT_NEAR(io::bf16_to_f32(h[n * C + c]), v, std::fabs(v) / 256.0f);
+                ASSERT_NEAR(io::bf16_to_f32(h2[n * C + c]), v * rs[n],
+                            std::fabs(v * rs[n]) / 256.0f);
                 want[n * C + c] = v * rs[n] * scalar + b[c];
                 want_dst[c] += v;
             }
@@ -513,7 +507,7 @@ TEST_F(TrainOpsCuda, Bf16PairAndResidualScaled) {
                     const size_t i = static_cast<size_t>(r * C + c), j = i + skew;
                     ASSERT_EQ(p[j], p2[i]) << "plain at " << i;
                     ASSERT_EQ(sb[j], sb2[i]) << "scaled at " << i;
-                    ASSERT_NEAR(from_bf16(p[j]), x[j], std::fabs(x[j]) / 256.0f);
+                    ASSERT_NEAR(io::bf16_to_f32(p[j]), x[j], std::fabs(x[j]) / 256.0f);
                     const float want = a[j] + x[j] * rs[r] * scalar;
                     ASSERT_NEAR(out[j], want, 1e-6 + 2e-6 * std::fabs(want)) << "residual " << i;
                 }
@@ -589,7 +583,7 @@ TEST_F(TrainOpsCuda, CrossEntropyFused) {
         expect_close(dz, download<float>(d_z2, N * V), 1e-5, 1e-9, "cross-entropy dlogits");
         const auto bf = download<uint16_t>(d_bf, N * V);
         for (int64_t i = 0; i < N * V; ++i)
-            ASSERT_NEAR(from_bf16(bf[i]), dz[i], std::fabs(dz[i]) / 128.0f + 1e-9) << i;
+            ASSERT_NEAR(io::bf16_to_f32(bf[i]), dz[i], std::fabs(dz[i]) / 128.0f + 1e-9) << i;
     }
 }
 
@@ -646,13 +640,6 @@ TEST_F(TrainOpsCuda, AdamWSkipsNonFiniteSteps) {
     expect_close(p, download<float>(d_p, n), 0, 0, "parameters after a NaN loss");
 }
 
-uint16_t to_bf16_rne(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, sizeof u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-
 TEST_F(TrainOpsCuda, AdamWBf16Moments) {
     // Moments that start in bf16: the fp32 step of the CPU on the same values gives the same
     // parameters (the update uses this step's fp32 moments), and each stored moment is its fp32
@@ -663,8 +650,8 @@ TEST_F(TrainOpsCuda, AdamWBf16Moments) {
     std::vector<uint16_t> mb(n), vb(n);
     for (int64_t i = 0; i < n; ++i) {
         v[i] = v[i] * v[i];
-        mb[i] = to_bf16_rne(m[i]), vb[i] = to_bf16_rne(v[i]);
-        m[i] = from_bf16(mb[i]), v[i] = from_bf16(vb[i]);
+        mb[i] = io::f32_to_bf16(m[i]), vb[i] = io::f32_to_bf16(v[i]);
+        m[i] = io::bf16_to_f32(mb[i]), v[i] = io::bf16_to_f32(vb[i]);
     }
     std::vector<uint8_t> mask(n);
     for (int64_t i = 0; i < n; ++i) mask[i] = (i / 100) % 2;
@@ -695,7 +682,8 @@ TEST_F(TrainOpsCuda, AdamWBf16Moments) {
     for (int64_t i = 0; i < n; ++i) {
         // One bf16 ulp of the value's binade (2^-7 relative to its leading power of two), plus
         // the fp32 tolerance of the step itself.
-        for (auto [want, got] : {std::pair{m[i], from_bf16(gm[i])}, {v[i], from_bf16(gv[i])}}) {
+        for (auto [want, got] :
+             {std::pair{m[i], io::bf16_to_f32(gm[i])}, {v[i], io::bf16_to_f32(gv[i])}}) {
             const float ulp = std::ldexp(1.0f, std::ilogb(want) - 7);
             ASSERT_LE(std::fabs(got - want), ulp + 1e-6f * std::fabs(want) + 1e-30f)
                 << i << ": " << want << " stored as " << got;
@@ -725,7 +713,7 @@ TEST_F(TrainOpsCuda, AdamWBf16MomentsRoundWithoutBias) {
     double sum = 0;
     float lo = INFINITY, hi = -INFINITY;
     for (uint16_t b : gm) {
-        const float x = from_bf16(b);
+        const float x = io::bf16_to_f32(b);
         sum += x, lo = std::min(lo, x), hi = std::max(hi, x);
     }
     const float ulp = std::ldexp(1.0f, std::ilogb(want) - 7);

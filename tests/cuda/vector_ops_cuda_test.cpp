@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "cuda_test_util.hpp"
+#include "io/safetensors.hpp"
 #include "kernels/cpu/activations.hpp"
 #include "kernels/cpu/norms.hpp"
 #include "kernels/cpu/ternary.hpp"
@@ -346,33 +347,19 @@ TEST_F(VectorOpsCuda, TttStepRejectsBadArguments) {
     EXPECT_THROW(ttt_reconstruct_step(p, 4, 0.1f, p, p, stream), Error);  // z aliases f
 }
 
-// bf16 bits of a float (round to nearest even), and back.
-uint16_t to_bf16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-float from_bf16(uint16_t b) {
-    const uint32_t u = static_cast<uint32_t>(b) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-}
-
 TEST_F(VectorOpsCuda, Bf16GemvMatchesDoubleReference) {
     Rng rng(6);
     for (int64_t rows : {1, 3, 17, 255, 4097}) {
         for (int64_t cols : {8, 24, 1032, 4096}) {
             SCOPED_TRACE(::testing::Message() << "rows " << rows << " cols " << cols);
             std::vector<uint16_t> w(static_cast<size_t>(rows * cols));
-            for (auto& v : w) v = to_bf16(rng.normal());
+            for (auto& v : w) v = io::f32_to_bf16(rng.normal());
             auto x = random_vector(static_cast<size_t>(cols), rng);
             std::vector<float> ref(rows), bound(rows);
             for (int64_t r = 0; r < rows; ++r) {
                 double acc = 0, mag = 0;
                 for (int64_t k = 0; k < cols; ++k) {
-                    const double p = static_cast<double>(from_bf16(w[r * cols + k])) * x[k];
+                    const double p = static_cast<double>(io::bf16_to_f32(w[r * cols + k])) * x[k];
                     acc += p;
                     mag += std::fabs(p);
                 }
@@ -398,14 +385,14 @@ TEST_F(VectorOpsCuda, Bf16GemvMatchesDoubleReference) {
 TEST_F(VectorOpsCuda, Bf16ToFloatIsExact) {
     Rng rng(7);
     std::vector<uint16_t> row(1001);
-    for (auto& v : row) v = to_bf16(rng.normal() * 100.0f);
+    for (auto& v : row) v = io::f32_to_bf16(rng.normal() * 100.0f);
     DeviceBuffer d = upload(row);
     DeviceBuffer out = upload(std::vector<float>(row.size(), NAN));
     Stream stream;
     bf16_to_float(d.as<uint16_t>(), static_cast<int64_t>(row.size()), out.as<float>(), stream);
     stream.synchronize();
     const auto got = download<float>(out, row.size());
-    for (size_t i = 0; i < row.size(); ++i) ASSERT_EQ(bits(got[i]), bits(from_bf16(row[i])));
+    for (size_t i = 0; i < row.size(); ++i) ASSERT_EQ(bits(got[i]), bits(io::bf16_to_f32(row[i])));
 }
 
 }  // namespace

@@ -10,12 +10,12 @@
 #include <climits>
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
+#include "io/safetensors.hpp"
 #include "kernels/cuda/cuda_check.hpp"
 #include "kernels/cuda/int8_gemm.hpp"
 #include "kernels/cuda/moment_code.hpp"
@@ -1225,19 +1225,6 @@ DeviceBuffer& buffer_of(GpuTrainModel::Buffer which, DeviceBuffer& p, DeviceBuff
 
 namespace {
 // bf16 bits of x rounded to nearest even (NaN stays NaN).
-uint16_t to_bf16_rne(float x) {
-    uint32_t u;
-    std::memcpy(&u, &x, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-float from_bf16(uint16_t b) {
-    const uint32_t u = static_cast<uint32_t>(b) << 16;
-    float x;
-    std::memcpy(&x, &u, sizeof x);
-    return x;
-}
 
 // The int8 coding of a moment buffer on the host (moment_code.hpp, rounded to nearest).
 void quantize_moments(const float* x, size_t n, bool v, std::vector<uint8_t>& codes,
@@ -1278,7 +1265,7 @@ void GpuTrainModel::upload(Buffer which, const float* host) {
     }
     if ((moment && m.state == OptimizerState::kBf16) || (which == Buffer::kGrads && m.grad16())) {
         std::vector<uint16_t> bf(n);
-        for (size_t i = 0; i < n; ++i) bf[i] = to_bf16_rne(host[i]);
+        for (size_t i = 0; i < n; ++i) bf[i] = io::f32_to_bf16(host[i]);
         b.copy_from_host(bf.data(), n * sizeof(uint16_t));
         return;
     }
@@ -1307,7 +1294,7 @@ void GpuTrainModel::download(Buffer which, float* host) const {
     if ((moment && m.state == OptimizerState::kBf16) || (which == Buffer::kGrads && m.grad16())) {
         std::vector<uint16_t> bf(n);  // exact in fp32
         b.copy_to_host(bf.data(), n * sizeof(uint16_t));
-        for (size_t i = 0; i < n; ++i) host[i] = from_bf16(bf[i]);
+        for (size_t i = 0; i < n; ++i) host[i] = io::bf16_to_f32(bf[i]);
         return;
     }
     b.copy_to_host(host, n * sizeof(float));
