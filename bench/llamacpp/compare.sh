@@ -13,7 +13,7 @@
 #   THREADS (default 2), ROUNDS (alternating rounds per shape, default 3), SHAPES (default
 #   "default big"), LLAMACPP_DIR, TYPES (llama.cpp types, default "TQ2_0 TQ2_0-f16out TQ1_0 Q4_0"),
 #   EXTRA_THREADS (thread counts the 'default' shape also runs at, default 1; empty: none),
-#   OUR_WAIT (OpenMP wait policies bitttt runs with: auto = its own pick (passive), active, passive;
+#   OUR_WAIT (OpenMP wait policies bitttt runs with: auto = its own pick by load, active, passive;
 #   default "auto active": llama.cpp's threads always spin).
 set -euo pipefail
 
@@ -145,7 +145,7 @@ run() {
             [ "$s" = default ] && tlist="$THREADS ${EXTRA_THREADS-1}"
             for n in $tlist; do
                 for w in $OUR_WAIT; do
-                    # auto: bitttt picks OpenMP's wait policy (passive; its forward's team spins inside).
+                    # auto: bitttt picks OpenMP's wait policy by load (spin below half the CPUs).
                     if [ "$w" = auto ]; then env -u OMP_WAIT_POLICY "$BITTTT" bench decode prompt \
                         --model "$DIR/models/$s.bitt" -t "$n" --json
                     else OMP_WAIT_POLICY=$w "$BITTTT" bench decode prompt \

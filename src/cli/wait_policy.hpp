@@ -12,13 +12,16 @@
 // (default config) ran at 4,177-5,498 tokens/s spinning vs 3,819-4,876 passive, and the 7B shape
 // at 17.4-21.9 vs 14.2-17.3 tokens/s.
 //
-// So the command used to pick by the machine's load. Since the CPU forward runs in one thread
-// team per call (core/team.hpp), whose threads meet at a barrier that spins, decode no longer
-// forks a region per GEMV and the choice is simple: spin during a forward (the team's barrier),
-// never burn CPU between calls (libgomp passive: its idle threads sleep). The command sets
-// OMP_WAIT_POLICY=passive unless the user set a policy (OMP_WAIT_POLICY or GOMP_SPINCOUNT, always
-// kept). libgomp reads it once, when it is loaded (before main), so the command sets it by
-// executing itself again, once. `bitttt bench` prints the policy it ran with.
+// So the command picks by the machine's load when it starts: if the 1-minute load average is at
+// least half the online CPUs, other work is competing for the cores and it uses the passive
+// policy; otherwise libgomp's default. libgomp reads OMP_WAIT_POLICY once, when it is loaded
+// (before main), so the command sets it by executing itself again, once. A policy the user sets
+// (OMP_WAIT_POLICY or GOMP_SPINCOUNT) is always kept. `bitttt bench` prints the policy it ran
+// with. The forward's thread team (core/team.hpp) made passive decode of large layers much
+// faster (one wake-up per call), but small models keep a few regions per token: on the 2-core
+// build machine at load ~1 the shipped default model decoded 2,400-2,560 tokens/s passive
+// against 3,200-4,450 spinning (4 alternating runs, 2026-11-27 01:09 UTC), so the pick by load
+// stays.
 #pragma once
 
 #include <string>
