@@ -12,6 +12,8 @@ table gives the median over the rounds with the load average seen at each round.
 Variants:
   bitttt            BITTTT (default build/bitttt): the forward BitLinear products on int8 codes
   bitttt.fake       the same binary with the fake-quantized fp32 products (the old formulation)
+  bitttt.bf16       the same binary with bf16 products (`train --cpu-precision bf16`);
+                    bitttt.bf16lm: lm_head only in bf16
   base              --base BINARY (e.g. main's build), when given
   torch.eager / torch.compile    fp32, and .bf16 with torch.autocast("cpu", bfloat16) (--bf16)
 torch.compile compiles every block (compile_blocks, as bench_torch_train.py); its compile time
@@ -55,18 +57,19 @@ def loadavg():
     return round(os.getloadavg()[0], 2)
 
 
-def run_bitttt(binary, shape, a, bitlinear):
+def run_bitttt(binary, shape, a, bitlinear, precision="fp32"):
     """tokens/s of the best of a.steps steps (bench train's figure) for one shape. A binary from
     before these variables (--base: main's) ignores them and runs every default shape: its
     results are cached per call and shape, so one call per round serves all shapes."""
     D, L = shape.split("x")
     name = f"train.D{D}.L{L}.B{a.batch}xT{a.context}"
-    key = (binary, bitlinear)
+    key = (binary, bitlinear, precision)
     cached = _base_cache.get(key, {})
     if name in cached:
         return cached.pop(name)
     env = dict(os.environ, BITTTT_BENCH_TRAIN_CASES=shape, BITTTT_BENCH_TRAIN_RULE=a.rule,
-               BITTTT_BENCH_TRAIN_STEPS=str(a.steps), BITTTT_TRAIN_BITLINEAR=bitlinear)
+               BITTTT_BENCH_TRAIN_STEPS=str(a.steps), BITTTT_TRAIN_BITLINEAR=bitlinear,
+               BITTTT_TRAIN_PRECISION=precision)
     if a.batch != 16 or a.context != 128 or a.vocab != 16384:
         raise SystemExit("error: bitttt bench train runs batch 16 x 128, vocab 16384 only")
     out = subprocess.run([binary, "bench", "train", "--threads", str(a.threads), "--json"],
@@ -158,6 +161,9 @@ def main(argv=None):
                 names.append((v, s, lambda s=s: run_bitttt(a.bitttt, s, a, "int8")))
             elif v == "bitttt.fake":
                 names.append((v, s, lambda s=s: run_bitttt(a.bitttt, s, a, "fake")))
+            elif v in ("bitttt.bf16", "bitttt.bf16lm"):
+                precision = "bf16" if v == "bitttt.bf16" else "bf16-lmhead"
+                names.append((v, s, lambda s=s, p=precision: run_bitttt(a.bitttt, s, a, "int8", p)))
             elif v == "base":
                 names.append((v, s, lambda s=s: run_bitttt(a.base, s, a, "int8")))
             elif v.startswith("torch."):

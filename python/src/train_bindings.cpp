@@ -113,8 +113,13 @@ void bind_train(nb::module_& m) {
                int64_t eval_interval, int64_t eval_batches, uint64_t seed,
                const std::optional<Path>& resume, int64_t stop_at_step, bool progress,
                bool export_model, const std::string& device, const std::string& gpu_precision,
-               const std::string& gpu_optimizer_state, const std::string& gpu_grad_precision) {
+               const std::string& gpu_optimizer_state, const std::string& gpu_grad_precision,
+               const std::string& cpu_precision) {
                 TrainOptions o;
+                check(cpu_precision == "fp32" || cpu_precision == "bf16",
+                      ErrorKind::kInvalidArgument,
+                      "cpu_precision must be 'fp32' or 'bf16', got '{}'", cpu_precision);
+                o.cpu_precision = cpu_precision;
                 o.device = trainer_device(device);
                 check(gpu_precision == "bf16" || gpu_precision == "fp32",
                       ErrorKind::kInvalidArgument,
@@ -173,7 +178,7 @@ void bind_train(nb::module_& m) {
             nb::arg("resume") = nb::none(), nb::arg("stop_at_step") = 0,
             nb::arg("progress") = false, nb::arg("export_model") = true, nb::arg("device") = "cpu",
             nb::arg("gpu_precision") = "bf16", nb::arg("gpu_optimizer_state") = "fp32",
-            nb::arg("gpu_grad_precision") = "fp32",
+            nb::arg("gpu_grad_precision") = "fp32", nb::arg("cpu_precision") = "fp32",
             "Prepares training on `data` (UTF-8 text, plain or .gz; documents separated by "
             "<|endoftext|> lines): the tokenizer (the tokenizer.json given, else byte-level when "
             "config.vocab_size <= 257, else one trained on the data), the token cache, the model "
@@ -187,7 +192,8 @@ void bind_train(nb::module_& m) {
             "quarter; checkpoints stay fp32), the gradients in gpu_grad_precision 'fp32' or "
             "'bf16' (half their memory; with gpu_precision 'bf16'); RuntimeError without a CUDA "
             "build "
-            "or a GPU. ValueError names a bad option.")
+            "or a GPU. On the CPU, cpu_precision 'bf16' runs lm_head and the backward products "
+            "with bf16 operands and fp32 sums (default 'fp32'). ValueError names a bad option.")
         .def("run", &run,
              "Trains until `steps` (or stop_at_step) and returns 'finished' or 'stopped'; "
              "Ctrl-C saves a checkpoint and raises KeyboardInterrupt.")

@@ -8,7 +8,9 @@
 // ("256x8,128x4" = D x L, the default), BITTTT_BENCH_TRAIN_RULE the TTT rule (reconstruct,
 // delta), BITTTT_BENCH_TRAIN_STEPS the timed steps (3; the best is reported), and
 // BITTTT_TRAIN_BITLINEAR the forward BitLinear products (int8, the default; fp32; fake: the
-// fake-quantized floats through the fp32 GEMM, as before the integer path).
+// fake-quantized floats through the fp32 GEMM, as before the integer path) and
+// BITTTT_TRAIN_PRECISION the products (fp32, the default; bf16: `train --cpu-precision bf16`;
+// bf16-lmhead: lm_head only in bf16; the rows get a ".bf16" / ".bf16lm" suffix).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "train/gemm.hpp"
+#include "train/gemm_bf16.hpp"
 #include "train/model.hpp"
 #include "train/optimizer.hpp"
 
@@ -44,6 +47,25 @@ double measure_gemm_gflops(bool quick) {
     for (auto& v : b) v = rng.normal();
     const double s = seconds_per_call(
         [&] { train::gemm(c.data(), a.data(), k, int64_t{1}, b.data(), m, n, k, 1.0f, false); },
+        0.3, 3);
+    return 2.0 * m * n * k / s / 1e9;
+}
+
+// The bf16 product's throughput on the same shape, its operands packed each call as training
+// packs them (GFLOP/s).
+double measure_gemm_bf16_gflops(bool quick) {
+    const int64_t m = quick ? 256 : 1024, n = 1024, k = 256;
+    AlignedBuffer<float> a(m * k), b(k * n), c(m * n);
+    Rng rng(1);
+    for (auto& v : a) v = rng.normal();
+    for (auto& v : b) v = rng.normal();
+    train::Bf16Panels pa, pb;
+    const double s = seconds_per_call(
+        [&] {
+            train::pack_bf16_a(pa, a.data(), k, 1, m, k);
+            train::pack_bf16_b(pb, b.data(), n, 1, k, n);
+            train::gemm_bf16(c.data(), pa, pb, 1.0f, false);
+        },
         0.3, 3);
     return 2.0 * m * n * k / s / 1e9;
 }
@@ -86,6 +108,17 @@ void bench_train(const BenchOptions& options, BenchReporter& reporter) {
     const double gemm_gflops = measure_gemm_gflops(options.quick);
     reporter.report(
         {"train.gemm_f32", gemm_gflops, "GFLOP/s", "training GEMM, 1024x1024x256", 0.0});
+    const std::string precision = env_or("BITTTT_TRAIN_PRECISION", "fp32");
+    check(precision == "fp32" || precision == "bf16" || precision == "bf16-lmhead",
+          ErrorKind::kInvalidArgument,
+          "BITTTT_TRAIN_PRECISION: '{}' is not fp32, bf16 or bf16-lmhead", precision);
+    if (precision != "fp32") {
+        const double bf16_gflops = measure_gemm_bf16_gflops(options.quick);
+        reporter.report({"train.gemm_bf16", bf16_gflops, "GFLOP/s",
+                         fmt::format("{} kernel, operands packed; ratio to train.gemm_f32",
+                                     train::bf16_kernel_name(train::bf16_kernel_available())),
+                         bf16_gflops / gemm_gflops});
+    }
     const int64_t B = options.quick ? 2 : 16, T = options.quick ? 64 : 128;
     const auto cases = parse_cases(env_or("BITTTT_BENCH_TRAIN_CASES", "256x8,128x4"));
     const TttRule rule = parse_ttt_rule(env_or("BITTTT_BENCH_TRAIN_RULE", "reconstruct"));
@@ -101,6 +134,8 @@ void bench_train(const BenchOptions& options, BenchReporter& reporter) {
         train::TrainModel<float> model(c);
         model.init_random(1);
         model.bitlinear_path = path;
+        model.bf16_products = precision != "fp32";
+        model.bf16_bitlinear_backward = precision == "bf16";
         AlignedBuffer<float> m(model.params.size()), v(model.params.size());
         std::vector<int32_t> in(B * T), tgt(B * T);
         Rng rng(2);
@@ -141,10 +176,11 @@ void bench_train(const BenchOptions& options, BenchReporter& reporter) {
         const double bound_tokens_per_s = gemm_gflops * 1e9 / (6.0 * matrix_weights);
         const double tokens_per_s = static_cast<double>(B * T) / best;
         const std::string suffix =
-            fmt::format("{}{}", rule == TttRule::kDelta ? ".delta" : "",
+            fmt::format("{}{}{}", rule == TttRule::kDelta ? ".delta" : "",
                         path == train::BitLinearPath::kInt8
                             ? ""
-                            : (path == train::BitLinearPath::kFp32 ? ".fp32" : ".fake"));
+                            : (path == train::BitLinearPath::kFp32 ? ".fp32" : ".fake"),
+                        precision == "fp32" ? "" : (precision == "bf16" ? ".bf16" : ".bf16lm"));
         reporter.report({fmt::format("train.D{}.L{}.B{}xT{}{}", D, L, B, T, suffix), tokens_per_s,
                          "tokens/s",
                          fmt::format("GEMM bound {:.0f} tok/s; TTT scan {:.1f}% of the step",

@@ -60,6 +60,10 @@ void register_train(CLI::App& app) {
         ->capture_default_str();
     cmd->add_option("--threads", *threads, "CPU threads (0: all cores)")->capture_default_str();
     cmd->add_option("--device", o->device, "cpu or cuda (train on the GPU)")->capture_default_str();
+    cmd->add_option("--cpu-precision", o->cpu_precision,
+                    "Products on the CPU: fp32, or bf16 (lm_head and the backward products with "
+                    "bf16 operands and fp32 sums; AVX-512 BF16 where available)")
+        ->capture_default_str();
     cmd->add_option("--gpu-precision", o->gpu_precision,
                     "Products on the GPU: bf16 (tensor cores) or fp32")
         ->capture_default_str();

@@ -174,6 +174,17 @@ void TrainModel<T>::bitlinear_product(T* out, const T* inp_q, const T* weight_q,
 }
 
 template <typename T>
+void TrainModel<T>::linear_backward(T* dinp, T* dweight, const T* dout, const T* inp,
+                                    const T* weight, int64_t N, int64_t C, int64_t OC,
+                                    bool bitlinear) {
+    if constexpr (std::is_same_v<T, float>) {
+        if (bf16_products && (!bitlinear || bf16_bitlinear_backward))
+            return bf16_.backward(dinp, dweight, dout, inp, weight, N, C, OC);
+    }
+    matmul_backward(dinp, dweight, static_cast<T*>(nullptr), dout, inp, weight, N, C, OC);
+}
+
+template <typename T>
 void TrainModel<T>::init_random(uint64_t seed) {
     Rng rng(seed);
     const T residual_scale = T(1) / std::sqrt(T(2 * config_.num_layers));
@@ -258,6 +269,8 @@ double TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets, int
               "target id {} at position {} is outside the vocabulary of {}",
               targets ? targets[n] : 0, n, V);
     }
+    check(std::is_same_v<T, float> || !bf16_products, ErrorKind::kInvalidArgument,
+          "bf16 products need an fp32 model");
     allocate(B, T_len);
     inputs_.assign(inputs, inputs + N);
     if (targets) targets_.assign(targets, targets + N);
@@ -332,7 +345,12 @@ double TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets, int
     }
     // logits = lm_head(RMSNorm(x; norm_f)), then the cross-entropy
     rmsnorm_forward(lnf_, lnf_rstd_, final_res_, p_.norm_f, N, D, eps);
-    matmul_forward(logits_, lnf_, p_.lm_head, static_cast<T*>(nullptr), N, D, V, transpose_);
+    bool done = false;
+    if constexpr (std::is_same_v<T, float>) {
+        if (bf16_products) bf16_.forward(logits_, lnf_, p_.lm_head, N, D, V), done = true;
+    }
+    if (!done)
+        matmul_forward(logits_, lnf_, p_.lm_head, static_cast<T*>(nullptr), N, D, V, transpose_);
     if (!targets) return 0.0;
     return crossentropy_forward(losses_, logits_, targets, N, V);
 }
@@ -349,10 +367,11 @@ void TrainModel<T>::backward() {
     auto zero = [](T* p, int64_t n) { std::fill(p, p + n, T(0)); };
     T* const nul = nullptr;
 
+    if constexpr (std::is_same_v<T, float>) bf16_.forget();
     // The mean loss: dlogits = (p − onehot) / N, written over the probabilities.
     crossentropy_backward(logits_, logits_, targets_.data(), N, V, T(1) / static_cast<T>(N));
     zero(dln_, N * D);
-    matmul_backward(dln_, g_.lm_head, nul, logits_, lnf_, p_.lm_head, N, D, V);
+    linear_backward(dln_, g_.lm_head, logits_, lnf_, p_.lm_head, N, D, V, false);
     zero(dres_, N * D);
     rmsnorm_backward(dres_, g_.norm_f, dln_, final_res_, p_.norm_f, lnf_rstd_, N, D);
 
@@ -362,31 +381,31 @@ void TrainModel<T>::backward() {
         const LayerTensors<T>& g = g_.layers[static_cast<size_t>(li)];
         // MLP branch; the straight-through estimator passes d(x_q) on as d(x).
         zero(dswi_, N * M);
-        matmul_backward(dswi_, g.down_proj, nul, dres_, a.swi_q, w.down_proj, N, M, D);
+        linear_backward(dswi_, g.down_proj, dres_, a.swi_q, w.down_proj, N, M, D, true);
         zero(dgate_, N * M), zero(dup_, N * M);
         swiglu_backward(dgate_, dup_, dswi_, a.gate, a.up, N * M);
         zero(dln_, N * D);
-        matmul_backward(dln_, g.gate_proj, nul, dgate_, a.ln2_q, w.gate_proj, N, D, M);
-        matmul_backward(dln_, g.up_proj, nul, dup_, a.ln2_q, w.up_proj, N, D, M);
+        linear_backward(dln_, g.gate_proj, dgate_, a.ln2_q, w.gate_proj, N, D, M, true);
+        linear_backward(dln_, g.up_proj, dup_, a.ln2_q, w.up_proj, N, D, M, true);
         rmsnorm_backward(dres_, g.norm2, dln_, a.h, w.norm2, a.ln2_rstd, N, D);  // now dL/dh
         // TTT branch
         zero(dln_, N * D);
         if (!delta) {
             T *dz = dttt_[0], *dfhat = dttt_[1], *df = dttt_[2];
             zero(dz, N * Dt), zero(dfhat, N * Dt), zero(df, N * Dt);
-            matmul_backward(dz, g.ttt_up, nul, dres_, a.z_q, w.ttt_up, N, Dt, D);
+            linear_backward(dz, g.ttt_up, dres_, a.z_q, w.ttt_up, N, Dt, D, true);
             const double s0 = now_seconds();
             ttt_scan_backward(dfhat, dfhat, dfhat, nul, dz, a.ckpt, a.fhat, a.fhat, a.fhat, nul,
                               inner_lr, shape);
             ttt_scan_seconds += now_seconds() - s0;
             l2norm_backward(df, dfhat, a.f, a.fnorm, N, Dt);
-            matmul_backward(dln_, g.ttt_down, nul, df, a.ln1_q, w.ttt_down, N, D, Dt);
+            linear_backward(dln_, g.ttt_down, df, a.ln1_q, w.ttt_down, N, D, Dt, true);
         } else {
             T *dout = dttt_[0], *dy = dttt_[1], *dqh = dttt_[2], *dkh = dttt_[3];
             T *dv = dttt_[4], *dq = dttt_[5], *dk = dttt_[6];
             for (T* p : dttt_) zero(p, N * Dt);
             zero(deta_, N * H), zero(dlr_, N * H);
-            matmul_backward(dout, g.ttt_o, nul, dres_, a.o_q, w.ttt_o, N, Dt, D);
+            linear_backward(dout, g.ttt_o, dres_, a.o_q, w.ttt_o, N, Dt, D, true);
             rmsnorm_backward(dy, nul, dout, a.y, nul, a.o_rstd, N, Dt);
             const double s0 = now_seconds();
             ttt_scan_backward(dqh, dkh, dv, deta_, dy, a.ckpt, a.qhat, a.khat, a.v, a.eta, T(0),
@@ -397,13 +416,14 @@ void TrainModel<T>::backward() {
             sigmoid_scale_backward(dlr_, deta_, a.lr_logit, N * H, inner_lr);
             matmul_backward(dln_, g.ttt_lr_weight, g.ttt_lr_bias, dlr_, a.ln1, w.ttt_lr_weight, N,
                             D, H);
-            matmul_backward(dln_, g.ttt_q, nul, dq, a.ln1_q, w.ttt_q, N, D, Dt);
-            matmul_backward(dln_, g.ttt_k, nul, dk, a.ln1_q, w.ttt_k, N, D, Dt);
-            matmul_backward(dln_, g.ttt_v, nul, dv, a.ln1_q, w.ttt_v, N, D, Dt);
+            linear_backward(dln_, g.ttt_q, dq, a.ln1_q, w.ttt_q, N, D, Dt, true);
+            linear_backward(dln_, g.ttt_k, dk, a.ln1_q, w.ttt_k, N, D, Dt, true);
+            linear_backward(dln_, g.ttt_v, dv, a.ln1_q, w.ttt_v, N, D, Dt, true);
         }
         rmsnorm_backward(dres_, g.norm1, dln_, a.res, w.norm1, a.ln1_rstd, N, D);  // dL/dx
     }
     embedding_backward(g_.embed, dres_, inputs_.data(), N, D);
+    if constexpr (std::is_same_v<T, float>) bf16_.forget();
     have_targets_ = false;  // the probabilities were overwritten
 }
 

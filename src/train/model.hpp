@@ -15,6 +15,7 @@
 #include "core/aligned_buffer.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "model/config.hpp"
+#include "train/bf16_linear.hpp"
 #include "train/bitlinear.hpp"
 
 namespace bitttt::train {
@@ -81,6 +82,14 @@ class TrainModel {
     BitLinearPath bitlinear_path = BitLinearPath::kInt8;
     // True when the forward's BitLinear products run on integer codes (see bitlinear_path).
     bool integer_products() const;
+    // Opt-in bf16 products (bf16_linear.hpp; fp32 models only: an fp64 model throws): lm_head's
+    // forward and both of its backward products, and the BitLinear backward products (dx and
+    // dW), with bf16 operands and fp32 sums, as torch's CPU autocast. Off by default: the fp32
+    // CPU trainer is the GPU trainer's reference and the gradient checks' subject. The forward
+    // BitLinear products stay on the exact integer codes (or, off that path, fp32).
+    bool bf16_products = false;
+    // With bf16_products: off keeps the BitLinear backward products in fp32 (benchmarks).
+    bool bf16_bitlinear_backward = true;
     // Seconds spent in the TTT scan (forward + backward) since the last reset, for benchmarks.
     double ttt_scan_seconds = 0;
 
@@ -107,6 +116,10 @@ class TrainModel {
     // the last quantize_input's output (its codes are used on the integer path).
     void bitlinear_product(T* out, const T* inp_q, const T* weight_q, int64_t N, int64_t C,
                            int64_t OC);
+    // matmul_backward (no bias), in bf16 for lm_head (bitlinear false) and the BitLinear weights
+    // as bf16_products and bf16_bitlinear_backward say.
+    void linear_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
+                         int64_t N, int64_t C, int64_t OC, bool bitlinear);
 
     ModelConfig config_;
     ParamLayout layout_;
@@ -116,6 +129,7 @@ class TrainModel {
     AlignedBuffer<uint8_t> packed_;
     std::vector<kernels::TernaryWeights> ternary_;
     ActCodes codes_;
+    Bf16Linear bf16_;              // the bf16 products' packed operands
     const T* codes_of_ = nullptr;  // the quantize_input output codes_ belongs to
     ModelTensors<T> p_, g_, fwd_;  // params, grads, what the forward reads (quantized BitLinear)
     int64_t B_ = 0, T_ = 0;

@@ -118,6 +118,8 @@ void check_options(const TrainOptions& o) {
     check(!o.data.empty(), ErrorKind::kInvalidArgument, "no training data (--data)");
     check(o.device == "cpu" || o.device == "cuda", ErrorKind::kInvalidArgument,
           "--device '{}' is unknown (expected cpu or cuda)", o.device);
+    check(o.cpu_precision == "fp32" || o.cpu_precision == "bf16", ErrorKind::kInvalidArgument,
+          "--cpu-precision '{}' is unknown (expected fp32 or bf16)", o.cpu_precision);
     check(o.gpu_precision == "bf16" || o.gpu_precision == "fp32", ErrorKind::kInvalidArgument,
           "--gpu-precision '{}' is unknown (expected bf16 or fp32)", o.gpu_precision);
     check(o.gpu_optimizer_state == "fp32" || o.gpu_optimizer_state == "bf16" ||
@@ -215,6 +217,7 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
           val_tokens_.size(), options_.context_len + 1);
 
     model_ = std::make_unique<TrainModel<float>>(options_.model);
+    model_->bf16_products = options_.cpu_precision == "bf16";
     adam_m_.resize(static_cast<size_t>(model_->layout().total));
     adam_v_.resize(static_cast<size_t>(model_->layout().total));
     sampler_ = std::make_unique<BatchSampler>(train_tokens_, options_.batch_size,

@@ -52,6 +52,11 @@ struct TrainOptions {
     // "cpu" or "cuda" (DESIGN.md §5: the same model, parameter layout and checkpoints on the GPU;
     // not part of the checkpoint, so a run can resume on the other device).
     std::string device = "cpu";
+    // Products on the CPU: "fp32" (the default: the GPU trainer's reference) or "bf16" (lm_head and
+    // the BitLinear backward products with bf16 operands and fp32 sums, AVX-512 BF16 where the
+    // CPU has it; TrainModel::bf16_products). Not part of the checkpoint (the parameters and
+    // moments stay fp32), so a run resumes in either precision.
+    std::string cpu_precision = "fp32";
     // Products on the GPU: "bf16" (tensor cores, fp32 accumulation) or "fp32" (as the CPU).
     std::string gpu_precision = "bf16";
     // AdamW moments on the GPU: "fp32", "bf16" (half the optimizer state) or "int8" (a quarter:

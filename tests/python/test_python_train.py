@@ -72,6 +72,24 @@ def test_resume_continues_bit_for_bit(data, tmp_path):
     assert resumed.losses == straight.losses[3:]  # the losses of this run's steps
 
 
+def test_cpu_precision_bf16_learns_like_fp32(data, tmp_path):
+    # bf16 products on the CPU (opt-in): the loss stays near fp32's, and the checkpoint resumes
+    # in fp32 (it holds fp32 parameters only).
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        t = bitttt.Trainer(data, str(tmp_path / precision), steps=10, export_model=False,
+                           cpu_precision=precision, **SMALL)
+        assert t.run() == "finished"
+        runs[precision] = t.losses
+    assert runs["bf16"] != runs["fp32"]  # the bf16 products ran
+    assert max(abs(a - b) for a, b in zip(runs["bf16"], runs["fp32"])) < 0.05
+    resumed = bitttt.Trainer(data, str(tmp_path / "bf16"), steps=12, export_model=False,
+                             resume=str(tmp_path / "bf16" / "checkpoint.safetensors"))
+    assert resumed.steps_done == 10 and resumed.run() == "finished"
+    with pytest.raises(ValueError, match="cpu_precision"):
+        bitttt.Trainer(data, str(tmp_path), steps=5, cpu_precision="fp16", **SMALL)
+
+
 def test_bad_options(data, tmp_path):
     with pytest.raises(ValueError, match="steps"):
         bitttt.Trainer(data, str(tmp_path), steps=0)

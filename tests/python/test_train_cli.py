@@ -38,8 +38,15 @@ def test_help_lists_the_flags_with_the_seed_defaults(bitttt_cli):
         line = next(l for l in r.stdout.splitlines() if l.strip().startswith(flag + " "))
         assert default in line, line
     for flag in ["--steps", "--weight-decay", "--ttt-rule", "--vocab-size", "--tokenizer", "--data", "--val-data",
-                 "--eval-interval", "--seed", "--threads", "--device", "--out", "--resume"]:
+                 "--eval-interval", "--seed", "--threads", "--device", "--cpu-precision", "--out", "--resume"]:
         assert flag in r.stdout
+
+
+def test_cpu_precision_bf16_trains(bitttt_cli, data, tmp_path):
+    r = run(bitttt_cli, "train", "--data", data, "--out", tmp_path / "out", *TINY, "--steps", "3",
+            "--cpu-precision", "bf16")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "checkpoint.safetensors").exists()
 
 
 @pytest.mark.parametrize("args, message", [
@@ -48,6 +55,7 @@ def test_help_lists_the_flags_with_the_seed_defaults(bitttt_cli):
     (["--gpu-grad-precision", "fp16"], "--gpu-grad-precision 'fp16' is unknown"),
     (["--gpu-grad-precision", "bf16", "--gpu-precision", "fp32"], "needs --gpu-precision bf16"),
     (["--gpu-activations", "all"], "--gpu-activations 'all' is unknown"),
+    (["--cpu-precision", "fp16"], "--cpu-precision 'fp16' is unknown"),
     (["--steps", "0"], "--steps must be positive"),
     (["--ttt-rule", "attention"], "unknown TTT rule"),
     (["--lr", "1e-5", "--min-lr", "1e-3"], "--min-lr"),
