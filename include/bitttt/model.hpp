@@ -25,6 +25,21 @@ class Tokenizer;
 
 enum class Device { kCpu, kCuda };
 
+// How the CPU computes the logits, lm_head(RMSNorm(x)) with lm_head [V, D] (the file's fp32 or
+// bf16 weights; nothing in the file changes):
+//  - kBf16 (default): the weights rounded to bf16 once at load (kernels/cpu/bf16_matmul.hpp).
+//  - kF32: the fp32 weights as loaded (twice the bytes per token).
+//  - kInt8 (opt-in; the logits change): per-row absmax int8 weights quantized once at load and
+//    the final RMSNorm output quantized per token to int8, int32 sums (kernels/cpu/
+//    int8_matmul.hpp): half the bytes of bf16. On the shipped default model the logits stay
+//    within ~1e-2 of the fp32 ones (bench/RESULTS.md gives the measured loss and greedy tokens).
+// It applies where the CPU computes lm_head: kCpu, or kCuda with some blocks on the CPU (with
+// every block on the GPU, lm_head runs there; see dense_bf16).
+enum class LmHead { kBf16, kF32, kInt8 };
+// "bf16", "f32" (also "fp32") or "int8" -> LmHead; an Error naming the value otherwise.
+LmHead parse_lm_head(std::string_view name);
+std::string_view lm_head_name(LmHead head);
+
 // Where a model runs (DESIGN.md §5). With kCuda the packed 2-bit weights of the first gpu_layers
 // blocks are uploaded to GPU 0 once, at load (never dequantized), and the Sessions of the model run
 // those blocks there; the other blocks run on the CPU (hybrid inference for models larger than
@@ -37,6 +52,8 @@ struct DeviceOptions {
     // Embedding and lm_head on the GPU as bf16 (half the bytes; logits within ~1e-2 relative of
     // the fp32 ones); false keeps them fp32 (the CPU's logits within float rounding).
     bool dense_bf16 = true;
+    // The CPU's lm_head (above). kF32 / kInt8 with every block on the GPU are an Error.
+    LmHead lm_head = LmHead::kBf16;
 };
 // "cpu" or "cuda" (also "cuda:0") -> Device; an Error naming the value otherwise.
 Device parse_device(std::string_view name);

@@ -20,9 +20,10 @@ namespace {
 // device -> DeviceOptions: 'cpu', or 'cuda' / 'cuda:0' (raises the engine's "CUDA: ..." error
 // when this build has no CUDA backend or there is no GPU; the model constructors check again).
 DeviceOptions device_options(const std::string& device, int64_t n_gpu_layers,
-                             bool dense_bf16 = true) {
+                             bool dense_bf16 = true, const std::string& lm_head = "bf16") {
     DeviceOptions o;
     o.dense_bf16 = dense_bf16;
+    o.lm_head = parse_lm_head(lm_head);
     o.device = parse_device(device);
     check(o.device == Device::kCuda || n_gpu_layers == -1, ErrorKind::kInvalidArgument,
           "n_gpu_layers needs device='cuda'");
@@ -64,17 +65,22 @@ void bind_model(nb::module_& m) {
                         "tokenizer, shared by any number of Sessions.")
         .def_static(
             "load",
-            [](const Path& path, const std::string& device, int64_t n_gpu_layers, bool dense_bf16) {
-                const DeviceOptions placement = device_options(device, n_gpu_layers, dense_bf16);
+            [](const Path& path, const std::string& device, int64_t n_gpu_layers, bool dense_bf16,
+               const std::string& lm_head) {
+                const DeviceOptions placement =
+                    device_options(device, n_gpu_layers, dense_bf16, lm_head);
                 nb::gil_scoped_release release;
                 return PyModel{Model::load(path.string(), placement)};
             },
             nb::arg("path"), nb::arg("device") = "cpu", nb::arg("n_gpu_layers") = -1,
-            nb::arg("dense_bf16") = true,
+            nb::arg("dense_bf16") = true, nb::arg("lm_head") = "bf16",
             "Loads a .bitt file or a model directory (config.json + model.safetensors [+ "
             "tokenizer.json]). device='cuda' uploads the packed weights to GPU 0 (the first "
             "n_gpu_layers blocks, -1: all; the rest run on the CPU; embedding and lm_head as bf16 "
-            "unless dense_bf16=False). OSError for a missing file, "
+            "unless dense_bf16=False). lm_head: how the CPU computes the logits, 'bf16' "
+            "(default), 'f32' or 'int8' (opt-in: per-row int8 weights and per-token int8 "
+            "activations, half the bytes of bf16; the logits change slightly); ValueError for "
+            "another value. OSError for a missing file, "
             "ValueError for a malformed one, RuntimeError for device='cuda' without a CUDA build "
             "or a GPU.")
         .def_static(
@@ -96,8 +102,10 @@ void bind_model(nb::module_& m) {
         .def_static(
             "random",
             [](const ModelConfig& config, uint64_t seed, const std::optional<Tokenizer>& tokenizer,
-               const std::string& device, int64_t n_gpu_layers, bool dense_bf16) {
-                const DeviceOptions placement = device_options(device, n_gpu_layers, dense_bf16);
+               const std::string& device, int64_t n_gpu_layers, bool dense_bf16,
+               const std::string& lm_head) {
+                const DeviceOptions placement =
+                    device_options(device, n_gpu_layers, dense_bf16, lm_head);
                 auto shared_tokenizer = share(tokenizer, config);
                 nb::gil_scoped_release release;
                 return PyModel{Model::from_weights(ModelWeights::random(config, seed),
@@ -105,8 +113,9 @@ void bind_model(nb::module_& m) {
             },
             nb::arg("config"), nb::arg("seed") = 0, nb::arg("tokenizer") = nb::none(),
             nb::arg("device") = "cpu", nb::arg("n_gpu_layers") = -1, nb::arg("dense_bf16") = true,
+            nb::arg("lm_head") = "bf16",
             "A model with random weights (normal, std 1/sqrt(fan_in); norms 1), for tests and "
-            "benchmarks; device, n_gpu_layers and dense_bf16 as in Model.load.")
+            "benchmarks; device, n_gpu_layers, dense_bf16 and lm_head as in Model.load.")
         .def(
             "save_bitt",
             [](const PyModel& self, const Path& path, const std::string& dtype) {

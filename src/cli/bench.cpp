@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/model_options.hpp"
 #include "cli/wait_policy.hpp"
 #include "core/aligned_buffer.hpp"
 #include "core/cpu_features.hpp"
@@ -28,12 +29,14 @@ void BenchReporter::report(const BenchResult& r) {
                             {"threads", num_threads()},
                             {"isa", isa_name(active_isa())},
                             {"cpu", cpu_model_name()},
-                            {"omp_wait", wait_policy_name()}};
+                            {"omp_wait", wait_policy_name()},
+                            {"lm_head", options_.lm_head}};
         fmt::print("{}\n", j.dump());
     } else {
         if (!header_printed_) {
-            fmt::print("# cpu: {} | threads: {} | isa: {} | OpenMP wait: {}\n", cpu_model_name(),
-                       num_threads(), isa_name(active_isa()), wait_policy_name());
+            fmt::print("# cpu: {} | threads: {} | isa: {} | OpenMP wait: {} | lm_head: {}\n",
+                       cpu_model_name(), num_threads(), isa_name(active_isa()), wait_policy_name(),
+                       options_.lm_head);
             fmt::print("{:<40} {:>12} {:<10} {:>8}  {}\n", "benchmark", "value", "unit", "ratio",
                        "reference");
             header_printed_ = true;
@@ -110,6 +113,7 @@ void register_bench(CLI::App& app) {
     cmd->add_option("--model", options->model, "Model file for model benchmarks");
     cmd->add_option("--device", options->device, "decode/prompt: run the model on cpu or cuda")
         ->capture_default_str();
+    add_lm_head_option(cmd, options->lm_head);
     cmd->callback([options, names, isa] {
         if (!isa->empty()) set_active_isa(parse_isa(*isa));
         set_num_threads(options->threads);

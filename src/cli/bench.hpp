@@ -15,6 +15,8 @@ struct BenchOptions {
     bool quick = false;          // smaller sizes, for smoke tests
     std::string model;           // optional model path for model benchmarks
     std::string device = "cpu";  // decode/prompt: cpu or cuda
+    // decode/prompt: the CPU's lm_head (DeviceOptions::lm_head)
+    std::string lm_head = "bf16";
 };
 
 struct BenchResult {

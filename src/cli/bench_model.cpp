@@ -46,6 +46,7 @@ std::vector<Shape> shapes(const BenchOptions& options) {
 DeviceOptions device_of(const BenchOptions& options) {
     DeviceOptions d;
     d.device = parse_device(options.device);
+    d.lm_head = parse_lm_head(options.lm_head);
     return d;
 }
 
@@ -59,10 +60,26 @@ bool on_gpu(const BenchOptions& options) {
     return parse_device(options.device) == Device::kCuda;
 }
 
-// Bytes one decode step reads: every packed BitLinear tensor, the bf16 lm_head (weights.hpp), the
+// Bytes one decode step reads: every packed BitLinear tensor, the lm_head (bf16 by default; fp32,
+// or int8 with a float scale per row, as the model was placed: DeviceOptions::lm_head), the
 // fp32 tensors it touches (the step-size projections, norms), one embedding row of
 // `embed_value_bytes` per value (fp32 on the CPU, bf16 on the GPU) and the TTT states (read and
 // written).
+double lm_head_bytes(const Model& model) {
+    const ModelConfig& c = model.config();
+    const auto values = static_cast<double>(c.vocab_size * c.hidden_dim);
+    switch (model.device_options().lm_head) {
+        case LmHead::kF32:
+            return values * 4;
+        case LmHead::kInt8:  // the codes (rows padded to 64 bytes) and a float scale per row
+            return static_cast<double>(c.vocab_size) *
+                   static_cast<double>(kernels::int8_row_stride(c.hidden_dim) + 4);
+        case LmHead::kBf16:
+            break;
+    }
+    return values * 2;
+}
+
 double bytes_per_token(const Model& model, int embed_value_bytes) {
     const ModelWeights& w = model.weights();
     const ModelConfig& c = w.config;
@@ -73,7 +90,7 @@ double bytes_per_token(const Model& model, int embed_value_bytes) {
         else if (spec.kind == ParamKind::kEmbedding)
             bytes += static_cast<double>(c.hidden_dim) * embed_value_bytes;
         else if (spec.name == "lm_head.weight")
-            bytes += static_cast<double>(spec.numel()) * 2;
+            bytes += lm_head_bytes(model);
         else
             bytes += static_cast<double>(spec.numel()) * 4;
     }

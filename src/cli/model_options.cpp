@@ -36,6 +36,7 @@ DeviceOptions DeviceFlags::options() const {
           "--n-gpu-layers needs --device cuda");
     o.gpu_layers = gpu_layers;
     o.dense_bf16 = !dense_f32;
+    o.lm_head = parse_lm_head(lm_head);
     return o;
 }
 
@@ -49,6 +50,15 @@ void add_device_options(CLI::App* cmd, DeviceFlags& flags) {
     cmd->add_flag("--dense-f32", flags.dense_f32,
                   "With --device cuda: keep embedding and lm_head in fp32 on the GPU (default "
                   "bf16: half the bytes)");
+    add_lm_head_option(cmd, flags.lm_head);
+}
+
+void add_lm_head_option(CLI::App* cmd, std::string& lm_head) {
+    cmd->add_option("--lm-head", lm_head,
+                    "How the CPU computes the logits: bf16 (weights rounded to bf16 at load), "
+                    "f32, or int8 (per-row int8 weights x per-token int8 activations: half the "
+                    "bytes of bf16; the logits change slightly)")
+        ->capture_default_str();
 }
 
 void add_sampling_options(CLI::App* cmd, SamplingOptions& o) {

@@ -292,28 +292,47 @@ void Session::Impl::forward_layers(const Team& t, int64_t first, int64_t n) {
     }
 }
 
-// logits = lm_head(RMSNorm(x; norm_f)), for the last token or for all of them (lm_head in bf16,
-// weights.hpp). Each thread computes its share of the vocabulary's rows.
+// logits = lm_head(RMSNorm(x; norm_f)), for the last token or for all of them, with the lm_head
+// the model was placed with (bf16 by default, fp32, or int8 on int8-quantized RMSNorm rows;
+// DeviceOptions::lm_head). Each thread computes its share of the vocabulary's rows.
 void Session::Impl::forward_head(const Team& t, int64_t n, float* all_logits) {
     const int64_t D = config.hidden_dim, V = config.vocab_size;
     const float eps = config.norm_eps;
+    const LmHead kind = model->device_options().lm_head;
     float* xs = x.data();
+    // The RMSNorm rows (and their int8 codes) of the tokens whose logits are wanted: all n, or
+    // the last one (written to row 0 of u), each thread normalizing its share.
+    const int64_t rows = all_logits ? n : 1;
+    const auto [b, e] = t.share(rows);
+    const int64_t first = all_logits ? 0 : n - 1;
+    kernels::rmsnorm(xs + (first + b) * D, e - b, D, D, weights.norm_f, eps, u.data() + b * D, D);
+    if (kind == LmHead::kInt8)
+        kernels::quantize_activations(u.data() + b * D, e - b, D, D, xq.data() + b * xq_stride,
+                                      xq_stride, act_scale.data() + b);
+    t.sync();
     const auto [vb, ve] = t.share(V, 16);
-    const uint16_t* head = weights.lm_head_bf16 + vb * D;
+    float* out = (all_logits ? all_logits : logits.data()) + vb;
+    switch (kind) {
+        case LmHead::kBf16:
+            kernels::bf16_matmul(weights.lm_head_bf16 + vb * D, ve - vb, D, u.data(), D, rows, out,
+                                 V);
+            break;
+        case LmHead::kF32:
+            kernels::f32_matmul(weights.lm_head + vb * D, ve - vb, D, u.data(), D, rows, out, V);
+            break;
+        case LmHead::kInt8: {
+            const kernels::Int8Weights& h = weights.lm_head_int8;
+            const kernels::Int8Weights window = {h.q + vb * kernels::int8_row_stride(D),
+                                                 h.scale + vb, h.row_sum + vb, ve - vb, D};
+            kernels::int8_matmul(window, xq.data(), xq_stride, act_scale.data(), rows, out, V);
+            break;
+        }
+    }
     if (all_logits) {
-        const auto [b, e] = t.share(n);
-        kernels::rmsnorm(xs + b * D, e - b, D, D, weights.norm_f, eps, u.data() + b * D, D);
-        t.sync();
-        kernels::bf16_matmul(head, ve - vb, D, u.data(), D, n, all_logits + vb, V);
         t.sync();
         if (t.id == 0)
             std::memcpy(logits.data(), all_logits + (n - 1) * V,
                         static_cast<size_t>(V) * sizeof(float));
-    } else {
-        if (t.id == 0)
-            kernels::rmsnorm(xs + (n - 1) * D, 1, D, D, weights.norm_f, eps, u.data(), D);
-        t.sync();
-        kernels::bf16_matmul(head, ve - vb, D, u.data(), D, 1, logits.data() + vb, V);
     }
 }
 

@@ -19,6 +19,25 @@ Device parse_device(std::string_view name) {
     fail(ErrorKind::kInvalidArgument, "device must be 'cpu' or 'cuda' (GPU 0), got '{}'", name);
 }
 
+LmHead parse_lm_head(std::string_view name) {
+    if (name == "bf16") return LmHead::kBf16;
+    if (name == "f32" || name == "fp32") return LmHead::kF32;
+    if (name == "int8") return LmHead::kInt8;
+    fail(ErrorKind::kInvalidArgument, "lm_head must be 'bf16', 'f32' or 'int8', got '{}'", name);
+}
+
+std::string_view lm_head_name(LmHead head) {
+    switch (head) {
+        case LmHead::kBf16:
+            return "bf16";
+        case LmHead::kF32:
+            return "f32";
+        case LmHead::kInt8:
+            return "int8";
+    }
+    fail(ErrorKind::kInvalidArgument, "lm_head: unknown kind {}", static_cast<int>(head));
+}
+
 Model::Model() : impl_(std::make_unique<Impl>()) {}
 Model::~Model() = default;
 
@@ -40,6 +59,17 @@ std::shared_ptr<const Model> Model::from_weights(ModelWeights weights,
         check(placement.gpu_layers == 0 || weights.config.act_bits == 8, ErrorKind::kUnsupported,
               "CUDA: model: models without int8 activations (act_bits = 0) run on the CPU only");
     }
+    check(placement.lm_head == LmHead::kBf16 || placement.lm_head == LmHead::kF32 ||
+              placement.lm_head == LmHead::kInt8,
+          ErrorKind::kInvalidArgument, "model: unknown lm_head kind {}",
+          static_cast<int>(placement.lm_head));
+    check(placement.lm_head == LmHead::kBf16 || placement.gpu_layers < L, ErrorKind::kUnsupported,
+          "model: the {} lm_head runs on the CPU; with every block on the GPU lm_head runs there "
+          "(bf16, or fp32 with dense_bf16 off / --dense-f32)",
+          lm_head_name(placement.lm_head));
+    // Quantized once here (the weights are immutable from now on; sessions share them).
+    if (placement.lm_head == LmHead::kInt8 && weights.lm_head_int8.rows == 0)
+        weights.quantize_lm_head_int8();
     std::shared_ptr<Model> m(new Model());
     if (placement.gpu_layers > 0)
         m->impl_->gpu =

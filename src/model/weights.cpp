@@ -126,6 +126,19 @@ void ModelWeights::link() {
     }
 }
 
+void ModelWeights::quantize_lm_head_int8() {
+    check(lm_head != nullptr, ErrorKind::kInvalidArgument, "weights: no lm_head to quantize");
+    const int64_t V = config.vocab_size, D = config.hidden_dim;
+    auto q = make_buffer<int8_t>(V * kernels::int8_row_stride(D));
+    auto scale = make_buffer<float>(V);
+    auto row_sum = make_buffer<int32_t>(V);
+    kernels::quantize_int8_rows(lm_head, V, D, q->data(), scale->data(), row_sum->data());
+    lm_head_int8 = {q->data(), scale->data(), row_sum->data(), V, D};
+    storage.push_back(q);
+    storage.push_back(scale);
+    storage.push_back(row_sum);
+}
+
 const TensorRef& ModelWeights::tensor(const std::string& name) const {
     for (size_t i = 0; i < table.size(); ++i)
         if (table[i].name == name) return tensors[i];

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/int8_matmul.hpp"
 #include "kernels/cpu/ternary.hpp"
 #include "model/config.hpp"
 
@@ -51,6 +52,10 @@ class ModelWeights {
     // (kernels/cpu/bf16_matmul.hpp). link() makes it, or it points into a .bitt file that
     // stores lm_head as BF16 (the same values then, with nothing converted).
     const uint16_t* lm_head_bf16 = nullptr;  // [V, D]
+    // lm_head as per-row absmax int8 (kernels/cpu/int8_matmul.hpp), made by
+    // quantize_lm_head_int8() when a model is placed with the opt-in int8 lm_head
+    // (DeviceOptions::lm_head); rows == 0 otherwise.
+    kernels::Int8Weights lm_head_int8;
     std::vector<LayerWeights> layers;
     // Whatever the pointers point into (a file mapping, owned buffers).
     std::vector<std::shared_ptr<const void>> storage;
@@ -72,6 +77,8 @@ class ModelWeights {
     // Fills embed/norm_f/lm_head/layers from `tensors` (call after filling tensors), and
     // lm_head_bf16 unless it is already set.
     void link();
+    // Fills lm_head_int8 from the fp32 lm_head (an Error for a non-finite weight).
+    void quantize_lm_head_int8();
     // Looks a tensor up by name; throws Error if there is none.
     const TensorRef& tensor(const std::string& name) const;
 };
