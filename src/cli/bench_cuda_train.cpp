@@ -213,6 +213,18 @@ std::vector<Case> vram_cases(bool with_bf16_moments) {
     return cases;
 }
 
+// BITTTT_CUDA_TRAIN_CASES=large,large.delta: only the cases of these labels (device calls that
+// measure one config; cuda-train-mem: vram.lean and so on).
+std::vector<Case> only_selected(std::vector<Case> cases) {
+    if (const char* only = std::getenv("BITTTT_CUDA_TRAIN_CASES")) {
+        const std::string list = std::string(",") + only + ",";
+        std::erase_if(cases, [&](const Case& k) {
+            return list.find(std::string(",") + k.label + ",") == std::string::npos;
+        });
+    }
+    return cases;
+}
+
 }  // namespace
 
 void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
@@ -232,15 +244,7 @@ void bench_cuda_train(const BenchOptions& options, BenchReporter& reporter) {
         for (Case& k : cases) k.memory.keep_activations = true;
         for (const Case& k : vram_cases(false)) cases.push_back(k);
     }
-    // BITTTT_CUDA_TRAIN_CASES=large,large.delta: only the cases of these labels (device calls
-    // that measure one config).
-    if (const char* only = std::getenv("BITTTT_CUDA_TRAIN_CASES")) {
-        const std::string list = std::string(",") + only + ",";
-        std::erase_if(cases, [&](const Case& k) {
-            return list.find(std::string(",") + k.label + ",") == std::string::npos;
-        });
-    }
-    run_cases(cases, options, reporter);
+    run_cases(only_selected(std::move(cases)), options, reporter);
 }
 
 void bench_cuda_train_mem(const BenchOptions& options, BenchReporter& reporter) {
@@ -249,7 +253,7 @@ void bench_cuda_train_mem(const BenchOptions& options, BenchReporter& reporter) 
     std::vector<Case> quick = {{"default", 256, 8, 64, 128, 0},
                                {"default.keep_activations", 256, 8, 64, 128, 0}};
     quick[1].memory.keep_activations = true;
-    run_cases(options.quick ? quick : vram_cases(true), options, reporter);
+    run_cases(only_selected(options.quick ? quick : vram_cases(true)), options, reporter);
 }
 #else
 void bench_cuda_train(const BenchOptions&, BenchReporter&) {

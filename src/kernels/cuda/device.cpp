@@ -119,6 +119,22 @@ Stream::Stream() {
     handle_ = s;
 }
 
+Stream::Stream(int priority) {
+    require_device("Stream");
+    cudaStream_t s = nullptr;
+    // Blocking, as above.
+    check_cuda(cudaStreamCreateWithPriority(&s, cudaStreamDefault, priority),
+               "cudaStreamCreateWithPriority");
+    handle_ = s;
+}
+
+std::pair<int, int> stream_priority_range() {
+    int least = 0, greatest = 0;
+    check_cuda(cudaDeviceGetStreamPriorityRange(&least, &greatest),
+               "cudaDeviceGetStreamPriorityRange");
+    return {least, greatest};
+}
+
 Stream::~Stream() {
     if (handle_) cudaStreamDestroy(static_cast<cudaStream_t>(handle_));
 }

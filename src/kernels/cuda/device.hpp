@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 
 namespace bitttt::cuda {
 
@@ -68,6 +69,9 @@ class DeviceBuffer {
 class Stream {
   public:
     Stream();
+    // With a scheduling priority (cudaStreamCreateWithPriority: lower numbers first; 0 is the
+    // default and the lowest; stream_priority_range gives the device's range).
+    explicit Stream(int priority);
     ~Stream();
     Stream(const Stream&) = delete;
     Stream& operator=(const Stream&) = delete;
@@ -77,6 +81,9 @@ class Stream {
   private:
     void* handle_ = nullptr;
 };
+
+// The device's stream priorities: {lowest (the default, 0), highest (negative)}.
+std::pair<int, int> stream_priority_range();
 
 // Device-to-device copy on a stream (asynchronous).
 void copy_device_to_device(void* dst, const void* src, size_t bytes, const Stream& stream);

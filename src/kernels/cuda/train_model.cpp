@@ -58,7 +58,7 @@ const char* const kCatNames[kCats] = {
     "parameters (fp32)",
     "gradients",
     "AdamW moments",
-    "quantized weights (one layer) + bf16 lm_head",
+    "quantized weights (one layer; all with kept activations) + bf16 lm_head",
     "betas, decay bits, scalars",
     "saved activations (all layers)",
     "TTT scan checkpoints (all layers)",
@@ -100,6 +100,18 @@ int int8_kinds(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem) {
         return v ? std::clamp(std::atoi(v), 0, static_cast<int>(kI8All)) : kI8All;
     }();
     return wanted & kI8All & env;
+}
+
+// The weight-gradient overlap (GpuMemoryOptions::overlap_wgrad; bf16 products only): 0 off, 1 on
+// with the main stream at the highest priority, 2 on at equal priorities. BITTTT_CUDA_OVERLAP in
+// the environment (0, 1, 2) narrows it for comparisons.
+int overlap_mode(bool bf16, const GpuMemoryOptions& mem) {
+    if (!bf16 || !mem.overlap_wgrad) return 0;
+    static const int env = [] {
+        const char* v = std::getenv("BITTTT_CUDA_OVERLAP");
+        return v ? std::clamp(std::atoi(v), 0, 2) : 1;
+    }();
+    return env;
 }
 
 // Hands out 256-byte-aligned pieces of one device allocation; a first pass with base = nullptr
@@ -210,8 +222,13 @@ struct Activations {
     float *final_res = nullptr, *lnf = nullptr, *lnf_rstd = nullptr, *logits = nullptr;
     float* losses = nullptr;
     int64_t logit_rows = 0;  // rows of `logits`
+    // bf16 backward: a BitLinear's dout [N, OC] (OC = D or ttt_dim; the gate/up products read
+    // their dout from dgate/dup) in bf16, plain (for dx) and scaled by the input's row scales
+    // (for dW). With the overlap the scaled one has two slots (the weight-gradient product of
+    // one slot may still run while the next is written); dout_scaled_bf is the current one.
     uint16_t *lnf_bf = nullptr, *dlogits_bf = nullptr, *dout_bf = nullptr,
              *dout_scaled_bf = nullptr;
+    uint16_t* scaled_slot[2] = {};
     // int8 forward products: the int8 copy of the codes of one product input at a time. Each
     // copy is written by the quantizing kernel right before the products that read it and is
     // dead before the next is written (per layer: ln1 -> TTT projections, TTT output -> up/o,
@@ -316,8 +333,10 @@ struct Activations {
         a.cat = kCatBackward;
         if (bf16) {
             lnf_bf = a.take<uint16_t>(N * D);
-            const int64_t widest = N * std::max(M, std::max(D, Dt));
-            dout_bf = a.take<uint16_t>(widest), dout_scaled_bf = a.take<uint16_t>(widest);
+            const int64_t widest = N * std::max(D, Dt);
+            dout_bf = a.take<uint16_t>(widest);
+            scaled_slot[0] = dout_scaled_bf = a.take<uint16_t>(widest);
+            scaled_slot[1] = overlap_mode(bf16, mem) != 0 ? a.take<uint16_t>(widest) : nullptr;
         }
         dres = a.take<float>(N * D), dln = a.take<float>(N * D);
         dswi = a.take<float>(N * M), dgate = a.take<float>(N * M), dup = a.take<float>(N * M);
@@ -332,6 +351,13 @@ struct Activations {
 int64_t scratch_doubles(const train::ParamLayout& L, int64_t count, int64_t bitlinear_max) {
     return std::max(train_norm_partials(L.total),
                     train_weight_beta_partials(static_cast<int>(count), bitlinear_max));
+}
+
+// bf16 products with kept activations: every layer's ternary codes stay from the forward to the
+// backward (2 bytes per BitLinear weight; the forward writes them, the backward no longer
+// re-quantizes each layer). Otherwise one layer's codes at a time.
+bool keep_codes(bool bf16, const GpuMemoryOptions& mem) {
+    return bf16 && mem.keep_activations;
 }
 
 // Bytes of the buffers the constructor allocates, by category.
@@ -358,10 +384,15 @@ FixedSizes fixed_sizes(const ModelConfig& c, const train::ParamLayout& L, TrainP
     if (state == OptimizerState::kInt8)
         f.moment_scales = static_cast<size_t>(train_moment_blocks(L.total)) * sizeof(float);
     int64_t span = 1, count = 0, bitlinear_max = 0;
-    for (const LayerWeights& w : layer_weights(L, c.num_layers))
+    const std::vector<LayerWeights> lw = layer_weights(L, c.num_layers);
+    for (const LayerWeights& w : lw)
         span = std::max(span, w.span), count += w.count,
         bitlinear_max = std::max(bitlinear_max, w.max_size);
-    f.qweights = static_cast<size_t>(span) * (bf16 ? sizeof(uint16_t) : sizeof(float));
+    // keep_codes: the codes of every layer, laid out as their span of the flat buffer.
+    const int64_t codes = keep_codes(bf16, mem) && !lw.empty()
+                              ? lw.back().base + lw.back().span - lw.front().base
+                              : span;
+    f.qweights = static_cast<size_t>(codes) * (bf16 ? sizeof(uint16_t) : sizeof(float));
     if (int8_kinds(c, bf16, mem) != 0) f.qweights8 = static_cast<size_t>(span);  // int8 codes
     f.decay_bits = ((total >> kDecayShift) + 32) / 32 * sizeof(uint32_t);
     f.lm_bf16 = bf16 ? static_cast<size_t>(c.vocab_size * c.hidden_dim) * sizeof(uint16_t) : 0;
@@ -382,6 +413,16 @@ struct GpuTrainModel::Impl : Activations {
     bool quantize = true;
     Stream stream;
     cublasHandle_t blas = nullptr;
+    // The weight-gradient overlap (overlap_mode): the side stream, its cuBLAS handle and
+    // workspace, and events: ready (the main stream's work so far, before each product issued
+    // on the side), the scaled-dout slots free again, dgate/dup free again, and join (all of the
+    // side's work so far, before the main stream reuses what it read).
+    int overlap = 0;
+    std::unique_ptr<Stream> wstream;
+    cublasHandle_t wblas = nullptr;
+    DeviceBuffer wblas_ws;
+    cudaEvent_t ev_ready = nullptr, ev_slot_free[2] = {}, ev_gu_free = nullptr, ev_join = nullptr;
+    int slot = 0;
 
     DeviceBuffer params, grads, adam_m, adam_v, decay_bits;
     DeviceBuffer adam_ms, adam_vs;  // int8 moments: one scale per block of 256
@@ -421,10 +462,55 @@ struct GpuTrainModel::Impl : Activations {
     std::deque<std::string> gemm_labels;  // stable storage for the products' labels
 
     Impl(const ModelConfig& c, TrainPrecision p, GpuMemoryOptions m)
-        : config(c), layout(c), precision(p), mem(m), state(m.moments) {}
+        : config(c),
+          layout(c),
+          precision(p),
+          mem(m),
+          state(m.moments),
+          stream(overlap_mode(p == TrainPrecision::kBf16, m) == 1 ? stream_priority_range().second
+                                                                  : 0) {}
     ~Impl() {
+        if (wstream) cudaStreamSynchronize(static_cast<cudaStream_t>(wstream->handle()));
         if (blas) cublasDestroy(blas);
+        if (wblas) cublasDestroy(wblas);
         for (cudaEvent_t e : events) cudaEventDestroy(e);
+        for (cudaEvent_t e : {ev_ready, ev_slot_free[0], ev_slot_free[1], ev_gu_free, ev_join})
+            if (e) cudaEventDestroy(e);
+    }
+
+    // The overlap's stream and event operations (no-ops without the overlap).
+    void record_side(cudaEvent_t e) {
+        if (overlap)
+            check_cuda(cudaEventRecord(e, raw(*wstream)), "cudaEventRecord (weight gradients)");
+    }
+    void main_waits(cudaEvent_t e) {
+        if (overlap)
+            check_cuda(cudaStreamWaitEvent(raw(stream), e, 0),
+                       "cudaStreamWaitEvent (weight gradients)");
+    }
+    // The handle of the next weight-gradient product: the side's, ordered after everything the
+    // main stream has been given so far (its inputs), or the main one.
+    cublasHandle_t wgrad_handle() {
+        if (!overlap) return blas;
+        check_cuda(cudaEventRecord(ev_ready, raw(stream)), "cudaEventRecord (weight gradients)");
+        check_cuda(cudaStreamWaitEvent(raw(*wstream), ev_ready, 0),
+                   "cudaStreamWaitEvent (weight gradients)");
+        return wblas;
+    }
+    // The main stream waits for every weight-gradient product issued so far.
+    void join() {
+        record_side(ev_join);
+        main_waits(ev_join);
+    }
+    // The scaled-dout buffer for the next writer: the other slot, once the product that read it
+    // last is done.
+    uint16_t* next_scaled() {
+        if (overlap) {
+            slot ^= 1;
+            dout_scaled_bf = scaled_slot[slot];
+            main_waits(ev_slot_free[slot]);
+        }
+        return dout_scaled_bf;
     }
 
     // Ends the phase `label` (the time since the previous mark counts for it).
@@ -509,41 +595,63 @@ struct GpuTrainModel::Impl : Activations {
 
     // Fills qweights with layer l's BitLinear weights (see qweights).
     // With int8 products, the int8 codes too where a product of this pass reads them (the
-    // forward; the backward's recomputed gate/up).
+    // forward; the backward's recomputed gate/up). keep_codes: the backward finds the forward's
+    // codes of layer l in place (the same values).
     void quantize_layer(int64_t l) {
         const LayerWeights& w = layer_w[static_cast<size_t>(l)];
+        if (in_backward && keep_codes(bf16(), mem)) {
+            cur_layer = static_cast<int>(l);
+            return;
+        }
         const bool want8 = in_backward
                                ? mem.recompute_mlp && kept.empty() && i8_input(kI8GateUp) != nullptr
                                : i8_input(kI8All) != nullptr;
         train_weight_quant_apply(
-            bf16() ? nullptr : qweights.as<float>(), bf16() ? qweights.as<uint16_t>() : nullptr,
+            bf16() ? nullptr : qweights.as<float>(),
+            bf16() ? qweights.as<uint16_t>() +
+                         (keep_codes(bf16(), mem) ? w.base - layer_w.front().base : 0)
+                   : nullptr,
             betas.as<float>() + w.first, params.as<float>(), bl_offsets.as<int64_t>() + w.first,
             bl_sizes.as<int64_t>() + w.first, w.count, w.max_size, w.base, quantize, stream,
             want8 ? qweights8.as<int8_t>() : nullptr);
         cur_layer = static_cast<int>(l);
         op(in_backward ? "bwd quantize_layer" : "fwd quantize_layer");
     }
-    // Element offset of BitLinear weight wi in qweights (it must belong to cur_layer).
-    int64_t qoff(int wi) const {
+    // The flat offset at qweights[0]: the current layer's first BitLinear weight, or (keep_codes)
+    // the first layer's.
+    int64_t codes_base() const {
+        return keep_codes(bf16(), mem) ? layer_w.front().base
+                                       : layer_w[static_cast<size_t>(cur_layer)].base;
+    }
+    // Element offset of BitLinear weight wi in qweights (it must belong to cur_layer); in
+    // qweights8 (one layer's int8 codes) with int8.
+    int64_t qoff(int wi, bool int8 = false) const {
         const ParamSpec& s = layout.specs[static_cast<size_t>(wi)];
         check(s.layer == cur_layer, ErrorKind::kInternal,
               "GPU training: weight {} used while layer {} is quantized", s.name, cur_layer);
         return layout.offsets[static_cast<size_t>(wi)] -
-               layer_w[static_cast<size_t>(cur_layer)].base;
+               (int8 ? layer_w[static_cast<size_t>(cur_layer)].base : codes_base());
     }
 
-    void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
-              const void* A, cudaDataType at, int64_t lda, const void* B_, cudaDataType bt,
-              int64_t ldb, void* C, cudaDataType ct, int64_t ldc, const float* alpha,
-              const float* beta) {
+    // A product on the main stream (handle blas, timed per op) or the side's (wblas).
+    void gemm(cublasHandle_t handle, cublasOperation_t ta, cublasOperation_t tb, int64_t m,
+              int64_t n, int64_t k, const void* A, cudaDataType at, int64_t lda, const void* B_,
+              cudaDataType bt, int64_t ldb, void* C, cudaDataType ct, int64_t ldc,
+              const float* alpha, const float* beta) {
         check(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX, ErrorKind::kInvalidArgument,
               "CUDA: a training product of {}x{}x{} is too large for cuBLAS", m, n, k);
-        check_cublas(cublasGemmEx(blas, ta, tb, static_cast<int>(m), static_cast<int>(n),
+        check_cublas(cublasGemmEx(handle, ta, tb, static_cast<int>(m), static_cast<int>(n),
                                   static_cast<int>(k), alpha, A, at, static_cast<int>(lda), B_, bt,
                                   static_cast<int>(ldb), beta, C, ct, static_cast<int>(ldc),
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "cublasGemmEx");
-        op_gemm(ta, tb, m, n, k, at);
+        if (handle == blas) op_gemm(ta, tb, m, n, k, at);
+    }
+    void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
+              const void* A, cudaDataType at, int64_t lda, const void* B_, cudaDataType bt,
+              int64_t ldb, void* C, cudaDataType ct, int64_t ldc, const float* alpha,
+              const float* beta) {
+        gemm(blas, ta, tb, m, n, k, A, at, lda, B_, bt, ldb, C, ct, ldc, alpha, beta);
     }
     void gemm(cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n, int64_t k,
               const void* A, cudaDataType at, int64_t lda, const void* B_, cudaDataType bt,
@@ -568,8 +676,8 @@ struct GpuTrainModel::Impl : Activations {
         }
         const bool i32 = x8 != nullptr;
         if (i32) {
-            int8->run(reinterpret_cast<int32_t*>(out), x8, qweights8.as<int8_t>() + off, N, C, OC,
-                      stream);
+            int8->run(reinterpret_cast<int32_t*>(out), x8, qweights8.as<int8_t>() + qoff(wi, true),
+                      N, C, OC, stream);
             op_gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, CUDA_R_8I);
         } else {
             gemm(CUBLAS_OP_T, CUBLAS_OP_N, OC, N, C, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
@@ -608,20 +716,25 @@ struct GpuTrainModel::Impl : Activations {
                  G(wi), C, one(), one());
             return;
         }
-        train_to_bf16_pair(dout_bf, dout_scaled_bf, dout, x.scale, N, OC, stream);
+        uint16_t* scaled = next_scaled();
+        train_to_bf16_pair(dout_bf, scaled, dout, x.scale, N, OC, stream);
         op("bwd to_bf16_pair");
-        bl_backward_bf16(dx, wi, dout_bf, dout_scaled_bf, x, N, C, OC, accumulate);
+        bl_backward_bf16(dx, wi, dout_bf, scaled, x, N, C, OC, accumulate);
     }
 
     // The bf16 backward from dout already in bf16, plain and scaled by x's γ/127 per row:
     //   dx (+)= β · bf16(dout) · codes_W;  dW += (bf16(diag(γ/127) · dout))ᵀ · codes_x.
+    // dW with the overlap: on the side stream after dx has been issued (dx is the critical
+    // path); a scaled-dout slot it reads is free again when it is done.
     void bl_backward_bf16(float* dx, int wi, const uint16_t* dout_b, const uint16_t* dout_scaled_b,
                           const Act& x, int64_t N, int64_t C, int64_t OC, bool accumulate) {
         const int64_t off = qoff(wi);
         gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
              dout_b, CUDA_R_16BF, OC, dx, C, beta_of(wi), accumulate ? one() : zero());
-        gemm(CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C, dout_scaled_b,
-             CUDA_R_16BF, OC, Gv(wi), grad_type(), C, one(), one());
+        gemm(wgrad_handle(), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C,
+             dout_scaled_b, CUDA_R_16BF, OC, Gv(wi), grad_type(), C, one(), one());
+        for (int k = 0; k < 2; ++k)
+            if (dout_scaled_b == scaled_slot[k]) record_side(ev_slot_free[k]);
     }
 
     // dres += the RMSNorm backward of dln (x: the norm's input). bf16 with `next` (the quantized
@@ -632,7 +745,7 @@ struct GpuTrainModel::Impl : Activations {
         const int64_t N = B * T, D = config.hidden_dim;
         const bool pair = bf16() && next;
         if (pair)
-            train_rmsnorm_backward_pair(dres, dweight, dout_bf, dout_scaled_bf, next->scale, dln, x,
+            train_rmsnorm_backward_pair(dres, dweight, dout_bf, next_scaled(), next->scale, dln, x,
                                         weight, rstd, N, D, stream);
         else
             train_rmsnorm_backward(dres, dweight, dln, x, weight, rstd, N, D, stream);
@@ -966,8 +1079,8 @@ struct GpuTrainModel::Impl : Activations {
         if (bf16()) {
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, lm_bf16.data(), CUDA_R_16BF, D, dlogits_bf,
                  CUDA_R_16BF, V, dln, D, one(), zero());
-            gemm(CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, lnf_bf, CUDA_R_16BF, D, dlogits_bf, CUDA_R_16BF,
-                 V, Gv(lm_head), grad_type(), D, one(), one());
+            gemm(wgrad_handle(), CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, lnf_bf, CUDA_R_16BF, D,
+                 dlogits_bf, CUDA_R_16BF, V, Gv(lm_head), grad_type(), D, one(), one());
         } else {
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, P(lm_head), CUDA_R_32F, D, logits, CUDA_R_32F,
                  V, dln, D, one(), zero());
@@ -987,6 +1100,9 @@ struct GpuTrainModel::Impl : Activations {
         for (int64_t li = static_cast<int64_t>(acts.size()) - 1; li >= 0; --li) {
             const LayerActs& a = acts[static_cast<size_t>(li)];
             const LayerIndex& w = layers[static_cast<size_t>(li)];
+            // One scratch set for all layers: the weight-gradient products of the layer above
+            // read its codes; the recomputation overwrites them.
+            if (kept.empty() && li + 1 < static_cast<int64_t>(acts.size())) join();
             recompute_layer(li);
             // MLP branch
             bl_backward_dres(dswi, w.mlp_down, sc.swi_q, M, false, dres_bf);
@@ -995,12 +1111,14 @@ struct GpuTrainModel::Impl : Activations {
                 // fp32 buffer holds two bf16 ones).
                 auto* dg = reinterpret_cast<uint16_t*>(dgate);
                 auto* du = reinterpret_cast<uint16_t*>(dup);
+                main_waits(ev_gu_free);  // the layer above's gate/up weight gradients read them
                 train_swiglu_backward_bf16(dg, dg + N * M, du, du + N * M, sc.ln2_q.scale,
                                            beta_of(w.gate), beta_of(w.mlp_up), dswi, a.gate, a.up,
                                            N, M, stream, a.gate_i32);
                 op("bwd swiglu_backward_bf16");
                 bl_backward_bf16(dln, w.gate, dg, dg + N * M, sc.ln2_q, N, D, M, false);
                 bl_backward_bf16(dln, w.mlp_up, du, du + N * M, sc.ln2_q, N, D, M, true);
+                record_side(ev_gu_free);
             } else {
                 zero(dgate, N * M), zero(dup, N * M);
                 train_swiglu_backward(dgate, dup, dswi, a.gate, a.up, N * M, stream);
@@ -1026,9 +1144,10 @@ struct GpuTrainModel::Impl : Activations {
             } else {
                 float *dout = dttt[0], *dy = dttt[1], *dqh = dttt[2], *dkh = dttt[3];
                 float *dv = dttt[4], *dq = dttt[5], *dk = dttt[6];
-                for (float* p : dttt) zero(p, N * Dt);
+                for (float* p : dttt)  // (dout: written, not accumulated, by its product)
+                    if (p != dout) zero(p, N * Dt);
                 zero(deta, N * H), zero(dlr, N * H);
-                bl_backward_dres(dout, w.o, sc.o_q, Dt, true, dres_bf);
+                bl_backward_dres(dout, w.o, sc.o_q, Dt, false, dres_bf);
                 train_rmsnorm_backward(dy, nullptr, dout, a.y, nullptr, a.o_rstd, N, Dt, stream);
                 mark("backward layers (no scan)");
                 ttt_scan_backward(dqh, dkh, dv, deta, dy, a.ckpt, sc.qhat, sc.khat, a.v, a.eta,
@@ -1061,6 +1180,7 @@ struct GpuTrainModel::Impl : Activations {
         else
             train_embedding_backward(G(embed), dres, inputs, N, D, stream);
         op("bwd embedding");
+        join();  // the optimizer and the next forward wait for every weight gradient
         mark("backward layers (no scan)");
         have_targets = false;
     }
@@ -1175,6 +1295,22 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
                  "cublasSetWorkspace");
     // The int8 products share cuBLAS's workspace: both run in order on the model's stream.
     if (m.i8_kinds != 0) m.int8 = std::make_unique<Int8Gemm>(m.blas_ws.data(), m.blas_ws.bytes());
+    // The overlap: a cuBLAS handle of its own with a workspace of the same size (cuBLAS's
+    // heuristics pick by it: the same algorithms, the same bits), at the default priority.
+    m.overlap = overlap_mode(precision == TrainPrecision::kBf16, memory);
+    if (m.overlap) {
+        m.wstream = std::make_unique<Stream>(0);
+        check_cublas(cublasCreate(&m.wblas), "cublasCreate");
+        check_cublas(cublasSetStream(m.wblas, raw(*m.wstream)), "cublasSetStream");
+        check_cublas(cublasSetPointerMode(m.wblas, CUBLAS_POINTER_MODE_DEVICE),
+                     "cublasSetPointerMode");
+        m.wblas_ws = DeviceBuffer(blas_workspace_bytes());
+        check_cublas(cublasSetWorkspace(m.wblas, m.wblas_ws.data(), m.wblas_ws.bytes()),
+                     "cublasSetWorkspace");
+        for (cudaEvent_t* e :
+             {&m.ev_ready, &m.ev_slot_free[0], &m.ev_slot_free[1], &m.ev_gu_free, &m.ev_join})
+            check_cuda(cudaEventCreateWithFlags(e, cudaEventDisableTiming), "cudaEventCreate");
+    }
 }
 
 GpuTrainModel::~GpuTrainModel() = default;
@@ -1406,9 +1542,10 @@ int64_t GpuTrainModel::allocated_bytes() const {
     const Impl& m = *impl_;
     int64_t total = 0;
     for (const DeviceBuffer* b :
-         {&m.params, &m.grads, &m.adam_m, &m.adam_v, &m.adam_ms, &m.adam_vs, &m.decay_bits,
-          &m.qweights, &m.qweights8, &m.betas, &m.bl_offsets, &m.bl_sizes, &m.consts, &m.scalars,
-          &m.norm_partial, &m.lm_bf16, &m.arena, &m.workspace, &m.blas_ws})
+         {&m.params,     &m.grads,      &m.adam_m,    &m.adam_v,    &m.adam_ms,
+          &m.adam_vs,    &m.decay_bits, &m.qweights,  &m.qweights8, &m.betas,
+          &m.bl_offsets, &m.bl_sizes,   &m.consts,    &m.scalars,   &m.norm_partial,
+          &m.lm_bf16,    &m.arena,      &m.workspace, &m.blas_ws,   &m.wblas_ws})
         total += static_cast<int64_t>(b->bytes());
     return total;
 }
@@ -1433,7 +1570,8 @@ std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
     a.by_cat = by_cat;
     acts.carve(c, precision == TrainPrecision::kBf16, memory, a);
     by_cat[kCatScanWs] = static_cast<int64_t>(ttt_scan_workspace_bytes(scan_shape(c, B, T)));
-    by_cat[kCatBlasWs] = static_cast<int64_t>(blas_workspace_bytes());
+    by_cat[kCatBlasWs] = static_cast<int64_t>(blas_workspace_bytes()) *
+                         (overlap_mode(precision == TrainPrecision::kBf16, memory) != 0 ? 2 : 1);
     std::vector<MemoryItem> out;
     for (int i = 0; i < kCats; ++i) {
         std::string name = kCatNames[i];

@@ -69,7 +69,8 @@ struct GpuMemoryOptions {
     // Keep every layer's normed/quantized product inputs, normalized TTT inputs and SwiGLU
     // codes instead of recomputing them before its backward (the default recomputes them: the
     // same values, 0.8 ms (9%) more per step at the default config on an H100, and 0.05-0.7 GB
-    // less at the VRAM table's configs).
+    // less at the VRAM table's configs). With the bf16 products also every layer's ternary codes
+    // (2 bytes per BitLinear weight), so that the backward does not quantize each layer again.
     bool keep_activations = false;
     GradPrecision grads = GradPrecision::kFp32;
     // The forward BitLinear products as int8 tensor-core products of the codes (int8_gemm.hpp):
@@ -83,6 +84,16 @@ struct GpuMemoryOptions {
     // 8, quantized weights and D, ttt_dim, mlp_dim multiples of 16. BITTTT_CUDA_INT8_FORWARD in
     // the environment (a mask, 0 = none) narrows it for comparisons.
     int int8_forward = kInt8ForwardAuto;
+    // bf16 products: the weight-gradient products of the backward (dW += doutᵀ · x of every
+    // BitLinear and lm_head) run on a second stream with its own cuBLAS handle and workspace,
+    // beside the activation-gradient chain (the SwiGLU/RMSNorm backward, the TTT scan backward),
+    // with events for their inputs and for the buffers they read; every gradient buffer gets the
+    // same products in the same order, so the results are the same bits. Costs a second cuBLAS
+    // workspace and a second bf16 buffer of the scaled dout (N x max(D, ttt_dim)); the
+    // backward's bf16 dout buffers were sized N x mlp_dim before, so the plan shrinks. The
+    // main stream runs at the device's highest priority (the critical path). BITTTT_CUDA_OVERLAP
+    // in the environment: 0 off, 2 without the priority (comparisons).
+    bool overlap_wgrad = true;
 };
 
 // Device memory by purpose, in bytes (GpuTrainModel::memory_plan).
