@@ -773,6 +773,7 @@ struct GpuTrainModel::Impl : Activations {
 
     void allocate(int64_t B_, int64_t T_) {
         if (B_ == B && T_ == T) return;
+        if (wstream) wstream->synchronize();  // (its products read the arena)
         arena = DeviceBuffer();
         workspace = DeviceBuffer();
         B = B_, T = T_;
