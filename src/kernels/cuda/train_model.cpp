@@ -114,6 +114,21 @@ int overlap_mode(bool bf16, const GpuMemoryOptions& mem) {
     return env;
 }
 
+// SMs the overlap's large weight-gradient products aim at (cublasSetSmCountTarget; 0: all), so
+// that the main stream's kernels find SMs free beside them (cuBLAS's Hopper kernels otherwise
+// hold every SM until they end). BITTTT_CUDA_OVERLAP_SMS in the environment overrides it.
+constexpr int kOverlapSms = 0;
+// Products with at least this many outputs count as large (the MLP's and lm_head's; the TTT
+// projections' 1024 x 256 weight gradients take every SM, as without the overlap).
+constexpr int64_t kOverlapLargeOutputs = int64_t{1} << 20;
+int overlap_sms() {
+    static const int value = [] {
+        const char* v = std::getenv("BITTTT_CUDA_OVERLAP_SMS");
+        return v ? std::max(std::atoi(v), 0) : kOverlapSms;
+    }();
+    return value;
+}
+
 // Hands out 256-byte-aligned pieces of one device allocation; a first pass with base = nullptr
 // only counts. Every piece is also counted under the category `cat` in by_cat (if given).
 struct Carver {
@@ -420,6 +435,9 @@ struct GpuTrainModel::Impl : Activations {
     int overlap = 0;
     std::unique_ptr<Stream> wstream;
     cublasHandle_t wblas = nullptr;
+    // The large products' handle on the same stream (with overlap_sms; shares the workspace,
+    // the stream runs one product at a time).
+    cublasHandle_t wblas_large = nullptr;
     DeviceBuffer wblas_ws;
     cudaEvent_t ev_ready = nullptr, ev_slot_free[2] = {}, ev_gu_free = nullptr, ev_join = nullptr;
     int slot = 0;
@@ -473,6 +491,7 @@ struct GpuTrainModel::Impl : Activations {
         if (wstream) cudaStreamSynchronize(static_cast<cudaStream_t>(wstream->handle()));
         if (blas) cublasDestroy(blas);
         if (wblas) cublasDestroy(wblas);
+        if (wblas_large) cublasDestroy(wblas_large);
         for (cudaEvent_t e : events) cudaEventDestroy(e);
         for (cudaEvent_t e : {ev_ready, ev_slot_free[0], ev_slot_free[1], ev_gu_free, ev_join})
             if (e) cudaEventDestroy(e);
@@ -488,14 +507,15 @@ struct GpuTrainModel::Impl : Activations {
             check_cuda(cudaStreamWaitEvent(raw(stream), e, 0),
                        "cudaStreamWaitEvent (weight gradients)");
     }
-    // The handle of the next weight-gradient product: the side's, ordered after everything the
-    // main stream has been given so far (its inputs), or the main one.
-    cublasHandle_t wgrad_handle() {
+    // The handle of the next weight-gradient product (of `outputs` elements): the side's,
+    // ordered after everything the main stream has been given so far (its inputs), or the main
+    // one.
+    cublasHandle_t wgrad_handle(int64_t outputs) {
         if (!overlap) return blas;
         check_cuda(cudaEventRecord(ev_ready, raw(stream)), "cudaEventRecord (weight gradients)");
         check_cuda(cudaStreamWaitEvent(raw(*wstream), ev_ready, 0),
                    "cudaStreamWaitEvent (weight gradients)");
-        return wblas;
+        return wblas_large && outputs >= kOverlapLargeOutputs ? wblas_large : wblas;
     }
     // The main stream waits for every weight-gradient product issued so far.
     void join() {
@@ -731,7 +751,7 @@ struct GpuTrainModel::Impl : Activations {
         const int64_t off = qoff(wi);
         gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
              dout_b, CUDA_R_16BF, OC, dx, C, beta_of(wi), accumulate ? one() : zero());
-        gemm(wgrad_handle(), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C,
+        gemm(wgrad_handle(C * OC), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C,
              dout_scaled_b, CUDA_R_16BF, OC, Gv(wi), grad_type(), C, one(), one());
         for (int k = 0; k < 2; ++k)
             if (dout_scaled_b == scaled_slot[k]) record_side(ev_slot_free[k]);
@@ -1080,7 +1100,7 @@ struct GpuTrainModel::Impl : Activations {
         if (bf16()) {
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, lm_bf16.data(), CUDA_R_16BF, D, dlogits_bf,
                  CUDA_R_16BF, V, dln, D, one(), zero());
-            gemm(wgrad_handle(), CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, lnf_bf, CUDA_R_16BF, D,
+            gemm(wgrad_handle(D * V), CUBLAS_OP_N, CUBLAS_OP_T, D, V, N, lnf_bf, CUDA_R_16BF, D,
                  dlogits_bf, CUDA_R_16BF, V, Gv(lm_head), grad_type(), D, one(), one());
         } else {
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, D, N, V, P(lm_head), CUDA_R_32F, D, logits, CUDA_R_32F,
@@ -1308,6 +1328,16 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
         m.wblas_ws = DeviceBuffer(blas_workspace_bytes());
         check_cublas(cublasSetWorkspace(m.wblas, m.wblas_ws.data(), m.wblas_ws.bytes()),
                      "cublasSetWorkspace");
+        if (overlap_sms() > 0) {
+            check_cublas(cublasCreate(&m.wblas_large), "cublasCreate");
+            check_cublas(cublasSetStream(m.wblas_large, raw(*m.wstream)), "cublasSetStream");
+            check_cublas(cublasSetPointerMode(m.wblas_large, CUBLAS_POINTER_MODE_DEVICE),
+                         "cublasSetPointerMode");
+            check_cublas(cublasSetWorkspace(m.wblas_large, m.wblas_ws.data(), m.wblas_ws.bytes()),
+                         "cublasSetWorkspace");
+            check_cublas(cublasSetSmCountTarget(m.wblas_large, overlap_sms()),
+                         "cublasSetSmCountTarget");
+        }
         for (cudaEvent_t* e :
              {&m.ev_ready, &m.ev_slot_free[0], &m.ev_slot_free[1], &m.ev_gu_free, &m.ev_join})
             check_cuda(cudaEventCreateWithFlags(e, cudaEventDisableTiming), "cudaEventCreate");
