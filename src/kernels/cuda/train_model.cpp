@@ -748,9 +748,16 @@ struct GpuTrainModel::Impl : Activations {
     // path); a scaled-dout slot it reads is free again when it is done.
     void bl_backward_bf16(float* dx, int wi, const uint16_t* dout_b, const uint16_t* dout_scaled_b,
                           const Act& x, int64_t N, int64_t C, int64_t OC, bool accumulate) {
-        const int64_t off = qoff(wi);
-        gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + off, CUDA_R_16BF, C,
+        bl_dx_bf16(dx, wi, dout_b, N, C, OC, accumulate);
+        bl_dw_bf16(wi, dout_scaled_b, x, N, C, OC);
+    }
+    void bl_dx_bf16(float* dx, int wi, const uint16_t* dout_b, int64_t N, int64_t C, int64_t OC,
+                    bool accumulate) {
+        gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + qoff(wi), CUDA_R_16BF, C,
              dout_b, CUDA_R_16BF, OC, dx, C, beta_of(wi), accumulate ? one() : zero());
+    }
+    void bl_dw_bf16(int wi, const uint16_t* dout_scaled_b, const Act& x, int64_t N, int64_t C,
+                    int64_t OC) {
         gemm(wgrad_handle(C * OC), CUBLAS_OP_N, CUBLAS_OP_T, C, OC, N, x.codes, CUDA_R_16BF, C,
              dout_scaled_b, CUDA_R_16BF, OC, Gv(wi), grad_type(), C, one(), one());
         for (int k = 0; k < 2; ++k)
@@ -1137,8 +1144,12 @@ struct GpuTrainModel::Impl : Activations {
                                            beta_of(w.gate), beta_of(w.mlp_up), dswi, a.gate, a.up,
                                            N, M, stream, a.gate_i32);
                 op("bwd swiglu_backward_bf16");
-                bl_backward_bf16(dln, w.gate, dg, dg + N * M, sc.ln2_q, N, D, M, false);
-                bl_backward_bf16(dln, w.mlp_up, du, du + N * M, sc.ln2_q, N, D, M, true);
+                // Both dx products first: with the overlap, the two weight gradients then run
+                // beside the bandwidth-bound kernels that follow, not beside the up product.
+                bl_dx_bf16(dln, w.gate, dg, N, D, M, false);
+                bl_dx_bf16(dln, w.mlp_up, du, N, D, M, true);
+                bl_dw_bf16(w.gate, dg + N * M, sc.ln2_q, N, D, M);
+                bl_dw_bf16(w.mlp_up, du + N * M, sc.ln2_q, N, D, M);
                 record_side(ev_gu_free);
             } else {
                 zero(dgate, N * M), zero(dup, N * M);
