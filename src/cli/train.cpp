@@ -80,6 +80,9 @@ void register_train(CLI::App& app) {
                   "Recompute the MLP's inputs (gate/up products, the branch input) in the "
                   "backward instead of keeping them (less GPU memory, more time per step, the "
                   "same math)");
+    cmd->add_flag("--gpu-bf16-dx", o->gpu_bf16_dx,
+                  "Opt-in, changes the training math: the backward's down-projection input "
+                  "gradient in bf16, as bf16 autocast does (--gpu-precision bf16)");
     cmd->add_option("--gpu-activations", o->gpu_activations,
                     "Activations the GPU backward can recompute: keep (~9% faster steps), "
                     "recompute (less GPU memory), or auto (keep them if everything fits in 90% "

@@ -252,6 +252,7 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
         cuda::GpuMemoryOptions memory{state, options_.gpu_recompute_mlp,
                                       options_.gpu_activations == "keep"};
         if (options_.gpu_grad_precision == "bf16") memory.grads = cuda::GradPrecision::kBf16;
+        memory.bf16_dx = options_.gpu_bf16_dx;
         auto plan_bytes = [&](const cuda::GpuMemoryOptions& m) {
             int64_t bytes = 0;
             for (const auto& item : GpuTrainModel::memory_plan(

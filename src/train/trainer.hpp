@@ -69,6 +69,9 @@ struct TrainOptions {
     // Recompute the MLP's inputs (gate/up products and the branch input h) in the backward
     // instead of keeping them (less GPU memory, ~5-10% more time per step, the same math).
     bool gpu_recompute_mlp = false;
+    // Opt-in, changes the training math: the GPU backward's down-projection dx in bf16
+    // (GpuMemoryOptions::bf16_dx; bf16 products only).
+    bool gpu_bf16_dx = false;
     // The activations the GPU backward can recompute (normed/quantized product inputs, the
     // normalized TTT inputs, SwiGLU codes): "keep" (~9% faster steps), "recompute" (0.05-0.7 GB
     // less at the VRAM table's configs), or "auto": keep them when the whole training state with

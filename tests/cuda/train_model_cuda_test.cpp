@@ -536,6 +536,29 @@ TEST_F(TrainModelCuda, First50StepsFollowCpu) {
     }
 }
 
+// GpuMemoryOptions::bf16_dx (opt-in: the down projection's dx in bf16) keeps the bf16 curve's
+// tolerance against the CPU; both curves' figures printed.
+TEST_F(TrainModelCuda, Bf16DxFollowsCpu) {
+    TempDir dir;
+    const std::string data = write_corpus(dir.path);
+    for (TttRule rule : {TttRule::kReconstruct, TttRule::kDelta}) {
+        const auto cpu = run_trainer(trainer_options(data, dir.path / "cpu", rule, "cpu", "bf16"));
+        const auto gpu = run_trainer(trainer_options(data, dir.path / "gpu", rule, "cuda", "bf16"));
+        auto o = trainer_options(data, dir.path / "gpu_dx", rule, "cuda", "bf16");
+        o.gpu_bf16_dx = true;
+        const auto dx = run_trainer(o);
+        ASSERT_EQ(dx.size(), 50u);
+        std::cout << "[50 steps] rule " << ttt_rule_name(rule) << ": max |diff| to the cpu: bf16 "
+                  << max_abs_diff(cpu, gpu) << ", bf16 + bf16 dx " << max_abs_diff(cpu, dx)
+                  << "; last loss cpu " << cpu.back() << ", bf16 " << gpu.back() << ", bf16 dx "
+                  << dx.back() << "\n";
+        expect_curve_follows(cpu, gpu, rule, "bf16");
+        expect_curve_follows(cpu, dx, rule, "bf16");
+        EXPECT_NE(dx, gpu);  // the option did change the math
+        EXPECT_LT(dx.back(), dx.front() - 1.0);
+    }
+}
+
 TEST_F(TrainModelCuda, ResumeAcrossDevices) {
     TempDir dir;
     const std::string data = write_corpus(dir.path);

@@ -475,6 +475,43 @@ TEST_F(TrainOpsCuda, SwigluFusedMatchesUnfused) {
         }
 }
 
+// The SwiGLU backward from a bf16 dout (GpuMemoryOptions::bf16_dx) gives the bits it gives from
+// the same values in fp32 (aligned and one element off: the 8-byte and the scalar loads).
+TEST_F(TrainOpsCuda, SwigluBackwardReadsBf16Dout) {
+    for (auto [N, M] : kShapes)
+        for (int64_t skew : {0, 1}) {
+            const int64_t n = N * M;
+            auto g = random_vec(n + skew, 60, 40.0f), u = random_vec(n + skew, 61, 40.0f);
+            auto dout = random_vec(n + skew, 62), rs = random_vec(N, 63, 0.1f);
+            std::vector<uint16_t> d16(static_cast<size_t>(n + skew));
+            for (size_t i = 0; i < d16.size(); ++i) {
+                d16[i] = io::f32_to_bf16(dout[i]);
+                dout[i] = io::bf16_to_f32(d16[i]);
+            }
+            auto d_g = upload(g), d_u = upload(u), d_do = upload(dout), d_d16 = upload(d16);
+            auto d_rs = upload(rs), d_bg = upload(std::vector<float>{0.61f});
+            auto d_bu = upload(std::vector<float>{0.37f});
+            Stream s;
+            std::vector<std::vector<uint16_t>> out[2];
+            for (int from16 = 0; from16 < 2; ++from16) {
+                std::vector<DeviceBuffer> bf;
+                for (int i = 0; i < 4; ++i) bf.push_back(upload(std::vector<uint16_t>(n + skew)));
+                train_swiglu_backward_bf16(bf[0].as<uint16_t>() + skew, bf[1].as<uint16_t>() + skew,
+                                           bf[2].as<uint16_t>() + skew, bf[3].as<uint16_t>() + skew,
+                                           d_rs.as<float>(), d_bg.as<float>(), d_bu.as<float>(),
+                                           from16 ? nullptr : d_do.as<float>() + skew,
+                                           d_g.as<float>() + skew, d_u.as<float>() + skew, N, M, s,
+                                           false, from16 ? d_d16.as<uint16_t>() + skew : nullptr);
+                s.synchronize();
+                for (int i = 0; i < 4; ++i)
+                    out[from16].push_back(download<uint16_t>(bf[static_cast<size_t>(i)], n + skew));
+            }
+            for (int i = 0; i < 4; ++i)
+                EXPECT_EQ(out[0][static_cast<size_t>(i)], out[1][static_cast<size_t>(i)])
+                    << "output " << i << " of " << N << "x" << M << " skew " << skew;
+        }
+}
+
 // train_to_bf16_pair = train_to_bf16 + train_to_bf16_rows; train_residual_scaled_forward against
 // the CPU formula (a + b · r · s), aligned and one float off.
 TEST_F(TrainOpsCuda, Bf16PairAndResidualScaled) {

@@ -129,6 +129,15 @@ int overlap_sms() {
     return value;
 }
 
+// GpuMemoryOptions::bf16_dx, or BITTTT_CUDA_BF16_DX=1 in the environment (bf16 products only).
+bool bf16_dx_on(bool bf16, const GpuMemoryOptions& mem) {
+    static const bool env = [] {
+        const char* v = std::getenv("BITTTT_CUDA_BF16_DX");
+        return v && std::atoi(v) == 1;
+    }();
+    return bf16 && (mem.bf16_dx || env);
+}
+
 // Hands out 256-byte-aligned pieces of one device allocation; a first pass with base = nullptr
 // only counts. Every piece is also counted under the category `cat` in by_cat (if given).
 struct Carver {
@@ -727,7 +736,7 @@ struct GpuTrainModel::Impl : Activations {
     // dx[N, C] += dout · Wq (accumulate false: dx = ...); dW[OC, C] += doutᵀ · x_q
     // (straight-through for both roundings).
     void bl_backward(float* dx, int wi, const float* dout, const Act& x, int64_t N, int64_t C,
-                     int64_t OC, bool accumulate = true) {
+                     int64_t OC, bool accumulate = true, bool dx_bf16 = false) {
         if (!bf16()) {
             const int64_t off = qoff(wi);
             gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<float>() + off, CUDA_R_32F, C,
@@ -739,22 +748,27 @@ struct GpuTrainModel::Impl : Activations {
         uint16_t* scaled = next_scaled();
         train_to_bf16_pair(dout_bf, scaled, dout, x.scale, N, OC, stream);
         op("bwd to_bf16_pair");
-        bl_backward_bf16(dx, wi, dout_bf, scaled, x, N, C, OC, accumulate);
+        bl_backward_bf16(dx, wi, dout_bf, scaled, x, N, C, OC, accumulate, dx_bf16);
     }
 
     // The bf16 backward from dout already in bf16, plain and scaled by x's γ/127 per row:
     //   dx (+)= β · bf16(dout) · codes_W;  dW += (bf16(diag(γ/127) · dout))ᵀ · codes_x.
     // dW with the overlap: on the side stream after dx has been issued (dx is the critical
     // path); a scaled-dout slot it reads is free again when it is done.
+    // dx_bf16 (bf16_dx; not with accumulate): dx written as bf16 (the buffer holds N x C bf16).
     void bl_backward_bf16(float* dx, int wi, const uint16_t* dout_b, const uint16_t* dout_scaled_b,
-                          const Act& x, int64_t N, int64_t C, int64_t OC, bool accumulate) {
-        bl_dx_bf16(dx, wi, dout_b, N, C, OC, accumulate);
+                          const Act& x, int64_t N, int64_t C, int64_t OC, bool accumulate,
+                          bool dx_bf16 = false) {
+        bl_dx_bf16(dx, wi, dout_b, N, C, OC, accumulate, dx_bf16);
         bl_dw_bf16(wi, dout_scaled_b, x, N, C, OC);
     }
     void bl_dx_bf16(float* dx, int wi, const uint16_t* dout_b, int64_t N, int64_t C, int64_t OC,
-                    bool accumulate) {
+                    bool accumulate, bool dx_bf16 = false) {
+        check(!(dx_bf16 && accumulate), ErrorKind::kInternal,
+              "GPU training: a bf16 dx cannot accumulate");
         gemm(CUBLAS_OP_N, CUBLAS_OP_N, C, N, OC, qweights.as<uint16_t>() + qoff(wi), CUDA_R_16BF, C,
-             dout_b, CUDA_R_16BF, OC, dx, C, beta_of(wi), accumulate ? one() : zero());
+             dout_b, CUDA_R_16BF, OC, dx, dx_bf16 ? CUDA_R_16BF : CUDA_R_32F, C, beta_of(wi),
+             accumulate ? one() : zero());
     }
     void bl_dw_bf16(int wi, const uint16_t* dout_scaled_b, const Act& x, int64_t N, int64_t C,
                     int64_t OC) {
@@ -781,12 +795,13 @@ struct GpuTrainModel::Impl : Activations {
     }
     // The backward of a BitLinear that reads dres: from the bf16 forms norm_backward left when
     // `ready`, else converting dres first.
-    void bl_backward_dres(float* dx, int wi, const Act& x, int64_t C, bool accumulate, bool ready) {
+    void bl_backward_dres(float* dx, int wi, const Act& x, int64_t C, bool accumulate, bool ready,
+                          bool dx_bf16 = false) {
         const int64_t N = B * T, D = config.hidden_dim;
         if (ready)
-            bl_backward_bf16(dx, wi, dout_bf, dout_scaled_bf, x, N, C, D, accumulate);
+            bl_backward_bf16(dx, wi, dout_bf, dout_scaled_bf, x, N, C, D, accumulate, dx_bf16);
         else
-            bl_backward(dx, wi, dres, x, N, C, D, accumulate);
+            bl_backward(dx, wi, dres, x, N, C, D, accumulate, dx_bf16);
     }
 
     void act_quant(const Act& out, const float* in, int64_t N, int64_t C,
@@ -1133,7 +1148,8 @@ struct GpuTrainModel::Impl : Activations {
             if (kept.empty() && li + 1 < static_cast<int64_t>(acts.size())) join();
             recompute_layer(li);
             // MLP branch
-            bl_backward_dres(dswi, w.mlp_down, sc.swi_q, M, false, dres_bf);
+            const bool dswi16 = bf16_dx_on(bf16(), mem);  // dswi holds bf16
+            bl_backward_dres(dswi, w.mlp_down, sc.swi_q, M, false, dres_bf, dswi16);
             if (bf16()) {
                 // The SwiGLU gradients go straight to the bf16 forms the products read (each
                 // fp32 buffer holds two bf16 ones).
@@ -1142,7 +1158,8 @@ struct GpuTrainModel::Impl : Activations {
                 main_waits(ev_gu_free);  // the layer above's gate/up weight gradients read them
                 train_swiglu_backward_bf16(dg, dg + N * M, du, du + N * M, sc.ln2_q.scale,
                                            beta_of(w.gate), beta_of(w.mlp_up), dswi, a.gate, a.up,
-                                           N, M, stream, a.gate_i32);
+                                           N, M, stream, a.gate_i32,
+                                           dswi16 ? reinterpret_cast<uint16_t*>(dswi) : nullptr);
                 op("bwd swiglu_backward_bf16");
                 // Both dx products first: with the overlap, the two weight gradients then run
                 // beside the bandwidth-bound kernels that follow, not beside the up product.

@@ -94,6 +94,13 @@ struct GpuMemoryOptions {
     // main stream runs at the device's highest priority (the critical path). BITTTT_CUDA_OVERLAP
     // in the environment: 0 off, 2 without the priority (comparisons).
     bool overlap_wgrad = true;
+    // Opt-in, CHANGES THE TRAINING MATH (bf16 products only): the activation-gradient product
+    // whose consumer is an elementwise kernel writes bf16 instead of fp32, as PyTorch's bf16
+    // autocast does: the down projection's dx (the SwiGLU backward's dout) is rounded to bf16
+    // once (the SwiGLU backward then writes bf16 gradients anyway). Halves that product's
+    // output and the SwiGLU backward's read of it. BITTTT_CUDA_BF16_DX=1 in the environment
+    // turns it on (benchmarks).
+    bool bf16_dx = false;
 };
 
 // Device memory by purpose, in bytes (GpuTrainModel::memory_plan).

@@ -684,6 +684,19 @@ __device__ void load_raw_v(const float* p, float (&x)[V], bool i32) {
         for (int j = 0; j < V; ++j) x[j] = raw_at(p, j, i32);
     }
 }
+// V bf16 values widened to fp32 (V = 4: one 8-byte load).
+template <int V>
+__device__ void load_bf16_v(const uint16_t* p, float (&x)[V]) {
+    auto widen = [](uint32_t b) { return __uint_as_float(b << 16); };
+    if constexpr (V == 4) {
+        const uint2 t = *reinterpret_cast<const uint2*>(p);
+        x[0] = widen(t.x & 0xffffu), x[1] = widen(t.x >> 16);
+        x[2] = widen(t.y & 0xffffu), x[3] = widen(t.y >> 16);
+    } else {
+#pragma unroll
+        for (int j = 0; j < V; ++j) x[j] = widen(p[j]);
+    }
+}
 template <int V>
 __device__ void store_v(float* p, const float (&x)[V]) {
     if constexpr (V == 4) {
@@ -783,14 +796,19 @@ struct ToBf16Op {
 struct SwigluBackwardBf16Op {
     uint16_t *dgate, *dgate_scaled, *dup, *dup_scaled;
     const float *row_scale, *beta_gate, *beta_up, *dout, *gate, *up;
-    bool raw_i32;  // gate and up hold int32 (int8 products)
+    bool raw_i32;            // gate and up hold int32 (int8 products)
+    const uint16_t* dout16;  // dout in bf16 instead (non-null)
     template <int V>
     __device__ void apply(int64_t n, int64_t i) const {
         const float r = row_scale[n];
         const float pr = beta_gate ? r : 1.0f, sg = beta_gate ? beta_gate[0] : 1.0f,
                     su = beta_gate ? beta_up[0] : 1.0f;
         float d[V], g[V], u[V], dg[V], du[V];
-        load_v<V>(dout + i, d), load_raw_v<V>(gate + i, g, raw_i32);
+        if (dout16)
+            load_bf16_v<V>(dout16 + i, d);
+        else
+            load_v<V>(dout + i, d);
+        load_raw_v<V>(gate + i, g, raw_i32);
         load_raw_v<V>(up + i, u, raw_i32);
 #pragma unroll
         for (int j = 0; j < V; ++j) {
@@ -1312,11 +1330,14 @@ void train_swiglu_backward_bf16(uint16_t* dgate, uint16_t* dgate_scaled, uint16_
                                 uint16_t* dup_scaled, const float* row_scale,
                                 const float* beta_gate, const float* beta_up, const float* dout,
                                 const float* gate, const float* up, int64_t N, int64_t M,
-                                const Stream& stream, bool raw_i32) {
+                                const Stream& stream, bool raw_i32, const uint16_t* dout16) {
+    // (dout16's 8-byte loads: aligned16 of the pointer is stricter than needed, and M % 4.)
     launch_rows(SwigluBackwardBf16Op{dgate, dgate_scaled, dup, dup_scaled, row_scale, beta_gate,
-                                     beta_up, dout, gate, up, raw_i32},
-                N, M, {dgate, dgate_scaled, dup, dup_scaled, dout, gate, up}, stream,
-                "train_swiglu_backward_bf16");
+                                     beta_up, dout, gate, up, raw_i32, dout16},
+                N, M,
+                {dgate, dgate_scaled, dup, dup_scaled,
+                 dout16 ? static_cast<const void*>(dout16) : dout, gate, up},
+                stream, "train_swiglu_backward_bf16");
 }
 
 void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float scale,

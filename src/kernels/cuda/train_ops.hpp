@@ -127,12 +127,14 @@ void train_swiglu_quant_forward(const float* gate, const float* up, const float*
 // (not accumulated) as bf16, each plain and multiplied by row_scale[n] (the γ/127 of the products'
 // input): the two forms the BitLinear backward reads. With beta_gate (and beta_up), gate and up
 // are the raw products of codes of train_swiglu_quant_forward, rescaled here as it does by
-// row_scale[n] · beta; beta_gate nullptr: gate and up are final.
+// row_scale[n] · beta; beta_gate nullptr: gate and up are final. dout16 (non-null): dout in bf16
+// (dout is not read; GpuMemoryOptions::bf16_dx).
 void train_swiglu_backward_bf16(uint16_t* dgate, uint16_t* dgate_scaled, uint16_t* dup,
                                 uint16_t* dup_scaled, const float* row_scale,
                                 const float* beta_gate, const float* beta_up, const float* dout,
                                 const float* gate, const float* up, int64_t N, int64_t M,
-                                const Stream& stream, bool raw_i32 = false);
+                                const Stream& stream, bool raw_i32 = false,
+                                const uint16_t* dout16 = nullptr);
 
 // out = scale · σ(inp); backward dinp += dout · scale · σ (1 − σ).
 void train_sigmoid_scale_forward(float* out, const float* inp, int64_t n, float scale,
