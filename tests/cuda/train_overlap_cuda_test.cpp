@@ -102,19 +102,22 @@ void expect_same(const ModelConfig& c, const std::vector<float>& a, const std::v
                 const double x = a[static_cast<size_t>(j)], y = b[static_cast<size_t>(j)];
                 diff += (x - y) * (x - y), ref += y * y;
             }
-            EXPECT_LE(std::sqrt(diff), 1e-6 * std::max(std::sqrt(ref), 1e-30))
-                << what << ": " << spec.name;
+            // (+1e-9: the delta rule's ttt.lr bias at 16384 rows is a sum that cancels to
+            // ~1e-5, with ~5e-11 of atomics noise, overlap or not.)
+            EXPECT_LE(std::sqrt(diff), 1e-6 * std::sqrt(ref) + 1e-9) << what << ": " << spec.name;
         }
     }
 }
 
 // default; MLP recomputed; activations kept; both; the lean state (int8 moments, bf16
-// gradients, MLP recomputed).
+// gradients, MLP recomputed); the lean state with kept activations. The overlap runs where
+// activations are kept (2, 3, 5); elsewhere both runs take the same path.
 const GpuMemoryOptions kSettings[] = {{},
                                       {OptimizerState::kFp32, true},
                                       {OptimizerState::kFp32, false, true},
                                       {OptimizerState::kFp32, true, true},
-                                      {OptimizerState::kInt8, true, false, GradPrecision::kBf16}};
+                                      {OptimizerState::kInt8, true, false, GradPrecision::kBf16},
+                                      {OptimizerState::kInt8, true, true, GradPrecision::kBf16}};
 
 TEST_F(TrainOverlapCuda, GradientsAreTheSameBits) {
     for (bool medium : {false, true})
@@ -150,7 +153,7 @@ TEST_F(TrainOverlapCuda, GradientsAreTheSameBitsAtTheLargeShapes) {
         c.resolve_and_validate();
         train::TrainModel<float> host(c);
         host.init_random(3);
-        for (int k : {0, 2}) {
+        for (int k : {2, 3}) {
             const std::string what = std::string("large ") + std::string(ttt_rule_name(rule)) +
                                      ", setting " + std::to_string(k);
             const Result off = run(c, host, kSettings[k], false, 16, 1024);
@@ -165,12 +168,13 @@ TEST_F(TrainOverlapCuda, GradientsAreTheSameBitsAtTheLargeShapes) {
 // The optimizer step waits for the side stream's products: the same parameters after a step
 // (bit for bit where a parameter's update reads only its own gradient: fp32 moments; the int8
 // moments' blocks of 256 may share a scale with a norm weight's atomically summed gradient).
+// Activations kept (where the overlap runs).
 TEST_F(TrainOverlapCuda, OptimizerStepGivesTheSameParameters) {
     for (TttRule rule : {TttRule::kReconstruct, TttRule::kDelta}) {
         const ModelConfig c = medium_config(rule);
         train::TrainModel<float> host(c);
         host.init_random(5);
-        for (const GpuMemoryOptions& st : {kSettings[0], kSettings[4]}) {
+        for (const GpuMemoryOptions& st : {kSettings[2], kSettings[5]}) {
             const std::string what = std::string(ttt_rule_name(rule)) +
                                      (st.moments == OptimizerState::kInt8 ? " lean" : " default");
             const Result off = run(c, host, st, false, 4, 512, 1);
@@ -189,6 +193,7 @@ TEST(TrainOverlapPlan, AddsAWorkspaceAndAScaledDoutBuffer) {
     const ModelConfig c = medium_config(TttRule::kReconstruct);
     const int64_t B = 4, T = 512, N = B * T;
     GpuMemoryOptions on, off;
+    on.keep_activations = off.keep_activations = true;
     off.overlap_wgrad = false;
     auto item = [](const std::vector<MemoryItem>& plan, const char* name) {
         for (const auto& i : plan)
@@ -201,10 +206,14 @@ TEST(TrainOverlapPlan, AddsAWorkspaceAndAScaledDoutBuffer) {
     EXPECT_EQ(item(a, "cuBLAS workspace"), 2 * item(b, "cuBLAS workspace"));
     EXPECT_EQ(item(a, "backward buffers") - item(b, "backward buffers"),
               N * std::max(c.hidden_dim, c.ttt_dim) * 2);
-    // fp32 products: no overlap.
+    // fp32 products, or activations recomputed (the memory-lean settings): no overlap.
     const auto f = GpuTrainModel::memory_plan(c, TrainPrecision::kFp32, on, B, T);
     const auto g = GpuTrainModel::memory_plan(c, TrainPrecision::kFp32, off, B, T);
     for (size_t i = 0; i < f.size(); ++i) EXPECT_EQ(f[i].bytes, g[i].bytes) << f[i].name;
+    on.keep_activations = off.keep_activations = false;
+    const auto r = GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, on, B, T);
+    const auto q = GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, off, B, T);
+    for (size_t i = 0; i < r.size(); ++i) EXPECT_EQ(r[i].bytes, q[i].bytes) << r[i].name;
 }
 
 TEST_F(TrainOverlapCuda, MemoryPlanMatchesAllocation) {

@@ -84,15 +84,17 @@ struct GpuMemoryOptions {
     // 8, quantized weights and D, ttt_dim, mlp_dim multiples of 16. BITTTT_CUDA_INT8_FORWARD in
     // the environment (a mask, 0 = none) narrows it for comparisons.
     int int8_forward = kInt8ForwardAuto;
-    // bf16 products: the weight-gradient products of the backward (dW += doutᵀ · x of every
-    // BitLinear and lm_head) run on a second stream with its own cuBLAS handle and workspace,
-    // beside the activation-gradient chain (the SwiGLU/RMSNorm backward, the TTT scan backward),
-    // with events for their inputs and for the buffers they read; every gradient buffer gets the
-    // same products in the same order, so the results are the same bits. Costs a second cuBLAS
-    // workspace and a second bf16 buffer of the scaled dout (N x max(D, ttt_dim)); the
-    // backward's bf16 dout buffers were sized N x mlp_dim before, so the plan shrinks. The
-    // main stream runs at the device's highest priority (the critical path). BITTTT_CUDA_OVERLAP
-    // in the environment: 0 off, 2 without the priority (comparisons).
+    // bf16 products with kept activations (the throughput setting; not with the memory-lean
+    // ones, where its cuBLAS state cost ~0.06 GB): the backward's weight-gradient products
+    // (dW += doutᵀ · x of every BitLinear and lm_head) run on a second stream with its own cuBLAS
+    // handle and workspace, beside the activation-gradient chain (SwiGLU/RMSNorm backward, the
+    // TTT scan backward), with events for their inputs and for the buffers they read. Every
+    // gradient buffer gets the same products in the same order: the same bits. Costs a second
+    // cuBLAS workspace and a second bf16 buffer of the scaled dout (N x max(D, ttt_dim); these
+    // buffers were N x mlp_dim before, so the plan shrinks). The main stream runs at the
+    // device's highest priority. In the environment (comparisons): BITTTT_CUDA_OVERLAP 0 off,
+    // 2 without the priority; BITTTT_CUDA_OVERLAP_SMS the large products' SM target;
+    // BITTTT_CUDA_OVERLAP_DEFER 1: the gate/up weight gradients after the TTT scan backward.
     bool overlap_wgrad = true;
     // Opt-in, CHANGES THE TRAINING MATH (bf16 products only): the activation-gradient product
     // whose consumer is an elementwise kernel writes bf16 instead of fp32, as PyTorch's bf16
