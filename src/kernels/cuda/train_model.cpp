@@ -11,7 +11,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <deque>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -121,18 +120,9 @@ int overlap_mode(bool bf16, const GpuMemoryOptions& mem) {
 // SMs the overlap's large weight-gradient products aim at (cublasSetSmCountTarget; 0: all), so
 // that the main stream's kernels find SMs free beside them (cuBLAS's Hopper kernels otherwise
 // hold every SM until they end). BITTTT_CUDA_OVERLAP_SMS in the environment overrides it.
-constexpr int kOverlapSms = 0;
-// Whether the gate/up weight gradients wait for the TTT scan backward to be issued (1) instead of
-// following their dx products (0): the scan (a block per sequence and head, latency-bound) runs
-// slower beside them. BITTTT_CUDA_OVERLAP_DEFER overrides it.
-constexpr int kOverlapDefer = 0;
-bool overlap_defer() {
-    static const bool value = [] {
-        const char* v = std::getenv("BITTTT_CUDA_OVERLAP_DEFER");
-        return v ? std::atoi(v) != 0 : kOverlapDefer != 0;
-    }();
-    return value;
-}
+// 96 of the H100's 132 SMs: D=1024 steps 97.3 ms against 99.0 with all SMs, 99.2 with 116, 98.1
+// with 64 (bench/RESULTS.md, "Weight gradients beside the backward").
+constexpr int kOverlapSms = 96;
 // Products with at least this many outputs count as large (the MLP's and lm_head's; the TTT
 // projections' 1024 x 256 weight gradients take every SM, as without the overlap).
 constexpr int64_t kOverlapLargeOutputs = int64_t{1} << 20;
@@ -465,12 +455,6 @@ struct GpuTrainModel::Impl : Activations {
     DeviceBuffer wblas_ws;
     cudaEvent_t ev_ready = nullptr, ev_slot_free[2] = {}, ev_gu_free = nullptr, ev_join = nullptr;
     int slot = 0;
-    // The gate/up weight gradients of the current layer, issued once (overlap_defer: after the
-    // TTT scan backward).
-    std::function<void()> gate_up_dw;
-    void issue_gate_up_dw() {
-        if (gate_up_dw) gate_up_dw(), gate_up_dw = nullptr;
-    }
 
     DeviceBuffer params, grads, adam_m, adam_v, decay_bits;
     DeviceBuffer adam_ms, adam_vs;  // int8 moments: one scale per block of 256
@@ -1186,12 +1170,9 @@ struct GpuTrainModel::Impl : Activations {
                 // beside the bandwidth-bound kernels that follow, not beside the up product.
                 bl_dx_bf16(dln, w.gate, dg, N, D, M, false);
                 bl_dx_bf16(dln, w.mlp_up, du, N, D, M, true);
-                gate_up_dw = [this, &w, dg, du, N, D, M] {
-                    bl_dw_bf16(w.gate, dg + N * M, sc.ln2_q, N, D, M);
-                    bl_dw_bf16(w.mlp_up, du + N * M, sc.ln2_q, N, D, M);
-                    record_side(ev_gu_free);
-                };
-                if (!(overlap && overlap_defer())) issue_gate_up_dw();
+                bl_dw_bf16(w.gate, dg + N * M, sc.ln2_q, N, D, M);
+                bl_dw_bf16(w.mlp_up, du + N * M, sc.ln2_q, N, D, M);
+                record_side(ev_gu_free);
             } else {
                 zero(dgate, N * M), zero(dup, N * M);
                 train_swiglu_backward(dgate, dup, dswi, a.gate, a.up, N * M, stream);
@@ -1210,7 +1191,6 @@ struct GpuTrainModel::Impl : Activations {
                 mark("backward layers (no scan)");
                 ttt_scan_backward(dfhat, dfhat, dfhat, nullptr, dz, a.ckpt, sc.fhat, sc.fhat,
                                   sc.fhat, nullptr, inner_lr, s, workspace.data(), stream);
-                issue_gate_up_dw();
                 mark("TTT scan backward");
                 train_l2norm_backward(df, dfhat, a.f, a.fnorm, N, Dt, stream);
                 op("bwd l2norm_backward");
@@ -1226,7 +1206,6 @@ struct GpuTrainModel::Impl : Activations {
                 mark("backward layers (no scan)");
                 ttt_scan_backward(dqh, dkh, dv, deta, dy, a.ckpt, sc.qhat, sc.khat, a.v, a.eta,
                                   0.0f, s, workspace.data(), stream);
-                issue_gate_up_dw();
                 mark("TTT scan backward");
                 train_l2norm_backward(dq, dqh, a.q, a.qnorm, N * H, Dh, stream);
                 train_l2norm_backward(dk, dkh, a.k, a.knorm, N * H, Dh, stream);
@@ -1243,7 +1222,6 @@ struct GpuTrainModel::Impl : Activations {
                 bl_backward(dln, w.k, dk, sc.ln1_q, N, D, Dt);
                 bl_backward(dln, w.v, dv, sc.ln1_q, N, D, Dt);
             }
-            issue_gate_up_dw();  // (none pending here: the scan issued them)
             dres_bf = norm_backward(
                 GS(w.norm1), a.res, P(w.norm1), a.ln1_rstd,
                 !kept.empty() && li > 0 ? &kept[static_cast<size_t>(li - 1)].swi_q : nullptr);

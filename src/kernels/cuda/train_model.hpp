@@ -93,8 +93,9 @@ struct GpuMemoryOptions {
     // cuBLAS workspace and a second bf16 buffer of the scaled dout (N x max(D, ttt_dim); these
     // buffers were N x mlp_dim before, so the plan shrinks). The main stream runs at the
     // device's highest priority. In the environment (comparisons): BITTTT_CUDA_OVERLAP 0 off,
-    // 2 without the priority; BITTTT_CUDA_OVERLAP_SMS the large products' SM target;
-    // BITTTT_CUDA_OVERLAP_DEFER 1: the gate/up weight gradients after the TTT scan backward.
+    // 2 without the priority; BITTTT_CUDA_OVERLAP_SMS the SM count the large products aim at
+    // (default 96: cuBLAS's kernels otherwise hold every SM, and the main stream's kernels
+    // wait; 0: all).
     bool overlap_wgrad = true;
     // Opt-in, CHANGES THE TRAINING MATH (bf16 products only): the activation-gradient product
     // whose consumer is an elementwise kernel writes bf16 instead of fp32, as PyTorch's bf16
