@@ -61,7 +61,7 @@ Result run(const ModelConfig& c, const train::TrainModel<float>& host, GpuMemory
     Rng rng(8);
     for (auto& t : in) t = static_cast<int32_t>(rng.below(c.vocab_size));
     for (auto& t : tg) t = static_cast<int32_t>(rng.below(c.vocab_size));
-    st.overlap_wgrad = overlap;
+    st.overlap_wgrad = overlap ? 1 : 0;
     GpuTrainModel gpu(c, TrainPrecision::kBf16, st);
     gpu.upload(GpuTrainModel::Buffer::kParams, host.params.data());
     Result r;
@@ -186,15 +186,21 @@ TEST_F(TrainOverlapCuda, OptimizerStepGivesTheSameParameters) {
     }
 }
 
+int64_t plan_bytes(const std::vector<MemoryItem>& plan) {
+    int64_t total = 0;
+    for (const auto& i : plan) total += i.bytes;
+    return total;
+}
+
 // Host only: the overlap's memory (a second cuBLAS workspace and a second N x max(D, ttt_dim)
 // bf16 buffer of the scaled dout).
 TEST(TrainOverlapPlan, AddsAWorkspaceAndAScaledDoutBuffer) {
     if (std::getenv("BITTTT_CUDA_OVERLAP")) GTEST_SKIP() << "BITTTT_CUDA_OVERLAP is set";
     const ModelConfig c = medium_config(TttRule::kReconstruct);
     const int64_t B = 4, T = 512, N = B * T;
-    GpuMemoryOptions on, off;
-    on.keep_activations = off.keep_activations = true;
-    off.overlap_wgrad = false;
+    GpuMemoryOptions on, off, automatic;
+    on.keep_activations = off.keep_activations = automatic.keep_activations = true;
+    on.overlap_wgrad = 1, off.overlap_wgrad = 0;
     auto item = [](const std::vector<MemoryItem>& plan, const char* name) {
         for (const auto& i : plan)
             if (i.name.rfind(name, 0) == 0) return i.bytes;
@@ -204,6 +210,14 @@ TEST(TrainOverlapPlan, AddsAWorkspaceAndAScaledDoutBuffer) {
     const auto a = GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, on, B, T);
     const auto b = GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, off, B, T);
     EXPECT_EQ(item(a, "cuBLAS workspace"), 2 * item(b, "cuBLAS workspace"));
+    // Automatic: off at D=256, on at D=1024.
+    EXPECT_EQ(plan_bytes(GpuTrainModel::memory_plan(c, TrainPrecision::kBf16, automatic, B, T)),
+              plan_bytes(b));
+    ModelConfig big = c;
+    big.hidden_dim = 1024;
+    big.resolve_and_validate();
+    EXPECT_EQ(plan_bytes(GpuTrainModel::memory_plan(big, TrainPrecision::kBf16, automatic, B, T)),
+              plan_bytes(GpuTrainModel::memory_plan(big, TrainPrecision::kBf16, on, B, T)));
     EXPECT_EQ(item(a, "backward buffers") - item(b, "backward buffers"),
               N * std::max(c.hidden_dim, c.ttt_dim) * 2);
     // fp32 products, or activations recomputed (the memory-lean settings): no overlap.
@@ -218,7 +232,8 @@ TEST(TrainOverlapPlan, AddsAWorkspaceAndAScaledDoutBuffer) {
 
 TEST_F(TrainOverlapCuda, MemoryPlanMatchesAllocation) {
     for (TttRule rule : {TttRule::kReconstruct, TttRule::kDelta})
-        for (const GpuMemoryOptions& st : kSettings) {
+        for (GpuMemoryOptions st : kSettings) {
+            st.overlap_wgrad = 1;
             const ModelConfig c = small_config(rule);
             GpuTrainModel gpu(c, TrainPrecision::kBf16, st);
             std::vector<int32_t> in(2 * 37, 1), tg(2 * 37, 2);

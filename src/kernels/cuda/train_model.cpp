@@ -105,11 +105,14 @@ int int8_kinds(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem) {
 // The weight-gradient overlap (GpuMemoryOptions::overlap_wgrad; bf16 products only): 0 off, 1 on
 // with the main stream at the highest priority, 2 on at equal priorities. BITTTT_CUDA_OVERLAP in
 // the environment (0, 1, 2) narrows it for comparisons.
-int overlap_mode(bool bf16, const GpuMemoryOptions& mem) {
+int overlap_mode(const ModelConfig& c, bool bf16, const GpuMemoryOptions& mem) {
     // Only with kept activations (the throughput setting): with the memory-lean settings it cost
     // ~0.06 GB more than the plan's workspace (cuBLAS's own state for a second handle and stream;
-    // the lean 1024/24 row measured 3.97 GB instead of 3.91).
-    if (!bf16 || !mem.overlap_wgrad || !mem.keep_activations) return 0;
+    // the lean 1024/24 row measured 3.97 GB instead of 3.91). kOverlapAuto: where it was measured
+    // faster (hidden_dim 1024; not measured at 256).
+    const bool wanted =
+        mem.overlap_wgrad == kOverlapAuto ? c.hidden_dim >= 1024 : mem.overlap_wgrad != 0;
+    if (!bf16 || !wanted || !mem.keep_activations) return 0;
     static const int env = [] {
         const char* v = std::getenv("BITTTT_CUDA_OVERLAP");
         return v ? std::clamp(std::atoi(v), 0, 2) : 1;
@@ -365,7 +368,7 @@ struct Activations {
             const int64_t widest = N * std::max(D, Dt);
             dout_bf = a.take<uint16_t>(widest);
             scaled_slot[0] = dout_scaled_bf = a.take<uint16_t>(widest);
-            scaled_slot[1] = overlap_mode(bf16, mem) != 0 ? a.take<uint16_t>(widest) : nullptr;
+            scaled_slot[1] = overlap_mode(c, bf16, mem) != 0 ? a.take<uint16_t>(widest) : nullptr;
         }
         dres = a.take<float>(N * D), dln = a.take<float>(N * D);
         dswi = a.take<float>(N * M), dgate = a.take<float>(N * M), dup = a.take<float>(N * M);
@@ -499,8 +502,9 @@ struct GpuTrainModel::Impl : Activations {
           precision(p),
           mem(m),
           state(m.moments),
-          stream(overlap_mode(p == TrainPrecision::kBf16, m) == 1 ? stream_priority_range().second
-                                                                  : 0) {}
+          stream(overlap_mode(c, p == TrainPrecision::kBf16, m) == 1
+                     ? stream_priority_range().second
+                     : 0) {}
     ~Impl() {
         if (wstream) cudaStreamSynchronize(static_cast<cudaStream_t>(wstream->handle()));
         if (blas) cublasDestroy(blas);
@@ -1351,7 +1355,7 @@ GpuTrainModel::GpuTrainModel(const ModelConfig& config, TrainPrecision precision
     if (m.i8_kinds != 0) m.int8 = std::make_unique<Int8Gemm>(m.blas_ws.data(), m.blas_ws.bytes());
     // The overlap: a cuBLAS handle of its own with a workspace of the same size (cuBLAS's
     // heuristics pick by it: the same algorithms, the same bits), at the default priority.
-    m.overlap = overlap_mode(precision == TrainPrecision::kBf16, memory);
+    m.overlap = overlap_mode(c, precision == TrainPrecision::kBf16, memory);
     if (m.overlap) {
         m.wstream = std::make_unique<Stream>(0);
         check_cublas(cublasCreate(&m.wblas), "cublasCreate");
@@ -1635,7 +1639,7 @@ std::vector<MemoryItem> GpuTrainModel::memory_plan(const ModelConfig& config,
     acts.carve(c, precision == TrainPrecision::kBf16, memory, a);
     by_cat[kCatScanWs] = static_cast<int64_t>(ttt_scan_workspace_bytes(scan_shape(c, B, T)));
     by_cat[kCatBlasWs] = static_cast<int64_t>(blas_workspace_bytes()) *
-                         (overlap_mode(precision == TrainPrecision::kBf16, memory) != 0 ? 2 : 1);
+                         (overlap_mode(c, precision == TrainPrecision::kBf16, memory) != 0 ? 2 : 1);
     std::vector<MemoryItem> out;
     for (int i = 0; i < kCats; ++i) {
         std::string name = kCatNames[i];

@@ -53,6 +53,8 @@ enum class GradPrecision { kFp32, kBf16 };
 
 // GpuMemoryOptions::int8_forward: int8 forward products where they are faster.
 inline constexpr int kInt8ForwardAuto = -1;
+// GpuMemoryOptions::overlap_wgrad: on where it was measured faster (hidden_dim >= 1024).
+inline constexpr int kOverlapAuto = -1;
 
 // Memory settings, none of which changes the training math except bf16/int8 moments and bf16
 // gradients. Defaults: fp32 moments and gradients, the MLP products kept, the cheap activations
@@ -84,19 +86,20 @@ struct GpuMemoryOptions {
     // 8, quantized weights and D, ttt_dim, mlp_dim multiples of 16. BITTTT_CUDA_INT8_FORWARD in
     // the environment (a mask, 0 = none) narrows it for comparisons.
     int int8_forward = kInt8ForwardAuto;
-    // bf16 products with kept activations (the throughput setting; not with the memory-lean
-    // ones, where its cuBLAS state cost ~0.06 GB): the backward's weight-gradient products
-    // (dW += doutᵀ · x of every BitLinear and lm_head) run on a second stream with its own cuBLAS
-    // handle and workspace, beside the activation-gradient chain (SwiGLU/RMSNorm backward, the
-    // TTT scan backward), with events for their inputs and for the buffers they read. Every
-    // gradient buffer gets the same products in the same order: the same bits. Costs a second
-    // cuBLAS workspace and a second bf16 buffer of the scaled dout (N x max(D, ttt_dim); these
-    // buffers were N x mlp_dim before, so the plan shrinks). The main stream runs at the
-    // device's highest priority. In the environment (comparisons): BITTTT_CUDA_OVERLAP 0 off,
-    // 2 without the priority; BITTTT_CUDA_OVERLAP_SMS the SM count the large products aim at
-    // (default 96: cuBLAS's kernels otherwise hold every SM, and the main stream's kernels
-    // wait; 0: all).
-    bool overlap_wgrad = true;
+    // 1 on, 0 off, kOverlapAuto (default) on where hidden_dim >= 1024 (measured faster there;
+    // not measured below). Taken with the bf16 products and kept activations (the throughput
+    // setting; not with the memory-lean ones, where its cuBLAS state cost ~0.06 GB): the
+    // backward's weight-gradient products (dW += doutᵀ · x of every BitLinear and lm_head) run on
+    // a second stream with its own cuBLAS handle and workspace, beside the activation-gradient
+    // chain (SwiGLU/RMSNorm backward, the TTT scan backward), with events for their inputs and
+    // for the buffers they read. Every gradient buffer gets the same products in the same order:
+    // the same bits. Costs a second cuBLAS workspace and a second bf16 buffer of the scaled dout
+    // (N x max(D, ttt_dim); these buffers were N x mlp_dim before, so the plan shrinks). The main
+    // stream runs at the device's highest priority. In the environment (comparisons):
+    // BITTTT_CUDA_OVERLAP 0 off, 2 without the priority; BITTTT_CUDA_OVERLAP_SMS the SM count the
+    // large products aim at (default 96: cuBLAS's kernels otherwise hold every SM, and the main
+    // stream's kernels wait; 0: all).
+    int overlap_wgrad = kOverlapAuto;
     // Opt-in, CHANGES THE TRAINING MATH (bf16 products only): the activation-gradient product
     // whose consumer is an elementwise kernel writes bf16 instead of fp32, as PyTorch's bf16
     // autocast does: the down projection's dx (the SwiGLU backward's dout) is rounded to bf16
