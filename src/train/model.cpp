@@ -174,11 +174,17 @@ void TrainModel<T>::bitlinear_product(T* out, const T* inp_q, const T* weight_q,
 }
 
 template <typename T>
+bool TrainModel<T>::bf16_in_use() const {
+    return std::is_same_v<T, float> && bf16_products &&
+           bf16_kernel_available() == Bf16Kernel::kNative;
+}
+
+template <typename T>
 void TrainModel<T>::linear_backward(T* dinp, T* dweight, const T* dout, const T* inp,
                                     const T* weight, int64_t N, int64_t C, int64_t OC,
                                     bool bitlinear) {
     if constexpr (std::is_same_v<T, float>) {
-        if (bf16_products && (!bitlinear || bf16_bitlinear_backward))
+        if (bf16_in_use() && (!bitlinear || bf16_bitlinear_backward))
             return bf16_.backward(dinp, dweight, dout, inp, weight, N, C, OC);
     }
     matmul_backward(dinp, dweight, static_cast<T*>(nullptr), dout, inp, weight, N, C, OC);
@@ -347,7 +353,7 @@ double TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets, int
     rmsnorm_forward(lnf_, lnf_rstd_, final_res_, p_.norm_f, N, D, eps);
     bool done = false;
     if constexpr (std::is_same_v<T, float>) {
-        if (bf16_products) bf16_.forward(logits_, lnf_, p_.lm_head, N, D, V), done = true;
+        if (bf16_in_use()) bf16_.forward(logits_, lnf_, p_.lm_head, N, D, V), done = true;
     }
     if (!done)
         matmul_forward(logits_, lnf_, p_.lm_head, static_cast<T*>(nullptr), N, D, V, transpose_);

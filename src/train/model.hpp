@@ -87,9 +87,13 @@ class TrainModel {
     // dW), with bf16 operands and fp32 sums, as torch's CPU autocast. Off by default: the fp32
     // CPU trainer is the GPU trainer's reference and the gradient checks' subject. The forward
     // BitLinear products stay on the exact integer codes (or, off that path, fp32).
+    // Without AVX512_BF16 (vdpbf16ps) on the CPU, or below Isa::kAvx512, the products fall back
+    // to the fp32 path (the emulation would be no faster than fp32): see bf16_in_use().
     bool bf16_products = false;
     // With bf16_products: off keeps the BitLinear backward products in fp32 (benchmarks).
     bool bf16_bitlinear_backward = true;
+    // True when bf16_products is on and this CPU runs the products in bf16.
+    bool bf16_in_use() const;
     // Seconds spent in the TTT scan (forward + backward) since the last reset, for benchmarks.
     double ttt_scan_seconds = 0;
 

@@ -218,6 +218,9 @@ Trainer::Trainer(TrainOptions options) : options_(std::move(options)) {
 
     model_ = std::make_unique<TrainModel<float>>(options_.model);
     model_->bf16_products = options_.cpu_precision == "bf16";
+    if (model_->bf16_products && !model_->bf16_in_use() && options_.device == "cpu")
+        std::fprintf(
+            stderr, "note: --cpu-precision bf16: this CPU lacks AVX512_BF16, products stay fp32\n");
     adam_m_.resize(static_cast<size_t>(model_->layout().total));
     adam_v_.resize(static_cast<size_t>(model_->layout().total));
     sampler_ = std::make_unique<BatchSampler>(train_tokens_, options_.batch_size,

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <vector>
 
+#include "core/cpu_features.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "core/threads.hpp"
@@ -53,6 +54,8 @@ Result loss_and_grads(TttRule rule, bool bf16) {
 // is ~2⁻⁹·|x||w|/sqrt(K)-ish on random signs, so each gradient tensor, measured as
 // ‖g_bf16 − g_fp32‖ / ‖g_fp32‖, stays within 2% (observed: ~0.2-0.6%), and the loss within 0.1%.
 TEST(TrainBf16Model, LossAndGradientsCloseToFp32) {
+    if (bf16_kernel_available() != Bf16Kernel::kNative)
+        GTEST_SKIP() << "no AVX512_BF16: the bf16 products fall back to fp32";
     for (TttRule rule : {TttRule::kReconstruct, TttRule::kDelta}) {
         const Result f = loss_and_grads(rule, false), h = loss_and_grads(rule, true);
         EXPECT_NEAR(h.loss, f.loss, 1e-3 * f.loss);
@@ -84,6 +87,18 @@ TEST(TrainBf16Model, ThreadCountDoesNotChangeResults) {
     set_num_threads(0);
     EXPECT_EQ(r[0].loss, r[1].loss);
     EXPECT_EQ(r[0].grads, r[1].grads);
+}
+
+// Below AVX-512 (or without AVX512_BF16) the products fall back to the fp32 path: the same bits.
+TEST(TrainBf16Model, FallsBackToFp32WithoutTheInstruction) {
+    const Isa saved = active_isa();
+    if (saved < Isa::kAvx2) GTEST_SKIP() << "needs AVX2 to lower the ISA to";
+    set_active_isa(Isa::kAvx2);
+    const Result f = loss_and_grads(TttRule::kReconstruct, false);
+    const Result h = loss_and_grads(TttRule::kReconstruct, true);
+    set_active_isa(saved);
+    EXPECT_EQ(h.loss, f.loss);
+    EXPECT_EQ(h.grads, f.grads);
 }
 
 TEST(TrainBf16Model, Fp64ModelRefusesBf16) {

@@ -81,7 +81,10 @@ def test_cpu_precision_bf16_learns_like_fp32(data, tmp_path):
                            cpu_precision=precision, **SMALL)
         assert t.run() == "finished"
         runs[precision] = t.losses
-    assert runs["bf16"] != runs["fp32"]  # the bf16 products ran
+    with open("/proc/cpuinfo") as f:
+        native = "avx512_bf16" in f.read()
+    if native:  # else the products fall back to fp32
+        assert runs["bf16"] != runs["fp32"]  # the bf16 products ran
     assert max(abs(a - b) for a, b in zip(runs["bf16"], runs["fp32"])) < 0.05
     resumed = bitttt.Trainer(data, str(tmp_path / "bf16"), steps=12, export_model=False,
                              resume=str(tmp_path / "bf16" / "checkpoint.safetensors"))
