@@ -16,6 +16,9 @@ void bench_membw(const BenchOptions& options, BenchReporter& reporter) {
 void bench_gemv(const BenchOptions& options, BenchReporter& reporter);
 void bench_gemm(const BenchOptions& options, BenchReporter& reporter);
 
+// bench_lmhead.cpp
+void bench_lmhead(const BenchOptions& options, BenchReporter& reporter);
+
 // bench_ttt.cpp
 void bench_ttt(const BenchOptions& options, BenchReporter& reporter);
 
@@ -44,6 +47,8 @@ const std::vector<BenchEntry>& bench_entries() {
         {"membw", "memory read bandwidth (the reference for bandwidth-bound kernels)", bench_membw},
         {"gemv", "ternary GEMV over >= 1 GiB of packed weights vs read bandwidth", bench_gemv},
         {"gemm", "ternary GEMM 4096x4096 x 512 tokens (Gop/s) vs the scalar kernel", bench_gemm},
+        {"lmhead", "decode's lm_head GEMV 32000x2048: fp32, bf16, int8 (--lm-head) vs bf16",
+         bench_lmhead},
         {"ttt", "TTT layer D=128, 1000 tokens via the C ABI vs the seed and scalar", bench_ttt},
         {"decode", "model decode tokens/s (default config, 7B shape) vs read bandwidth",
          bench_decode},
