@@ -113,8 +113,9 @@ TEST(Int8Matmul, ExtremeCodesAreExact) {
                                     rows);
         // Rows of all −1 against x of all −2: Σ = 127² · cols exactly, times (1/127) (2/127).
         const float s = (1.0f / 127.0f) * (2.0f / 127.0f);
-        EXPECT_EQ(ref[0], static_cast<float>(int64_t{127 * 127} * cols) * s);
-        EXPECT_EQ(ref[1], -static_cast<float>(int64_t{127 * 127} * cols) * s);
+        const float exact = static_cast<float>(int64_t{127 * 127} * cols) * s;
+        EXPECT_EQ(ref.front(), exact);
+        EXPECT_EQ(ref.at(1), -exact);
         for (const auto& [name, fn] : versions()) {
             std::vector<float> y(static_cast<size_t>(m * rows));
             fn(q.w, a.xq.data(), a.stride, a.scale.data(), m, y.data(), rows);
