@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "train/fast_ops.hpp"
 #include "train/ops.hpp"
 #include "train/ttt_bptt.hpp"
 
@@ -191,6 +192,23 @@ void TrainModel<T>::linear_backward(T* dinp, T* dweight, const T* dout, const T*
 }
 
 template <typename T>
+void TrainModel<T>::swiglu(T* out, const T* gate, const T* up, int64_t n) const {
+    if constexpr (std::is_same_v<T, float>) {
+        if (bf16_in_use()) return swiglu_forward_fast(out, gate, up, n);
+    }
+    swiglu_forward(out, gate, up, n);
+}
+
+template <typename T>
+void TrainModel<T>::swiglu_grad(T* dgate, T* dup, const T* dout, const T* gate, const T* up,
+                                int64_t n) const {
+    if constexpr (std::is_same_v<T, float>) {
+        if (bf16_in_use()) return swiglu_backward_fast(dgate, dup, dout, gate, up, n);
+    }
+    swiglu_backward(dgate, dup, dout, gate, up, n);
+}
+
+template <typename T>
 void TrainModel<T>::init_random(uint64_t seed) {
     Rng rng(seed);
     const T residual_scale = T(1) / std::sqrt(T(2 * config_.num_layers));
@@ -344,7 +362,7 @@ double TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets, int
         quantize_input(a.ln2_q, a.ln2, N, D);
         bitlinear_product(a.gate, a.ln2_q, w.gate_proj, N, D, M);
         bitlinear_product(a.up, a.ln2_q, w.up_proj, N, D, M);
-        swiglu_forward(a.swi, a.gate, a.up, N * M);
+        swiglu(a.swi, a.gate, a.up, N * M);
         quantize_input(a.swi_q, a.swi, N, M);
         bitlinear_product(branch_, a.swi_q, w.down_proj, N, M, D);
         residual_forward(out, a.h, branch_, N * D);
@@ -358,6 +376,9 @@ double TrainModel<T>::forward(const int32_t* inputs, const int32_t* targets, int
     if (!done)
         matmul_forward(logits_, lnf_, p_.lm_head, static_cast<T*>(nullptr), N, D, V, transpose_);
     if (!targets) return 0.0;
+    if constexpr (std::is_same_v<T, float>) {
+        if (bf16_in_use()) return crossentropy_forward_fast(losses_, logits_, targets, N, V);
+    }
     return crossentropy_forward(losses_, logits_, targets, N, V);
 }
 
@@ -389,7 +410,7 @@ void TrainModel<T>::backward() {
         zero(dswi_, N * M);
         linear_backward(dswi_, g.down_proj, dres_, a.swi_q, w.down_proj, N, M, D, true);
         zero(dgate_, N * M), zero(dup_, N * M);
-        swiglu_backward(dgate_, dup_, dswi_, a.gate, a.up, N * M);
+        swiglu_grad(dgate_, dup_, dswi_, a.gate, a.up, N * M);
         zero(dln_, N * D);
         linear_backward(dln_, g.gate_proj, dgate_, a.ln2_q, w.gate_proj, N, D, M, true);
         linear_backward(dln_, g.up_proj, dup_, a.ln2_q, w.up_proj, N, D, M, true);

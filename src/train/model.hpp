@@ -124,6 +124,10 @@ class TrainModel {
     // as bf16_products and bf16_bitlinear_backward say.
     void linear_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight,
                          int64_t N, int64_t C, int64_t OC, bool bitlinear);
+    // swiglu_forward / swiglu_backward; with bf16 products the vectorized-exp versions
+    // (fast_ops.hpp), as the cross-entropy there.
+    void swiglu(T* out, const T* gate, const T* up, int64_t n) const;
+    void swiglu_grad(T* dgate, T* dup, const T* dout, const T* gate, const T* up, int64_t n) const;
 
     ModelConfig config_;
     ParamLayout layout_;

@@ -16,7 +16,9 @@
 #include "core/cpu_features.hpp"
 #include "core/rng.hpp"
 #include "io/safetensors.hpp"
+#include "train/fast_ops.hpp"
 #include "train/gemm_bf16.hpp"
+#include "train/ops.hpp"
 
 namespace bitttt::train {
 namespace {
@@ -159,6 +161,74 @@ TEST(TrainBf16, RejectsMismatchedOperandsAndMissingFeatures) {
     if (bf16_kernel_available() != Bf16Kernel::kNative) {
         pack_bf16_b(b, x.data(), 8, 1, 8, 8);
         EXPECT_THROW(gemm_bf16(c.data(), a, b, 1.0f, false, Bf16Kernel::kNative), Error);
+    }
+}
+
+// The vectorized exp of the bf16 path's elementwise passes (fast_ops.hpp) against std::exp: a
+// dense sweep of the range, the edges (underflow to denormals and 0, overflow to inf), the
+// specials and an odd length (the masked tail).
+TEST(TrainFastOps, ExpWithinFourTenthsOfAMillionthOfStdExp) {
+    std::vector<float> x;
+    for (float v = -110.0f; v <= 90.0f; v += 0.00731f) x.push_back(v);
+    const float inf = std::numeric_limits<float>::infinity();
+    for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 88.72f, 88.73f, -87.33f, -103.9f, -104.5f, inf,
+                    -inf, 0.34657359f, -0.34657359f})
+        x.push_back(v);
+    std::vector<float> y(x.size());
+    exp_fast(y.data(), x.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+        const float ref = std::exp(x[i]);
+        if (std::isinf(ref) || ref == 0.0f) {
+            ASSERT_EQ(y[i], ref) << x[i];
+        } else {  // relative, plus two denormal steps (1.4e-45 each) for gradual underflow
+            ASSERT_NEAR(y[i], ref, 4e-7f * ref + 3e-45f) << x[i];
+        }
+    }
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    float out = 0.0f;
+    exp_fast(&out, &nan, 1);
+    EXPECT_TRUE(std::isnan(out));
+}
+
+TEST(TrainFastOps, CrossEntropyCloseToTheExactOne) {
+    for (int64_t V : {int64_t{1}, int64_t{17}, int64_t{1000}, int64_t{3001}}) {
+        const int64_t N = 9;
+        std::vector<float> logits = random_vector(N * V, 7 + V);
+        for (auto& z : logits) z *= 6.0f;  // a wide spread: many probabilities near underflow
+        logits[3] = 80.0f, logits[V + 1] = -200.0f;  // a dominant and a vanishing logit
+        std::vector<int32_t> targets(static_cast<size_t>(N));
+        for (int64_t n = 0; n < N; ++n) targets[static_cast<size_t>(n)] = int32_t((n * 37) % V);
+        std::vector<float> ref = logits, fast = logits, lr(N), lf(N);
+        const double mr = crossentropy_forward(lr.data(), ref.data(), targets.data(), N, V);
+        const double mf = crossentropy_forward_fast(lf.data(), fast.data(), targets.data(), N, V);
+        EXPECT_NEAR(mf, mr, 1e-6 * (std::fabs(mr) + 1.0)) << V;
+        for (int64_t n = 0; n < N; ++n)
+            EXPECT_NEAR(lf[n], lr[n], 1e-6f * (std::fabs(lr[n]) + 1.0f)) << V << " row " << n;
+        for (size_t i = 0; i < ref.size(); ++i)
+            ASSERT_NEAR(fast[i], ref[i], 1e-6f * ref[i] + 1e-44f) << V << " at " << i;
+    }
+}
+
+TEST(TrainFastOps, SwigluForwardAndBackwardCloseToTheExactOnes) {
+    const int64_t n = 16 * 37 + 5;  // a masked tail
+    std::vector<float> g = random_vector(n, 11), u = random_vector(n, 12), d = random_vector(n, 13);
+    for (auto& v : g) v *= 8.0f;  // σ near 0 and 1 too
+    g[0] = 100.0f, g[1] = -100.0f, g[2] = 0.0f;
+    std::vector<float> yr(n), yf(n), dgr = random_vector(n, 14), dur = random_vector(n, 15);
+    std::vector<float> dgf = dgr, duf = dur;  // both accumulate onto the same values
+    swiglu_forward(yr.data(), g.data(), u.data(), n);
+    swiglu_forward_fast(yf.data(), g.data(), u.data(), n);
+    swiglu_backward(dgr.data(), dur.data(), d.data(), g.data(), u.data(), n);
+    swiglu_backward_fast(dgf.data(), duf.data(), d.data(), g.data(), u.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+        // The terms' magnitudes bound the rounding (a few ulps of each, sums included).
+        const float s = 1.0f / (1.0f + std::exp(-g[i]));
+        const float scale_y = std::fabs(g[i] * u[i]) + 1e-30f;
+        const float scale_g = std::fabs(d[i] * u[i]) * (1.0f + std::fabs(g[i])) + std::fabs(dgr[i]);
+        const float scale_u = std::fabs(d[i] * g[i] * s) + std::fabs(dur[i]);
+        ASSERT_NEAR(yf[i], yr[i], 1e-6f * scale_y) << i;
+        ASSERT_NEAR(dgf[i], dgr[i], 2e-6f * scale_g + 1e-30f) << i;
+        ASSERT_NEAR(duf[i], dur[i], 2e-6f * scale_u + 1e-30f) << i;
     }
 }
 
