@@ -15,6 +15,7 @@ Variants:
   bitttt.bf16       the same binary with bf16 products (`train --cpu-precision bf16`);
                     bitttt.bf16lm: lm_head only in bf16
   base              --base BINARY (e.g. main's build), when given
+  base.bf16         the same with BITTTT_TRAIN_PRECISION=bf16
   torch.eager / torch.compile    fp32, and .bf16 with torch.autocast("cpu", bfloat16) (--bf16)
 torch.compile compiles every block (compile_blocks, as bench_torch_train.py); its compile time
 is the first (untimed) step.
@@ -141,8 +142,8 @@ def main(argv=None):
     a = parse_args(argv)
     sys.path.insert(0, HERE)
     variants = [v for v in a.variants.split(",") if v]
-    if "base" in variants and not a.base:
-        variants.remove("base")
+    if not a.base:
+        variants = [v for v in variants if v not in ("base", "base.bf16")]
     torch_modes = [v.split(".", 1)[1] for v in variants if v.startswith("torch.")]
     if any(m not in ("eager", "compile") for m in torch_modes):
         raise SystemExit(f"error: unknown torch mode in {a.variants!r}")
@@ -164,8 +165,9 @@ def main(argv=None):
             elif v in ("bitttt.bf16", "bitttt.bf16lm"):
                 precision = "bf16" if v == "bitttt.bf16" else "bf16-lmhead"
                 names.append((v, s, lambda s=s, p=precision: run_bitttt(a.bitttt, s, a, "int8", p)))
-            elif v == "base":
-                names.append((v, s, lambda s=s: run_bitttt(a.base, s, a, "int8")))
+            elif v in ("base", "base.bf16"):
+                precision = "bf16" if v == "base.bf16" else "fp32"
+                names.append((v, s, lambda s=s, p=precision: run_bitttt(a.base, s, a, "int8", p)))
             elif v.startswith("torch."):
                 mode = v.split(".", 1)[1]
                 for bf16 in ([False, True] if a.bf16 else [False]):

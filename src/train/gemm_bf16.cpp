@@ -78,7 +78,11 @@ void pack_panels(Bf16Panels& out, const float* src, int64_t es, int64_t ks, int6
           count, depth);
     out.count = count, out.depth = depth, out.width = width;
     const int64_t kp = out.pairs(), panels = out.panels();
-    out.data.resize(static_cast<size_t>(panels * kp * width));
+    // Grow only: a step packs operands of many sizes into the same panels, and a resize to
+    // another size would free, allocate and zero the buffer each time (lm_head's 64 MiB twice a
+    // step, with their page faults). Words past this operand's are never read.
+    const auto words = static_cast<size_t>(panels * kp * width);
+    if (out.data.size() < words) out.data.resize(words);
     uint32_t* const dst = out.data.data();
     if (vector && active_isa() >= Isa::kAvx512 && (ks == 1 || es == 1)) {
         pack_panels_avx512(dst, src, es, ks, count, depth, width);

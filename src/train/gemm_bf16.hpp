@@ -37,9 +37,9 @@ inline constexpr int64_t kBf16DepthPairs = 256;
 
 // One operand in panels of `width` (kBf16Rows for A, kBf16Cols for B) elements along m or n.
 struct Bf16Panels {
-    AlignedBuffer<uint32_t> data;
-    int64_t count = 0;  // rows of A (m) or columns of B (n)
-    int64_t depth = 0;  // k
+    AlignedBuffer<uint32_t> data;  // at least panels() * pairs() * width words (grows only)
+    int64_t count = 0;             // rows of A (m) or columns of B (n)
+    int64_t depth = 0;             // k
     int64_t width = 0;
     int64_t pairs() const { return (depth + 1) / 2; }
     int64_t panels() const { return (count + width - 1) / width; }

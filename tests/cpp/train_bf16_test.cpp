@@ -149,6 +149,33 @@ TEST(TrainBf16, AgreesWithTheExactProductOfTheRoundedOperands) {
     }
 }
 
+// Panels keep their (larger) buffer across packs of other sizes (gemm_bf16.cpp: grow only): a
+// product packed into reused panels, after larger operands with other values, gives the bits of
+// one packed into fresh panels.
+TEST(TrainBf16, ReusedPanelsGiveTheBitsOfFreshOnes) {
+    Bf16Panels a, b;
+    const auto big = random_vector(300 * 77, 21);
+    pack_bf16_a(a, big.data(), 77, 1, 300, 77);
+    pack_bf16_b(b, big.data(), 1, 77, 77, 300);
+    const int64_t m = 9, n = 70, k = 13;  // odd: padding rows, columns and the last pair's half
+    const auto x = random_vector(m * k, 22), y = random_vector(k * n, 23);
+    Bf16Panels fa, fb;
+    for (bool transposed : {false, true}) {
+        pack_bf16_a(a, x.data(), transposed ? 1 : k, transposed ? m : 1, m, k);
+        pack_bf16_a(fa, x.data(), transposed ? 1 : k, transposed ? m : 1, m, k);
+        pack_bf16_b(b, y.data(), n, 1, k, n);
+        pack_bf16_b(fb, y.data(), n, 1, k, n);
+        std::vector<float> c1(m * n), c2(m * n);
+        gemm_bf16(c1.data(), a, b, 1.0f, false);
+        gemm_bf16(c2.data(), fa, fb, 1.0f, false);
+        ASSERT_EQ(0, std::memcmp(c1.data(), c2.data(), 4 * c1.size())) << transposed;
+        gemm_bf16(c1.data(), a, b, 1.0f, false, Bf16Kernel::kScalar);
+        gemm_bf16(c2.data(), fa, fb, 1.0f, false, Bf16Kernel::kScalar);
+        ASSERT_EQ(0, std::memcmp(c1.data(), c2.data(), 4 * c1.size())) << transposed;
+        fa = Bf16Panels{}, fb = Bf16Panels{};
+    }
+}
+
 TEST(TrainBf16, RejectsMismatchedOperandsAndMissingFeatures) {
     const auto x = random_vector(64, 3);
     Bf16Panels a, b;
