@@ -3,10 +3,9 @@
 // torch's autocast likewise runs these passes with its own vectorized exp. The fp32 default path
 // keeps ops.hpp's std::exp versions, whose bits the GPU tests use as their reference.
 //
-// exp(x) = 2^n · e^r with n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two so that n·ln2_hi
-// is exact), e^r by its Taylor polynomial to degree 7 on |r| ≤ ln2/2 (truncation ≤ 6e-9
-// relative) and 2^n applied by vscalefps (gradual underflow to 0, overflow to inf): within a few
-// fp32 ulps of std::exp over the whole range (the tests bound it at 4e-7 relative). NaN stays NaN.
+// The exp is the inference kernels' (simd::exp_ps in kernels/cpu/simd_avx512.hpp: 2^n · e^r,
+// a degree-7 polynomial and vscalefps): within a few fp32 ulps of std::exp over the whole range
+// (the tests bound it at 4e-7 relative), gradual underflow to 0, overflow to inf, NaN stays NaN.
 // On a CPU without AVX-512 these call the exact ops.hpp versions.
 #pragma once
 
